@@ -1,1 +1,1 @@
-//! placeholder
+//! Load generator and benchmark scenarios.

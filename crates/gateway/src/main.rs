@@ -1,1 +1,83 @@
-fn main(){}
+use std::process::ExitCode;
+
+use clap::Parser;
+use gatecast::cli::{Cli, Command};
+use gatecast::{logging, Config, Gateway, GatewayError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::Serve { config, listen } => serve(config.as_deref(), listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<&std::path::Path>) -> Result<(), GatewayError> {
+    let path = Config::locate(path);
+    let config = Config::load(&path)?;
+    println!(
+        "{}: ok ({} providers, {} model aliases)",
+        path.display(),
+        config.providers.len(),
+        config.models.len()
+    );
+    Ok(())
+}
+
+fn serve(
+    path: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(), GatewayError> {
+    let path = Config::locate(path);
+    let mut config = Config::load(&path)?;
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Serve)?;
+    runtime.block_on(async move {
+        let addr = config.server.listen;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "listening on a non-loopback address with no virtual keys: the gateway is open to anyone who can reach it");
+        }
+        let gateway = Gateway::build(config)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr: addr.to_string(), source })?;
+        tracing::info!(%addr, config = %path.display(), "gatecast listening");
+        gateway.serve(listener, shutdown_signal()).await
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests and flushing destinations");
+}

@@ -1,1 +1,28 @@
-//! placeholder
+//! A deterministic mock LLM speaking OpenAI's chat-completions wire format.
+//!
+//! The same [`Mock`] responder serves the gateway's built-in `mock` provider in-process and the
+//! `gatecast-mock` HTTP server, so offline runs and networked tests see identical bytes. The
+//! request itself can inject faults (`#mock:error=429,retry_after=2` in the last user message,
+//! or an `x-mock` header); see [`Directives`].
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod answer;
+mod directives;
+mod error_reply;
+mod fail_counter;
+mod recorder;
+mod reply;
+mod request;
+mod responder;
+mod server;
+mod sse;
+mod wire;
+
+pub use directives::{DirectiveError, Directives};
+pub use recorder::RecordedRequest;
+pub use reply::{MockAbort, MockBody, MockReply};
+pub use responder::Mock;
+pub use server::{start, MockServer};
+
+#[cfg(test)]
+mod responder_tests;

@@ -1,1 +1,25 @@
-//! placeholder
+//! Forwarding OpenAI-compatible chat requests to providers, and capturing each exchange.
+//!
+//! This crate knows nothing about destinations: a finished [`GenerationRecord`] goes to a
+//! [`RecordSink`], which must never block.
+//!
+//! [`GenerationRecord`]: gatecast_telemetry::GenerationRecord
+
+pub mod body;
+mod capture;
+pub mod config;
+pub mod error;
+mod exchange;
+pub mod forward;
+pub mod providers;
+pub mod request;
+pub mod routing;
+pub mod sse;
+mod tee;
+
+pub use body::ProxyBody;
+pub use config::{ModelAlias, ProviderConfig, ProviderKind};
+pub use error::ProxyError;
+pub use exchange::{NullSink, RecordSink};
+pub use forward::{Incoming, Proxy, Settings};
+pub use routing::{Router, RoutingError};

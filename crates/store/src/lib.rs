@@ -1,1 +1,1 @@
-//! placeholder
+//! Database: runtime destinations, virtual keys, config version.

@@ -30,7 +30,10 @@ pub fn resolve(trace: &Map<String, Value>, traceparent: Option<&str>) -> Resolve
         Some(s) => Some(span_id_from(&s)),
         None => parsed_parent.map(|(_, sid)| sid),
     };
-    ResolvedIds { trace_id, parent_span_id }
+    ResolvedIds {
+        trace_id,
+        parent_span_id,
+    }
 }
 
 /// Reserved keys may arrive as numbers; they are treated as their string form.
@@ -71,7 +74,12 @@ pub fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8])> {
     let tid = parts.next()?;
     let sid = parts.next()?;
     let flags = parts.next()?;
-    if version.len() != 2 || version == "ff" || tid.len() != 32 || sid.len() != 16 || flags.len() != 2 {
+    if version.len() != 2
+        || version == "ff"
+        || tid.len() != 32
+        || sid.len() != 16
+        || flags.len() != 2
+    {
         return None;
     }
     if version == "00" && parts.next().is_some() {
@@ -122,36 +130,62 @@ mod tests {
     #[test]
     fn hex_ids_are_verbatim_and_lowercased() {
         let ids = resolve(
-            &map(json!({"trace_id": "0AF7651916CD43DD8448EB211C80319C", "parent_span_id": "B7AD6B7169203331"})),
+            &map(
+                json!({"trace_id": "0AF7651916CD43DD8448EB211C80319C", "parent_span_id": "B7AD6B7169203331"}),
+            ),
             None,
         );
-        assert_eq!(hex::encode(ids.trace_id), "0af7651916cd43dd8448eb211c80319c");
-        assert_eq!(ids.parent_span_id.map(hex::encode).as_deref(), Some("b7ad6b7169203331"));
+        assert_eq!(
+            hex::encode(ids.trace_id),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(
+            ids.parent_span_id.map(hex::encode).as_deref(),
+            Some("b7ad6b7169203331")
+        );
     }
 
     #[test]
     fn other_strings_hash_with_sha256() {
-        let ids = resolve(&map(json!({"trace_id": "run-42", "parent_span_id": "step-1"})), None);
+        let ids = resolve(
+            &map(json!({"trace_id": "run-42", "parent_span_id": "step-1"})),
+            None,
+        );
         let d = Sha256::digest(b"run-42");
         assert_eq!(ids.trace_id[..], d[..16]);
         let d = Sha256::digest(b"step-1");
-        assert_eq!(ids.parent_span_id.map(|p| p.to_vec()), Some(d[..8].to_vec()));
+        assert_eq!(
+            ids.parent_span_id.map(|p| p.to_vec()),
+            Some(d[..8].to_vec())
+        );
     }
 
     #[test]
     fn traceparent_is_continued_when_no_trace_keys() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ids = resolve(&Map::new(), Some(tp));
-        assert_eq!(hex::encode(ids.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ids.parent_span_id.map(hex::encode).as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(
+            hex::encode(ids.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            ids.parent_span_id.map(hex::encode).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
     }
 
     #[test]
     fn trace_id_wins_over_traceparent_but_parent_still_continues() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ids = resolve(&map(json!({"trace_id": "run-42"})), Some(tp));
-        assert_ne!(hex::encode(ids.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ids.parent_span_id.map(hex::encode).as_deref(), Some("00f067aa0ba902b7"));
+        assert_ne!(
+            hex::encode(ids.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            ids.parent_span_id.map(hex::encode).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
     }
 
     #[test]
@@ -171,7 +205,10 @@ mod tests {
 
     #[test]
     fn all_zero_hex_trace_id_is_hashed_not_used() {
-        let ids = resolve(&map(json!({"trace_id": "00000000000000000000000000000000"})), None);
+        let ids = resolve(
+            &map(json!({"trace_id": "00000000000000000000000000000000"})),
+            None,
+        );
         assert_ne!(ids.trace_id, [0; 16]);
     }
 

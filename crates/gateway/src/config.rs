@@ -1,0 +1,304 @@
+//! The TOML configuration: loading, `${ENV}` expansion, and errors that name their path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gatecast_proxy::{ModelAlias, ProviderConfig, Router};
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// Where `gatecast serve` looks when neither `--config` nor `GATECAST_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/gatecast.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelAlias>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and telemetry queues get to finish on shutdown.
+    #[serde(default = "defaults::shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `service.name` on every exported resource.
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+    /// Most content bytes (messages, tools, output) one record keeps.
+    #[serde(default = "defaults::max_capture_bytes")]
+    pub max_capture_bytes: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            service_name: defaults::service_name(),
+            max_capture_bytes: defaults::max_capture_bytes(),
+        }
+    }
+}
+
+mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))
+    }
+    pub fn max_body_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+    pub fn shutdown_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn service_name() -> String {
+        "gatecast".into()
+    }
+    pub fn max_capture_bytes() -> usize {
+        1024 * 1024
+    }
+}
+
+impl Config {
+    /// `--config`, else `GATECAST_CONFIG`, else `config/gatecast.toml`.
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        if let Some(p) = explicit {
+            return p.to_path_buf();
+        }
+        match std::env::var_os("GATECAST_CONFIG") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GatewayError::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and fully validates a config, expanding `${VAR}` with `env`.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let at = e
+                .span()
+                .map(|s| line_of(text, s.start))
+                .map(|l| format!("line {l}"))
+                .unwrap_or_default();
+            GatewayError::config(if at.is_empty() { "config".into() } else { at }, msg)
+        })?;
+        expand_env(&mut value, &mut String::new(), &env)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            GatewayError::config(
+                if path == "." { "config".into() } else { path },
+                e.into_inner().to_string(),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), GatewayError> {
+        if self.server.max_body_bytes == 0 {
+            return Err(GatewayError::config(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        for (name, p) in &self.providers {
+            if p.timeout_ms == 0 {
+                return Err(GatewayError::config(
+                    format!("providers.{name}.timeout_ms"),
+                    "must be greater than 0",
+                ));
+            }
+            if let Some(s) = p.retry_on.iter().find(|s| !(100..=599).contains(*s)) {
+                return Err(GatewayError::config(
+                    format!("providers.{name}.retry_on"),
+                    format!("{s} is not an HTTP status"),
+                ));
+            }
+        }
+        self.router()?;
+        Ok(())
+    }
+
+    /// Builds the model router; this also checks provider URLs and alias targets.
+    pub fn router(&self) -> Result<Router, GatewayError> {
+        Router::new(&self.providers, &self.models)
+            .map_err(|e| GatewayError::config(e.path, e.message))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|s| s.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+/// Replaces `${NAME}` inside every string; `$${` is a literal `${`.
+fn expand_env(
+    value: &mut toml::Value,
+    path: &mut String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), GatewayError> {
+    match value {
+        toml::Value::String(s) if s.contains('$') => *s = expand_str(s, path, env)?,
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                expand_env(v, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(
+    s: &str,
+    path: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, GatewayError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| GatewayError::config(path, "unterminated `${` in string"))?;
+            let name = &tail[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(GatewayError::config(
+                    path,
+                    format!("invalid environment variable name `{name}`"),
+                ));
+            }
+            let value = env(name).ok_or_else(|| {
+                GatewayError::config(path, format!("environment variable `{name}` is not set"))
+            })?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, |k| (k == "UP_KEY").then(|| "sk-123".to_string()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_shipped_default_config_is_valid() {
+        let text = include_str!("../../../config/gatecast.toml");
+        let c = parse(text).unwrap();
+        assert!(c
+            .providers
+            .values()
+            .any(|p| p.kind == gatecast_proxy::ProviderKind::Mock));
+    }
+
+    #[test]
+    fn expands_env_and_reports_missing_variables_by_path() {
+        let c = parse("[providers.up]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${UP_KEY}\"").unwrap();
+        assert_eq!(c.providers["up"].api_key.as_deref(), Some("sk-123"));
+        let e = parse(
+            "[providers.up]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${NOPE}\"",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "providers.up.api_key: environment variable `NOPE` is not set"
+        );
+        let c = parse("[providers.up]\nkind = \"mock\"\nheaders = { a = \"$${LIT} $5\" }").unwrap();
+        assert_eq!(c.providers["up"].headers["a"], "${LIT} $5");
+    }
+
+    #[test]
+    fn errors_name_their_path() {
+        let cases = [
+            ("[server]\nlisten = \"nope\"", "server.listen"),
+            ("[server]\nbogus = 1", "server"),
+            (
+                "[providers.up]\nkind = \"openai\"\nbase_url = \"not a url\"",
+                "providers.up.base_url: invalid URL",
+            ),
+            ("[providers.up]\nkind = \"telepathy\"", "providers.up.kind"),
+            (
+                "[providers.up]\nkind = \"mock\"\nretry_on = [42]",
+                "providers.up.retry_on",
+            ),
+            (
+                "[models.fast]\nprovider = \"nope\"\nmodel = \"m\"",
+                "models.fast.provider",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{text:?} gave {e:?}, want prefix {want:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The Gatecast gateway: CLI, start-up and shutdown wiring, and the HTTP surface.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod routes;
+
+pub use app::Gateway;
+pub use config::Config;
+pub use error::GatewayError;

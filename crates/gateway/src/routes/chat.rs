@@ -1,0 +1,57 @@
+//! `POST /v1/chat/completions`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use gatecast_proxy::forward::unix_nanos;
+use gatecast_proxy::{Incoming, ProxyError};
+
+use crate::app::AppState;
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let accepted = Instant::now();
+    let accepted_unix_nanos = unix_nanos();
+    let limit = state.max_body_bytes;
+    let (incoming, too_large) = match to_bytes(body, limit).await {
+        Ok(bytes) => (
+            Incoming {
+                headers,
+                body: bytes,
+                key_name: None,
+                accepted,
+                accepted_unix_nanos,
+            },
+            false,
+        ),
+        Err(_) => (
+            Incoming {
+                headers,
+                body: Default::default(),
+                key_name: None,
+                accepted,
+                accepted_unix_nanos,
+            },
+            true,
+        ),
+    };
+    let response = if too_large {
+        state
+            .proxy
+            .reject(&incoming, ProxyError::PayloadTooLarge { limit })
+    } else {
+        state.proxy.chat(incoming).await
+    };
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("gatecast_requests_total", "status" => status).increment(1);
+    metrics::histogram!("gatecast_request_headers_seconds")
+        .record(accepted.elapsed().as_secs_f64());
+    response.map(Body::new)
+}

@@ -1,0 +1,67 @@
+//! `gatecast-mock`: the deterministic mock LLM as a standalone HTTP server.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A deterministic mock of OpenAI's chat-completions API, for tests and benchmarks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatecast-mock",
+    version,
+    long_about = "A deterministic mock of OpenAI's chat-completions API, for tests and benchmarks.\n\n\
+Routes: POST /v1/chat/completions (and /chat/completions), GET /v1/models, GET /health,\n\
+GET|DELETE /__mock/requests (the requests received so far).\n\n\
+The same request always gets the same bytes back. Faults are injected per request with a\n\
+`#mock:k=v,k=v` token in the last user message or an `x-mock: k=v;k=v` header:\n  \
+error=STATUS        answer with this HTTP error (400-599)\n  \
+retry_after=SECS    retry-after header on the error (429 defaults to 1)\n  \
+latency_ms=MS       wait before sending the headers\n  \
+chunk_delay_ms=MS   wait between streamed events\n  \
+abort_after=N       break the connection after N events\n  \
+chunks=N            stream the text in N pieces instead of one per word\n  \
+fail_times=N        the error applies to the first N identical requests only"
+)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "GATECAST_MOCK_LISTEN",
+        default_value = "127.0.0.1:18080",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server = match gatecast_mock::start(cli.listen).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("gatecast-mock: cannot listen on {}: {err}", cli.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("gatecast-mock listening on http://{}", server.addr);
+    stop_requested().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM from a supervisor or `docker stop`.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

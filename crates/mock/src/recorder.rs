@@ -1,0 +1,84 @@
+//! What the HTTP server received, so tests can check what a gateway actually forwarded.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+/// Enough history for any test, small enough that a benchmark cannot exhaust memory.
+const MAX_RECORDED: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// `Value::Null` when the body was not JSON.
+    pub body: serde_json::Value,
+}
+
+impl RecordedRequest {
+    /// Case-insensitive header lookup.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorder {
+    requests: Arc<Mutex<VecDeque<RecordedRequest>>>,
+}
+
+impl Recorder {
+    pub fn push(&self, request: RecordedRequest) {
+        let mut requests = self.lock();
+        if requests.len() >= MAX_RECORDED {
+            requests.pop_front();
+        }
+        requests.push_back(request);
+    }
+
+    pub fn snapshot(&self) -> Vec<RecordedRequest> {
+        self.lock().iter().cloned().collect()
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Recording is append-only, so a panic elsewhere cannot leave it half-written.
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedRequest>> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(i: usize) -> RecordedRequest {
+        RecordedRequest {
+            method: "POST".into(),
+            path: format!("/{i}"),
+            headers: vec![],
+            body: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn keeps_only_the_latest() {
+        let recorder = Recorder::default();
+        for i in 0..MAX_RECORDED + 3 {
+            recorder.push(request(i));
+        }
+        let all = recorder.snapshot();
+        assert_eq!(all.len(), MAX_RECORDED);
+        assert_eq!(all[0].path, "/3");
+        assert_eq!(all.last().unwrap().path, format!("/{}", MAX_RECORDED + 2));
+        recorder.clear();
+        assert!(recorder.snapshot().is_empty());
+    }
+}

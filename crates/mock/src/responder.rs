@@ -1,0 +1,161 @@
+//! The one responder behind both the in-process provider and the HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::answer::{self, Answer};
+use crate::directives::{self, Directives};
+use crate::error_reply;
+use crate::fail_counter::FailCounter;
+use crate::reply::{MockBody, MockReply};
+use crate::request::ChatRequest;
+use crate::sse::{self, StreamContext};
+use crate::wire::{self, Completion};
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// Cheap to clone; clones share the `fail_times` counters.
+#[derive(Debug, Clone, Default)]
+pub struct Mock {
+    failures: Arc<FailCounter>,
+}
+
+impl Mock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pure apart from the `fail_times` counters: the same body and header give the same bytes.
+    /// `header` is the value of the `x-mock` request header, if any.
+    pub fn respond(&self, body: &Value, header: Option<&str>) -> MockReply {
+        let tag = request_tag(body);
+        let request = match ChatRequest::parse(body) {
+            Ok(request) => request,
+            Err(bad) => return error(400, bad.message, bad.param, &tag, None, Duration::ZERO),
+        };
+        let user_text = request.last_user_text();
+        let (tokens, clean_text) = directives::split_message(&user_text);
+        let directives = match directives::resolve(header, &tokens) {
+            Ok(directives) => directives,
+            Err(bad) => return error(400, &bad.to_string(), None, &tag, None, Duration::ZERO),
+        };
+        let latency = Duration::from_millis(directives.latency_ms);
+        if let Some(status) = directives.error {
+            if self
+                .failures
+                .should_fail(directives.fail_times, header, &user_text)
+            {
+                let retry_after = directives.retry_after.or((status == 429).then_some(1));
+                let message = format!("mock error {status}");
+                return error(status, &message, None, &tag, retry_after, latency);
+            }
+        }
+        success(&request, &clean_text, &directives, &tag, latency)
+    }
+}
+
+fn success(
+    request: &ChatRequest<'_>,
+    clean_text: &str,
+    directives: &Directives,
+    tag: &str,
+    latency: Duration,
+) -> MockReply {
+    let answers: Vec<Answer<'_>> = (0..request.n)
+        .map(|i| Answer::for_choice(i, clean_text, request.tool))
+        .collect();
+    let usage = answer::usage(request.prompt_tokens(), &answers);
+    let id = format!("chatcmpl-mock-{tag}");
+    if request.stream {
+        let ctx = StreamContext {
+            id: &id,
+            model: request.model,
+            include_usage: request.include_usage,
+            chunks: directives.chunks,
+        };
+        let body = MockBody::Sse {
+            events: sse::events(&ctx, &answers, &usage),
+            chunk_delay: Duration::from_millis(directives.chunk_delay_ms),
+            abort_after: directives.abort_after,
+        };
+        let mut headers = headers(EVENT_STREAM, tag);
+        headers.push(("cache-control".into(), "no-cache".into()));
+        return MockReply {
+            status: 200,
+            headers,
+            latency,
+            body,
+        };
+    }
+    let completion = Completion {
+        id: &id,
+        object: "chat.completion",
+        created: wire::CREATED,
+        model: request.model,
+        system_fingerprint: wire::FINGERPRINT,
+        choices: answers
+            .iter()
+            .enumerate()
+            .map(|(index, a)| wire::Choice {
+                index,
+                message: a.message(),
+                logprobs: (),
+                finish_reason: a.finish_reason(),
+            })
+            .collect(),
+        usage: &usage,
+    };
+    let bytes = Bytes::from(wire::to_bytes(&completion));
+    let body = if directives.abort_after.is_some() {
+        MockBody::TruncatedJson(bytes)
+    } else {
+        MockBody::Json(bytes)
+    };
+    MockReply {
+        status: 200,
+        headers: headers(JSON, tag),
+        latency,
+        body,
+    }
+}
+
+fn error(
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+    tag: &str,
+    retry_after: Option<u64>,
+    latency: Duration,
+) -> MockReply {
+    let mut headers = headers(JSON, tag);
+    if let Some(secs) = retry_after {
+        headers.push(("retry-after".into(), secs.to_string()));
+    }
+    MockReply {
+        status,
+        headers,
+        latency,
+        body: MockBody::Json(error_reply::body(status, message, param)),
+    }
+}
+
+fn headers(content_type: &str, tag: &str) -> Vec<(String, String)> {
+    vec![
+        ("content-type".into(), content_type.into()),
+        ("x-request-id".into(), format!("mock-{tag}")),
+        ("x-ratelimit-remaining-requests".into(), "99".into()),
+    ]
+}
+
+/// Ties the id to the request so identical requests get identical replies.
+fn request_tag(body: &Value) -> String {
+    // Serializing a `Value` cannot fail: its map keys are always strings.
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    hex::encode(&digest[..6])
+}

@@ -1,0 +1,295 @@
+//! Accumulating what a provider answered into the record's [`Output`] and [`Usage`].
+//!
+//! Streamed answers are folded in chunk by chunk; whole JSON answers are read once at the end.
+//! Text is kept only when some destination wants content, and never beyond the capture limit.
+
+use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
+use serde::Deserialize;
+
+/// The parts of a chunk or completion the gateway reads. Everything else is ignored.
+#[derive(Deserialize, Default)]
+struct Envelope {
+    id: Option<String>,
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChoiceView>,
+    usage: Option<UsageView>,
+    error: Option<ErrorView>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView {
+    #[serde(default)]
+    index: u32,
+    /// Streamed answers carry `delta`, whole ones `message`; both have the same shape.
+    #[serde(alias = "message")]
+    delta: Option<MessageView>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageView {
+    role: Option<String>,
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallView>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallView {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<FunctionView>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsageView {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView {
+    message: Option<String>,
+}
+
+/// What a streamed chunk turned out to be, for the tee's filtering decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// A regular chunk with choices.
+    Regular,
+    /// The extra chunk `include_usage` causes: usage and no choices.
+    UsageOnly,
+    /// `[DONE]` or something that is not a JSON chunk.
+    Other,
+}
+
+pub struct Accumulator {
+    output: Output,
+    usage: Option<Usage>,
+    error_message: Option<String>,
+    keep_content: bool,
+    /// Content bytes still allowed before the capture limit.
+    budget: usize,
+}
+
+impl Accumulator {
+    pub fn new(keep_content: bool, limit: usize) -> Self {
+        Self {
+            output: Output::default(),
+            usage: None,
+            error_message: None,
+            keep_content,
+            budget: limit,
+        }
+    }
+
+    /// Folds one SSE `data` payload in.
+    pub fn on_chunk(&mut self, data: &[u8]) -> ChunkKind {
+        if data == b"[DONE]" {
+            return ChunkKind::Other;
+        }
+        let Ok(env) = serde_json::from_slice::<Envelope>(data) else {
+            return ChunkKind::Other;
+        };
+        let usage_only = env.choices.is_empty() && env.usage.is_some();
+        self.fold(env);
+        if usage_only {
+            ChunkKind::UsageOnly
+        } else {
+            ChunkKind::Regular
+        }
+    }
+
+    /// Reads a whole (non-streamed) answer or error body.
+    pub fn on_body(&mut self, body: &[u8]) {
+        if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+            self.fold(env);
+        }
+    }
+
+    fn fold(&mut self, env: Envelope) {
+        if self.output.response_id.is_none() {
+            self.output.response_id = env.id;
+        }
+        if self.output.response_model.is_none() {
+            self.output.response_model = env.model;
+        }
+        if let Some(u) = env.usage {
+            self.usage = Some(Usage {
+                input_tokens: u.prompt_tokens,
+                output_tokens: u.completion_tokens,
+                cache_read_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+                reasoning_output_tokens: u
+                    .completion_tokens_details
+                    .and_then(|d| d.reasoning_tokens),
+            });
+        }
+        if let Some(e) = env.error {
+            self.error_message = e.message;
+        }
+        for c in env.choices {
+            let pos = match self.output.choices.iter().position(|x| x.index == c.index) {
+                Some(p) => p,
+                None => {
+                    self.output.choices.push(Choice {
+                        index: c.index,
+                        ..Choice::default()
+                    });
+                    self.output.choices.len() - 1
+                }
+            };
+            let choice = &mut self.output.choices[pos];
+            if c.finish_reason.is_some() {
+                choice.finish_reason = c.finish_reason;
+            }
+            let Some(delta) = c.delta else { continue };
+            if delta.role.is_some() {
+                choice.role = delta.role;
+            }
+            if !self.keep_content {
+                continue;
+            }
+            if let Some(text) = delta.content {
+                append_bounded(
+                    &mut choice.text,
+                    &text,
+                    &mut self.budget,
+                    &mut self.output.truncated,
+                );
+            }
+            for (i, call) in delta.tool_calls.into_iter().enumerate() {
+                let slot = call.index.unwrap_or(i);
+                while choice.tool_calls.len() <= slot {
+                    choice.tool_calls.push(ToolCall::default());
+                }
+                let tc = &mut choice.tool_calls[slot];
+                if call.id.is_some() {
+                    tc.id = call.id;
+                }
+                if let Some(f) = call.function {
+                    if let Some(name) = f.name {
+                        tc.name.push_str(&name);
+                    }
+                    if let Some(args) = f.arguments {
+                        append_bounded(
+                            &mut tc.arguments,
+                            &args,
+                            &mut self.budget,
+                            &mut self.output.truncated,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> (Output, Option<Usage>, Option<String>) {
+        self.output.choices.sort_by_key(|c| c.index);
+        (self.output, self.usage, self.error_message)
+    }
+}
+
+fn append_bounded(dst: &mut String, src: &str, budget: &mut usize, truncated: &mut bool) {
+    if src.len() <= *budget {
+        dst.push_str(src);
+        *budget -= src.len();
+        return;
+    }
+    let mut cut = *budget;
+    while !src.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    dst.push_str(&src[..cut]);
+    *budget = 0;
+    *truncated = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_streamed_text_tool_calls_and_usage() {
+        let mut acc = Accumulator::new(true, 1 << 20);
+        let chunks = [
+            r#"{"id":"c1","model":"m-1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"}},{"index":1,"delta":{"content":"B"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"lo"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+            r#"{"id":"c1","choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ];
+        for c in chunks {
+            assert_eq!(acc.on_chunk(c.as_bytes()), ChunkKind::Regular);
+        }
+        let usage = r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#;
+        assert_eq!(acc.on_chunk(usage.as_bytes()), ChunkKind::UsageOnly);
+        assert_eq!(acc.on_chunk(b"[DONE]"), ChunkKind::Other);
+        let (out, usage, _) = acc.finish();
+        assert_eq!(out.response_id.as_deref(), Some("c1"));
+        assert_eq!(out.response_model.as_deref(), Some("m-1"));
+        assert_eq!(out.choices[0].text, "Hello");
+        assert_eq!(out.choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(out.choices[1].text, "B");
+        assert_eq!(out.choices[1].tool_calls[0].name, "get");
+        assert_eq!(out.choices[1].tool_calls[0].arguments, r#"{"a":1}"#);
+        assert_eq!(out.choices[1].tool_calls[0].id.as_deref(), Some("call_1"));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 5,
+                output_tokens: 3,
+                cache_read_input_tokens: Some(2),
+                reasoning_output_tokens: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn whole_body_and_limits() {
+        let body = r#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"héllo wörld"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        let mut acc = Accumulator::new(true, 3);
+        acc.on_body(body.as_bytes());
+        let (out, usage, _) = acc.finish();
+        assert_eq!(out.choices[0].text, "hé");
+        assert!(out.truncated);
+        assert_eq!(usage.map(|u| u.output_tokens), Some(2));
+
+        let mut acc = Accumulator::new(false, 1 << 20);
+        acc.on_body(body.as_bytes());
+        let (out, _, _) = acc.finish();
+        assert_eq!(
+            out.choices[0].text, "",
+            "content is not kept when nobody wants it"
+        );
+        assert_eq!(out.choices[0].finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn provider_error_message_is_read() {
+        let mut acc = Accumulator::new(true, 100);
+        acc.on_body(br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
+        assert_eq!(acc.finish().2.as_deref(), Some("Rate limit reached"));
+    }
+}

@@ -1,0 +1,563 @@
+//! The request path: parse, route, forward with retries and fallbacks, and respond.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use gatecast_telemetry::ids;
+use gatecast_telemetry::metadata;
+use gatecast_telemetry::record::{Attempt, Content, GenerationRecord, RequestInfo, RouteInfo};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Response, StatusCode};
+use rand::Rng;
+use serde_json::value::RawValue;
+
+use crate::body::ProxyBody;
+use crate::capture::Accumulator;
+use crate::error::ProxyError;
+use crate::exchange::{Exchange, RecordSink};
+use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::request::ChatRequest;
+use crate::routing::{Router, Target};
+use crate::sse::SseSplitter;
+use crate::tee::{Mode, TeeBody};
+
+pub const TRACE_ID_HEADER: &str = "x-gatecast-trace-id";
+pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";
+pub const SESSION_HEADER: &str = "x-session-id";
+
+/// Provider response headers a client may rely on.
+const PASSTHROUGH_HEADERS: [&str; 5] = [
+    "retry-after",
+    "retry-after-ms",
+    "x-request-id",
+    "openai-processing-ms",
+    "cache-control",
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most content bytes (messages, tools, output) one record keeps.
+    pub max_capture_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_capture_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What the HTTP layer knows about a request before the proxy sees the body.
+pub struct Incoming {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub key_name: Option<String>,
+    pub accepted: Instant,
+    pub accepted_unix_nanos: u64,
+}
+
+impl Incoming {
+    pub fn now(headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            headers,
+            body,
+            key_name: None,
+            accepted: Instant::now(),
+            accepted_unix_nanos: unix_nanos(),
+        }
+    }
+}
+
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub struct Proxy {
+    router: Router,
+    sink: Arc<dyn RecordSink>,
+    settings: Settings,
+}
+
+impl Proxy {
+    pub fn new(router: Router, sink: Arc<dyn RecordSink>, settings: Settings) -> Self {
+        Self {
+            router,
+            sink,
+            settings,
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Serves `POST /v1/chat/completions`.
+    pub async fn chat(&self, incoming: Incoming) -> Response<ProxyBody> {
+        let mut exchange = self.start(&incoming);
+        let req = match self.prepare(&incoming, &mut exchange) {
+            Ok(req) => req,
+            Err(e) => return self.reject_exchange(exchange, e),
+        };
+        let Some(route) = self.router.resolve(&req.model) else {
+            return self.reject_exchange(
+                exchange,
+                ProxyError::ModelNotFound {
+                    model: req.model.clone(),
+                },
+            );
+        };
+        let mock_directives = header_str(&incoming.headers, "x-mock").map(str::to_owned);
+        self.forward(exchange, &req, &route.targets, mock_directives)
+            .await
+    }
+
+    /// Refuses a request before it is parsed (body too large, bad key), and still traces it.
+    pub fn reject(&self, incoming: &Incoming, error: ProxyError) -> Response<ProxyBody> {
+        let exchange = self.start(incoming);
+        self.reject_exchange(exchange, error)
+    }
+
+    fn start(&self, incoming: &Incoming) -> Exchange {
+        let traceparent = header_str(&incoming.headers, "traceparent");
+        let resolved = ids::resolve(&serde_json::Map::new(), traceparent);
+        let mut record = GenerationRecord::default();
+        record.timings.accepted_unix_nanos = incoming.accepted_unix_nanos;
+        record.context.trace_id = resolved.trace_id;
+        record.context.parent_span_id = resolved.parent_span_id;
+        record.context.traceparent = traceparent.map(str::to_owned);
+        record.key_name = incoming.key_name.clone();
+        record.privacy = header_str(&incoming.headers, PRIVACY_HEADER)
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "on" | "true" | "1"));
+        Exchange::new(record, incoming.accepted, self.sink.clone())
+    }
+
+    /// Parses and validates the body, filling the request half of the record.
+    fn prepare(
+        &self,
+        incoming: &Incoming,
+        exchange: &mut Exchange,
+    ) -> Result<ChatRequest, ProxyError> {
+        let req = ChatRequest::parse(
+            &incoming.body,
+            header_str(&incoming.headers, SESSION_HEADER),
+        )?;
+        let record = &mut exchange.record;
+        record.request.model = req.model.clone();
+        record.request.stream = req.stream;
+        if let Some(trace) = req.trace.clone() {
+            let (trace, dropped) = metadata::sanitize(trace);
+            let resolved = ids::resolve(&trace, record.context.traceparent.as_deref());
+            record.context.trace_id = resolved.trace_id;
+            record.context.parent_span_id = resolved.parent_span_id;
+            record.context.trace = trace;
+            record.context.dropped_metadata_keys = dropped;
+        }
+        record.context.user = req.user.clone();
+        record.context.session_id = req.session_id.clone();
+        if req
+            .user
+            .as_ref()
+            .is_some_and(|u| u.chars().count() > metadata::MAX_USER_CHARS)
+        {
+            return Err(ProxyError::InvalidRequest {
+                message: format!(
+                    "`user` is longer than {} characters",
+                    metadata::MAX_USER_CHARS
+                ),
+                param: Some("user".into()),
+            });
+        }
+        if req
+            .session_id
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > metadata::MAX_SESSION_CHARS)
+        {
+            return Err(ProxyError::InvalidRequest {
+                message: format!(
+                    "`session_id` is longer than {} characters",
+                    metadata::MAX_SESSION_CHARS
+                ),
+                param: Some("session_id".into()),
+            });
+        }
+        let p = &req.params;
+        let keep_content = self.keeps_content(record.privacy);
+        let limit = self.settings.max_capture_bytes;
+        record.request = RequestInfo {
+            model: req.model.clone(),
+            stream: req.stream,
+            max_tokens: p.max_tokens,
+            temperature: p.temperature,
+            top_p: p.top_p,
+            frequency_penalty: p.frequency_penalty,
+            presence_penalty: p.presence_penalty,
+            seed: p.seed,
+            stop_sequences: p.stop.clone(),
+            choice_count: p.n,
+            messages: keep_content
+                .then(|| req.raw_field("messages").map(|m| bounded_array(m, limit)))
+                .flatten(),
+            tools: keep_content
+                .then(|| req.raw_field("tools").map(|t| bounded_array(t, limit)))
+                .flatten(),
+        };
+        Ok(req)
+    }
+
+    fn keeps_content(&self, request_private: bool) -> bool {
+        !request_private && self.sink.wants_content()
+    }
+
+    fn reject_exchange(&self, mut exchange: Exchange, error: ProxyError) -> Response<ProxyBody> {
+        exchange.fail(
+            error.kind(),
+            Some(error.status().as_u16()),
+            error.to_string(),
+        );
+        let trace_id = exchange.record.context.trace_id;
+        exchange.publish();
+        error_response(&error, &trace_id)
+    }
+
+    async fn forward(
+        &self,
+        mut exchange: Exchange,
+        req: &ChatRequest,
+        targets: &[Target],
+        mock_directives: Option<String>,
+    ) -> Response<ProxyBody> {
+        let mut last_response: Option<(UpstreamResponse, Instant)> = None;
+        let mut last_error: Option<ProxyError> = None;
+        for (ti, target) in targets.iter().enumerate() {
+            let provider = &target.provider;
+            let cfg = provider.config();
+            let timeout = Duration::from_millis(cfg.timeout_ms);
+            let body = Bytes::from(req.upstream_body(&target.model));
+            let mut tries = 0u32;
+            set_route(&mut exchange, target, &req.model);
+            loop {
+                let start = exchange.elapsed();
+                if exchange.record.timings.upstream_start.is_none() {
+                    exchange.record.timings.upstream_start = Some(start);
+                }
+                let deadline = Instant::now() + timeout;
+                let call = provider.send(UpstreamRequest {
+                    body: body.clone(),
+                    mock_directives: mock_directives.clone(),
+                });
+                let result = match tokio::time::timeout_at(deadline.into(), call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(UpstreamError::Timeout),
+                };
+                let mut attempt = Attempt {
+                    provider: provider.name().to_owned(),
+                    model: target.model.clone(),
+                    url: provider.endpoint().url.clone(),
+                    start,
+                    ..Attempt::default()
+                };
+                match result {
+                    Ok(resp) if resp.status.is_success() => {
+                        attempt.http_status = Some(resp.status.as_u16());
+                        exchange.record.attempts.push(attempt);
+                        return self.respond(exchange, req, resp, deadline);
+                    }
+                    Ok(resp) => {
+                        let status = resp.status.as_u16();
+                        attempt.http_status = Some(status);
+                        attempt.error = Some(format!("http {status}"));
+                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+                        exchange.record.attempts.push(attempt);
+                        let retryable = cfg.retry_on.contains(&status);
+                        if !retryable {
+                            return self.respond(exchange, req, resp, deadline);
+                        }
+                        if tries < cfg.max_retries {
+                            match retry_after(&resp.headers) {
+                                Some(wait)
+                                    if wait > Duration::from_millis(cfg.max_retry_after_ms) =>
+                                {
+                                    return self.respond(exchange, req, resp, deadline);
+                                }
+                                wait => {
+                                    drop(resp);
+                                    tokio::time::sleep(
+                                        wait.unwrap_or_else(|| {
+                                            backoff(cfg.retry_backoff_ms, tries)
+                                        }),
+                                    )
+                                    .await;
+                                    tries += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        last_error = None;
+                        last_response = Some((resp, deadline));
+                        break;
+                    }
+                    Err(e) => {
+                        attempt.error = Some(e.to_string());
+                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+                        exchange.record.attempts.push(attempt);
+                        if tries < cfg.max_retries {
+                            tokio::time::sleep(backoff(cfg.retry_backoff_ms, tries)).await;
+                            tries += 1;
+                            continue;
+                        }
+                        last_response = None;
+                        last_error = Some(match e {
+                            UpstreamError::Timeout => ProxyError::Timeout {
+                                provider: provider.name().to_owned(),
+                                timeout_ms: cfg.timeout_ms,
+                            },
+                            other => ProxyError::Unreachable {
+                                provider: provider.name().to_owned(),
+                                detail: other.to_string(),
+                            },
+                        });
+                        break;
+                    }
+                }
+            }
+            if ti + 1 < targets.len() {
+                tracing::debug!(provider = %provider.name(), "falling back to the next target");
+            }
+        }
+        match (last_response, last_error) {
+            (Some((resp, deadline)), _) => self.respond(exchange, req, resp, deadline),
+            (None, Some(err)) => self.reject_exchange(exchange, err),
+            (None, None) => self.reject_exchange(
+                exchange,
+                ProxyError::ModelNotFound {
+                    model: req.model.clone(),
+                },
+            ),
+        }
+    }
+
+    /// Starts the client response: status and useful headers now, body as it streams.
+    fn respond(
+        &self,
+        exchange: Exchange,
+        req: &ChatRequest,
+        resp: UpstreamResponse,
+        deadline: Instant,
+    ) -> Response<ProxyBody> {
+        let status = resp.status;
+        let is_sse = header_str(&resp.headers, CONTENT_TYPE.as_str())
+            .is_some_and(|ct| ct.contains("text/event-stream"));
+        let mode = if is_sse && status.is_success() {
+            Mode::Sse {
+                splitter: SseSplitter::default(),
+                hide_usage: req.stream && !req.client_wants_usage,
+            }
+        } else {
+            Mode::Whole { chunks: Vec::new() }
+        };
+        let content_length = match mode {
+            Mode::Whole { .. } => {
+                header_str(&resp.headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok())
+            }
+            Mode::Sse { .. } => None,
+        };
+        let mut builder = Response::builder().status(status);
+        if let Some(headers) = builder.headers_mut() {
+            for (name, value) in &resp.headers {
+                let n = name.as_str();
+                if n == CONTENT_TYPE
+                    || PASSTHROUGH_HEADERS.contains(&n)
+                    || n.starts_with("x-ratelimit-")
+                {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            headers.insert(
+                HeaderName::from_static(TRACE_ID_HEADER),
+                trace_header(&exchange.record.context.trace_id),
+            );
+        }
+        let keep_content = self.keeps_content(exchange.record.privacy) || !status.is_success();
+        let acc = Accumulator::new(keep_content, self.settings.max_capture_bytes);
+        let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
+        let body = TeeBody::new(
+            resp.body,
+            mode,
+            acc,
+            exchange,
+            sleep,
+            status.as_u16(),
+            content_length,
+        );
+        builder
+            .body(ProxyBody::tee(body))
+            .unwrap_or_else(|_| fallback_500())
+    }
+}
+
+fn set_route(exchange: &mut Exchange, target: &Target, requested: &str) {
+    let endpoint = target.provider.endpoint();
+    exchange.record.route = Some(RouteInfo {
+        provider: target.provider.name().to_owned(),
+        provider_kind: target.provider.config().provider_name().to_owned(),
+        model: target.model.clone(),
+        route: requested.to_owned(),
+        server_address: endpoint.host.clone(),
+        server_port: endpoint.port,
+    });
+}
+
+/// Jittered exponential backoff: base·2ⁿ scaled by a random factor in [0.5, 1], capped at 30 s.
+fn backoff(base_ms: u64, tries: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << tries.min(16)).min(30_000);
+    let jitter = rand::rng().random_range(0.5..=1.0);
+    Duration::from_millis((exp as f64 * jitter) as u64)
+}
+
+/// `retry-after-ms` (OpenAI) or `retry-after` in seconds. HTTP dates are not honoured.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) =
+        header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_millis(ms as u64));
+    }
+    let secs = header_str(headers, "retry-after")?
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn trace_header(trace_id: &[u8; 16]) -> HeaderValue {
+    // 32 lowercase hex digits are always a valid header value.
+    HeaderValue::from_str(&hex_lower(trace_id)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn error_response(error: &ProxyError, trace_id: &[u8; 16]) -> Response<ProxyBody> {
+    Response::builder()
+        .status(error.status())
+        .header(CONTENT_TYPE, "application/json")
+        .header(TRACE_ID_HEADER, trace_header(trace_id))
+        .body(ProxyBody::full(error.body()))
+        .unwrap_or_else(|_| fallback_500())
+}
+
+fn fallback_500() -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(b"{\"error\":{\"message\":\"internal error\",\"type\":\"api_error\",\"param\":null,\"code\":null}}".to_vec()));
+    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    resp
+}
+
+/// Keeps a JSON array within `limit` bytes by dropping whole elements from the middle, so the
+/// start of a conversation and its latest turns survive and the JSON stays valid.
+fn bounded_array(raw: &str, limit: usize) -> Content {
+    if raw.len() <= limit {
+        return Content {
+            json: raw.to_owned(),
+            truncated: false,
+        };
+    }
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw) else {
+        return Content {
+            json: "[]".into(),
+            truncated: true,
+        };
+    };
+    let mut keep_head = 0usize;
+    let mut keep_tail = 0usize;
+    let mut size = 2usize;
+    let (mut lo, mut hi) = (0usize, items.len());
+    // Alternate between the newest and the oldest element while they fit.
+    let mut take_tail = true;
+    while lo < hi {
+        let idx = if take_tail { hi - 1 } else { lo };
+        let len = items[idx].get().len() + 1;
+        if size + len > limit {
+            break;
+        }
+        size += len;
+        if take_tail {
+            hi -= 1;
+            keep_tail += 1;
+        } else {
+            lo += 1;
+            keep_head += 1;
+        }
+        take_tail = !take_tail;
+    }
+    let kept: Vec<&str> = items[..keep_head]
+        .iter()
+        .chain(items[items.len() - keep_tail..].iter())
+        .map(|r| r.get())
+        .collect();
+    Content {
+        json: format!("[{}]", kept.join(",")),
+        truncated: true,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_array_drops_from_the_middle() {
+        let raw = r#"[{"a":"1111"},{"b":"2222"},{"c":"3333"},{"d":"4444"}]"#;
+        let c = bounded_array(raw, 1000);
+        assert!(!c.truncated);
+        let c = bounded_array(raw, 32);
+        assert!(c.truncated);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&c.json).unwrap();
+        assert_eq!(
+            v,
+            vec![
+                serde_json::json!({"a":"1111"}),
+                serde_json::json!({"d":"4444"})
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for tries in 0..40 {
+            let d = backoff(200, tries);
+            assert!(d <= Duration::from_secs(30));
+            assert!(d >= Duration::from_millis((200u64 << tries.min(16)).min(30_000) / 2));
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The seam between the gateway and a model provider: one file per wire implementation.
+
+mod mock;
+mod openai;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::Stream;
+use http::{HeaderMap, StatusCode};
+
+use crate::config::{ProviderConfig, ProviderKind};
+
+pub use mock::MockProvider;
+pub use openai::OpenAiProvider;
+
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// One prepared call to a provider.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// The exact JSON body to send.
+    pub body: Bytes,
+    /// The client's `x-mock` fault directives; only the built-in mock provider reads them.
+    pub mock_directives: Option<String>,
+}
+
+/// A provider's answer once its status and headers are in; the body is still streaming.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: BodyStream,
+}
+
+/// Why a provider call failed at the transport level.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum UpstreamError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("stream broken: {0}")]
+    Body(String),
+}
+
+/// Where a provider lives, for `server.address`, `server.port` and `url.full`.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    fn config(&self) -> &ProviderConfig;
+    fn endpoint(&self) -> &Endpoint;
+    /// Resolves once the status and headers have arrived. Timeouts are the caller's job.
+    fn send(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
+}
+
+/// Builds the provider a config entry describes.
+pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
+    Ok(match config.kind {
+        ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, config.clone())?),
+        ProviderKind::Mock => Arc::new(MockProvider::new(name, config.clone())),
+    })
+}

@@ -1,0 +1,120 @@
+//! Any OpenAI-compatible HTTP API.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderMap;
+
+use super::{Endpoint, Provider, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::config::ProviderConfig;
+
+pub struct OpenAiProvider {
+    name: String,
+    config: ProviderConfig,
+    endpoint: Endpoint,
+    url: reqwest::Url,
+    /// The provider's own credentials and extra headers. The client's `Authorization` is never
+    /// forwarded: callers authenticate to the gateway, the gateway to the provider.
+    headers: HeaderMap,
+    client: reqwest::Client,
+}
+
+impl OpenAiProvider {
+    pub fn new(name: &str, config: ProviderConfig) -> Result<Self, String> {
+        let base = config
+            .base_url
+            .as_deref()
+            .ok_or("`base_url` is required for kind = \"openai\"")?;
+        let url = reqwest::Url::parse(&format!("{}/chat/completions", base.trim_end_matches('/')))
+            .map_err(|e| format!("invalid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("invalid URL: the scheme must be http or https".into());
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                .map_err(|_| "api_key contains characters not allowed in a header".to_string())?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        for (k, v) in &config.headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("invalid header name `{k}`"))?;
+            let value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("invalid value for header `{k}`"))?;
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let endpoint = Endpoint {
+            url: Some(url.to_string()),
+            host: url.host_str().map(str::to_owned),
+            port: url.port_or_known_default(),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            config,
+            endpoint,
+            url,
+            headers,
+            client,
+        })
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn send(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        let call = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(request.body)
+            .send();
+        async move {
+            let resp = call.await.map_err(classify)?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes_stream()
+                .map(|chunk| chunk.map_err(|e| UpstreamError::Body(e.to_string())));
+            Ok(UpstreamResponse {
+                status,
+                headers,
+                body: Box::pin(body),
+            })
+        }
+        .boxed()
+    }
+}
+
+fn classify(e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        // reqwest's message names the URL; the URL never carries credentials here.
+        UpstreamError::Connect(e.to_string())
+    }
+}

@@ -1,0 +1,396 @@
+//! Parsing a chat request once, and writing the body that goes upstream.
+//!
+//! The body is split into its top-level fields, each kept as raw JSON text in the order the
+//! client sent it. Only the handful of small fields the gateway needs are decoded; `messages`
+//! and `tools` are never re-parsed or re-serialised on the request path, and every field a
+//! provider understands passes through byte for byte.
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::ProxyError;
+
+/// Fields that exist only for the gateway and are never forwarded.
+const GATEWAY_FIELDS: [&str; 2] = ["trace", "session_id"];
+
+/// A chat request as the client sent it, with the gateway's fields decoded.
+#[derive(Debug)]
+pub struct ChatRequest {
+    fields: Vec<(String, Box<RawValue>)>,
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for the usage chunk itself (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+    pub user: Option<String>,
+    pub session_id: Option<String>,
+    /// The `trace` object; `None` when absent or `null`.
+    pub trace: Option<Map<String, Value>>,
+    pub params: Params,
+}
+
+/// The request parameters recorded as `gen_ai.request.*`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Params {
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub stop: Vec<String>,
+    pub n: Option<u64>,
+}
+
+/// Ordered top-level fields; duplicate keys keep the last value, as most JSON parsers do.
+struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields: Vec<(String, Box<RawValue>)> = Vec::with_capacity(16);
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Box<RawValue> = map.next_value()?;
+                    if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
+                        slot.1 = value;
+                    } else {
+                        fields.push((key, value));
+                    }
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+impl ChatRequest {
+    /// Parses the body. `session_header` is `x-session-id`; the body's `session_id` wins.
+    pub fn parse(body: &[u8], session_header: Option<&str>) -> Result<Self, ProxyError> {
+        let Fields(fields) =
+            serde_json::from_slice(body).map_err(|e| ProxyError::InvalidRequest {
+                message: format!("invalid JSON body: {e}"),
+                param: None,
+            })?;
+        let mut req = ChatRequest {
+            fields,
+            model: String::new(),
+            stream: false,
+            client_wants_usage: false,
+            user: None,
+            session_id: None,
+            trace: None,
+            params: Params::default(),
+        };
+        for (key, raw) in &req.fields {
+            let raw = raw.get();
+            match key.as_str() {
+                "model" => req.model = decode::<String>(key, raw)?,
+                "stream" => req.stream = decode::<Option<bool>>(key, raw)?.unwrap_or(false),
+                "stream_options" => {
+                    #[derive(Deserialize)]
+                    struct StreamOptions {
+                        include_usage: Option<bool>,
+                    }
+                    let opts = decode::<Option<StreamOptions>>(key, raw)?;
+                    req.client_wants_usage = opts.and_then(|o| o.include_usage).unwrap_or(false);
+                }
+                "user" => req.user = decode::<Option<String>>(key, raw)?,
+                "session_id" => req.session_id = scalar_string(key, raw)?,
+                "trace" => match serde_json::from_str::<Value>(raw) {
+                    Ok(Value::Object(map)) => req.trace = Some(map),
+                    Ok(Value::Null) => {}
+                    _ => {
+                        return Err(ProxyError::InvalidRequest {
+                            message: "`trace` must be a JSON object".into(),
+                            param: Some("trace".into()),
+                        })
+                    }
+                },
+                "max_tokens" | "max_completion_tokens" => {
+                    if let Some(v) = decode::<Option<u64>>(key, raw)? {
+                        req.params.max_tokens = Some(v);
+                    }
+                }
+                "temperature" => req.params.temperature = decode(key, raw)?,
+                "top_p" => req.params.top_p = decode(key, raw)?,
+                "frequency_penalty" => req.params.frequency_penalty = decode(key, raw)?,
+                "presence_penalty" => req.params.presence_penalty = decode(key, raw)?,
+                "seed" => req.params.seed = decode(key, raw)?,
+                "n" => req.params.n = decode(key, raw)?,
+                "stop" => req.params.stop = stop_sequences(key, raw)?,
+                _ => {}
+            }
+        }
+        if req.model.is_empty() {
+            return Err(ProxyError::InvalidRequest {
+                message: "you must provide a `model` parameter".into(),
+                param: Some("model".into()),
+            });
+        }
+        if !req.fields.iter().any(|(k, _)| k == "messages") {
+            return Err(ProxyError::InvalidRequest {
+                message: "missing required parameter: `messages`".into(),
+                param: Some("messages".into()),
+            });
+        }
+        if req.session_id.is_none() {
+            req.session_id = session_header.filter(|s| !s.is_empty()).map(str::to_owned);
+        }
+        Ok(req)
+    }
+
+    /// The raw JSON text of a top-level field.
+    pub fn raw_field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.get())
+    }
+
+    /// Writes the body sent upstream: the client's fields in their order, minus the gateway's
+    /// own, with `model` replaced by the provider's name for it and, when streaming, usage
+    /// reporting switched on so the exchange can be measured.
+    pub fn upstream_body(&self, upstream_model: &str) -> Vec<u8> {
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + upstream_model.len() + 48);
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        for (key, raw) in &self.fields {
+            if GATEWAY_FIELDS.contains(&key.as_str()) {
+                continue;
+            }
+            sep(&mut out);
+            push_json_string(&mut out, key);
+            out.push(b':');
+            match key.as_str() {
+                "model" => push_json_string(&mut out, upstream_model),
+                "stream_options" if self.stream => {
+                    push_stream_options(&mut out, raw.get());
+                }
+                _ => out.extend_from_slice(raw.get().as_bytes()),
+            }
+        }
+        if self.stream && self.raw_field("stream_options").is_none() {
+            sep(&mut out);
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Keeps the client's other stream options and forces `include_usage`.
+fn push_stream_options(out: &mut Vec<u8>, raw: &str) {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("include_usage".into(), Value::Bool(true));
+            // A map of plain JSON values always serialises.
+            let _ = serde_json::to_writer(&mut *out, &map);
+        }
+        _ => out.extend_from_slice(br#"{"include_usage":true}"#),
+    }
+}
+
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T, ProxyError> {
+    serde_json::from_str(raw).map_err(|e| ProxyError::InvalidRequest {
+        message: format!("invalid value for `{key}`: {e}"),
+        param: Some(key.to_owned()),
+    })
+}
+
+/// `session_id` may reasonably be sent as a number; it is an opaque string to us.
+fn scalar_string(key: &str, raw: &str) -> Result<Option<String>, ProxyError> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Null) => Ok(None),
+        Ok(Value::String(s)) => Ok(Some(s)),
+        Ok(Value::Number(n)) => Ok(Some(n.to_string())),
+        _ => Err(ProxyError::InvalidRequest {
+            message: format!("`{key}` must be a string"),
+            param: Some(key.to_owned()),
+        }),
+    }
+}
+
+fn stop_sequences(key: &str, raw: &str) -> Result<Vec<String>, ProxyError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stop {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match decode::<Option<Stop>>(key, raw)? {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> ChatRequest {
+        ChatRequest::parse(v.to_string().as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn strips_gateway_fields_and_keeps_unknown_ones_in_order() {
+        let req = parse(json!({
+            "model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+            "trace": {"trace_id": "run-42"}, "session_id": "chat-9", "user": "u-17",
+            "logit_bias": {"42": 1}, "x_vendor": [1, 2]
+        }));
+        let body: Value = serde_json::from_slice(&req.upstream_body("gpt-4o-mini")).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                   "user": "u-17", "logit_bias": {"42": 1}, "x_vendor": [1, 2]})
+        );
+        assert_eq!(req.session_id.as_deref(), Some("chat-9"));
+        assert_eq!(req.user.as_deref(), Some("u-17"));
+        assert_eq!(req.trace.unwrap()["trace_id"], "run-42");
+    }
+
+    #[test]
+    fn streaming_injects_include_usage_and_keeps_other_options() {
+        let req = parse(json!({"model": "m", "messages": [], "stream": true}));
+        assert!(!req.client_wants_usage);
+        let body: Value = serde_json::from_slice(&req.upstream_body("m")).unwrap();
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+
+        let req = parse(json!({"model": "m", "messages": [], "stream": true,
+                               "stream_options": {"include_usage": false, "other": 1}}));
+        let body: Value = serde_json::from_slice(&req.upstream_body("m")).unwrap();
+        assert_eq!(
+            body["stream_options"],
+            json!({"include_usage": true, "other": 1})
+        );
+
+        let req = parse(json!({"model": "m", "messages": [], "stream": true,
+                               "stream_options": {"include_usage": true}}));
+        assert!(req.client_wants_usage);
+    }
+
+    #[test]
+    fn non_streaming_body_is_untouched_apart_from_model() {
+        let req = parse(json!({"model": "alias", "messages": [], "stream_options": {"x": 1}}));
+        let body: Value = serde_json::from_slice(&req.upstream_body("real")).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "real", "messages": [], "stream_options": {"x": 1}})
+        );
+    }
+
+    #[test]
+    fn session_header_is_a_fallback() {
+        let body = json!({"model": "m", "messages": []}).to_string();
+        let req = ChatRequest::parse(body.as_bytes(), Some("hdr")).unwrap();
+        assert_eq!(req.session_id.as_deref(), Some("hdr"));
+        let body = json!({"model": "m", "messages": [], "session_id": "body"}).to_string();
+        let req = ChatRequest::parse(body.as_bytes(), Some("hdr")).unwrap();
+        assert_eq!(req.session_id.as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn params_are_decoded() {
+        let req = parse(
+            json!({"model": "m", "messages": [], "max_completion_tokens": 5,
+            "temperature": 0.5, "top_p": 1, "seed": -3, "n": 2, "stop": "END",
+            "frequency_penalty": 0.1, "presence_penalty": 0.2}),
+        );
+        assert_eq!(
+            req.params,
+            Params {
+                max_tokens: Some(5),
+                temperature: Some(0.5),
+                top_p: Some(1.0),
+                frequency_penalty: Some(0.1),
+                presence_penalty: Some(0.2),
+                seed: Some(-3),
+                stop: vec!["END".into()],
+                n: Some(2),
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_shapes_with_the_offending_param() {
+        for (body, param) in [
+            (
+                json!({"model": "m", "messages": [], "trace": "x"}),
+                Some("trace"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "trace": [1]}),
+                Some("trace"),
+            ),
+            (json!({"messages": []}), Some("model")),
+            (json!({"model": "m"}), Some("messages")),
+            (json!({"model": 3, "messages": []}), Some("model")),
+            (
+                json!({"model": "m", "messages": [], "temperature": "hot"}),
+                Some("temperature"),
+            ),
+            (json!([1, 2]), None),
+        ] {
+            match ChatRequest::parse(body.to_string().as_bytes(), None) {
+                Err(ProxyError::InvalidRequest { param: p, .. }) => {
+                    assert_eq!(p.as_deref(), param, "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(ChatRequest::parse(b"{not json", None).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = ChatRequest::parse(&bytes, None);
+        }
+
+        #[test]
+        fn upstream_body_is_always_valid_json(
+            model in ".{1,20}",
+            user in proptest::option::of(".{0,20}"),
+            extra in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,10}", 0..5),
+            stream in proptest::bool::ANY,
+        ) {
+            let mut body = json!({"model": model, "messages": [{"role": "user", "content": "x"}], "stream": stream});
+            if let Some(u) = user { body["user"] = json!(u); }
+            for (k, v) in extra { body[k] = json!(v); }
+            if let Ok(req) = ChatRequest::parse(body.to_string().as_bytes(), None) {
+                let out: Value = serde_json::from_slice(&req.upstream_body("up")).unwrap();
+                proptest::prop_assert_eq!(&out["model"], &json!("up"));
+                proptest::prop_assert!(out.get("trace").is_none() && out.get("session_id").is_none());
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the gateway runs in-process on a random port, in front of the
+//! `gatecast-mock` HTTP server, and writes its traces to a file destination that the tests
+//! decode with the official `opentelemetry-proto` types.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod proxy;

@@ -1,0 +1,395 @@
+//! Forwarding behaviour, seen from a client and from the provider.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::harness::{sse_events, trace_id_of, Env};
+
+fn user(text: &str) -> Value {
+    json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": text}])
+}
+
+#[tokio::test]
+async fn non_streaming_answer_passes_through_unchanged() {
+    let env = Env::start().await;
+    let body = json!({"model": "up/gpt-4o-mini", "messages": user("hello there")});
+    let resp = env.chat(body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(trace_id_of(&resp).len(), 32);
+    let request_id = resp.headers().get("x-request-id").cloned();
+    let through: Value = resp.json().await.unwrap();
+
+    // The same request straight to the provider gives the same answer.
+    let direct: Value = env
+        .client
+        .post(format!("{}/chat/completions", env.mock.base_url()))
+        .json(&json!({"model": "gpt-4o-mini", "messages": user("hello there")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(through, direct);
+    assert!(through["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("hello there"));
+    assert!(request_id.is_some(), "x-request-id passes through");
+}
+
+#[tokio::test]
+async fn gateway_fields_are_stripped_user_is_forwarded_and_credentials_are_the_providers() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({
+            "model": "up/gpt-4o-mini", "messages": user("strip me"), "user": "u-17", "session_id": "chat-9",
+            "trace": {"trace_id": "run-42", "customer": "acme"}, "logit_bias": {"50256": -100}
+        }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let recorded = env.mock.requests();
+    let last = recorded.last().unwrap();
+    assert_eq!(last.body["user"], "u-17");
+    assert_eq!(last.body["model"], "gpt-4o-mini");
+    assert_eq!(
+        last.body["logit_bias"],
+        json!({"50256": -100}),
+        "unknown fields pass through"
+    );
+    assert!(last.body.get("trace").is_none());
+    assert!(last.body.get("session_id").is_none());
+    let header = |name: &str| {
+        last.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("authorization").as_deref(),
+        Some("Bearer sk-provider-secret")
+    );
+    assert_eq!(header("x-extra").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn streaming_hides_the_usage_chunk_unless_asked() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(
+            json!({"model": "up/gpt-4o-mini", "messages": user("count the words"), "stream": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("text/event-stream"));
+    let events = sse_events(resp).await.unwrap();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(events.len() > 3);
+    for e in &events[..events.len() - 1] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert!(v.get("usage").is_none(), "usage leaked into {e}");
+        assert!(!v["choices"].as_array().unwrap().is_empty());
+    }
+    // The provider was asked for usage all the same.
+    assert_eq!(
+        env.mock.requests().last().unwrap().body["stream_options"],
+        json!({"include_usage": true})
+    );
+
+    let resp = env
+        .chat(
+            json!({"model": "up/gpt-4o-mini", "messages": user("count the words"), "stream": true,
+                     "stream_options": {"include_usage": true}}),
+        )
+        .await;
+    let events = sse_events(resp).await.unwrap();
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert!(usage["usage"]["total_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn streaming_matches_the_direct_stream_byte_for_byte() {
+    let env = Env::start().await;
+    let through = env
+        .client
+        .post(env.url("/v1/chat/completions"))
+        .json(&json!({"model": "up/gpt-4o-mini", "messages": user("same bytes"), "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let direct = env
+        .client
+        .post(format!("{}/chat/completions", env.mock.base_url()))
+        .json(&json!({"model": "gpt-4o-mini", "messages": user("same bytes"), "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The mock derives its response id from the request body, which differs by the injected
+    // `stream_options`; everything else must match byte for byte.
+    let id = |s: &str| {
+        s.split("\"id\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        through.replace(&id(&through), "ID"),
+        direct.replace(&id(&direct), "ID")
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_plain_and_streamed() {
+    let env = Env::start().await;
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "d",
+                        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]);
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "messages": user("find it"), "tools": tools}))
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "lookup");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let plain_args = call["function"]["arguments"].as_str().unwrap().to_owned();
+
+    let resp = env.chat(json!({"model": "up/gpt-4o-mini", "messages": user("find it"), "tools": tools, "stream": true})).await;
+    let events = sse_events(resp).await.unwrap();
+    let mut args = String::new();
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let v: Value = serde_json::from_str(e).unwrap();
+        if let Some(a) = v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+        {
+            args.push_str(a);
+        }
+    }
+    assert_eq!(args, plain_args);
+}
+
+#[tokio::test]
+async fn upstream_429_passes_through_with_retry_after() {
+    let env = Env::start().await;
+    let resp = env.chat(json!({"model": "up/gpt-4o-mini", "messages": user("#mock:error=429,retry_after=7 limited")})).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    assert!(resp
+        .headers()
+        .contains_key("x-ratelimit-remaining-requests"));
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn upstream_500_passes_through() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "messages": user("#mock:error=500 boom")}))
+        .await;
+    assert_eq!(resp.status(), 500);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["error"].is_object());
+}
+
+#[tokio::test]
+async fn retry_then_success() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "retry/gpt-4o-mini", "messages": user("#mock:error=500,fail_times=1 retry me please")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let tries = env
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.body.to_string().contains("retry me please"))
+        .count();
+    assert_eq!(tries, 2, "one failure, one retry");
+}
+
+#[tokio::test]
+async fn fallback_to_a_second_provider() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "fast", "messages": user("fall back")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["model"], "gpt-4o-mini");
+    assert_eq!(env.mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_provider_is_502_and_slow_one_is_504() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "dead/x", "messages": user("anyone?")}))
+        .await;
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable");
+
+    let started = Instant::now();
+    let resp = env
+        .chat(json!({"model": "slow/x", "messages": user("#mock:latency_ms=3000 slow")}))
+        .await;
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn mid_stream_abort_breaks_the_client_stream() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "messages": user("#mock:abort_after=3 break"), "stream": true}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    let mut broke = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Err(_) => {
+                broke = true;
+                break;
+            }
+        }
+    }
+    assert!(broke, "the client must see a broken stream");
+    assert!(!seen.contains("[DONE]"), "never a clean [DONE]");
+}
+
+#[tokio::test]
+async fn gateway_errors_use_openai_shape() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "no-such-model", "messages": user("x")}))
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(trace_id_of(&resp).len(), 32);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
+
+    let resp = env
+        .client
+        .post(env.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().contains_key("x-gatecast-trace-id"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    let big = "x".repeat(70_000);
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "messages": user(&big)}))
+        .await;
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large");
+
+    for (body, param) in [
+        (
+            json!({"model": "up/gpt-4o-mini", "messages": user("x"), "trace": "nope"}),
+            "trace",
+        ),
+        (
+            json!({"model": "up/gpt-4o-mini", "messages": user("x"), "user": "u".repeat(129)}),
+            "user",
+        ),
+        (
+            json!({"model": "up/gpt-4o-mini", "messages": user("x"), "session_id": "s".repeat(257)}),
+            "session_id",
+        ),
+    ] {
+        let resp = env.chat(body).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["param"], param);
+    }
+    assert!(
+        env.mock.requests().is_empty(),
+        "nothing invalid reaches the provider"
+    );
+}
+
+#[tokio::test]
+async fn models_health_and_the_builtin_mock() {
+    let env = Env::start().await;
+    let v: Value = env
+        .client
+        .get(env.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(v["object"], "list");
+    assert!(
+        ids.contains(&"fast") && ids.contains(&"mock-model") && ids.contains(&"up/gpt-4o-mini"),
+        "{ids:?}"
+    );
+    assert_eq!(
+        env.client
+            .get(env.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        env.client
+            .get(env.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let resp = env
+        .chat(json!({"model": "mock-model", "messages": user("offline"), "stream": true}))
+        .await;
+    let events = sse_events(resp).await.unwrap();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        env.mock.requests().is_empty(),
+        "the built-in mock needs no network"
+    );
+
+    let metrics = env
+        .client
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gatecast_requests_total"), "{metrics}");
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the official OpenAI Python and Node SDKs against a real gateway in front of the mock provider.
+# Installs a pinned SDK into tests/sdk/.venv on first use.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+
+bin_dir="${CARGO_TARGET_DIR:-$root/target}/debug"
+cargo build --quiet -p gatecast -p gatecast-mock --bins
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work="$(mktemp -d)"
+export SDK_MOCK_PORT="$(free_port)" SDK_GATEWAY_PORT="$(free_port)" SDK_TRACES="$work/traces.jsonl"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin_dir/gatecast-mock" --listen "127.0.0.1:$SDK_MOCK_PORT" >"$work/mock.log" 2>&1 &
+pids+=($!)
+"$bin_dir/gatecast" serve --config "$here/gatecast.toml" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$SDK_GATEWAY_PORT/health" >/dev/null 2>&1 && \
+     curl -fsS "http://127.0.0.1:$SDK_MOCK_PORT/health" >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+
+export GATECAST_URL="http://127.0.0.1:$SDK_GATEWAY_PORT/v1" MOCK_URL="http://127.0.0.1:$SDK_MOCK_PORT"
+node_dir="$here/node"
+(cd "$node_dir" && npm ci --no-audit --no-fund --silent)
+status=0
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" || status=1
+(cd "$node_dir" && node --test test_openai_sdk.mjs) || status=1
+if [ "$status" -ne 0 ]; then
+  echo "--- gateway log"; tail -n 50 "$work/gateway.log"
+  echo "--- mock log"; tail -n 20 "$work/mock.log"
+  exit 1
+fi
