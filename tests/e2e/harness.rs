@@ -1,9 +1,14 @@
-//! Starts a mock provider and a gateway.
+//! Starts a mock provider and a gateway, and reads back what the gateway exported.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use gatecast::{Config, Gateway};
 use gatecast_mock::MockServer;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -11,13 +16,14 @@ pub struct Env {
     pub mock: MockServer,
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    pub traces: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
-    _server: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Providers every test can use, all pointing at the one mock server unless noted.
-fn config_text(mock: &str, extra: &str) -> String {
+fn config_text(mock: &str, traces: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -59,6 +65,12 @@ fallbacks = ["up/gpt-4o-mini"]
 [models.mock-model]
 provider = "builtin"
 model = "mock-model"
+
+[[destinations]]
+name = "file"
+type = "file"
+path = "{traces}"
+flush_interval_ms = 20
 {extra}
 "#
     )
@@ -75,7 +87,8 @@ impl Env {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let text = config_text(&mock.base_url(), extra);
+        let traces = dir.path().join("traces.jsonl");
+        let text = config_text(&mock.base_url(), &traces.display().to_string(), extra);
         let config = Config::parse(&text, |_| None).unwrap();
         let gateway = Gateway::build(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,9 +106,10 @@ impl Env {
             mock,
             addr,
             client: reqwest::Client::new(),
+            traces,
             _dir: dir,
             stop: Some(stop),
-            _server: server,
+            server: Some(server),
         }
     }
 
@@ -112,6 +126,52 @@ impl Env {
             .await
             .unwrap()
     }
+
+    /// Stops the gateway, waits for its queues to flush, and returns the trace file's text.
+    pub async fn stop(mut self) -> String {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        std::fs::read_to_string(&self.traces).unwrap_or_default()
+    }
+
+    /// Every span exported so far, decoded with the official proto types.
+    pub fn exported(&self) -> Vec<ExportTraceServiceRequest> {
+        let text = std::fs::read_to_string(&self.traces).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad OTLP JSON line: {e}: {l}"))
+            })
+            .collect()
+    }
+
+    /// Waits until the spans of `trace_id` (hex) are exported, and returns them.
+    pub async fn spans_of(&self, trace_id: &str, at_least: usize) -> Vec<Span> {
+        let started = Instant::now();
+        loop {
+            let spans: Vec<Span> = self
+                .exported()
+                .into_iter()
+                .flat_map(|r| r.resource_spans)
+                .flat_map(|r| r.scope_spans)
+                .flat_map(|s| s.spans)
+                .filter(|s| hex(&s.trace_id) == trace_id)
+                .collect();
+            if spans.len() >= at_least {
+                return spans;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "only {} spans for trace {trace_id}",
+                spans.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Env {
@@ -122,6 +182,10 @@ impl Drop for Env {
     }
 }
 
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn trace_id_of(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("x-gatecast-trace-id")
@@ -129,6 +193,39 @@ pub fn trace_id_of(resp: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// An attribute as a JSON-ish value, for terse assertions.
+pub fn attr(span: &Span, key: &str) -> Option<Value> {
+    let kv = span.attributes.iter().find(|kv| kv.key == key)?;
+    let v = kv.value.as_ref()?.value.as_ref()?;
+    Some(any_to_json(v))
+}
+
+fn any_to_json(v: &AnyValue) -> Value {
+    match v {
+        AnyValue::StringValue(s) => Value::from(s.clone()),
+        AnyValue::BoolValue(b) => Value::from(*b),
+        AnyValue::IntValue(i) => Value::from(*i),
+        AnyValue::DoubleValue(d) => Value::from(*d),
+        AnyValue::ArrayValue(a) => Value::Array(
+            a.values
+                .iter()
+                .filter_map(|x| x.value.as_ref())
+                .map(any_to_json)
+                .collect(),
+        ),
+        other => Value::from(format!("{other:?}")),
+    }
+}
+
+pub fn span_named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+        panic!(
+            "no span named {name:?} in {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    })
 }
 
 /// Reads a whole SSE body into its `data` payloads; `Err` if the stream broke.

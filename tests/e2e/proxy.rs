@@ -393,3 +393,27 @@ async fn models_health_and_the_builtin_mock() {
         .unwrap();
     assert!(metrics.contains("gatecast_requests_total"), "{metrics}");
 }
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_exchange() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "stream": true,
+                     "messages": user("#mock:chunk_delay_ms=100,chunks=100 a long answer that never ends")}))
+        .await;
+    let trace_id = trace_id_of(&resp);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let started = Instant::now();
+    drop(stream);
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the exchange ends when the client leaves, not after 10 s"
+    );
+    assert_eq!(
+        crate::harness::attr(&spans[0], "error.type"),
+        Some(json!("cancelled"))
+    );
+}

@@ -139,3 +139,24 @@ def test_mid_stream_abort_raises():
     with pytest.raises(openai.APIError):
         for _ in gateway.chat.completions.create(model="up/gpt-4o-mini", messages=msgs("#mock:abort_after=2 x"), stream=True):
             pass
+
+
+def test_trace_metadata_via_extra_body():
+    resp = gateway.chat.completions.with_raw_response.create(
+        model="up/gpt-4o-mini", messages=msgs("sdk trace"), user="u-17",
+        extra_body={"trace": {"trace_id": "sdk-run-1", "trace_name": "support-agent", "span_name": "triage",
+                              "generation_name": "classify", "customer": "acme"},
+                    "session_id": "chat-9"})
+    trace_id = resp.headers["x-gatecast-trace-id"]
+    completion = resp.parse()
+    assert completion.choices[0].message.content
+    sent = [r for r in recorded() if "sdk trace" in json.dumps(r["body"])][-1]["body"]
+    assert "trace" not in sent and "session_id" not in sent
+    assert sent["user"] == "u-17"
+    spans = spans_for(trace_id, 3)
+    names = {s["name"] for s in spans}
+    assert names == {"support-agent", "triage", "classify"}
+    gen = attrs(next(s for s in spans if s["name"] == "classify"))
+    assert gen["user.id"] == "u-17"
+    assert gen["session.id"] == "chat-9"
+    assert gen["trace.metadata.customer"] == "acme"

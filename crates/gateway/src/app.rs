@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use gatecast_proxy::{NullSink, Proxy, Settings};
+use gatecast_proxy::{Proxy, RecordSink, Settings};
+use gatecast_telemetry::{BroadcastConfig, Broadcaster, GenerationRecord};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -20,6 +21,7 @@ use crate::routes;
 /// Shared by every handler; built once per process start.
 pub struct AppState {
     pub proxy: Proxy,
+    pub broadcaster: Broadcaster,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
 }
@@ -29,16 +31,38 @@ pub struct Gateway {
     shutdown_timeout: Duration,
 }
 
+/// The proxy hands finished records to the broadcaster through this narrow seam.
+struct BroadcastSink(Broadcaster);
+
+impl RecordSink for BroadcastSink {
+    fn publish(&self, record: GenerationRecord) {
+        self.0.publish(record);
+    }
+    fn wants_content(&self) -> bool {
+        self.0.wants_content()
+    }
+}
+
 impl Gateway {
     /// Must run inside a tokio runtime: destination pipelines start here.
     pub fn build(config: Config) -> Result<Self, GatewayError> {
         let router = config.router()?;
+        let broadcaster = Broadcaster::new(BroadcastConfig {
+            service_name: config.telemetry.service_name.clone(),
+            destinations: config.destinations.clone(),
+        })
+        .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
         };
-        let proxy = Proxy::new(router, Arc::new(NullSink), settings);
+        let proxy = Proxy::new(
+            router,
+            Arc::new(BroadcastSink(broadcaster.clone())),
+            settings,
+        );
         let state = AppState {
             proxy,
+            broadcaster,
             metrics: metrics_handle(),
             max_body_bytes: config.server.max_body_bytes,
         };
@@ -89,6 +113,7 @@ impl Gateway {
             result = server => result.map_err(GatewayError::Serve)?,
             () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
         }
+        self.state.broadcaster.shutdown(deadline).await;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gatecast_proxy::{ModelAlias, ProviderConfig, Router};
+use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
 
 use crate::error::GatewayError;
@@ -23,6 +24,8 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub models: BTreeMap<String, ModelAlias>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +155,17 @@ impl Config {
             }
         }
         self.router()?;
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            if !names.insert(d.name.as_str()) {
+                return Err(GatewayError::config(
+                    format!("destinations[{i}].name"),
+                    format!("`{}` is used twice", d.name),
+                ));
+            }
+            d.validate()
+                .map_err(|e| GatewayError::config(format!("destinations[{i}]"), e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -291,6 +305,10 @@ mod tests {
             (
                 "[models.fast]\nprovider = \"nope\"\nmodel = \"m\"",
                 "models.fast.provider",
+            ),
+            (
+                "[[destinations]]\nname = \"f\"\ntype = \"file\"\npath = \"x\"\nwhat = 1",
+                "destinations[0]",
             ),
         ];
         for (text, want) in cases {

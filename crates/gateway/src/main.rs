@@ -24,10 +24,11 @@ fn check_config(path: Option<&std::path::Path>) -> Result<(), GatewayError> {
     let path = Config::locate(path);
     let config = Config::load(&path)?;
     println!(
-        "{}: ok ({} providers, {} model aliases)",
+        "{}: ok ({} providers, {} model aliases, {} destinations)",
         path.display(),
         config.providers.len(),
-        config.models.len()
+        config.models.len(),
+        config.destinations.len()
     );
     Ok(())
 }

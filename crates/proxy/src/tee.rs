@@ -42,7 +42,9 @@ pub struct TeeBody {
     exchange: Option<Exchange>,
     deadline: Option<Pin<Box<Sleep>>>,
     upstream_status: u16,
-    size_hint: SizeHint,
+    /// Bytes still expected when the provider declared a length. hyper stops polling a body
+    /// once it has that many bytes, so the exchange must be closed with the last chunk.
+    remaining: Option<u64>,
 }
 
 impl TeeBody {
@@ -55,7 +57,6 @@ impl TeeBody {
         upstream_status: u16,
         content_length: Option<u64>,
     ) -> Self {
-        let size_hint = content_length.map(SizeHint::with_exact).unwrap_or_default();
         Self {
             upstream,
             mode,
@@ -63,7 +64,7 @@ impl TeeBody {
             exchange: Some(exchange),
             deadline: Some(deadline),
             upstream_status,
-            size_hint,
+            remaining: content_length,
         }
     }
 
@@ -175,6 +176,12 @@ impl Body for TeeBody {
                         }
                     }
                     if let Some(out) = this.on_chunk(chunk) {
+                        if let Some(left) = this.remaining.as_mut() {
+                            *left = left.saturating_sub(out.len() as u64);
+                            if *left == 0 {
+                                this.finish(None);
+                            }
+                        }
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 }
@@ -208,7 +215,7 @@ impl Body for TeeBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size_hint
+        self.remaining.map(SizeHint::with_exact).unwrap_or_default()
     }
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 pub const MAX_USER_CHARS: usize = 128;
 pub const MAX_SESSION_CHARS: usize = 256;
 pub const MAX_CUSTOM_KEYS: usize = 128;
+/// Measured on the value's JSON form, which is what ends up in every export.
 pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 
 /// Keys with a meaning of their own; every other key is custom metadata.
@@ -20,6 +21,10 @@ pub const RESERVED_KEYS: [&str; 7] = [
     "release",
 ];
 
+pub fn is_reserved(key: &str) -> bool {
+    RESERVED_KEYS.contains(&key)
+}
+
 /// Coerces reserved keys to strings, keeps at most [`MAX_CUSTOM_KEYS`] custom keys and cuts
 /// values to [`MAX_VALUE_BYTES`]. Returns the number of custom keys dropped.
 pub fn sanitize(trace: Map<String, Value>) -> (Map<String, Value>, u32) {
@@ -27,7 +32,7 @@ pub fn sanitize(trace: Map<String, Value>) -> (Map<String, Value>, u32) {
     let mut custom = 0usize;
     let mut dropped = 0u32;
     for (key, value) in trace {
-        if RESERVED_KEYS.contains(&key.as_str()) {
+        if is_reserved(&key) {
             let text = match value {
                 Value::Null => continue,
                 Value::String(s) => s,
@@ -37,7 +42,7 @@ pub fn sanitize(trace: Map<String, Value>) -> (Map<String, Value>, u32) {
             continue;
         }
         if custom >= MAX_CUSTOM_KEYS {
-            dropped += 1;
+            dropped = dropped.saturating_add(1);
             continue;
         }
         custom += 1;
@@ -58,15 +63,31 @@ pub fn sanitize(trace: Map<String, Value>) -> (Map<String, Value>, u32) {
     (out, dropped)
 }
 
+/// Cuts `s` at a char boundary so that its JSON string form (quotes and escapes included)
+/// stays within [`MAX_VALUE_BYTES`].
 fn cut(mut s: String) -> String {
-    if s.len() > MAX_VALUE_BYTES {
-        let mut end = MAX_VALUE_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
+    let mut size = 2usize;
+    let mut end = None;
+    for (i, c) in s.char_indices() {
+        size += escaped_len(c);
+        if size > MAX_VALUE_BYTES {
+            end = Some(i);
+            break;
         }
+    }
+    if let Some(end) = end {
         s.truncate(end);
     }
     s
+}
+
+/// How many bytes `c` takes inside a JSON string, as serde_json writes it.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
 }
 
 #[cfg(test)]
@@ -79,39 +100,58 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    fn serialized_len(v: &Value) -> usize {
+        serde_json::to_string(v).unwrap().len()
+    }
+
     #[test]
     fn reserved_keys_become_strings() {
-        let (m, dropped) = sanitize(obj(
-            json!({"trace_id": 42, "span_name": true, "trace_name": {"a": 1},
-                                              "generation_name": null, "customer": 7}),
-        ));
+        let (m, dropped) = sanitize(obj(json!({
+            "trace_id": 42, "span_name": true, "trace_name": {"a": 1}, "release": [1, "x"],
+            "environment": 1.5, "generation_name": null, "customer": 7
+        })));
         assert_eq!(m["trace_id"], "42");
         assert_eq!(m["span_name"], "true");
         assert_eq!(m["trace_name"], "{\"a\":1}");
+        assert_eq!(m["release"], "[1,\"x\"]");
+        assert_eq!(m["environment"], "1.5");
         assert!(!m.contains_key("generation_name"));
         assert_eq!(m["customer"], 7, "custom scalars keep their type");
         assert_eq!(dropped, 0);
     }
 
     #[test]
-    fn custom_keys_and_values_are_bounded() {
+    fn custom_keys_are_bounded_and_counted() {
         let mut big = Map::new();
         for i in 0..200 {
             big.insert(format!("k{i:03}"), json!(i));
         }
         big.insert("trace_id".into(), json!("run"));
+        big.insert("environment".into(), json!("prod"));
         let (m, dropped) = sanitize(big);
-        assert_eq!(m.len(), MAX_CUSTOM_KEYS + 1);
+        assert_eq!(m.len(), MAX_CUSTOM_KEYS + 2, "reserved keys do not count");
         assert_eq!(dropped, 72);
+    }
 
-        let (m, _) = sanitize(obj(
-            json!({"s": "é".repeat(5000), "a": vec!["x".repeat(100); 100]}),
-        ));
-        assert!(m["s"].as_str().unwrap().len() <= MAX_VALUE_BYTES);
-        assert!(
-            m["a"].as_str().unwrap().len() <= MAX_VALUE_BYTES,
-            "a long array becomes a cut string"
-        );
+    #[test]
+    fn values_are_bounded_by_their_json_size() {
+        let (m, _) = sanitize(obj(json!({
+            "s": "é".repeat(5000),
+            "q": "\"".repeat(5000),
+            "c": "\u{1}".repeat(5000),
+            "a": vec!["x".repeat(100); 100],
+            "o": {"k": "y".repeat(9000)},
+            "small": [1, 2],
+        })));
+        for key in ["s", "q", "c", "a", "o"] {
+            assert!(m[key].is_string(), "{key}");
+            assert!(serialized_len(&m[key]) <= MAX_VALUE_BYTES, "{key}");
+            assert!(
+                serialized_len(&m[key]) > MAX_VALUE_BYTES - 8,
+                "{key} is cut, not emptied"
+            );
+        }
+        assert_eq!(m["small"], json!([1, 2]), "small arrays keep their shape");
     }
 
     proptest::proptest! {
@@ -120,6 +160,9 @@ mod tests {
             let map: Map<String, Value> = keys.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             let (out, _) = sanitize(map);
             proptest::prop_assert!(out.len() <= MAX_CUSTOM_KEYS + RESERVED_KEYS.len());
+            for v in out.values() {
+                proptest::prop_assert!(serialized_len(v) <= MAX_VALUE_BYTES);
+            }
         }
     }
 }

@@ -1,0 +1,903 @@
+//! Store behaviour against real databases. Every test body takes a database URL, and
+//! `both_backends!` runs it on a fresh SQLite file and, when `GATECAST_TEST_POSTGRES_URL` is
+//! set (see `scripts/postgres-test-cluster.sh`), on a fresh database of that Postgres server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use gatecast_store::{DestinationPatch, DestinationRecord, SecretKey, Source, Store, StoreError};
+use rand::RngCore as _;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+const SENTRY_DSN: &str = "https://0123456789abcdef0123456789abcdef@o42.ingest.sentry.io/4242";
+const DSN_KEY: &str = "0123456789abcdef0123456789abcdef";
+const AUTH_HEADER: &str = "Bearer otlp-token-zyxw9876";
+
+struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        // A nested path proves the parent directories are created on first start.
+        let url = format!("sqlite://{}/data/nested/gatecast.db", dir.path().display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let admin = std::env::var("GATECAST_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())?;
+        let mut suffix = [0u8; 6];
+        rand::rng().fill_bytes(&mut suffix);
+        let name = format!("gatecast_test_{}", hex::encode(suffix));
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("GATECAST_TEST_POSTGRES_URL is set but the server cannot be reached");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(TestDb {
+            url: url.to_string(),
+            _dir: None,
+            postgres: Some((admin, name)),
+        })
+    }
+
+    async fn cleanup(self) {
+        if let Some((admin, name)) = &self.postgres {
+            let pool = sqlx::PgPool::connect(admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(url: &str)`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite();
+                    super::$name(&db.url).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else {
+                        eprintln!("skipped: GATECAST_TEST_POSTGRES_URL is not set");
+                        return;
+                    };
+                    super::$name(&db.url).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    crud,
+    file_destinations_are_read_only,
+    sync_semantics,
+    secrets_are_encrypted_at_rest,
+    masking,
+    wrong_secret_key_fails_at_start,
+    keys_create_verify_revoke_list,
+    audit_rows_have_no_secrets,
+    config_version_bumps_once_per_change,
+    watch_sees_changes_from_another_replica,
+    watch_sees_local_changes_at_once,
+    concurrent_mutations_serialize,
+    not_migrated_is_a_clear_error,
+);
+
+fn key_a() -> SecretKey {
+    SecretKey::from_bytes([0xA5; 32])
+}
+
+async fn open(url: &str) -> Store {
+    Store::connect(url, key_a(), true).await.unwrap()
+}
+
+fn sentry(name: &str) -> DestinationRecord {
+    DestinationRecord {
+        id: String::new(),
+        name: name.to_owned(),
+        kind: "sentry".to_owned(),
+        config: json!({ "dsn": SENTRY_DSN }),
+        enabled: true,
+        privacy_mode: false,
+        sampling_rate: 1.0,
+        filters: json!({}),
+        source: Source::Api,
+    }
+}
+
+fn otlp(name: &str) -> DestinationRecord {
+    DestinationRecord {
+        kind: "otlp".to_owned(),
+        config: json!({
+            "endpoint": "http://127.0.0.1:4318/v1/traces",
+            "protocol": "http/protobuf",
+            "headers": { "authorization": AUTH_HEADER },
+        }),
+        sampling_rate: 0.5,
+        filters: json!({ "exclude_keys": ["load-test"] }),
+        ..sentry(name)
+    }
+}
+
+fn file_dest(name: &str, path: &str) -> DestinationRecord {
+    DestinationRecord {
+        kind: "file".to_owned(),
+        config: json!({ "path": path }),
+        source: Source::File,
+        ..sentry(name)
+    }
+}
+
+/// Text columns read with a plain query, bypassing the store.
+async fn raw_texts(url: &str, sql: &str) -> Vec<String> {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    }
+}
+
+/// Every byte SQLite has on disk (main file and WAL), to prove plaintext never reached it.
+fn sqlite_bytes(url: &str) -> Option<Vec<u8>> {
+    let path = url.strip_prefix("sqlite://")?;
+    let mut bytes = std::fs::read(path).unwrap();
+    if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
+        bytes.extend(wal);
+    }
+    Some(bytes)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+async fn crud(url: &str) {
+    let store = open(url).await;
+    assert!(store.list_destinations().await.unwrap().is_empty());
+
+    let created = store
+        .create_destination(otlp("collector"), "alice")
+        .await
+        .unwrap();
+    assert_eq!(created.source, Source::Api);
+    assert_eq!(created.id.len(), 36, "a UUID-like id is assigned");
+    let got = store.get_destination("collector").await.unwrap().unwrap();
+    assert_eq!(got, created);
+    assert_eq!(got.config["headers"]["authorization"], AUTH_HEADER);
+    assert_eq!(got.sampling_rate, 0.5);
+    assert_eq!(got.filters, json!({ "exclude_keys": ["load-test"] }));
+
+    store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .list_destinations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["collector", "sentry"]);
+
+    // Partial update: only privacy changes.
+    let patched = store
+        .update_destination(
+            "collector",
+            DestinationPatch {
+                privacy_mode: Some(true),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    assert!(patched.privacy_mode);
+    assert_eq!(patched.config, created.config);
+    assert_eq!(patched.id, created.id);
+
+    // A client that sends the masked config back keeps the real secret.
+    let mut config = patched.masked().config;
+    config["endpoint"] = json!("http://127.0.0.1:4319/v1/traces");
+    let patched = store
+        .update_destination(
+            "collector",
+            DestinationPatch {
+                config: Some(config),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.config["headers"]["authorization"], AUTH_HEADER);
+    assert_eq!(
+        patched.config["endpoint"],
+        "http://127.0.0.1:4319/v1/traces"
+    );
+    let reread = store.get_destination("collector").await.unwrap().unwrap();
+    assert_eq!(reread, patched);
+
+    // Validation.
+    let err = store
+        .update_destination(
+            "collector",
+            DestinationPatch {
+                sampling_rate: Some(0.0),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("sampling_rate"), "{err}");
+    let mut bad = sentry("bad name with spaces");
+    bad.name = "bad name".to_owned();
+    assert!(matches!(
+        store.create_destination(bad, "alice").await.unwrap_err(),
+        StoreError::Invalid { .. }
+    ));
+
+    // Conflicts and missing names.
+    let err = store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    let err = store
+        .update_destination("nope", DestinationPatch::default(), "bob")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    let err = store.delete_destination("nope", "bob").await.unwrap_err();
+    assert_eq!(err.to_string(), "destination `nope` not found");
+
+    store
+        .delete_destination("collector", "carol")
+        .await
+        .unwrap();
+    assert!(store.get_destination("collector").await.unwrap().is_none());
+    assert_eq!(store.list_destinations().await.unwrap().len(), 1);
+
+    // A record deserialized from an admin API body gets sensible defaults.
+    let body: DestinationRecord =
+        serde_json::from_value(json!({"name": "f", "type": "file", "config": {"path": "x"}}))
+            .unwrap();
+    let created = store.create_destination(body, "alice").await.unwrap();
+    assert!(created.enabled && !created.privacy_mode);
+    assert_eq!(created.sampling_rate, 1.0);
+    let json = serde_json::to_value(&created).unwrap();
+    assert_eq!(json["type"], "file");
+    assert_eq!(json["source"], "api");
+}
+
+async fn file_destinations_are_read_only(url: &str) {
+    let store = open(url).await;
+    store
+        .sync_file_destinations(vec![file_dest("local", "data/traces.jsonl")])
+        .await
+        .unwrap();
+    let local = store.get_destination("local").await.unwrap().unwrap();
+    assert_eq!(local.source, Source::File);
+    let version = store.config_version().await.unwrap();
+
+    let err = store
+        .update_destination(
+            "local",
+            DestinationPatch {
+                privacy_mode: Some(true),
+                ..Default::default()
+            },
+            "alice",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ReadOnly { name } if name == "local"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("config file"), "{err}");
+    let err = store
+        .delete_destination("local", "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
+    let err = store
+        .create_destination(file_dest("local", "elsewhere"), "alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
+
+    // Refused writes change nothing, not even the version.
+    assert_eq!(store.config_version().await.unwrap(), version);
+    assert_eq!(
+        store.get_destination("local").await.unwrap().unwrap(),
+        local
+    );
+}
+
+async fn sync_semantics(url: &str) {
+    let store = open(url).await;
+    store
+        .create_destination(sentry("api-one"), "alice")
+        .await
+        .unwrap();
+    let api_one = store.get_destination("api-one").await.unwrap().unwrap();
+
+    let v0 = store.config_version().await.unwrap();
+    let summary = store
+        .sync_file_destinations(vec![file_dest("a", "a.jsonl"), file_dest("b", "b.jsonl")])
+        .await
+        .unwrap();
+    assert_eq!(summary.created, ["a", "b"]);
+    assert!(summary.updated.is_empty() && summary.removed.is_empty());
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        v0 + 1,
+        "one bump per sync"
+    );
+    let a_id = store.get_destination("a").await.unwrap().unwrap().id;
+
+    // Same file again: nothing to do, no bump.
+    let summary = store
+        .sync_file_destinations(vec![file_dest("b", "b.jsonl"), file_dest("a", "a.jsonl")])
+        .await
+        .unwrap();
+    assert!(summary.is_empty(), "{summary:?}");
+    assert_eq!(store.config_version().await.unwrap(), v0 + 1);
+
+    // Change a, drop b, add c.
+    let mut a = file_dest("a", "a2.jsonl");
+    a.privacy_mode = true;
+    let summary = store
+        .sync_file_destinations(vec![a, file_dest("c", "c.jsonl")])
+        .await
+        .unwrap();
+    assert_eq!(summary.created, ["c"]);
+    assert_eq!(summary.updated, ["a"]);
+    assert_eq!(summary.removed, ["b"]);
+    let a = store.get_destination("a").await.unwrap().unwrap();
+    assert_eq!(a.id, a_id, "an updated file destination keeps its id");
+    assert_eq!(a.config["path"], "a2.jsonl");
+    assert!(a.privacy_mode);
+    assert!(store.get_destination("b").await.unwrap().is_none());
+    assert_eq!(
+        store.get_destination("api-one").await.unwrap().unwrap(),
+        api_one,
+        "API destinations are never touched by a sync"
+    );
+
+    // A clash with an API destination names it and changes nothing.
+    let version = store.config_version().await.unwrap();
+    let err = store
+        .sync_file_destinations(vec![file_dest("a", "a2.jsonl"), file_dest("api-one", "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NameClash { name } if name == "api-one"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`api-one`"), "{err}");
+    assert_eq!(store.config_version().await.unwrap(), version);
+    assert!(store.get_destination("c").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_destination("api-one")
+            .await
+            .unwrap()
+            .unwrap()
+            .source,
+        Source::Api
+    );
+
+    // Duplicates in the file are rejected.
+    let err = store
+        .sync_file_destinations(vec![file_dest("d", "1"), file_dest("d", "2")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("declared twice"), "{err}");
+
+    // An empty file removes every file destination and keeps the API ones.
+    let summary = store.sync_file_destinations(vec![]).await.unwrap();
+    assert_eq!(summary.removed, ["a", "c"]);
+    let names: Vec<_> = store
+        .list_destinations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["api-one"]);
+}
+
+async fn secrets_are_encrypted_at_rest(url: &str) {
+    let store = open(url).await;
+    store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap();
+    store
+        .create_destination(otlp("collector"), "alice")
+        .await
+        .unwrap();
+    store
+        .sync_file_destinations(vec![DestinationRecord {
+            config: json!({ "url": "http://127.0.0.1:9/hook", "method": "POST",
+                            "headers": { "x-api-key": "file-secret-1234" } }),
+            kind: "webhook".to_owned(),
+            ..file_dest("hook", "")
+        }])
+        .await
+        .unwrap();
+
+    let raw = raw_texts(
+        url,
+        "SELECT CAST(config AS TEXT) FROM destinations ORDER BY name",
+    )
+    .await;
+    assert_eq!(raw.len(), 3);
+    let all = raw.join("\n");
+    for secret in [
+        SENTRY_DSN,
+        DSN_KEY,
+        AUTH_HEADER,
+        "otlp-token",
+        "file-secret-1234",
+    ] {
+        assert!(
+            !all.contains(secret),
+            "plaintext `{secret}` found at rest: {all}"
+        );
+    }
+    assert_eq!(all.matches("enc:v1:").count(), 3, "{all}");
+    // Non-secret fields stay readable for operators.
+    assert!(all.contains("http://127.0.0.1:4318/v1/traces"), "{all}");
+    assert!(all.contains("http/protobuf"), "{all}");
+
+    if let Some(bytes) = sqlite_bytes(url) {
+        for secret in [SENTRY_DSN, DSN_KEY, AUTH_HEADER, "file-secret-1234"] {
+            assert!(
+                !contains(&bytes, secret),
+                "`{secret}` is in the SQLite files"
+            );
+        }
+    }
+
+    // The store hands the gateway decrypted records.
+    let sentry = store.get_destination("sentry").await.unwrap().unwrap();
+    assert_eq!(sentry.config["dsn"], SENTRY_DSN);
+    let hook = store.get_destination("hook").await.unwrap().unwrap();
+    assert_eq!(hook.config["headers"]["x-api-key"], "file-secret-1234");
+}
+
+async fn masking(url: &str) {
+    let store = open(url).await;
+    let mut rec = otlp("collector");
+    rec.config["headers"]["x-short"] = json!("abc");
+    rec.config["api_key"] = json!("sk-live-abcdefgh1a2b");
+    store.create_destination(rec, "alice").await.unwrap();
+    store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap();
+
+    let masked = store
+        .get_destination("collector")
+        .await
+        .unwrap()
+        .unwrap()
+        .masked();
+    assert_eq!(masked.config["headers"]["authorization"], "****9876");
+    assert_eq!(masked.config["headers"]["x-short"], "****");
+    assert_eq!(masked.config["api_key"], "****1a2b");
+    assert_eq!(masked.config["endpoint"], "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(masked.config["protocol"], "http/protobuf");
+    let masked = store
+        .get_destination("sentry")
+        .await
+        .unwrap()
+        .unwrap()
+        .masked();
+    assert_eq!(masked.config["dsn"], "****4242");
+    let shown = serde_json::to_string(&masked).unwrap();
+    assert!(!shown.contains(DSN_KEY), "{shown}");
+}
+
+async fn wrong_secret_key_fails_at_start(url: &str) {
+    let store = open(url).await;
+    store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap();
+    store.close().await;
+
+    let err = Store::connect(url, SecretKey::from_bytes([0x11; 32]), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WrongSecretKey), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("wrong GATECAST_SECRET_KEY: cannot decrypt stored secrets"),
+        "{err}"
+    );
+
+    // The right key still works after the failed attempt.
+    let store = Store::connect(url, key_a(), false).await.unwrap();
+    let sentry = store.get_destination("sentry").await.unwrap().unwrap();
+    assert_eq!(sentry.config["dsn"], SENTRY_DSN);
+}
+
+async fn keys_create_verify_revoke_list(url: &str) {
+    let store = open(url).await;
+    assert_eq!(store.active_key_count().await.unwrap(), 0);
+    let (info, full) = store.create_key("ci", "alice").await.unwrap();
+    assert!(full.starts_with("gk_"), "{full}");
+    assert_eq!(full.len(), 43);
+    assert!(full[3..].chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(info.prefix, full[..8]);
+    assert_eq!(info.name, "ci");
+    assert!(info.is_active());
+
+    let (_, other) = store.create_key("bench", "alice").await.unwrap();
+    assert_ne!(full, other);
+    assert_eq!(store.active_key_count().await.unwrap(), 2);
+
+    let verified = store.verify_key(&full).await.unwrap();
+    assert_eq!(verified.name, "ci");
+    assert_eq!(verified.id, info.id);
+    assert!(store.verify_key(&full[..42]).await.is_none());
+    assert!(store.verify_key("").await.is_none());
+    assert!(store.verify_key(&format!("{full}x")).await.is_none());
+    assert!(store.verify_key(&"a".repeat(10_000)).await.is_none());
+
+    // Only the hash is stored.
+    let raw = raw_texts(
+        url,
+        "SELECT id || '|' || name || '|' || key_hash || '|' || prefix || '|' || CAST(created_at AS TEXT) FROM virtual_keys",
+    )
+    .await;
+    let all = raw.join("\n");
+    assert!(!all.contains(&full), "full key stored: {all}");
+    assert!(!all.contains(&full[8..]), "key body stored: {all}");
+    let expected_hash = hex::encode(sha2::Sha256::digest(full.as_bytes()));
+    assert!(all.contains(&expected_hash), "{all}");
+
+    let err = store.create_key("ci", "alice").await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    let err = store.create_key("no spaces", "alice").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+
+    let revoked = store.revoke_key("ci", "bob").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.verify_key(&full).await.is_none(), "revoked keys fail");
+    assert!(store.verify_key(&other).await.is_some());
+    assert_eq!(store.active_key_count().await.unwrap(), 1);
+    let err = store.revoke_key("ci", "bob").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    // The name can be reused after rotation; the list shows both.
+    let (new_info, new_full) = store.create_key("ci", "alice").await.unwrap();
+    assert_eq!(store.verify_key(&new_full).await.unwrap().id, new_info.id);
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 3);
+    let ci: Vec<_> = keys.iter().filter(|k| k.name == "ci").collect();
+    assert_eq!(ci.len(), 2);
+    assert_eq!(ci.iter().filter(|k| k.is_active()).count(), 1);
+    let listed = serde_json::to_string(&keys).unwrap();
+    assert!(!listed.contains(&expected_hash) && !listed.contains(&full));
+}
+
+async fn audit_rows_have_no_secrets(url: &str) {
+    let store = open(url).await;
+    store
+        .create_destination(sentry("sentry"), "alice")
+        .await
+        .unwrap();
+    store
+        .create_destination(otlp("collector"), "alice")
+        .await
+        .unwrap();
+    let mut config = otlp("x").config;
+    config["headers"]["authorization"] = json!("Bearer rotated-secret-5555");
+    store
+        .update_destination(
+            "collector",
+            DestinationPatch {
+                config: Some(config),
+                privacy_mode: Some(true),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    store.delete_destination("sentry", "carol").await.unwrap();
+    let (_, full) = store.create_key("ci", "dave").await.unwrap();
+    store.revoke_key("ci", "dave").await.unwrap();
+    store
+        .sync_file_destinations(vec![DestinationRecord {
+            config: json!({"dsn": "https://ffffffffffffffffffffffffffffffff@sentry.example/1"}),
+            kind: "sentry".to_owned(),
+            ..file_dest("file-sentry", "")
+        }])
+        .await
+        .unwrap();
+
+    let log = store.audit_log(100).await.unwrap();
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("config-file", "destination.create", "file-sentry"),
+            ("dave", "key.revoke", "ci"),
+            ("dave", "key.create", "ci"),
+            ("carol", "destination.delete", "sentry"),
+            ("bob", "destination.update", "collector"),
+            ("alice", "destination.create", "collector"),
+            ("alice", "destination.create", "sentry"),
+        ]
+    );
+    assert_eq!(log[4].detail["changed"], json!(["config", "privacy_mode"]));
+    assert_eq!(log[4].detail["privacy_mode"], json!(true));
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(store.audit_log(2).await.unwrap().len(), 2);
+
+    let raw = raw_texts(url, "SELECT CAST(detail AS TEXT) FROM audit_log").await;
+    let all = format!(
+        "{}\n{}",
+        raw.join("\n"),
+        serde_json::to_string(&log).unwrap()
+    );
+    for secret in [
+        SENTRY_DSN,
+        DSN_KEY,
+        AUTH_HEADER,
+        "rotated-secret-5555",
+        "ffffffffffffffffffffffffffffffff",
+        &full,
+        "enc:v1:",
+    ] {
+        assert!(!all.contains(secret), "`{secret}` in the audit log: {all}");
+    }
+}
+
+async fn config_version_bumps_once_per_change(url: &str) {
+    let store = open(url).await;
+    let v0 = store.config_version().await.unwrap();
+    store.create_destination(sentry("s"), "a").await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 1);
+    let patch = DestinationPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store
+        .update_destination("s", patch.clone(), "a")
+        .await
+        .unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 2);
+    // The same patch again changes nothing and does not bump.
+    let unchanged = store.update_destination("s", patch, "a").await.unwrap();
+    assert!(!unchanged.enabled);
+    assert_eq!(store.config_version().await.unwrap(), v0 + 2);
+    store.create_key("k", "a").await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 3);
+    store.revoke_key("k", "a").await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 4);
+    store.delete_destination("s", "a").await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 5);
+    // Failed mutations leave it alone.
+    assert!(store.delete_destination("s", "a").await.is_err());
+    assert!(store.revoke_key("k", "a").await.is_err());
+    assert_eq!(store.config_version().await.unwrap(), v0 + 5);
+    // A second handle on the same database sees the same version.
+    let other = Store::connect(url, key_a(), false).await.unwrap();
+    assert_eq!(other.config_version().await.unwrap(), v0 + 5);
+}
+
+async fn watch_sees_changes_from_another_replica(url: &str) {
+    let watcher = open(url).await;
+    let writer = Store::connect(url, key_a(), false).await.unwrap();
+    // On Postgres the interval is far longer than the wait below, so only LISTEN/NOTIFY can
+    // deliver the change in time; on SQLite, polling does.
+    let interval = if url.starts_with("postgres") {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_millis(50)
+    };
+    let mut rx = watcher.watch(interval);
+    let start = *rx.borrow_and_update();
+    // Let the LISTEN connection come up first so the wake really comes from NOTIFY.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    writer
+        .create_destination(sentry("s"), "alice")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("watch did not see the change within 10 s")
+        .unwrap();
+    assert_eq!(*rx.borrow_and_update(), start + 1);
+
+    writer.create_key("k", "alice").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("watch did not see the second change within 10 s")
+        .unwrap();
+    assert_eq!(*rx.borrow(), start + 2);
+}
+
+async fn watch_sees_local_changes_at_once(url: &str) {
+    let store = open(url).await;
+    let mut rx = store.watch(Duration::from_secs(3600));
+    let start = *rx.borrow_and_update();
+    store
+        .create_destination(sentry("s"), "alice")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("a local change must wake the watcher without waiting for a poll")
+        .unwrap();
+    assert_eq!(*rx.borrow(), start + 1);
+    drop(rx);
+    // With every receiver gone the task ends; the store keeps working.
+    store.delete_destination("s", "alice").await.unwrap();
+}
+
+async fn concurrent_mutations_serialize(url: &str) {
+    let store = open(url).await;
+    let v0 = store.config_version().await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            if i % 3 == 0 {
+                store.create_key(&format!("k{i}"), "t").await.map(|_| ())
+            } else {
+                store
+                    .create_destination(sentry(&format!("d{i}")), "t")
+                    .await
+                    .map(|_| ())
+            }
+        });
+    }
+    // Two writers racing for the same name: exactly one wins.
+    for _ in 0..2 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .create_destination(sentry("same"), "t")
+                .await
+                .map(|_| ())
+        });
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::AlreadyExists { .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (13, 1));
+    assert_eq!(store.config_version().await.unwrap(), v0 + 13);
+    assert_eq!(store.list_destinations().await.unwrap().len(), 9);
+    assert_eq!(store.audit_log(100).await.unwrap().len(), 13);
+}
+
+async fn not_migrated_is_a_clear_error(url: &str) {
+    let err = Store::connect(url, key_a(), false).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMigrated { .. }), "{err}");
+    assert!(err.to_string().contains("gatecast migrate"), "{err}");
+    // Migrating (as `gatecast migrate` does) fixes it, and is idempotent.
+    let store = Store::connect(url, key_a(), true).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), 0);
+}
+
+// ----- SQLite-only -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_creates_file_and_parent_dirs_in_wal_mode() {
+    let db = TestDb::sqlite();
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    assert!(!std::path::Path::new(&path).exists());
+    let store = open(&db.url).await;
+    assert_eq!(store.backend(), "sqlite");
+    store.ping().await.unwrap();
+    assert!(std::path::Path::new(&path).is_file());
+    let mode = raw_texts(&db.url, "PRAGMA journal_mode").await;
+    assert_eq!(mode, ["wal"]);
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let store = Store::connect("sqlite::memory:", key_a(), true)
+        .await
+        .unwrap();
+    store.create_destination(sentry("s"), "a").await.unwrap();
+    assert_eq!(store.list_destinations().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unsupported_url_is_a_clear_error() {
+    let err = Store::connect("mysql://u:hunter2@db/x", key_a(), true)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unsupported database URL"), "{msg}");
+    assert!(!msg.contains("hunter2"), "password leaked: {msg}");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error_without_the_password() {
+    // Port 9 on loopback: nothing listens there, so the connection is refused at once.
+    let err = Store::connect("postgres://gc:hunter2@127.0.0.1:9/gatecast", key_a(), true)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot connect to database"), "{msg}");
+    assert!(!msg.contains("hunter2"), "password leaked: {msg}");
+}
+
+#[test]
+fn masked_record_serializes_with_type_and_lowercase_source() {
+    let rec = file_dest("local", "data/traces.jsonl").masked();
+    let v: Value = serde_json::to_value(&rec).unwrap();
+    assert_eq!(v["type"], "file");
+    assert_eq!(v["source"], "file");
+    assert_eq!(v["config"]["path"], "data/traces.jsonl");
+    let patch: Result<DestinationPatch, _> = serde_json::from_value(json!({ "privacy": true }));
+    assert!(
+        patch.is_err(),
+        "unknown PATCH fields are rejected, not ignored"
+    );
+    let patch: DestinationPatch =
+        serde_json::from_value(json!({ "privacy_mode": true, "type": "otlp" })).unwrap();
+    assert_eq!(patch.privacy_mode, Some(true));
+    assert_eq!(patch.kind.as_deref(), Some("otlp"));
+}

@@ -1,0 +1,27 @@
+//! The crate's one error type. Only set-up and encoding can fail: publishing never does.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A destination's settings cannot work; the message names the field.
+    #[error("destination `{destination}`: {message}")]
+    InvalidDestination {
+        destination: String,
+        message: String,
+    },
+    /// The destination type is recognised but its sink is not built yet.
+    #[error("destination `{destination}`: type `{kind}` is not supported yet")]
+    Unsupported { destination: String, kind: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pipelines are tasks: they need a tokio runtime to start in.
+    #[error("telemetry pipelines must start inside a tokio runtime")]
+    NoRuntime,
+    #[error("encoding OTLP JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}

@@ -1,0 +1,251 @@
+//! The generation span's attributes: the DESIGN §3 table, one row at a time.
+
+use serde_json::Value;
+
+use crate::content;
+use crate::limits::marker_key;
+use crate::metadata;
+use crate::model::{AttrValue, SpanStatus};
+use crate::record::{GenerationRecord, Status};
+use crate::spans::reserved;
+
+type Attrs = Vec<(String, AttrValue)>;
+
+fn put(attrs: &mut Attrs, key: &str, value: impl Into<AttrValue>) {
+    attrs.push((key.to_owned(), value.into()));
+}
+
+fn put_opt<T: Into<AttrValue>>(attrs: &mut Attrs, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        put(attrs, key, v);
+    }
+}
+
+/// The model sent upstream when a route was chosen, else what the client asked for.
+pub(crate) fn request_model(record: &GenerationRecord) -> Option<&str> {
+    record
+        .route
+        .as_ref()
+        .map(|r| r.model.as_str())
+        .filter(|m| !m.is_empty())
+        .or(Some(record.request.model.as_str()).filter(|m| !m.is_empty()))
+}
+
+pub(crate) fn attributes(record: &GenerationRecord) -> (Attrs, SpanStatus) {
+    let mut a = Attrs::with_capacity(40);
+    put(&mut a, "gen_ai.operation.name", "chat");
+    let route = record.route.as_ref();
+    put_opt(
+        &mut a,
+        "gen_ai.provider.name",
+        route
+            .map(|r| r.provider_kind.as_str())
+            .filter(|k| !k.is_empty()),
+    );
+    put_opt(&mut a, "gen_ai.request.model", request_model(record));
+    request(record, &mut a);
+    response(record, &mut a);
+    usage(record, &mut a);
+
+    let ctx = &record.context;
+    if let Some(session) = &ctx.session_id {
+        put(&mut a, "gen_ai.conversation.id", session.as_str());
+        put(&mut a, "session.id", session.as_str());
+    }
+    put_opt(&mut a, "user.id", ctx.user.as_deref());
+    trace_metadata(record, &mut a);
+
+    if let Some(r) = route {
+        put_opt(&mut a, "server.address", r.server_address.as_deref());
+        put_opt(&mut a, "server.port", r.server_port.map(i64::from));
+        put(&mut a, "gatecast.provider", r.provider.as_str());
+        if !r.route.is_empty() {
+            put(&mut a, "gatecast.route", r.route.as_str());
+        }
+    }
+    put_opt(&mut a, "gatecast.key.name", record.key_name.as_deref());
+    if !record.attempts.is_empty() {
+        put(&mut a, "gatecast.attempts", record.attempts.len() as u64);
+    }
+    let t = &record.timings;
+    let gateway = t.end.saturating_sub(t.upstream_total);
+    put(
+        &mut a,
+        "gatecast.latency.gateway_ms",
+        gateway.as_secs_f64() * 1000.0,
+    );
+
+    let status = match &record.status {
+        Status::Ok => SpanStatus::Unset,
+        Status::Error(e) => {
+            put(&mut a, "error.type", e.kind.as_str());
+            put_opt(
+                &mut a,
+                "gatecast.response.status_code",
+                e.http_status.map(i64::from),
+            );
+            let message = if e.message.is_empty() {
+                e.kind.as_str().to_owned()
+            } else {
+                e.message.clone()
+            };
+            SpanStatus::Error(message)
+        }
+    };
+    content_attributes(record, &mut a);
+    (a, status)
+}
+
+fn request(record: &GenerationRecord, a: &mut Attrs) {
+    let r = &record.request;
+    put_opt(a, "gen_ai.request.max_tokens", r.max_tokens);
+    put_opt(a, "gen_ai.request.temperature", r.temperature);
+    put_opt(a, "gen_ai.request.top_p", r.top_p);
+    put_opt(a, "gen_ai.request.frequency_penalty", r.frequency_penalty);
+    put_opt(a, "gen_ai.request.presence_penalty", r.presence_penalty);
+    put_opt(a, "gen_ai.request.seed", r.seed);
+    if !r.stop_sequences.is_empty() {
+        put(
+            a,
+            "gen_ai.request.stop_sequences",
+            AttrValue::StringArray(r.stop_sequences.clone()),
+        );
+    }
+    put_opt(a, "gen_ai.request.choice.count", r.choice_count);
+    put(a, "gen_ai.request.stream", r.stream);
+}
+
+fn response(record: &GenerationRecord, a: &mut Attrs) {
+    let o = &record.output;
+    put_opt(a, "gen_ai.response.model", o.response_model.as_deref());
+    put_opt(a, "gen_ai.response.id", o.response_id.as_deref());
+    let reasons: Vec<String> = o
+        .choices
+        .iter()
+        .filter_map(|c| c.finish_reason.clone())
+        .collect();
+    if !reasons.is_empty() {
+        put(
+            a,
+            "gen_ai.response.finish_reasons",
+            AttrValue::StringArray(reasons),
+        );
+    }
+    if record.request.stream {
+        // Measured from acceptance: what the client waited, gateway included.
+        put_opt(
+            a,
+            "gen_ai.response.time_to_first_chunk",
+            record.timings.first_chunk.map(|d| d.as_secs_f64()),
+        );
+    }
+}
+
+fn usage(record: &GenerationRecord, a: &mut Attrs) {
+    let Some(u) = &record.usage else { return };
+    put(a, "gen_ai.usage.input_tokens", u.input_tokens);
+    put(a, "gen_ai.usage.output_tokens", u.output_tokens);
+    put_opt(
+        a,
+        "gen_ai.usage.cache_read.input_tokens",
+        u.cache_read_input_tokens,
+    );
+    put_opt(
+        a,
+        "gen_ai.usage.reasoning.output_tokens",
+        u.reasoning_output_tokens,
+    );
+}
+
+fn trace_metadata(record: &GenerationRecord, a: &mut Attrs) {
+    let trace = &record.context.trace;
+    for (key, value) in trace {
+        if metadata::is_reserved(key) {
+            continue;
+        }
+        if let Some(v) = metadata_value(value) {
+            put(a, &format!("trace.metadata.{key}"), v);
+        }
+    }
+    if let Some(env) = reserved(trace, "environment") {
+        put(a, "trace.metadata.environment", env.as_str());
+        put(a, "deployment.environment.name", env);
+    }
+    put_opt(a, "trace.metadata.release", reserved(trace, "release"));
+    let dropped = record.context.dropped_metadata_keys;
+    if dropped > 0 {
+        put(a, "gatecast.metadata.dropped_keys", i64::from(dropped));
+    }
+}
+
+/// Scalars keep their type; arrays and objects become compact JSON because backends such as
+/// Sentry drop nested attribute values. Integers beyond `i64` become their exact text.
+fn metadata_value(value: &Value) -> Option<AttrValue> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => AttrValue::Bool(*b),
+        Value::String(s) => AttrValue::String(s.clone()),
+        Value::Number(n) => match (n.as_i64(), n.is_f64(), n.as_f64()) {
+            (Some(i), _, _) => AttrValue::Int(i),
+            (None, true, Some(f)) => AttrValue::Double(f),
+            _ => AttrValue::String(n.to_string()),
+        },
+        other => AttrValue::String(other.to_string()),
+    })
+}
+
+fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
+    let mut marked = Vec::new();
+    let messages = record.request.messages.as_ref();
+    if let Some((c, input)) = messages.and_then(|c| content::input(&c.json).map(|i| (c, i))) {
+        if !input.system.is_empty() {
+            put(
+                a,
+                "gen_ai.system_instructions",
+                Value::from(input.system).to_string(),
+            );
+            if c.truncated {
+                marked.push("gen_ai.system_instructions");
+            }
+        }
+        put(
+            a,
+            "gen_ai.input.messages",
+            Value::from(input.messages).to_string(),
+        );
+        if c.truncated {
+            marked.push("gen_ai.input.messages");
+        }
+    }
+
+    let out = &record.output;
+    // Captured content shows as captured messages; without them, only a non-empty answer
+    // proves the text was captured rather than skipped.
+    let has_output = out
+        .choices
+        .iter()
+        .any(|c| !c.text.is_empty() || !c.tool_calls.is_empty());
+    if !out.choices.is_empty() && (messages.is_some() || has_output || out.truncated) {
+        let failed = matches!(record.status, Status::Error(_));
+        put(
+            a,
+            "gen_ai.output.messages",
+            Value::from(content::output(&out.choices, failed)).to_string(),
+        );
+        if out.truncated {
+            marked.push("gen_ai.output.messages");
+        }
+    }
+
+    if let Some(tools) = &record.request.tools {
+        if let Some(defs) = content::tool_definitions(&tools.json) {
+            put(a, "gen_ai.tool.definitions", Value::from(defs).to_string());
+            if tools.truncated {
+                marked.push("gen_ai.tool.definitions");
+            }
+        }
+    }
+    for key in marked {
+        put(a, &marker_key(key), true);
+    }
+}

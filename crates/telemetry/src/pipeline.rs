@@ -1,0 +1,279 @@
+//! One delivery pipeline per destination: bounded queue, batching, privacy, encoding,
+//! export with timeout and retries, counters.
+//!
+//! Pipelines share nothing but the records' spans, so a destination that is slow, down or
+//! hanging fills only its own queue and never slows requests or another destination.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::destination::file::FileSink;
+use crate::destination::{DestinationConfig, DestinationType, Sink};
+use crate::error::TelemetryError;
+use crate::model::SpanModel;
+use crate::otlp::ResourceInfo;
+use crate::record::GenerationRecord;
+use crate::retry::RetryPolicy;
+use crate::spans::{build_spans, SpanOptions};
+use crate::stats::{Counters, DestinationStats, DropReason};
+use crate::worker::Worker;
+
+/// A record on its way to the destinations that selected it. Its spans are built once, by
+/// whichever worker gets to it first, so every destination exports the same span ids; the
+/// record itself is released as soon as they exist.
+pub struct SharedRecord {
+    record: Mutex<Option<GenerationRecord>>,
+    private: bool,
+    options: SpanOptions,
+    spans: OnceLock<Vec<SpanModel>>,
+}
+
+impl SharedRecord {
+    pub fn new(record: GenerationRecord, options: SpanOptions) -> Self {
+        Self {
+            private: record.privacy,
+            record: Mutex::new(Some(record)),
+            options,
+            spans: OnceLock::new(),
+        }
+    }
+
+    /// The attribute limit the spans were built with; stricter destinations cut further.
+    pub fn max_attribute_bytes(&self) -> usize {
+        self.options.max_attribute_bytes
+    }
+
+    /// Whether the request asked for privacy at every destination.
+    pub fn private(&self) -> bool {
+        self.private
+    }
+
+    pub fn spans(&self) -> &[SpanModel] {
+        self.spans.get_or_init(|| {
+            let record = self.record.lock().unwrap_or_else(|p| p.into_inner()).take();
+            record
+                .map(|r| build_spans(&r, &self.options))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// What a worker needs from its destination's config, resolved once.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub privacy_mode: bool,
+    pub sentry_flavor: bool,
+    pub max_batch_spans: usize,
+    pub flush_interval: Duration,
+    pub timeout: Duration,
+    pub max_attribute_bytes: usize,
+    pub resource: Resource,
+    pub retry: RetryPolicy,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &DestinationConfig, service_name: &str) -> Self {
+        let resource = ResourceInfo {
+            service_name: service_name.to_owned(),
+            attributes: config
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..ResourceInfo::default()
+        };
+        Self {
+            privacy_mode: config.privacy_mode,
+            sentry_flavor: config.kind == DestinationType::Sentry,
+            max_batch_spans: config.max_batch_spans.max(1),
+            flush_interval: config.flush_interval(),
+            timeout: config.timeout(),
+            max_attribute_bytes: config.max_attribute_bytes,
+            resource: resource.to_proto(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub struct Pipeline {
+    config: DestinationConfig,
+    /// `None` for a disabled destination: it has no worker and receives nothing.
+    tx: Option<mpsc::Sender<Arc<SharedRecord>>>,
+    counters: Arc<Counters>,
+    /// Records accepted but not yet exported or dropped; lost if shutdown runs out of time.
+    pending: Arc<AtomicU64>,
+    stop: Arc<Notify>,
+    /// Set at shutdown, so records stop entering even while the worker is busy exporting.
+    closed: AtomicBool,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Builds the destination's sink and starts its worker on `runtime`.
+    pub fn start(
+        config: &DestinationConfig,
+        service_name: &str,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, TelemetryError> {
+        if !config.enabled {
+            return Ok(Self::idle(config));
+        }
+        let settings = WorkerSettings::from_config(config, service_name);
+        match config.kind {
+            DestinationType::File => {
+                let path =
+                    config
+                        .path
+                        .as_deref()
+                        .ok_or_else(|| TelemetryError::InvalidDestination {
+                            destination: config.name.clone(),
+                            message: "path: required for a file destination".into(),
+                        })?;
+                let sink = FileSink::open(path)?;
+                Ok(Self::spawn(config, sink, settings, runtime))
+            }
+            DestinationType::Sentry | DestinationType::Otlp | DestinationType::Webhook => {
+                Err(TelemetryError::Unsupported {
+                    destination: config.name.clone(),
+                    kind: config.kind.as_str().to_owned(),
+                })
+            }
+        }
+    }
+
+    /// A pipeline that never runs, for a disabled destination: it only reports stats.
+    pub fn start_disabled(config: &DestinationConfig) -> Self {
+        Self::idle(config)
+    }
+
+    fn idle(config: &DestinationConfig) -> Self {
+        Self {
+            config: config.clone(),
+            tx: None,
+            counters: Arc::new(Counters::new(&config.name)),
+            pending: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+            worker: Mutex::new(None),
+        }
+    }
+
+    /// Starts a worker around any sink; the seam the later transports and the tests use.
+    pub fn spawn<S: Sink>(
+        config: &DestinationConfig,
+        sink: S,
+        settings: WorkerSettings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let mut pipeline = Self::idle(config);
+        let worker = Worker {
+            sink,
+            rx,
+            settings,
+            counters: pipeline.counters.clone(),
+            pending: pipeline.pending.clone(),
+            stop: pipeline.stop.clone(),
+            name: config.name.clone(),
+        };
+        pipeline.tx = Some(tx);
+        pipeline.worker = Mutex::new(Some(runtime.spawn(worker.run())));
+        pipeline
+    }
+
+    pub fn config(&self) -> &DestinationConfig {
+        &self.config
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Never waits: a full queue drops the record and counts it.
+    pub fn offer(&self, record: Arc<SharedRecord>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        if self.closed.load(Relaxed) {
+            self.counters.dropped(DropReason::Shutdown, 1);
+            return false;
+        }
+        self.pending.fetch_add(1, Relaxed);
+        match tx.try_send(record) {
+            Ok(()) => {
+                self.counters.queued();
+                true
+            }
+            Err(e) => {
+                self.pending.fetch_sub(1, Relaxed);
+                let reason = match e {
+                    TrySendError::Full(_) => DropReason::QueueFull,
+                    TrySendError::Closed(_) => DropReason::Shutdown,
+                };
+                self.counters.dropped(reason, 1);
+                false
+            }
+        }
+    }
+
+    pub fn stats(&self) -> DestinationStats {
+        let c = &self.counters;
+        let depth = self
+            .tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity().saturating_sub(tx.capacity()));
+        DestinationStats {
+            name: self.config.name.clone(),
+            kind: self.config.kind.as_str().to_owned(),
+            enabled: self.config.enabled,
+            privacy_mode: self.config.privacy_mode,
+            queued: c.queued.load(Relaxed),
+            queue_depth: depth as u64,
+            exported_spans: c.exported_spans.load(Relaxed),
+            exported_batches: c.exported_batches.load(Relaxed),
+            retries: c.retries.load(Relaxed),
+            dropped_queue_full: c.dropped_queue_full.load(Relaxed),
+            dropped_export_failed: c.dropped_export_failed.load(Relaxed),
+            dropped_shutdown: c.dropped_shutdown.load(Relaxed),
+            last_success_unix_ms: Some(c.last_success_unix_ms.load(Relaxed)).filter(|&t| t > 0),
+            last_error: c.last_error(),
+        }
+    }
+
+    /// Asks the worker to stop taking records, drain its queue and flush.
+    pub fn begin_shutdown(&self) {
+        self.closed.store(true, Relaxed);
+        self.stop.notify_one();
+    }
+
+    /// Waits for the worker until `deadline`; whatever is still pending then is counted lost.
+    pub async fn finish_shutdown(&self, deadline: Instant) {
+        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut handle) = handle else { return };
+        if tokio::time::timeout_at(deadline, &mut handle)
+            .await
+            .is_err()
+        {
+            handle.abort();
+            // Wait for the cancellation to land, so no batch is counted both as lost here
+            // and as exported or failed by the worker.
+            let _ = handle.await;
+            let lost = self.pending.swap(0, Relaxed);
+            self.counters.dropped(DropReason::Shutdown, lost);
+            tracing::warn!(
+                destination = %self.config.name,
+                lost_records = lost,
+                "shutdown deadline reached before the destination flushed"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,116 @@
+//! Privacy mode (DESIGN §4) as an allow-list: a private span keeps only what is named here.
+//!
+//! An attribute someone adds later is therefore private by default; the cost of forgetting
+//! to list a harmless attribute is a missing field, never a leaked prompt.
+
+use crate::limits::TRUNCATED_SUFFIX;
+use crate::model::{SpanModel, SpanStatus};
+
+/// Attributes kept by exact name.
+pub const ALLOWED_KEYS: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.response.model",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.response.time_to_first_chunk",
+    "gen_ai.conversation.id",
+    "gen_ai.agent.name",
+    "gen_ai.cost_usd",
+    "user.id",
+    "session.id",
+    "error.type",
+    "deployment.environment.name",
+    "http.request.method",
+    "http.response.status_code",
+    "sentry.op",
+    "sentry.description",
+    "sentry.environment",
+    "sentry.release",
+];
+
+/// Attributes kept by prefix.
+pub const ALLOWED_PREFIXES: &[&str] = &[
+    "gen_ai.request.",
+    "gen_ai.usage.",
+    "gen_ai.cost.",
+    "trace.metadata.",
+    "server.",
+    "gatecast.",
+];
+
+/// Words that mark a `gen_ai.*` attribute as content even under an allowed prefix, such as
+/// the deprecated `gen_ai.request.messages`.
+const CONTENT_WORDS: &[&str] = &[
+    "message",
+    "content",
+    "argument",
+    "instruction",
+    "definition",
+];
+
+pub fn is_allowed(key: &str) -> bool {
+    if let Some(base) = key.strip_suffix(TRUNCATED_SUFFIX) {
+        // A marker goes with its value: it says content existed, which only matters if kept.
+        if is_allowed_base(base) {
+            return true;
+        }
+    }
+    is_allowed_base(key)
+}
+
+fn is_allowed_base(key: &str) -> bool {
+    let listed = ALLOWED_KEYS.contains(&key) || ALLOWED_PREFIXES.iter().any(|p| key.starts_with(p));
+    listed && !(key.starts_with("gen_ai.") && CONTENT_WORDS.iter().any(|w| key.contains(w)))
+}
+
+/// Strips everything not on the allow-list. The error message is replaced because provider
+/// errors quote the provider, and may quote the prompt.
+pub fn apply_privacy(spans: &mut [SpanModel]) {
+    for span in spans {
+        span.attributes.retain(|(k, _)| is_allowed(k));
+        if let SpanStatus::Error(message) = &mut span.status {
+            *message = span
+                .attributes
+                .iter()
+                .find(|(k, _)| k == "error.type")
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or("error")
+                .to_owned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_decisions() {
+        for key in [
+            "gen_ai.request.model",
+            "gen_ai.usage.input_tokens",
+            "gen_ai.response.finish_reasons",
+            "trace.metadata.message_count",
+            "gatecast.route",
+            "server.address",
+            "trace.metadata.x.truncated",
+        ] {
+            assert!(is_allowed(key), "{key}");
+        }
+        for key in [
+            "gen_ai.input.messages",
+            "gen_ai.output.messages",
+            "gen_ai.system_instructions",
+            "gen_ai.tool.definitions",
+            "gen_ai.request.messages",
+            "gen_ai.response.text",
+            "gen_ai.request.tool_call.arguments",
+            "gen_ai.input.messages.truncated",
+            "url.full",
+            "something.new",
+        ] {
+            assert!(!is_allowed(key), "{key}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! When to try an export again: exponential backoff with jitter, bounded in attempts.
+//!
+//! Jitter keeps replicas that failed together from retrying together; the bound keeps a dead
+//! destination from holding a batch (and memory) forever.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries per batch, the first one included.
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before try number `retry + 2`. A server's `Retry-After` is honoured, capped
+    /// so one answer cannot park the pipeline.
+    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max_backoff.saturating_mul(3));
+        }
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
+            .min(self.max_backoff);
+        // "Equal jitter": at least half the ceiling, so waits still grow.
+        let half = ceiling / 2;
+        half + rand::rng().random_range(Duration::ZERO..=half)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let p = RetryPolicy::default();
+        for retry in 0..20 {
+            let ceiling = (p.base * 2u32.pow(retry.min(16))).min(p.max_backoff);
+            let d = p.backoff(retry, None);
+            assert!(d >= ceiling / 2 && d <= ceiling, "retry {retry}: {d:?}");
+        }
+        assert_eq!(
+            p.backoff(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.backoff(0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(30)
+        );
+    }
+}

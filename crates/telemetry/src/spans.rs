@@ -1,0 +1,255 @@
+//! A record becomes a small span tree (DESIGN §3). Pure: no I/O, no clock, ids injectable.
+//!
+//! Only spans that carry information are emitted: users of other gateways complain about
+//! noisy, duplicated spans more than about missing ones.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::generation;
+use crate::ids;
+use crate::limits::{self, DEFAULT_MAX_ATTRIBUTE_BYTES};
+use crate::model::{AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
+use crate::record::{Attempt, GenerationRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanOptions {
+    /// Byte limit of each string attribute.
+    pub max_attribute_bytes: usize,
+    /// Makes span ids `seed, seed+1, ...` (big-endian) instead of random, for golden tests.
+    pub id_seed: Option<u64>,
+}
+
+impl Default for SpanOptions {
+    fn default() -> Self {
+        Self {
+            max_attribute_bytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
+            id_seed: None,
+        }
+    }
+}
+
+struct SpanIds(Option<u64>);
+
+impl SpanIds {
+    fn next(&mut self) -> [u8; 8] {
+        match &mut self.0 {
+            None => ids::random_span_id(),
+            Some(n) => {
+                // Zero is "no id" in OTLP, so a sequence skips it.
+                if *n == 0 {
+                    *n = 1;
+                }
+                let id = n.to_be_bytes();
+                *n = n.wrapping_add(1);
+                id
+            }
+        }
+    }
+}
+
+/// Builds the spans of one record, top span first.
+pub fn build_spans(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanModel> {
+    let mut ids = SpanIds(opts.id_seed);
+    let trace = &record.context.trace;
+    let trace_name = reserved(trace, "trace_name");
+    let span_name = reserved(trace, "span_name");
+    let generation_name = reserved(trace, "generation_name");
+    let start = record.timings.accepted_unix_nanos;
+    let end = at(start, record.timings.end);
+    let trace_id = record.context.trace_id;
+    let request_parent = record.context.parent_span_id;
+
+    let mut spans = Vec::with_capacity(3 + record.attempts.len());
+    // The parent of the next span, and whether it lives in the caller's process.
+    let mut parent = request_parent;
+    let mut remote = request_parent.is_some();
+    let mut push = |spans: &mut Vec<SpanModel>, name: String, kind, role, attributes, status| {
+        let span_id = ids.next();
+        spans.push(SpanModel {
+            trace_id,
+            span_id,
+            parent_span_id: parent,
+            parent_is_remote: remote,
+            name,
+            kind,
+            role,
+            start_unix_nanos: start,
+            end_unix_nanos: end,
+            attributes,
+            status,
+        });
+        parent = Some(span_id);
+        remote = false;
+    };
+
+    if let (Some(name), None) = (&trace_name, request_parent) {
+        push(
+            &mut spans,
+            name.clone(),
+            SpanKind::Server,
+            SpanRole::Root,
+            Vec::new(),
+            SpanStatus::Unset,
+        );
+    }
+    if let Some(name) = span_name {
+        push(
+            &mut spans,
+            name,
+            SpanKind::Internal,
+            SpanRole::Span,
+            Vec::new(),
+            SpanStatus::Unset,
+        );
+    }
+    let (attributes, status) = generation::attributes(record);
+    let name = generation_name.unwrap_or_else(|| generation_name_for(record));
+    push(
+        &mut spans,
+        name,
+        SpanKind::Client,
+        SpanRole::Generation,
+        attributes,
+        status,
+    );
+    let generation_id = parent;
+
+    if let (Some(name), Some(_), Some(top)) = (trace_name, request_parent, spans.first_mut()) {
+        // The caller owns the root, so the name is kept where it can still be searched.
+        top.set_attr("gatecast.trace_name", name);
+    }
+
+    if record.attempts.len() > 1 {
+        for (n, attempt) in record.attempts.iter().enumerate() {
+            let (attributes, status) = attempt_attributes(attempt);
+            spans.push(SpanModel {
+                trace_id,
+                span_id: ids.next(),
+                parent_span_id: generation_id,
+                parent_is_remote: false,
+                name: format!("attempt {} {}", n + 1, attempt.provider),
+                kind: SpanKind::Client,
+                role: SpanRole::Attempt,
+                start_unix_nanos: at(start, attempt.start),
+                end_unix_nanos: at(start, attempt.end.max(attempt.start)),
+                attributes,
+                status,
+            });
+        }
+    }
+
+    for span in &mut spans {
+        limits::enforce(span, opts.max_attribute_bytes);
+    }
+    spans
+}
+
+/// `chat {model}` as the GenAI conventions name a chat span, with the model actually sent
+/// upstream when a route was chosen.
+fn generation_name_for(record: &GenerationRecord) -> String {
+    match generation::request_model(record) {
+        Some(model) => format!("chat {model}"),
+        None => "chat".to_owned(),
+    }
+}
+
+/// A reserved `trace` key as text; absent, null and empty all mean "not given".
+pub(crate) fn reserved(trace: &Map<String, Value>, key: &str) -> Option<String> {
+    match trace.get(key)? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn at(start: u64, offset: Duration) -> u64 {
+    start.saturating_add(u64::try_from(offset.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Attempt spans are the only ones with `http.*` and `url.*`: they are the HTTP calls.
+fn attempt_attributes(attempt: &Attempt) -> (Vec<(String, AttrValue)>, SpanStatus) {
+    let mut attrs: Vec<(String, AttrValue)> = vec![
+        ("http.request.method".into(), "POST".into()),
+        ("gatecast.provider".into(), attempt.provider.as_str().into()),
+    ];
+    if !attempt.model.is_empty() {
+        attrs.push(("gen_ai.request.model".into(), attempt.model.as_str().into()));
+    }
+    if let Some(code) = attempt.http_status {
+        attrs.push(("http.response.status_code".into(), i64::from(code).into()));
+    }
+    if let Some(url) = &attempt.url {
+        attrs.push(("url.full".into(), url.as_str().into()));
+        if let Some((host, port)) = host_port(url) {
+            attrs.push(("server.address".into(), host.into()));
+            if let Some(port) = port {
+                attrs.push(("server.port".into(), i64::from(port).into()));
+            }
+        }
+    }
+    // HTTP conventions: a client error status is the error type; otherwise what broke.
+    let error_type = match (attempt.http_status, &attempt.error) {
+        (Some(code), _) if code >= 400 => Some(code.to_string()),
+        (_, Some(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let status = match error_type {
+        Some(t) => {
+            attrs.push(("error.type".into(), t.as_str().into()));
+            SpanStatus::Error(attempt.error.clone().unwrap_or(t))
+        }
+        None => SpanStatus::Unset,
+    };
+    (attrs, status)
+}
+
+/// Host and explicit port of a URL, without pulling in a URL parser for one field.
+fn host_port(url: &str) -> Option<(&str, Option<u16>)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        return None;
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, port.parse().ok())),
+        None => Some((authority, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parses_common_urls() {
+        assert_eq!(
+            host_port("https://api.openai.com/v1/chat/completions"),
+            Some(("api.openai.com", None))
+        );
+        assert_eq!(
+            host_port("http://127.0.0.1:8080/v1?x=1"),
+            Some(("127.0.0.1", Some(8080)))
+        );
+        assert_eq!(
+            host_port("http://user:pw@[::1]:9/v1"),
+            Some(("::1", Some(9)))
+        );
+        assert_eq!(host_port("http:///nohost"), None);
+    }
+
+    #[test]
+    fn seeded_ids_skip_zero() {
+        let mut ids = SpanIds(Some(0));
+        assert_eq!(ids.next(), [0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(ids.next(), [0, 0, 0, 0, 0, 0, 0, 2]);
+    }
+}

@@ -1,0 +1,177 @@
+//! Per-destination delivery counters, readable without locks on the hot path.
+//!
+//! The same numbers go to the `metrics` facade (`gatecast_destination_*`, labelled by
+//! destination), so the binary's Prometheus recorder exports them, and to [`DestinationStats`]
+//! for the admin API.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use metrics::Counter;
+use serde::Serialize;
+
+/// Why records were lost; the label of `gatecast_destination_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    ExportFailed,
+    Shutdown,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::ExportFailed => "export_failed",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A snapshot for `/admin/v1/destinations/.../stats`. Drops count records; exports count
+/// spans and batches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestinationStats {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub enabled: bool,
+    pub privacy_mode: bool,
+    /// Records accepted into the queue since start.
+    pub queued: u64,
+    /// Records waiting in the queue right now.
+    pub queue_depth: u64,
+    pub exported_spans: u64,
+    pub exported_batches: u64,
+    pub retries: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_export_failed: u64,
+    pub dropped_shutdown: u64,
+    pub last_success_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Counters {
+    pub queued: AtomicU64,
+    pub exported_spans: AtomicU64,
+    pub exported_batches: AtomicU64,
+    pub retries: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_export_failed: AtomicU64,
+    pub dropped_shutdown: AtomicU64,
+    /// 0 until the first success.
+    pub last_success_unix_ms: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    destination: String,
+    metrics: OnceLock<Metrics>,
+}
+
+#[derive(Debug)]
+struct Metrics {
+    queued: Counter,
+    exported_spans: Counter,
+    exported_batches: Counter,
+    retries: Counter,
+    dropped_queue_full: Counter,
+    dropped_export_failed: Counter,
+    dropped_shutdown: Counter,
+}
+
+impl Metrics {
+    fn register(destination: &str) -> Self {
+        let name = destination.to_owned();
+        let dropped = |reason: DropReason| {
+            metrics::counter!("gatecast_destination_dropped_total",
+                "destination" => name.clone(), "reason" => reason.as_str())
+        };
+        Self {
+            queued: metrics::counter!("gatecast_destination_queued_total", "destination" => name.clone()),
+            exported_spans: metrics::counter!("gatecast_destination_exported_spans_total", "destination" => name.clone()),
+            exported_batches: metrics::counter!("gatecast_destination_exported_batches_total", "destination" => name.clone()),
+            retries: metrics::counter!("gatecast_destination_retries_total", "destination" => name.clone()),
+            dropped_queue_full: dropped(DropReason::QueueFull),
+            dropped_export_failed: dropped(DropReason::ExportFailed),
+            dropped_shutdown: dropped(DropReason::Shutdown),
+        }
+    }
+}
+
+impl Counters {
+    pub fn new(destination: &str) -> Self {
+        Self {
+            queued: AtomicU64::new(0),
+            exported_spans: AtomicU64::new(0),
+            exported_batches: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_export_failed: AtomicU64::new(0),
+            dropped_shutdown: AtomicU64::new(0),
+            last_success_unix_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            destination: destination.to_owned(),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    /// Handles are registered at first use, not at construction: the binary may install its
+    /// recorder after the pipelines start, and a handle taken before that stays a no-op.
+    /// Afterwards counting is an atomic add with no lookup.
+    fn metrics(&self) -> &Metrics {
+        self.metrics
+            .get_or_init(|| Metrics::register(&self.destination))
+    }
+
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Relaxed);
+        self.metrics().queued.increment(1);
+    }
+
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+        self.metrics().retries.increment(1);
+    }
+
+    pub fn exported(&self, spans: u64) {
+        self.exported_spans.fetch_add(spans, Relaxed);
+        self.exported_batches.fetch_add(1, Relaxed);
+        let m = self.metrics();
+        m.exported_spans.increment(spans);
+        m.exported_batches.increment(1);
+        self.last_success_unix_ms.store(now_unix_ms(), Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason, records: u64) {
+        if records == 0 {
+            return;
+        }
+        let m = self.metrics();
+        let (counter, metric) = match reason {
+            DropReason::QueueFull => (&self.dropped_queue_full, &m.dropped_queue_full),
+            DropReason::ExportFailed => (&self.dropped_export_failed, &m.dropped_export_failed),
+            DropReason::Shutdown => (&self.dropped_shutdown, &m.dropped_shutdown),
+        };
+        counter.fetch_add(records, Relaxed);
+        metric.increment(records);
+    }
+
+    pub fn set_last_error(&self, message: String) {
+        let mut slot = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(message);
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
