@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod broadcast;
 mod cli;
 mod harness;
 mod proxy;
+mod receivers;
 mod traces;

@@ -122,13 +122,14 @@ impl Config {
             GatewayError::config(if at.is_empty() { "config".into() } else { at }, msg)
         })?;
         expand_env(&mut value, &mut String::new(), &env)?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             GatewayError::config(
                 if path == "." { "config".into() } else { path },
                 e.into_inner().to_string(),
             )
         })?;
+        config.destinations.extend(env_destinations(&env)?);
         config.validate()?;
         Ok(config)
     }
@@ -174,6 +175,81 @@ impl Config {
         Router::new(&self.providers, &self.models)
             .map_err(|e| GatewayError::config(e.path, e.message))
     }
+}
+
+/// Destinations defined by the environment: `SENTRY_DSN`, and the standard
+/// `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,HEADERS,PROTOCOL}`. They follow the GenAI
+/// content-capture convention: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false`
+/// (or `NO_CONTENT`) turns their privacy mode on.
+fn env_destinations(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<DestinationConfig>, GatewayError> {
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let private = get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "no_content" | "0"
+        )
+    });
+    let mut out = Vec::new();
+    if let Some(dsn) = get("SENTRY_DSN") {
+        let mut d = DestinationConfig::file("env-sentry", "");
+        d.kind = gatecast_telemetry::destination::DestinationType::Sentry;
+        d.path = None;
+        d.dsn = Some(dsn);
+        d.privacy_mode = private;
+        out.push(d);
+    }
+    let traces_endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let base_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if traces_endpoint.is_some() || base_endpoint.is_some() {
+        use gatecast_telemetry::destination::Protocol;
+        let protocol_var = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match protocol_var.as_deref().map(str::trim) {
+            None | Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some("http/json") => Protocol::HttpJson,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
+                return Err(GatewayError::config(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    format!("`{other}` is not http/protobuf, http/json or grpc"),
+                ))
+            }
+        };
+        // The generic variable is a base URL: the signal path is appended, as the OTel spec says.
+        let endpoint = match (traces_endpoint, base_endpoint) {
+            (Some(e), _) => e,
+            (None, Some(base)) if protocol == Protocol::Grpc => base,
+            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (None, None) => String::new(),
+        };
+        let headers_var =
+            get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| get("OTEL_EXPORTER_OTLP_HEADERS"));
+        let mut headers = BTreeMap::new();
+        for pair in headers_var
+            .iter()
+            .flat_map(|h| h.split(','))
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                GatewayError::config(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "expected comma-separated key=value pairs",
+                )
+            })?;
+            headers.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let mut d = DestinationConfig::file("env-otlp", "");
+        d.kind = gatecast_telemetry::destination::DestinationType::Otlp;
+        d.path = None;
+        d.endpoint = Some(endpoint);
+        d.protocol = Some(protocol);
+        d.headers = headers;
+        d.privacy_mode = private;
+        out.push(d);
+    }
+    Ok(out)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -286,6 +362,49 @@ mod tests {
         );
         let c = parse("[providers.up]\nkind = \"mock\"\nheaders = { a = \"$${LIT} $5\" }").unwrap();
         assert_eq!(c.providers["up"].headers["a"], "${LIT} $5");
+    }
+
+    #[test]
+    fn the_environment_defines_sentry_and_otlp_destinations() {
+        let vars = [
+            (
+                "SENTRY_DSN",
+                "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer x, x-tenant=t1",
+            ),
+            (
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                "false",
+            ),
+        ];
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let c = Config::parse("", env).unwrap();
+        assert_eq!(c.destinations.len(), 2);
+        let sentry = &c.destinations[0];
+        assert_eq!(sentry.name, "env-sentry");
+        assert!(sentry.privacy_mode, "content capture off means private");
+        let otlp = &c.destinations[1];
+        assert_eq!(
+            otlp.endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(otlp.headers["x-tenant"], "t1");
+        assert_eq!(otlp.headers["authorization"], "Bearer x");
+
+        let bad = |k: &str| (k == "SENTRY_DSN").then(|| "https://nope@host/1".to_string());
+        assert!(Config::parse("", bad)
+            .unwrap_err()
+            .to_string()
+            .contains("32 hex digits"));
+        assert!(Config::parse("", |_| None).unwrap().destinations.is_empty());
     }
 
     #[test]

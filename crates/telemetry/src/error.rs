@@ -10,9 +10,6 @@ pub enum TelemetryError {
         destination: String,
         message: String,
     },
-    /// The destination type is recognised but its sink is not built yet.
-    #[error("destination `{destination}`: type `{kind}` is not supported yet")]
-    Unsupported { destination: String, kind: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::destination::file::FileSink;
+use crate::destination::NetworkSink;
 use crate::destination::{DestinationConfig, DestinationType, Sink};
 use crate::error::TelemetryError;
 use crate::model::SpanModel;
@@ -140,10 +141,14 @@ impl Pipeline {
                 Ok(Self::spawn(config, sink, settings, runtime))
             }
             DestinationType::Sentry | DestinationType::Otlp | DestinationType::Webhook => {
-                Err(TelemetryError::Unsupported {
+                let invalid = |message: String| TelemetryError::InvalidDestination {
                     destination: config.name.clone(),
-                    kind: config.kind.as_str().to_owned(),
-                })
+                    message,
+                };
+                match crate::destination::build_network_sink(config).map_err(invalid)? {
+                    NetworkSink::Http(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
+                    NetworkSink::Grpc(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
+                }
             }
         }
     }

@@ -226,10 +226,11 @@ async fn configuration_errors_name_the_problem() {
 
     let mut sentry = dest("s", &path);
     sentry.kind = DestinationType::Sentry;
-    assert!(matches!(
-        err(vec![sentry]),
-        TelemetryError::Unsupported { .. }
-    ));
+    let e = err(vec![sentry.clone()]);
+    assert!(e.to_string().contains("dsn: required"), "{e}");
+    sentry.dsn = Some("https://short@o1.ingest.sentry.io/1".into());
+    let e = err(vec![sentry]);
+    assert!(e.to_string().contains("32 hex digits"), "{e}");
 
     std::fs::write(dir.path().join("file"), "").unwrap();
     let e = err(vec![dest("f", &dir.path().join("file/below.jsonl"))]);

@@ -3,6 +3,9 @@
 //! sinks without touching the pipeline.
 
 pub mod file;
+pub mod grpc;
+pub mod http;
+pub mod sentry_dsn;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +36,30 @@ impl DestinationType {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WebhookMethod {
+    Post,
+    Put,
+}
+
 /// One destination as written in `[[destinations]]` or stored by the admin API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +70,30 @@ pub struct DestinationConfig {
     /// `file`: the JSON-lines file to append to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// `sentry`: the project's DSN; the OTLP endpoint and auth header are derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<String>,
+    /// `sentry`: overrides the endpoint derived from the DSN (regional or self-hosted ingest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `otlp`: the traces endpoint, e.g. `http://collector:4318/v1/traces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `otlp`: `http/protobuf` (default), `http/json` or `grpc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// `otlp`: `gzip` (default) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// `webhook`: where to send OTLP/JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `webhook`: `POST` (default) or `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<WebhookMethod>,
+    /// `otlp` and `webhook`: headers sent with every export (credentials go here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// Strip content for every record sent here.
     #[serde(default)]
     pub privacy_mode: bool,
@@ -108,6 +159,14 @@ impl DestinationConfig {
             name: name.into(),
             kind: DestinationType::File,
             path: Some(path.into()),
+            dsn: None,
+            otlp_endpoint: None,
+            endpoint: None,
+            protocol: None,
+            compression: None,
+            url: None,
+            method: None,
+            headers: BTreeMap::new(),
             privacy_mode: false,
             sampling_rate: defaults::sampling_rate(),
             enabled: defaults::enabled(),
@@ -158,6 +217,19 @@ impl DestinationConfig {
                 if self.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) =>
             {
                 fail("path: required for a file destination".into())
+            }
+            DestinationType::Sentry => match self.dsn.as_deref() {
+                None => fail("dsn: required for a sentry destination".into()),
+                Some(dsn) => match sentry_dsn::SentryDsn::parse(dsn) {
+                    Err(e) => fail(format!("dsn: {e}")),
+                    Ok(_) => Ok(()),
+                },
+            },
+            DestinationType::Otlp if self.endpoint.as_deref().is_none_or(str::is_empty) => {
+                fail("endpoint: required for an otlp destination".into())
+            }
+            DestinationType::Webhook if self.url.as_deref().is_none_or(str::is_empty) => {
+                fail("url: required for a webhook destination".into())
             }
             _ => Ok(()),
         }
@@ -245,6 +317,90 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Delivers one batch. The pipeline applies the timeout and the retries.
     fn export(&self, batch: &EncodedBatch) -> impl Future<Output = Result<(), ExportError>> + Send;
+}
+
+/// The network transports, chosen from a destination's type and protocol.
+pub enum NetworkSink {
+    Http(http::HttpSink),
+    Grpc(grpc::GrpcSink),
+}
+
+/// Builds the sink for a `sentry`, `otlp` or `webhook` destination. The error names the field.
+pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, String> {
+    let headers: Vec<(String, String)> = config
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let timeout = config.timeout();
+    let gzip = config.compression != Some(Compression::None);
+    match config.kind {
+        DestinationType::Sentry => {
+            let dsn = sentry_dsn::SentryDsn::parse(config.dsn.as_deref().unwrap_or_default())
+                .map_err(|e| format!("dsn: {e}"))?;
+            let url = config
+                .otlp_endpoint
+                .clone()
+                .unwrap_or_else(|| dsn.traces_endpoint.clone());
+            let mut all = headers;
+            all.push(("x-sentry-auth".into(), dsn.auth_header()));
+            // Sentry's ingest takes gzipped protobuf.
+            http::HttpSink::new(
+                &url,
+                reqwest::Method::POST,
+                &all,
+                Encoding::Protobuf,
+                true,
+                timeout,
+            )
+            .map(NetworkSink::Http)
+            .map_err(|e| format!("otlp_endpoint: {e}"))
+        }
+        DestinationType::Otlp => {
+            let endpoint = config.endpoint.as_deref().unwrap_or_default();
+            let field = |e: String| format!("endpoint: {e}");
+            match config.protocol.unwrap_or(Protocol::HttpProtobuf) {
+                Protocol::Grpc => grpc::GrpcSink::new(endpoint, &headers, gzip, timeout)
+                    .map(NetworkSink::Grpc)
+                    .map_err(field),
+                p => {
+                    let encoding = if p == Protocol::HttpJson {
+                        Encoding::Json
+                    } else {
+                        Encoding::Protobuf
+                    };
+                    http::HttpSink::new(
+                        endpoint,
+                        reqwest::Method::POST,
+                        &headers,
+                        encoding,
+                        gzip,
+                        timeout,
+                    )
+                    .map(NetworkSink::Http)
+                    .map_err(field)
+                }
+            }
+        }
+        DestinationType::Webhook => {
+            let method = match config.method.unwrap_or(WebhookMethod::Post) {
+                WebhookMethod::Post => reqwest::Method::POST,
+                WebhookMethod::Put => reqwest::Method::PUT,
+            };
+            let url = config.url.as_deref().unwrap_or_default();
+            http::HttpSink::new(
+                url,
+                method,
+                &headers,
+                Encoding::Json,
+                config.compression == Some(Compression::Gzip),
+                timeout,
+            )
+            .map(NetworkSink::Http)
+            .map_err(|e| format!("url: {e}"))
+        }
+        DestinationType::File => Err("type: a file destination has no network sink".into()),
+    }
 }
 
 #[cfg(test)]

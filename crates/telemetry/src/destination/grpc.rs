@@ -1,0 +1,84 @@
+//! OTLP over gRPC through the generated tonic client.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use super::http::excerpt;
+use super::{EncodedBatch, Encoding, ExportError, Sink};
+
+pub struct GrpcSink {
+    client: TraceServiceClient<Channel>,
+    metadata: MetadataMap,
+}
+
+impl GrpcSink {
+    /// Connects lazily: a destination that is down at start-up must not stop the gateway.
+    pub fn new(
+        endpoint: &str,
+        headers: &[(String, String)],
+        gzip: bool,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| format!("invalid URL: {e}"))?
+            .tcp_nodelay(true)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .connect_lazy();
+        let mut client = TraceServiceClient::new(channel);
+        if gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        let mut metadata = MetadataMap::new();
+        for (k, v) in headers {
+            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("headers: invalid name `{k}`"))?;
+            let value = MetadataValue::try_from(v.as_str())
+                .map_err(|_| format!("headers: invalid value for `{k}`"))?;
+            metadata.insert(key, value);
+        }
+        Ok(Self { client, metadata })
+    }
+}
+
+impl Sink for GrpcSink {
+    fn encoding(&self) -> Encoding {
+        Encoding::Protobuf
+    }
+
+    async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
+        let request = ExportTraceServiceRequest::decode(&batch.body[..])
+            .map_err(|e| ExportError::permanent(format!("cannot decode batch: {e}")))?;
+        let mut req = tonic::Request::new(request);
+        *req.metadata_mut() = self.metadata.clone();
+        let mut client = self.client.clone();
+        match client.export(req).await {
+            Ok(_) => Ok(()),
+            Err(status) => {
+                let message = format!(
+                    "gRPC {:?}: {}",
+                    status.code(),
+                    excerpt(status.message().as_bytes())
+                );
+                // The OTLP specification's retryable codes.
+                Err(match status.code() {
+                    Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::Unavailable
+                    | Code::DataLoss
+                    | Code::ResourceExhausted => ExportError::retryable(message),
+                    _ => ExportError::permanent(message),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! OTLP over HTTP for the `otlp` (http/protobuf, http/json), `sentry` and `webhook` types.
+//! The status is classified so the pipeline knows whether to retry, split or give up.
+
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
+
+use super::{EncodedBatch, Encoding, ExportError, Sink};
+
+pub struct HttpSink {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    encoding: Encoding,
+    gzip: bool,
+}
+
+impl HttpSink {
+    pub fn new(
+        url: &str,
+        method: reqwest::Method,
+        headers: &[(String, String)],
+        encoding: Encoding,
+        gzip: bool,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("invalid URL: the scheme must be http or https".into());
+        }
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("headers: invalid name `{k}`"))?;
+            let mut value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("headers: invalid value for `{k}`"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        let content_type = match encoding {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        };
+        map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if gzip {
+            map.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            url,
+            method,
+            headers: map,
+            encoding,
+            gzip,
+        })
+    }
+
+    fn body(&self, batch: &EncodedBatch) -> Result<Vec<u8>, ExportError> {
+        if !self.gzip {
+            return Ok(batch.body.clone());
+        }
+        let mut enc = GzEncoder::new(
+            Vec::with_capacity(batch.body.len() / 4 + 64),
+            Compression::fast(),
+        );
+        enc.write_all(&batch.body)
+            .and_then(|_| enc.finish())
+            .map_err(|e| ExportError::permanent(format!("gzip failed: {e}")))
+    }
+}
+
+impl Sink for HttpSink {
+    fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
+        let body = self.body(batch)?;
+        let call = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone());
+        let resp = call.body(body).send().await.map_err(|e| {
+            ExportError::retryable(if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                // reqwest names the URL, which may carry a token in its query string.
+                let text = e.to_string();
+                match e.url() {
+                    Some(u) => text.replace(u.as_str(), "<endpoint>"),
+                    None => text,
+                }
+            })
+        })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.bytes().await.unwrap_or_default();
+        Err(ExportError::from_status(
+            status,
+            retry_after,
+            &excerpt(&text),
+        ))
+    }
+}
+
+/// The first 200 bytes of a reply, for the destination's last error.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim().to_owned()
+}
