@@ -1,1 +1,15 @@
-//! Load generator and benchmark scenarios.
+//! `gatecast-bench`: a load generator written for one job, measuring what Gatecast adds on
+//! top of a direct call to the same upstream, in the same run, on the same machine.
+//!
+//! The binary drives the scenarios; the modules are a library so the criterion bench and the
+//! unit tests reach the same code.
+
+pub mod client;
+pub mod gwconfig;
+pub mod hist;
+pub mod load;
+pub mod procs;
+pub mod report;
+pub mod scenarios;
+pub mod sink;
+pub mod telemetry_work;

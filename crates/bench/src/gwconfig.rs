@@ -1,0 +1,170 @@
+//! The gateway configs the scenarios run: one `openai` provider pointing at the mock, and
+//! zero or two destinations.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The model requests name through the gateway; the direct baseline sends the bare name.
+pub const GATEWAY_MODEL: &str = "up/gpt-4o-mini";
+pub const DIRECT_MODEL: &str = "gpt-4o-mini";
+
+/// Which two destinations "broadcast on" means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum DestinationSet {
+    /// An OTLP/HTTP protobuf destination (the in-process sink, private) plus a file (full
+    /// content): the configuration the targets are stated for.
+    #[value(name = "otlp+file")]
+    #[serde(rename = "otlp+file")]
+    OtlpFile,
+    /// Two files, one private: for gateways built before the OTLP destination existed.
+    #[value(name = "file+file")]
+    #[serde(rename = "file+file")]
+    FileFile,
+    /// No destinations even where the scenario asks for two.
+    #[value(name = "none")]
+    #[serde(rename = "none")]
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    None,
+}
+
+impl Compression {
+    fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// What one gateway instance is started with.
+#[derive(Clone, Debug)]
+pub struct GatewaySetup<'a> {
+    pub mock: SocketAddr,
+    /// `None`: no destinations at all.
+    pub destinations: Option<DestinationSet>,
+    /// The OTLP sink's `/v1/traces` URL, for `otlp+file`.
+    pub otlp_endpoint: Option<String>,
+    pub compression: Compression,
+    /// Where file destinations write.
+    pub dir: &'a Path,
+}
+
+pub fn render(setup: &GatewaySetup<'_>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by gatecast-bench for one run; safe to delete.\n\n\
+         [telemetry]\nservice_name = \"gatecast-bench\"\n\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
+        setup.mock
+    );
+    let file = |s: &mut String, name: &str, private: bool| {
+        let path = setup.dir.join(format!("{name}.jsonl"));
+        let _ = writeln!(
+            s,
+            "[[destinations]]\nname = \"{name}\"\ntype = \"file\"\npath = {}\nprivacy_mode = {private}\n",
+            toml_string(&path.to_string_lossy())
+        );
+    };
+    match setup.destinations {
+        None | Some(DestinationSet::None) => {}
+        Some(DestinationSet::OtlpFile) => {
+            let endpoint = setup.otlp_endpoint.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "[[destinations]]\nname = \"otlp-sink\"\ntype = \"otlp\"\nendpoint = {}\n\
+                 protocol = \"http/protobuf\"\ncompression = \"{}\"\nprivacy_mode = true\n",
+                toml_string(endpoint),
+                setup.compression.as_str()
+            );
+            file(&mut s, "traces-full", false);
+        }
+        Some(DestinationSet::FileFile) => {
+            file(&mut s, "traces-private", true);
+            file(&mut s, "traces-full", false);
+        }
+    }
+    s
+}
+
+/// A TOML basic string. The gateway expands `${VAR}` in every string, so a literal `${` in a
+/// path is written `$${`.
+fn toml_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.replace("${", "$${").chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn setup(d: Option<DestinationSet>) -> String {
+        render(&GatewaySetup {
+            mock: "127.0.0.1:9".parse().unwrap(),
+            destinations: d,
+            otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
+            compression: Compression::Gzip,
+            dir: Path::new("/tmp/b"),
+        })
+    }
+
+    #[test]
+    fn renders_valid_toml_for_every_set() {
+        for d in [
+            None,
+            Some(DestinationSet::None),
+            Some(DestinationSet::OtlpFile),
+            Some(DestinationSet::FileFile),
+        ] {
+            let text = setup(d);
+            let v: toml::Value = toml::from_str(&text).unwrap();
+            assert_eq!(
+                v["providers"]["up"]["base_url"].as_str(),
+                Some("http://127.0.0.1:9/v1")
+            );
+            let dests = v.get("destinations").and_then(|d| d.as_array());
+            let n = dests.map_or(0, Vec::len);
+            match d {
+                Some(DestinationSet::OtlpFile) | Some(DestinationSet::FileFile) => {
+                    assert_eq!(n, 2);
+                    let dests = dests.unwrap();
+                    // One private, one not.
+                    let private: Vec<bool> = dests
+                        .iter()
+                        .map(|d| d["privacy_mode"].as_bool().unwrap())
+                        .collect();
+                    assert!(private.contains(&true) && private.contains(&false));
+                }
+                _ => assert_eq!(n, 0),
+            }
+        }
+        let otlp: toml::Value = toml::from_str(&setup(Some(DestinationSet::OtlpFile))).unwrap();
+        let d = &otlp["destinations"][0];
+        assert_eq!(d["type"].as_str(), Some("otlp"));
+        assert_eq!(d["endpoint"].as_str(), Some("http://127.0.0.1:7/v1/traces"));
+        assert_eq!(d["compression"].as_str(), Some("gzip"));
+    }
+
+    #[test]
+    fn escapes_strings() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(toml_string("/x/${HOME}"), r#""/x/$${HOME}""#);
+    }
+}

@@ -1,0 +1,298 @@
+//! The telemetry CPU a request costs, done the way the destination workers do it: spans
+//! built once per record, then per destination a copy, privacy where it applies, proto
+//! conversion, and one encoding per batch (OTLP protobuf + gzip for the private OTLP
+//! destination, OTLP/JSON for the full-content file). Shared by the criterion bench and by the
+//! quick in-binary figure in the report, so both measure the same thing.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use flate2::write::GzEncoder;
+use gatecast_telemetry::model::SpanModel;
+use gatecast_telemetry::otlp::{self, ResourceInfo};
+use gatecast_telemetry::privacy::apply_privacy;
+use gatecast_telemetry::record::{
+    Attempt, Choice, Content, GenerationRecord, Output, RequestInfo, RouteInfo, Timings, Usage,
+};
+use gatecast_telemetry::spans::{build_spans, SpanOptions};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde::Serialize;
+
+/// A chat exchange of the size the latency scenario sends: a system and a user message, a
+/// one-sentence answer, usage, one attempt, a session and a user.
+pub fn sample_record(seq: u64) -> GenerationRecord {
+    let ms = Duration::from_millis;
+    let messages = r#"[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Say hello to the benchmark."}]"#;
+    GenerationRecord {
+        timings: Timings {
+            accepted_unix_nanos: 1_700_000_000_000_000_000 + seq * 1_000_000,
+            upstream_start: Some(Duration::from_micros(40)),
+            first_chunk: None,
+            end: ms(2),
+            upstream_total: Duration::from_micros(1900),
+        },
+        route: Some(RouteInfo {
+            provider: "up".into(),
+            provider_kind: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            route: "up/gpt-4o-mini".into(),
+            server_address: Some("127.0.0.1".into()),
+            server_port: Some(18080),
+        }),
+        request: RequestInfo {
+            model: "up/gpt-4o-mini".into(),
+            stream: false,
+            max_tokens: Some(256),
+            temperature: Some(0.2),
+            messages: Some(Content {
+                json: messages.into(),
+                truncated: false,
+            }),
+            ..RequestInfo::default()
+        },
+        output: Output {
+            response_id: Some(format!("chatcmpl-{seq:016x}")),
+            response_model: Some("gpt-4o-mini".into()),
+            choices: vec![Choice {
+                index: 0,
+                role: Some("assistant".into()),
+                text: "Mock reply to: Say hello to the benchmark.".into(),
+                tool_calls: vec![],
+                finish_reason: Some("stop".into()),
+            }],
+            truncated: false,
+        },
+        usage: Some(Usage {
+            input_tokens: 12,
+            output_tokens: 7,
+            cache_read_input_tokens: None,
+            reasoning_output_tokens: None,
+        }),
+        attempts: vec![Attempt {
+            provider: "up".into(),
+            model: "gpt-4o-mini".into(),
+            url: Some("http://127.0.0.1:18080/v1/chat/completions".into()),
+            http_status: Some(200),
+            error: None,
+            start: Duration::from_micros(40),
+            end: ms(2),
+        }],
+        context: gatecast_telemetry::record::TraceContext {
+            trace_id: (u128::from(seq) + 1).to_be_bytes(),
+            user: Some("user-42".into()),
+            session_id: Some("session-7".into()),
+            ..Default::default()
+        },
+        ..GenerationRecord::default()
+    }
+}
+
+/// The per-record half of a worker's job, for both destinations.
+pub struct Prepared {
+    pub private: Vec<Span>,
+    pub full: Vec<Span>,
+}
+
+/// Spans once; the private OTLP destination's copy with privacy applied; the file's copy as
+/// is; both converted to proto, as each worker does in `prepare`.
+pub fn prepare(record: &GenerationRecord, opts: &SpanOptions) -> Prepared {
+    let spans = build_spans(record, opts);
+    let mut private: Vec<SpanModel> = spans.to_vec();
+    apply_privacy(&mut private);
+    Prepared {
+        private: private.iter().map(otlp::to_proto_span).collect(),
+        full: spans.iter().map(otlp::to_proto_span).collect(),
+    }
+}
+
+/// Just the mapping, for the breakdown.
+pub fn spans_only(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanModel> {
+    build_spans(record, opts)
+}
+
+/// Encoded sizes of one batch, so the optimiser cannot drop the work.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Encoded {
+    pub protobuf: usize,
+    pub gzip: usize,
+    pub json: usize,
+}
+
+/// The per-batch half: one export request per destination, protobuf + gzip for OTLP and a
+/// JSON line for the file.
+pub fn encode_batch(
+    private: Vec<Span>,
+    full: Vec<Span>,
+    resource: &Resource,
+    gzip: bool,
+) -> Result<Encoded> {
+    let otlp_req = otlp::export_request(private, resource.clone());
+    let protobuf = otlp::to_protobuf(&otlp_req);
+    let gz = if gzip {
+        let mut enc = GzEncoder::new(
+            Vec::with_capacity(protobuf.len() / 4),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&protobuf)?;
+        enc.finish()?.len()
+    } else {
+        0
+    };
+    let file_req = otlp::export_request(full, resource.clone());
+    let json = otlp::to_json_line(&file_req).context("encoding OTLP/JSON")?;
+    Ok(Encoded {
+        protobuf: protobuf.len(),
+        gzip: gz,
+        json: json.len(),
+    })
+}
+
+/// Records as a busy gateway would hand them to its workers, and what they cost.
+pub struct Pipeline {
+    records: Vec<GenerationRecord>,
+    opts: SpanOptions,
+    resource: Resource,
+    gzip: bool,
+}
+
+impl Pipeline {
+    pub fn new(batch: usize, gzip: bool) -> Self {
+        Self {
+            records: (0..batch.max(1) as u64).map(sample_record).collect(),
+            opts: SpanOptions::default(),
+            resource: ResourceInfo::default().to_proto(),
+            gzip,
+        }
+    }
+
+    pub fn batch_len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn records(&self) -> &[GenerationRecord] {
+        &self.records
+    }
+
+    pub fn options(&self) -> &SpanOptions {
+        &self.opts
+    }
+
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// One whole batch, end to end. The record clone stands in for the hand-over from the
+    /// proxy, which moves an owned record into the broadcaster.
+    pub fn run_batch(&self) -> Result<Encoded> {
+        let mut private = Vec::with_capacity(self.records.len());
+        let mut full = Vec::with_capacity(self.records.len());
+        for r in &self.records {
+            let owned = r.clone();
+            let p = prepare(&owned, &self.opts);
+            private.extend(p.private);
+            full.extend(p.full);
+        }
+        encode_batch(private, full, &self.resource, self.gzip)
+    }
+}
+
+/// The report's telemetry row: a quick timing loop over [`Pipeline`], not a substitute for
+/// the criterion bench but measured the same way.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TelemetryCost {
+    pub batch: usize,
+    pub gzip: bool,
+    /// CPU per request, amortised over the batch: record, spans, privacy, proto, encodings.
+    pub per_request_us: f64,
+    /// At a batch of one, what a request costs when traffic is too low to batch.
+    pub per_request_unbatched_us: f64,
+    pub spans_us: f64,
+    pub protobuf_bytes_per_request: f64,
+    pub json_bytes_per_request: f64,
+}
+
+pub fn measure(budget: Duration, batch: usize, gzip: bool) -> Result<TelemetryCost> {
+    let big = Pipeline::new(batch, gzip);
+    let one = Pipeline::new(1, gzip);
+    // A warm-up pass so allocator and caches are in their steady state.
+    big.run_batch()?;
+    one.run_batch()?;
+
+    let per_request = |p: &Pipeline, budget: Duration| -> Result<(f64, Encoded)> {
+        let started = Instant::now();
+        let mut n = 0u64;
+        let mut last = Encoded::default();
+        while started.elapsed() < budget || n == 0 {
+            last = std::hint::black_box(p.run_batch()?);
+            n += 1;
+        }
+        let per = started.elapsed().as_secs_f64() * 1e6 / (n as f64 * p.batch_len() as f64);
+        Ok((per, last))
+    };
+    let (per_request_us, encoded) = per_request(&big, budget.mul_f64(0.6))?;
+    let (per_request_unbatched_us, _) = per_request(&one, budget.mul_f64(0.2))?;
+
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < budget.mul_f64(0.2) || n == 0 {
+        for r in big.records() {
+            std::hint::black_box(spans_only(r, big.options()));
+            n += 1;
+        }
+    }
+    let spans_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let b = big.batch_len() as f64;
+    Ok(TelemetryCost {
+        batch: big.batch_len(),
+        gzip,
+        per_request_us,
+        per_request_unbatched_us,
+        spans_us,
+        protobuf_bytes_per_request: encoded.protobuf as f64 / b,
+        json_bytes_per_request: encoded.json as f64 / b,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn privacy_strips_content_from_the_private_copy_only() {
+        let opts = SpanOptions::default();
+        let p = prepare(&sample_record(1), &opts);
+        let keys = |spans: &[Span]| -> Vec<String> {
+            spans
+                .iter()
+                .flat_map(|s| s.attributes.iter().map(|kv| kv.key.clone()))
+                .collect()
+        };
+        let full = keys(&p.full);
+        let private = keys(&p.private);
+        assert!(full.iter().any(|k| k.contains("messages")), "{full:?}");
+        assert!(
+            !private.iter().any(|k| k.contains("messages")),
+            "{private:?}"
+        );
+        assert!(private.len() < full.len());
+    }
+
+    #[test]
+    fn a_batch_encodes_every_record() {
+        let one = Pipeline::new(1, true).run_batch().unwrap();
+        let ten = Pipeline::new(10, true).run_batch().unwrap();
+        assert!(one.protobuf > 0 && one.gzip > 0 && one.json > 0);
+        assert!(ten.protobuf > 5 * one.protobuf);
+        assert!(ten.json > 5 * one.json);
+    }
+
+    #[test]
+    fn measure_reports_positive_costs() {
+        let c = measure(Duration::from_millis(50), 8, false).unwrap();
+        assert!(c.per_request_us > 0.0 && c.spans_us > 0.0);
+        assert_eq!(c.batch, 8);
+    }
+}
