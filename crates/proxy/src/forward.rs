@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use gatecast_telemetry::ids;
 use gatecast_telemetry::metadata;
-use gatecast_telemetry::record::{Attempt, Content, GenerationRecord, RequestInfo, RouteInfo};
+use gatecast_telemetry::record::{Attempt, Content, GenerationRecord, RouteInfo};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
 use rand::Rng;
@@ -103,11 +103,11 @@ impl Proxy {
             Ok(req) => req,
             Err(e) => return self.reject_exchange(exchange, e),
         };
-        let Some(route) = self.router.resolve(&req.model) else {
+        let Some(route) = self.router.resolve(req.model()) else {
             return self.reject_exchange(
                 exchange,
                 ProxyError::ModelNotFound {
-                    model: req.model.clone(),
+                    model: req.model().to_owned(),
                 },
             );
         };
@@ -142,14 +142,13 @@ impl Proxy {
         incoming: &Incoming,
         exchange: &mut Exchange,
     ) -> Result<ChatRequest, ProxyError> {
-        let req = ChatRequest::parse(
+        let mut req = ChatRequest::parse(
             &incoming.body,
             header_str(&incoming.headers, SESSION_HEADER),
         )?;
         let record = &mut exchange.record;
-        record.request.model = req.model.clone();
-        record.request.stream = req.stream;
-        if let Some(trace) = req.trace.clone() {
+        record.request = req.info.clone();
+        if let Some(trace) = req.trace.take() {
             let (trace, dropped) = metadata::sanitize(trace);
             let resolved = ids::resolve(&trace, record.context.traceparent.as_deref());
             record.context.trace_id = resolved.trace_id;
@@ -185,27 +184,15 @@ impl Proxy {
                 param: Some("session_id".into()),
             });
         }
-        let p = &req.params;
         let keep_content = self.keeps_content(record.privacy);
         let limit = self.settings.max_capture_bytes;
-        record.request = RequestInfo {
-            model: req.model.clone(),
-            stream: req.stream,
-            max_tokens: p.max_tokens,
-            temperature: p.temperature,
-            top_p: p.top_p,
-            frequency_penalty: p.frequency_penalty,
-            presence_penalty: p.presence_penalty,
-            seed: p.seed,
-            stop_sequences: p.stop.clone(),
-            choice_count: p.n,
-            messages: keep_content
-                .then(|| req.raw_field("messages").map(|m| bounded_array(m, limit)))
-                .flatten(),
-            tools: keep_content
-                .then(|| req.raw_field("tools").map(|t| bounded_array(t, limit)))
-                .flatten(),
+        let content = |field: &str| {
+            keep_content
+                .then(|| req.raw_field(field).map(|raw| bounded_array(raw, limit)))
+                .flatten()
         };
+        record.request.messages = content("messages");
+        record.request.tools = content("tools");
         Ok(req)
     }
 
@@ -239,7 +226,7 @@ impl Proxy {
             let timeout = Duration::from_millis(cfg.timeout_ms);
             let body = Bytes::from(req.upstream_body(&target.model));
             let mut tries = 0u32;
-            set_route(&mut exchange, target, &req.model);
+            set_route(&mut exchange, target, req.model());
             loop {
                 let start = exchange.elapsed();
                 if exchange.record.timings.upstream_start.is_none() {
@@ -335,7 +322,7 @@ impl Proxy {
             (None, None) => self.reject_exchange(
                 exchange,
                 ProxyError::ModelNotFound {
-                    model: req.model.clone(),
+                    model: req.model().to_owned(),
                 },
             ),
         }
@@ -355,7 +342,7 @@ impl Proxy {
         let mode = if is_sse && status.is_success() {
             Mode::Sse {
                 splitter: SseSplitter::default(),
-                hide_usage: req.stream && !req.client_wants_usage,
+                hide_usage: req.stream() && !req.client_wants_usage,
             }
         } else {
             Mode::Whole { chunks: Vec::new() }

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use gatecast_telemetry::record::RequestInfo;
+
 use crate::error::ProxyError;
 
 /// Fields that exist only for the gateway and are never forwarded.
@@ -21,28 +23,15 @@ const GATEWAY_FIELDS: [&str; 2] = ["trace", "session_id"];
 #[derive(Debug)]
 pub struct ChatRequest {
     fields: Vec<(String, Box<RawValue>)>,
-    pub model: String,
-    pub stream: bool,
+    /// `model`, `stream` and the `gen_ai.request.*` parameters, decoded straight into the
+    /// record's shape so the proxy copies nothing field by field. Content is never put here.
+    pub info: RequestInfo,
     /// The client asked for the usage chunk itself (`stream_options.include_usage`).
     pub client_wants_usage: bool,
     pub user: Option<String>,
     pub session_id: Option<String>,
     /// The `trace` object; `None` when absent or `null`.
     pub trace: Option<Map<String, Value>>,
-    pub params: Params,
-}
-
-/// The request parameters recorded as `gen_ai.request.*`.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Params {
-    pub max_tokens: Option<u64>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub frequency_penalty: Option<f64>,
-    pub presence_penalty: Option<f64>,
-    pub seed: Option<i64>,
-    pub stop: Vec<String>,
-    pub n: Option<u64>,
 }
 
 /// Ordered top-level fields; duplicate keys keep the last value, as most JSON parsers do.
@@ -83,19 +72,17 @@ impl ChatRequest {
             })?;
         let mut req = ChatRequest {
             fields,
-            model: String::new(),
-            stream: false,
+            info: RequestInfo::default(),
             client_wants_usage: false,
             user: None,
             session_id: None,
             trace: None,
-            params: Params::default(),
         };
         for (key, raw) in &req.fields {
             let raw = raw.get();
             match key.as_str() {
-                "model" => req.model = decode::<String>(key, raw)?,
-                "stream" => req.stream = decode::<Option<bool>>(key, raw)?.unwrap_or(false),
+                "model" => req.info.model = decode::<String>(key, raw)?,
+                "stream" => req.info.stream = decode::<Option<bool>>(key, raw)?.unwrap_or(false),
                 "stream_options" => {
                     #[derive(Deserialize)]
                     struct StreamOptions {
@@ -118,20 +105,20 @@ impl ChatRequest {
                 },
                 "max_tokens" | "max_completion_tokens" => {
                     if let Some(v) = decode::<Option<u64>>(key, raw)? {
-                        req.params.max_tokens = Some(v);
+                        req.info.max_tokens = Some(v);
                     }
                 }
-                "temperature" => req.params.temperature = decode(key, raw)?,
-                "top_p" => req.params.top_p = decode(key, raw)?,
-                "frequency_penalty" => req.params.frequency_penalty = decode(key, raw)?,
-                "presence_penalty" => req.params.presence_penalty = decode(key, raw)?,
-                "seed" => req.params.seed = decode(key, raw)?,
-                "n" => req.params.n = decode(key, raw)?,
-                "stop" => req.params.stop = stop_sequences(key, raw)?,
+                "temperature" => req.info.temperature = decode(key, raw)?,
+                "top_p" => req.info.top_p = decode(key, raw)?,
+                "frequency_penalty" => req.info.frequency_penalty = decode(key, raw)?,
+                "presence_penalty" => req.info.presence_penalty = decode(key, raw)?,
+                "seed" => req.info.seed = decode(key, raw)?,
+                "n" => req.info.choice_count = decode(key, raw)?,
+                "stop" => req.info.stop_sequences = stop_sequences(key, raw)?,
                 _ => {}
             }
         }
-        if req.model.is_empty() {
+        if req.info.model.is_empty() {
             return Err(ProxyError::InvalidRequest {
                 message: "you must provide a `model` parameter".into(),
                 param: Some("model".into()),
@@ -147,6 +134,14 @@ impl ChatRequest {
             req.session_id = session_header.filter(|s| !s.is_empty()).map(str::to_owned);
         }
         Ok(req)
+    }
+
+    pub fn model(&self) -> &str {
+        &self.info.model
+    }
+
+    pub fn stream(&self) -> bool {
+        self.info.stream
     }
 
     /// The raw JSON text of a top-level field.
@@ -184,13 +179,13 @@ impl ChatRequest {
             out.push(b':');
             match key.as_str() {
                 "model" => push_json_string(&mut out, upstream_model),
-                "stream_options" if self.stream => {
+                "stream_options" if self.info.stream => {
                     push_stream_options(&mut out, raw.get());
                 }
                 _ => out.extend_from_slice(raw.get().as_bytes()),
             }
         }
-        if self.stream && self.raw_field("stream_options").is_none() {
+        if self.info.stream && self.raw_field("stream_options").is_none() {
             sep(&mut out);
             out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
         }
@@ -326,16 +321,18 @@ mod tests {
             "frequency_penalty": 0.1, "presence_penalty": 0.2}),
         );
         assert_eq!(
-            req.params,
-            Params {
+            req.info,
+            RequestInfo {
+                model: "m".into(),
                 max_tokens: Some(5),
                 temperature: Some(0.5),
                 top_p: Some(1.0),
                 frequency_penalty: Some(0.1),
                 presence_penalty: Some(0.2),
                 seed: Some(-3),
-                stop: vec!["END".into()],
-                n: Some(2),
+                stop_sequences: vec!["END".into()],
+                choice_count: Some(2),
+                ..RequestInfo::default()
             }
         );
     }
