@@ -13,6 +13,7 @@ use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, S
 use crate::error::TelemetryError;
 use crate::flavor::apply_sentry_flavor;
 use crate::limits;
+use crate::model::SpanModel;
 use crate::otlp;
 use crate::pipeline::{SharedRecord, WorkerSettings};
 use crate::privacy::apply_privacy;
@@ -98,23 +99,13 @@ impl<S: Sink> Worker<S> {
         self.deliver(chunk).await;
     }
 
-    /// This destination's view of a record: privacy (its own or the request's), its own
-    /// attribute limit, and its flavor, on a copy of the shared spans.
     fn prepare(&self, item: &SharedRecord) -> Vec<Span> {
-        let s = &self.settings;
-        let mut spans = item.spans().to_vec();
-        if s.privacy_mode || item.private() {
-            apply_privacy(&mut spans);
-        }
-        if s.max_attribute_bytes < item.max_attribute_bytes() {
-            for span in &mut spans {
-                limits::enforce(span, s.max_attribute_bytes);
-            }
-        }
-        if s.sentry_flavor {
-            apply_sentry_flavor(&mut spans);
-        }
-        spans.iter().map(otlp::to_proto_span).collect()
+        destination_view(
+            &self.settings,
+            item.spans(),
+            item.private(),
+            item.max_attribute_bytes(),
+        )
     }
 
     async fn deliver(&self, chunk: Chunk) {
@@ -209,6 +200,30 @@ impl<S: Sink> Worker<S> {
     }
 }
 
+/// This destination's view of a record: privacy (its own or the request's), its own
+/// attribute limit, and its flavor, on a copy of the shared spans. Shared with the test
+/// trace, so what a user checks is what real traffic produces.
+pub(crate) fn destination_view(
+    settings: &WorkerSettings,
+    shared: &[SpanModel],
+    private: bool,
+    built_with_max_attribute_bytes: usize,
+) -> Vec<Span> {
+    let mut spans = shared.to_vec();
+    if settings.privacy_mode || private {
+        apply_privacy(&mut spans);
+    }
+    if settings.max_attribute_bytes < built_with_max_attribute_bytes {
+        for span in &mut spans {
+            limits::enforce(span, settings.max_attribute_bytes);
+        }
+    }
+    if settings.sentry_flavor {
+        apply_sentry_flavor(&mut spans);
+    }
+    spans.iter().map(otlp::to_proto_span).collect()
+}
+
 async fn sleep_until(due: Option<Instant>) {
     match due {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -225,7 +240,7 @@ fn take_spans(mut request: ExportTraceServiceRequest) -> Vec<Span> {
         .unwrap_or_default()
 }
 
-fn encode(
+pub(crate) fn encode(
     request: &ExportTraceServiceRequest,
     encoding: Encoding,
 ) -> Result<Vec<u8>, TelemetryError> {

@@ -35,7 +35,8 @@ impl FileSink {
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+/// Also how the connection test checks a path, so it judges it exactly as start-up does.
+pub(crate) fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

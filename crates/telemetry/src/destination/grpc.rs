@@ -48,6 +48,23 @@ impl GrpcSink {
     }
 }
 
+impl GrpcSink {
+    /// One export with the destination's metadata plus `extra`, which the connection test
+    /// uses to mark its probe.
+    pub(crate) async fn call(
+        &self,
+        request: ExportTraceServiceRequest,
+        extra: MetadataMap,
+    ) -> Result<(), tonic::Status> {
+        let mut req = tonic::Request::new(request);
+        let mut headers = self.metadata.clone().into_headers();
+        headers.extend(extra.into_headers());
+        *req.metadata_mut() = MetadataMap::from_headers(headers);
+        let mut client = self.client.clone();
+        client.export(req).await.map(|_| ())
+    }
+}
+
 impl Sink for GrpcSink {
     fn encoding(&self) -> Encoding {
         Encoding::Protobuf
@@ -56,10 +73,7 @@ impl Sink for GrpcSink {
     async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
         let request = ExportTraceServiceRequest::decode(&batch.body[..])
             .map_err(|e| ExportError::permanent(format!("cannot decode batch: {e}")))?;
-        let mut req = tonic::Request::new(request);
-        *req.metadata_mut() = self.metadata.clone();
-        let mut client = self.client.clone();
-        match client.export(req).await {
+        match self.call(request, MetadataMap::new()).await {
             Ok(_) => Ok(()),
             Err(status) => {
                 let message = format!(

@@ -67,7 +67,8 @@ impl HttpSink {
         })
     }
 
-    fn body(&self, batch: &EncodedBatch) -> Result<Vec<u8>, ExportError> {
+    /// The body as sent, compressed when the destination asks for gzip.
+    pub(crate) fn body(&self, batch: &EncodedBatch) -> Result<Vec<u8>, ExportError> {
         if !self.gzip {
             return Ok(batch.body.clone());
         }
@@ -79,6 +80,14 @@ impl HttpSink {
             .and_then(|_| enc.finish())
             .map_err(|e| ExportError::permanent(format!("gzip failed: {e}")))
     }
+
+    /// A request carrying the destination's method, URL and headers, so the connection test
+    /// reaches the receiver exactly as an export does.
+    pub(crate) fn request(&self) -> reqwest::RequestBuilder {
+        self.client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+    }
 }
 
 impl Sink for HttpSink {
@@ -88,11 +97,7 @@ impl Sink for HttpSink {
 
     async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
         let body = self.body(batch)?;
-        let call = self
-            .client
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone());
-        let resp = call.body(body).send().await.map_err(|e| {
+        let resp = self.request().body(body).send().await.map_err(|e| {
             ExportError::retryable(if e.is_timeout() {
                 "timed out".to_owned()
             } else {
