@@ -68,3 +68,205 @@ fn help_lists_the_commands() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+/// Runs `gatecast ARGS --config CONFIG` in `dir`; returns (success, stdout, stderr).
+fn run(dir: &std::path::Path, config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = gatecast()
+        .current_dir(dir)
+        .env_remove("GATECAST_SECRET_KEY")
+        .env_remove("SENTRY_DSN")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn store_commands_manage_destinations_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/cli.db\"\n\n[providers.m]\nkind = \"mock\"\n\n[[destinations]]\nname = \"from-file\"\ntype = \"file\"\npath = \"data/t.jsonl\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(dir.path(), &config, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("migrations applied"), "{out}");
+    let key_file = dir.path().join("data/secret.key");
+    assert!(
+        key_file.exists(),
+        "a secret key is generated next to the database"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let (ok, out, err) = run(
+        dir.path(),
+        &config,
+        &[
+            "destinations",
+            "add",
+            "hook",
+            "--type",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:1/hook",
+            "--header",
+            "authorization=Bearer hook-secret-9z9z",
+            "--skip-test",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(
+        dir.path(),
+        &config,
+        &[
+            "destinations",
+            "add",
+            "local",
+            "--type",
+            "file",
+            "--path",
+            "data/local.jsonl",
+            "--privacy",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("PASS local"), "the connection test ran: {out}");
+    let (ok, out, err) = run(
+        dir.path(),
+        &config,
+        &[
+            "destinations",
+            "add",
+            "dead",
+            "--type",
+            "otlp",
+            "--endpoint",
+            "http://127.0.0.1:1/v1/traces",
+        ],
+    );
+    assert!(!ok, "a failing test saves nothing");
+    assert!(
+        format!("{out}{err}").contains("FAIL") || err.contains("connection test failed"),
+        "{out}{err}"
+    );
+
+    let (ok, out, _) = run(dir.path(), &config, &["destinations", "list", "--json"]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["hook", "local"],
+        "the file's destinations sync when a gateway starts"
+    );
+    assert!(
+        !out.contains("hook-secret") && out.contains("****9z9z"),
+        "{out}"
+    );
+    assert_eq!(list[1]["privacy_mode"], true);
+
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &["destinations", "privacy", "local", "off"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &["destinations", "update", "local", "--sampling-rate", "0.5"],
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = run(dir.path(), &config, &["destinations", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            list[1]["privacy_mode"].clone(),
+            list[1]["sampling_rate"].clone()
+        ),
+        (serde_json::json!(false), serde_json::json!(0.5))
+    );
+
+    let (ok, out, _) = run(dir.path(), &config, &["destinations", "test", "local"]);
+    assert!(ok && out.contains("PASS local"), "{out}");
+    let (ok, out, _) = run(dir.path(), &config, &["destinations", "test"]);
+    assert!(!ok, "the webhook on port 1 fails");
+    assert!(
+        out.contains("PASS from-file") && out.contains("FAIL hook"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        dir.path(),
+        &config,
+        &["destinations", "send-test-trace", "local"],
+    );
+    assert!(ok, "{out}");
+    let line = std::fs::read_to_string(dir.path().join("data/local.jsonl")).unwrap();
+    assert!(line.contains("gatecast-test"), "{line}");
+
+    let (ok, _, err) = run(dir.path(), &config, &["destinations", "remove", "hook"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(dir.path(), &config, &["destinations", "remove", "hook"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    let (ok, key, err) = run(dir.path(), &config, &["keys", "create", "team-a"]);
+    assert!(ok, "{err}");
+    let key = key.trim();
+    assert!(
+        key.starts_with("gk_") && err.contains("only time"),
+        "{key} {err}"
+    );
+    let (ok, out, _) = run(dir.path(), &config, &["keys", "list"]);
+    assert!(
+        ok && out.contains("team-a") && out.contains("active") && !out.contains(key),
+        "{out}"
+    );
+    let (ok, _, _) = run(dir.path(), &config, &["keys", "revoke", "team-a"]);
+    assert!(ok);
+    let (_, out, _) = run(dir.path(), &config, &["keys", "list"]);
+    assert!(out.contains("revoked"), "{out}");
+}
+
+#[test]
+fn every_store_command_has_help_with_an_example() {
+    for args in [
+        vec!["destinations", "--help"],
+        vec!["destinations", "add", "--help"],
+        vec!["destinations", "update", "--help"],
+        vec!["destinations", "remove", "--help"],
+        vec!["destinations", "privacy", "--help"],
+        vec!["destinations", "test", "--help"],
+        vec!["destinations", "send-test-trace", "--help"],
+        vec!["destinations", "list", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["migrate", "--help"],
+    ] {
+        let out = gatecast().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example"), "{args:?} has no example:\n{text}");
+    }
+}

@@ -23,13 +23,17 @@ pub struct Env {
 }
 
 /// Providers every test can use, all pointing at the one mock server unless noted.
-fn config_text(mock: &str, traces: &str, extra: &str) -> String {
+fn config_text(mock: &str, dir: &str, traces: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 65536
 shutdown_timeout_ms = 2000
+
+[store]
+url = "sqlite://{dir}/gatecast.db"
+watch_interval_ms = 200
 
 [providers.up]
 kind = "openai"
@@ -83,14 +87,26 @@ impl Env {
 
     /// `extra` is appended to the config's last `[[destinations]]` table.
     pub async fn with_extra(extra: &str) -> Env {
+        Self::with_options(extra, None).await
+    }
+
+    /// Also mounts the admin API with `admin_token`.
+    pub async fn with_options(extra: &str, admin_token: Option<&str>) -> Env {
         let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let traces = dir.path().join("traces.jsonl");
-        let text = config_text(&mock.base_url(), &traces.display().to_string(), extra);
+        let text = config_text(
+            &mock.base_url(),
+            &dir.path().display().to_string(),
+            &traces.display().to_string(),
+            extra,
+        );
         let config = Config::parse(&text, |_| None).unwrap();
-        let gateway = Gateway::build(config).unwrap();
+        let gateway = Gateway::build(config, admin_token.map(str::to_owned))
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -118,9 +134,14 @@ impl Env {
     }
 
     pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.chat_as("client-key-never-forwarded", body).await
+    }
+
+    /// A chat request presenting `key` as the bearer token.
+    pub async fn chat_as(&self, key: &str, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/chat/completions"))
-            .bearer_auth("client-key-never-forwarded")
+            .bearer_auth(key)
             .json(&body)
             .send()
             .await
@@ -141,7 +162,10 @@ impl Env {
     /// Every span exported so far, decoded with the official proto types.
     pub fn exported(&self) -> Vec<ExportTraceServiceRequest> {
         let text = std::fs::read_to_string(&self.traces).unwrap_or_default();
-        text.lines()
+        // A line still being appended has no newline yet: only complete lines count.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("bad OTLP JSON line: {e}: {l}"))

@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod broadcast;
 mod cli;
 mod harness;
 mod proxy;
 mod receivers;
+mod replicas;
 mod traces;

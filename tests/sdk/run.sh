@@ -17,7 +17,7 @@ cargo build --quiet -p gatecast -p gatecast-mock --bins
 
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work="$(mktemp -d)"
-export SDK_MOCK_PORT="$(free_port)" SDK_GATEWAY_PORT="$(free_port)" SDK_TRACES="$work/traces.jsonl"
+export SDK_MOCK_PORT="$(free_port)" SDK_GATEWAY_PORT="$(free_port)" SDK_TRACES="$work/traces.jsonl" SDK_WORK="$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

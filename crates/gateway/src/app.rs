@@ -9,25 +9,35 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use gatecast_proxy::{Proxy, RecordSink, Settings};
-use gatecast_telemetry::{BroadcastConfig, Broadcaster, GenerationRecord};
+use gatecast_telemetry::{Broadcaster, GenerationRecord};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admin::{self, AdminToken};
 use crate::config::Config;
+use crate::control::Control;
 use crate::error::GatewayError;
 use crate::routes;
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
     pub proxy: Proxy,
-    pub broadcaster: Broadcaster,
+    pub control: Arc<Control>,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
+    pub service_name: String,
+}
+
+impl AppState {
+    pub fn broadcaster(&self) -> &Broadcaster {
+        &self.control.broadcaster
+    }
 }
 
 pub struct Gateway {
     state: Arc<AppState>,
+    admin_token: Option<AdminToken>,
     shutdown_timeout: Duration,
 }
 
@@ -44,36 +54,53 @@ impl RecordSink for BroadcastSink {
 }
 
 impl Gateway {
-    /// Must run inside a tokio runtime: destination pipelines start here.
-    pub fn build(config: Config) -> Result<Self, GatewayError> {
+    /// Opens the store, loads the runtime config and starts the destination pipelines and
+    /// the config watcher. `admin_token` (from `GATECAST_ADMIN_TOKEN`) mounts `/admin/v1`.
+    /// Must run inside a tokio runtime.
+    pub async fn build(config: Config, admin_token: Option<String>) -> Result<Self, GatewayError> {
         let router = config.router()?;
-        let broadcaster = Broadcaster::new(BroadcastConfig {
-            service_name: config.telemetry.service_name.clone(),
-            destinations: config.destinations.clone(),
-        })
-        .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
+        // The recorder goes in before any pipeline counts anything.
+        let metrics = metrics_handle();
+        let control = Arc::new(Control::start(&config).await?);
+        control.spawn_watch(Duration::from_millis(config.store.watch_interval_ms));
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
         };
         let proxy = Proxy::new(
             router,
-            Arc::new(BroadcastSink(broadcaster.clone())),
+            Arc::new(BroadcastSink(control.broadcaster.clone())),
             settings,
         );
         let state = AppState {
             proxy,
-            broadcaster,
-            metrics: metrics_handle(),
+            control,
+            metrics,
             max_body_bytes: config.server.max_body_bytes,
+            service_name: config.telemetry.service_name.clone(),
         };
         Ok(Self {
             state: Arc::new(state),
+            admin_token: admin_token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| AdminToken::new(&t)),
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
         })
     }
 
+    /// Whether any client can call the gateway without a virtual key.
+    pub fn is_open(&self) -> bool {
+        !self.state.control.keys.enforced()
+    }
+
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        let mut router = axum::Router::new();
+        if let Some(token) = &self.admin_token {
+            router = router.nest(
+                "/admin/v1",
+                admin::router(self.state.clone(), token.clone()),
+            );
+        }
+        router
             .route("/v1/chat/completions", post(routes::chat::completions))
             .route("/chat/completions", post(routes::chat::completions))
             .route("/v1/models", get(routes::models::list))
@@ -113,7 +140,7 @@ impl Gateway {
             result = server => result.map_err(GatewayError::Serve)?,
             () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
         }
-        self.state.broadcaster.shutdown(deadline).await;
+        self.state.broadcaster().shutdown(deadline).await;
         Ok(())
     }
 }

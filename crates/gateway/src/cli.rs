@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +30,8 @@ pub enum LogFormat {
     Json,
 }
 
+/// Parsed once per process, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
@@ -46,5 +48,177 @@ pub enum Command {
         /// Config file [default: $GATECAST_CONFIG, else config/gatecast.toml].
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Manage telemetry destinations in the store; running gateways apply changes within
+    /// about a second.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gatecast destinations list\n  gatecast destinations add sentry --type sentry --dsn \"$SENTRY_DSN\"\n  gatecast destinations privacy sentry on\n  gatecast destinations test"
+    )]
+    Destinations(DestinationsCommand),
+    /// Manage virtual keys: once one exists, clients must send `Authorization: Bearer gk_...`.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys list\n  gatecast keys revoke team-a"
+    )]
+    Keys(KeysCommand),
+    /// Apply pending database migrations and exit.
+    #[command(after_help = "Example:\n  gatecast migrate --config /etc/gatecast/gatecast.toml")]
+    Migrate {
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+}
+
+/// Which store a command works on: the `[store]` of this config file.
+#[derive(Debug, Clone, Args)]
+pub struct StoreTarget {
+    /// Config file whose `[store]` to use [default: $GATECAST_CONFIG, else config/gatecast.toml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// List every destination, secrets masked.
+    #[command(after_help = "Example:\n  gatecast destinations list --json")]
+    List {
+        #[command(flatten)]
+        target: StoreTarget,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a destination. The connection is tested first; a failing test saves nothing.
+    #[command(
+        after_help = "Examples:\n  gatecast destinations add sentry --type sentry --dsn \"https://KEY@o1.ingest.sentry.io/42\"\n  gatecast destinations add collector --type otlp --endpoint http://127.0.0.1:4318/v1/traces --privacy\n  gatecast destinations add langfuse --type otlp --endpoint https://cloud.langfuse.com/api/public/otel/v1/traces \\\n      --header \"authorization=Basic $LANGFUSE_AUTH\" --set flush_interval_ms=500"
+    )]
+    Add {
+        /// The destination's name.
+        name: String,
+        #[command(flatten)]
+        fields: DestinationFields,
+        /// Save without testing the connection.
+        #[arg(long)]
+        skip_test: bool,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Change some fields of a destination; a change to how it is reached re-runs the test.
+    #[command(
+        after_help = "Examples:\n  gatecast destinations update collector --sampling-rate 0.1\n  gatecast destinations update collector --set 'filters={\"include_keys\":[\"team-a\"]}'"
+    )]
+    Update {
+        name: String,
+        #[command(flatten)]
+        fields: DestinationFields,
+        #[arg(long)]
+        skip_test: bool,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Delete a destination; gateways flush what they hold for it, then stop sending.
+    #[command(after_help = "Example:\n  gatecast destinations remove collector")]
+    Remove {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Turn privacy mode on or off: content is stripped, tokens, cost and metadata stay.
+    #[command(after_help = "Example:\n  gatecast destinations privacy sentry on")]
+    Privacy {
+        name: String,
+        state: OnOff,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Send an empty export marked `X-Test-Connection: true` to one destination, or to all.
+    #[command(
+        after_help = "Examples:\n  gatecast destinations test\n  gatecast destinations test sentry"
+    )]
+    Test {
+        name: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Send one synthetic generation, to see a trace arrive.
+    #[command(after_help = "Example:\n  gatecast destinations send-test-trace sentry")]
+    SendTestTrace {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Destination fields as flags; the names are the config file's. `--set` covers the rest.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DestinationFields {
+    /// sentry | otlp | webhook | file
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// sentry: the project DSN.
+    #[arg(long)]
+    pub dsn: Option<String>,
+    /// otlp: the traces endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// otlp: http/protobuf | http/json | grpc
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// webhook: where to send OTLP/JSON.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// file: the JSON-lines file.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// A header sent with every export, as NAME=VALUE; repeat for more.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
+    /// Strip content at this destination.
+    #[arg(long, conflicts_with = "no_privacy")]
+    pub privacy: bool,
+    #[arg(long)]
+    pub no_privacy: bool,
+    /// Fraction of sessions kept, 0.0001..=1.
+    #[arg(long)]
+    pub sampling_rate: Option<f64>,
+    #[arg(long, conflicts_with = "enable")]
+    pub disable: bool,
+    #[arg(long)]
+    pub enable: bool,
+    /// Any other field, as FIELD=VALUE; VALUE is read as JSON when it parses, else as text.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    #[command(after_help = "Example:\n  gatecast keys create team-a")]
+    Create {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// List keys (prefix only), revoked ones included.
+    #[command(after_help = "Example:\n  gatecast keys list")]
+    List {
+        #[command(flatten)]
+        target: StoreTarget,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; every replica refuses it within about a second.
+    #[command(after_help = "Example:\n  gatecast keys revoke team-a")]
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
     },
 }

@@ -26,6 +26,64 @@ pub struct Config {
     pub models: BTreeMap<String, ModelAlias>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// The database every replica shares: runtime destinations, virtual keys, config version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created on first start) or `postgres://USER:PASSWORD@HOST/DB`.
+    #[serde(default = "defaults::store_url")]
+    pub url: String,
+    /// Apply pending migrations at start; when false, run `gatecast migrate` first.
+    #[serde(default = "defaults::enabled")]
+    pub run_migrations: bool,
+    /// Where `secret.key` is generated when `GATECAST_SECRET_KEY` is unset. Defaults to the
+    /// SQLite file's directory, else `data`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// How often this replica polls the config version (Postgres also wakes it by NOTIFY).
+    #[serde(default = "defaults::watch_interval_ms")]
+    pub watch_interval_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: defaults::store_url(),
+            run_migrations: true,
+            data_dir: None,
+            watch_interval_ms: defaults::watch_interval_ms(),
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        self.url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .and_then(|file| Path::new(file).parent())
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("data"), Path::to_path_buf)
+    }
+}
+
+/// Client authentication with virtual keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a virtual key even while none exists yet (every request is then refused until
+    /// one is created). Otherwise keys are required as soon as the first one exists.
+    #[serde(default)]
+    pub require_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +145,15 @@ mod defaults {
     }
     pub fn max_capture_bytes() -> usize {
         1024 * 1024
+    }
+    pub fn store_url() -> String {
+        gatecast_store::DEFAULT_DATABASE_URL.to_owned()
+    }
+    pub fn enabled() -> bool {
+        true
+    }
+    pub fn watch_interval_ms() -> u64 {
+        1000
     }
 }
 
@@ -156,6 +223,25 @@ impl Config {
             }
         }
         self.router()?;
+        if self.store.watch_interval_ms == 0 {
+            return Err(GatewayError::config(
+                "store.watch_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(GatewayError::config(
+                "store.url",
+                format!(
+                    "`{}` is not a sqlite:// or postgres:// URL",
+                    gatecast_store::redact_url(url)
+                ),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, d) in self.destinations.iter().enumerate() {
             if !names.insert(d.name.as_str()) {
@@ -408,10 +494,26 @@ mod tests {
     }
 
     #[test]
+    fn the_store_defaults_to_sqlite_under_data() {
+        let c = parse("").unwrap();
+        assert_eq!(c.store.url, "sqlite://data/gatecast.db");
+        assert!(c.store.run_migrations);
+        assert_eq!(c.store.data_dir(), PathBuf::from("data"));
+        let c = parse("[store]\nurl = \"sqlite:///var/lib/gc/x.db?mode=rwc\"").unwrap();
+        assert_eq!(c.store.data_dir(), PathBuf::from("/var/lib/gc"));
+        let c = parse("[store]\nurl = \"postgres://u:p@db/g\"").unwrap();
+        assert_eq!(c.store.data_dir(), PathBuf::from("data"));
+        assert!(!c.auth.require_key);
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             ("[server]\nlisten = \"nope\"", "server.listen"),
             ("[server]\nbogus = 1", "server"),
+            ("[store]\nurl = \"mysql://x\"", "store.url"),
+            ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
+            ("[auth]\nrequire = true", "auth"),
             (
                 "[providers.up]\nkind = \"openai\"\nbase_url = \"not a url\"",
                 "providers.up.base_url: invalid URL",

@@ -18,8 +18,15 @@ pub enum GatewayError {
     },
     #[error("telemetry: {0}")]
     Telemetry(String),
+    #[error("store: {0}")]
+    Store(#[from] gatecast_store::StoreError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// A command ran but did not succeed (a failed test, a missing name); already explained.
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 impl GatewayError {

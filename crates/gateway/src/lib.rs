@@ -1,8 +1,11 @@
 //! The Gatecast gateway: CLI, start-up and shutdown wiring, and the HTTP surface.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod logging;
 pub mod routes;

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Serve { config, listen } => serve(config.as_deref(), listen),
+        Command::Destinations(command) => gatecast::commands::destinations(command),
+        Command::Keys(command) => gatecast::commands::keys(command),
+        Command::Migrate { target } => gatecast::commands::migrate(&target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,10 +51,12 @@ fn serve(
         .map_err(GatewayError::Serve)?;
     runtime.block_on(async move {
         let addr = config.server.listen;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "listening on a non-loopback address with no virtual keys: the gateway is open to anyone who can reach it");
+        let require_key = config.auth.require_key;
+        let admin_token = std::env::var("GATECAST_ADMIN_TOKEN").ok();
+        let gateway = Gateway::build(config, admin_token).await?;
+        if !addr.ip().is_loopback() && gateway.is_open() && !require_key {
+            tracing::warn!(%addr, "listening on a non-loopback address with no virtual keys: the gateway is open to anyone who can reach it until the first key is created");
         }
-        let gateway = Gateway::build(config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| GatewayError::Bind { addr: addr.to_string(), source })?;

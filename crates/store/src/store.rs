@@ -729,6 +729,21 @@ impl Store {
         }
     }
 
+    /// The active keys as `(sha256 hex, info)`, so a gateway can check keys in memory and
+    /// refresh the set once per config change instead of querying once per request.
+    pub async fn active_key_hashes(&self) -> Result<Vec<(String, KeyInfo)>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM virtual_keys WHERE revoked_at IS NULL ORDER BY name"
+        );
+        let rows: Vec<KeyRow> = on_pool!(&self.inner.pool, p => {
+            sqlx::query_as(&sql).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.key_hash.clone(), KeyInfo::from(row)))
+            .collect())
+    }
+
     /// Number of keys not revoked; zero means the gateway runs open.
     pub async fn active_key_count(&self) -> Result<i64, StoreError> {
         let count: i64 = on_pool!(&self.inner.pool, p => {
@@ -878,6 +893,11 @@ fn new_id() -> String {
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The digest a virtual key is stored and looked up under.
+pub fn key_hash(presented: &str) -> String {
+    sha256_hex(presented)
 }
 
 fn is_missing_table(e: &sqlx::Error) -> bool {

@@ -580,6 +580,12 @@ async fn keys_create_verify_revoke_list(url: &str) {
     let (_, other) = store.create_key("bench", "alice").await.unwrap();
     assert_ne!(full, other);
     assert_eq!(store.active_key_count().await.unwrap(), 2);
+    let hashes = store.active_key_hashes().await.unwrap();
+    let names: Vec<&str> = hashes.iter().map(|(_, k)| k.name.as_str()).collect();
+    assert_eq!(names, ["bench", "ci"]);
+    let ci_hash = &hashes.iter().find(|(_, k)| k.name == "ci").unwrap().0;
+    assert_eq!(ci_hash.len(), 64);
+    assert_ne!(ci_hash, &full, "a hash, never the key");
 
     let verified = store.verify_key(&full).await.unwrap();
     assert_eq!(verified.name, "ci");

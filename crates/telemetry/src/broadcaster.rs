@@ -2,13 +2,18 @@
 //!
 //! `publish` only selects destinations and enqueues an `Arc`: span building, privacy,
 //! encoding and I/O all happen on the destination workers, off the request path.
+//!
+//! The destination set can be replaced while requests flow ([`Broadcaster::reconfigure`]):
+//! each publish reads one immutable snapshot, and a destination whose transport did not
+//! change keeps its pipeline, queue and counters across the swap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::destination::DestinationConfig;
@@ -41,29 +46,65 @@ pub struct Broadcaster {
 }
 
 struct Inner {
-    pipelines: Vec<Pipeline>,
-    /// One per pipeline, in the same order, compiled once.
-    filters: Vec<CompiledFilters>,
+    current: ArcSwap<Snapshot>,
+    service_name: String,
+    /// Pipelines replaced by a reconfiguration that are still flushing; shutdown waits for them.
+    retiring: Mutex<Vec<Arc<Pipeline>>>,
+    /// Serialises reconfigurations, so two concurrent ones cannot both reuse one pipeline.
+    reconfiguring: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// One immutable destination set; a publish sees exactly one.
+struct Snapshot {
+    routes: Vec<Route>,
     /// Spans are built once per record, at the most generous limit any destination has;
     /// stricter destinations shorten their own copy.
     span_options: SpanOptions,
     wants_content: bool,
-    closed: AtomicBool,
+}
+
+/// A destination as the selector sees it: its current config and compiled filters, in front
+/// of a pipeline that may outlive this snapshot.
+struct Route {
+    config: DestinationConfig,
+    filters: CompiledFilters,
+    pipeline: Arc<Pipeline>,
 }
 
 impl fmt::Debug for Broadcaster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.inner.current.load();
         f.debug_struct("Broadcaster")
             .field(
                 "destinations",
-                &self
-                    .inner
-                    .pipelines
+                &snapshot
+                    .routes
                     .iter()
-                    .map(|p| p.config().name.as_str())
+                    .map(|r| r.config.name.as_str())
                     .collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+/// What a reconfiguration did, for logs and the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconfigureSummary {
+    pub added: Vec<String>,
+    /// Transport changed: a new pipeline took over, the old one flushes what it holds.
+    pub restarted: Vec<String>,
+    /// Only selection or privacy changed: same pipeline, same queue.
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ReconfigureSummary {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.restarted.is_empty()
+            && self.updated.is_empty()
+            && self.removed.is_empty()
     }
 }
 
@@ -71,115 +112,168 @@ impl Broadcaster {
     /// Validates every destination and starts their workers on the current tokio runtime.
     pub fn new(cfg: BroadcastConfig) -> Result<Self, TelemetryError> {
         let service_name = if cfg.service_name.trim().is_empty() {
-            "gatecast"
+            "gatecast".to_owned()
         } else {
-            cfg.service_name.as_str()
+            cfg.service_name.clone()
         };
-        let mut names = HashSet::new();
-        for d in &cfg.destinations {
-            d.validate()?;
-            if !names.insert(d.name.as_str()) {
-                return Err(TelemetryError::InvalidDestination {
-                    destination: d.name.clone(),
-                    message: "name: used by another destination".into(),
-                });
-            }
-        }
-        let runtime = if cfg.destinations.iter().any(|d| d.enabled) {
-            Some(tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?)
-        } else {
-            None
-        };
-        let filters = cfg
-            .destinations
-            .iter()
-            .map(|d| {
-                CompiledFilters::compile(&d.filters).map_err(|e| {
-                    TelemetryError::InvalidDestination {
-                        destination: d.name.clone(),
-                        message: e.to_string(),
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut pipelines = Vec::with_capacity(cfg.destinations.len());
-        for d in &cfg.destinations {
-            let pipeline = match &runtime {
-                Some(rt) => Pipeline::start(d, service_name, rt)?,
-                None => Pipeline::start_disabled(d),
-            };
-            pipelines.push(pipeline);
-        }
-        let running = || pipelines.iter().filter(|p| p.is_running());
-        let span_options = SpanOptions {
-            max_attribute_bytes: running()
-                .map(|p| p.config().max_attribute_bytes)
-                .max()
-                .unwrap_or(crate::limits::DEFAULT_MAX_ATTRIBUTE_BYTES),
-            id_seed: None,
-        };
-        let wants_content = running().any(|p| !p.config().privacy_mode);
+        let (snapshot, _) = build_snapshot(&cfg.destinations, &service_name, &HashMap::new())?;
         Ok(Self {
             inner: Arc::new(Inner {
-                pipelines,
-                filters,
-                span_options,
-                wants_content,
+                current: ArcSwap::from_pointee(snapshot),
+                service_name,
+                retiring: Mutex::new(Vec::new()),
+                reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
             }),
         })
     }
 
-    /// A broadcaster with no destinations: `publish` is a no-op.
+    /// A broadcaster with no destinations: `publish` is a no-op until a reconfiguration.
     pub fn disabled() -> Self {
         Self {
             inner: Arc::new(Inner {
-                pipelines: Vec::new(),
-                filters: Vec::new(),
-                span_options: SpanOptions::default(),
-                wants_content: false,
+                current: ArcSwap::from_pointee(Snapshot {
+                    routes: Vec::new(),
+                    span_options: SpanOptions::default(),
+                    wants_content: false,
+                }),
+                service_name: "gatecast".to_owned(),
+                retiring: Mutex::new(Vec::new()),
+                reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
             }),
         }
     }
 
+    /// Replaces the destination set atomically. Validation happens first: an invalid set
+    /// changes nothing. A destination whose transport settings are unchanged keeps its
+    /// pipeline (queue, counters, connections); one whose transport changed, or that was
+    /// removed, stops taking records and flushes its queue in the background before it stops.
+    pub async fn reconfigure(
+        &self,
+        destinations: &[DestinationConfig],
+    ) -> Result<ReconfigureSummary, TelemetryError> {
+        let _guard = self.inner.reconfiguring.lock().await;
+        if self.inner.closed.load(Relaxed) {
+            return Ok(ReconfigureSummary::default());
+        }
+        let old = self.inner.current.load_full();
+        let existing: HashMap<&str, &Route> = old
+            .routes
+            .iter()
+            .map(|r| (r.config.name.as_str(), r))
+            .collect();
+        let (snapshot, mut summary) =
+            build_snapshot(destinations, &self.inner.service_name, &existing)?;
+        let kept: HashSet<*const Pipeline> = snapshot
+            .routes
+            .iter()
+            .map(|r| Arc::as_ptr(&r.pipeline))
+            .collect();
+        let names: HashSet<&str> = snapshot
+            .routes
+            .iter()
+            .map(|r| r.config.name.as_str())
+            .collect();
+        summary.removed = old
+            .routes
+            .iter()
+            .filter(|r| !names.contains(r.config.name.as_str()))
+            .map(|r| r.config.name.clone())
+            .collect();
+        self.inner.current.store(Arc::new(snapshot));
+        for route in old.routes.iter() {
+            if !kept.contains(&Arc::as_ptr(&route.pipeline)) {
+                self.retire(route.pipeline.clone());
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Stops a replaced pipeline taking records and lets it flush within its own export
+    /// timeout plus retries, off the caller's path.
+    fn retire(&self, pipeline: Arc<Pipeline>) {
+        pipeline.begin_shutdown();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let grace = pipeline.config().timeout() * 3 + pipeline.config().flush_interval();
+        self.inner
+            .retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pipeline.clone());
+        let inner = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            pipeline
+                .finish_shutdown(tokio::time::Instant::now() + grace)
+                .await;
+            if let Some(inner) = inner.upgrade() {
+                inner
+                    .retiring
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|p| !Arc::ptr_eq(p, &pipeline));
+            }
+        });
+    }
+
     /// Hands a finished record to every destination that selects it. Never blocks, never
     /// fails: a destination whose queue is full drops the record and counts it.
     pub fn publish(&self, record: GenerationRecord) {
-        let selected: Vec<&Pipeline> = self
-            .inner
-            .pipelines
+        let snapshot = self.inner.current.load();
+        let selected: Vec<&Route> = snapshot
+            .routes
             .iter()
-            .zip(&self.inner.filters)
-            .filter(|(p, f)| Self::selects(p, f, &record))
-            .map(|(p, _)| p)
+            .filter(|r| selects(r, &record))
             .collect();
         if selected.is_empty() {
             return;
         }
-        let shared = Arc::new(SharedRecord::new(record, self.inner.span_options.clone()));
-        for p in selected {
-            p.offer(shared.clone());
+        let requested_privacy = record.privacy;
+        let shared = Arc::new(SharedRecord::new(record, snapshot.span_options.clone()));
+        for route in selected {
+            route.pipeline.offer(
+                shared.clone(),
+                route.config.privacy_mode || requested_privacy,
+            );
         }
-    }
-
-    /// The one place destination selection happens (DESIGN §5): enabled, filters match,
-    /// and deterministic sampling keeps the record's session.
-    fn selects(pipeline: &Pipeline, filters: &CompiledFilters, record: &GenerationRecord) -> bool {
-        let config = pipeline.config();
-        pipeline.is_running()
-            && config.enabled
-            && filters.matches(record)
-            && crate::sampling::keeps(config.sampling_rate, record)
     }
 
     /// False when every enabled destination strips content, so the proxy need not keep any.
     pub fn wants_content(&self) -> bool {
-        self.inner.wants_content
+        self.inner.current.load().wants_content
+    }
+
+    /// The current destinations' configs, in order.
+    pub fn destinations(&self) -> Vec<DestinationConfig> {
+        self.inner
+            .current
+            .load()
+            .routes
+            .iter()
+            .map(|r| r.config.clone())
+            .collect()
     }
 
     pub fn stats(&self) -> Vec<DestinationStats> {
-        self.inner.pipelines.iter().map(Pipeline::stats).collect()
+        self.inner
+            .current
+            .load()
+            .routes
+            .iter()
+            .map(route_stats)
+            .collect()
+    }
+
+    pub fn stats_for(&self, name: &str) -> Option<DestinationStats> {
+        self.inner
+            .current
+            .load()
+            .routes
+            .iter()
+            .find(|r| r.config.name == name)
+            .map(route_stats)
     }
 
     /// Stops taking records and flushes every queue, all destinations in parallel, within
@@ -188,14 +282,23 @@ impl Broadcaster {
         if self.inner.closed.swap(true, Relaxed) {
             return;
         }
+        // Waits for a reconfiguration in progress, so no pipeline starts after this point.
+        let _guard = self.inner.reconfiguring.lock().await;
         let until = tokio::time::Instant::now() + deadline;
-        for p in &self.inner.pipelines {
-            p.begin_shutdown();
+        let snapshot = self.inner.current.load_full();
+        let retiring: Vec<Arc<Pipeline>> = self
+            .inner
+            .retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for r in &snapshot.routes {
+            r.pipeline.begin_shutdown();
         }
-        for p in &self.inner.pipelines {
+        for p in snapshot.routes.iter().map(|r| &r.pipeline).chain(&retiring) {
             p.finish_shutdown(until).await;
         }
-        for s in self.stats() {
+        for s in snapshot.routes.iter().map(route_stats) {
             tracing::info!(
                 destination = %s.name,
                 exported_spans = s.exported_spans,
@@ -206,4 +309,134 @@ impl Broadcaster {
             );
         }
     }
+}
+
+/// The one place destination selection happens (DESIGN §5): enabled, filters match,
+/// and deterministic sampling keeps the record's session.
+fn selects(route: &Route, record: &GenerationRecord) -> bool {
+    let config = &route.config;
+    config.enabled
+        && route.pipeline.is_running()
+        && route.filters.matches(record)
+        && crate::sampling::keeps(config.sampling_rate, record)
+}
+
+fn route_stats(route: &Route) -> DestinationStats {
+    DestinationStats {
+        enabled: route.config.enabled,
+        privacy_mode: route.config.privacy_mode,
+        ..route.pipeline.stats()
+    }
+}
+
+/// Settings a pipeline is built from. Everything else (privacy, sampling, filters) is read
+/// per record from the snapshot, so changing it never restarts the pipeline.
+fn same_transport(a: &DestinationConfig, b: &DestinationConfig) -> bool {
+    let neutral = |c: &DestinationConfig| DestinationConfig {
+        privacy_mode: false,
+        sampling_rate: 1.0,
+        filters: Default::default(),
+        ..c.clone()
+    };
+    neutral(a) == neutral(b)
+}
+
+/// Validates `destinations` and builds their routes, reusing the pipelines of `existing`
+/// whose transport is unchanged. Nothing is started unless everything validates.
+fn build_snapshot(
+    destinations: &[DestinationConfig],
+    service_name: &str,
+    existing: &HashMap<&str, &Route>,
+) -> Result<(Snapshot, ReconfigureSummary), TelemetryError> {
+    let mut names = HashSet::new();
+    let mut filters = Vec::with_capacity(destinations.len());
+    for d in destinations {
+        d.validate()?;
+        if !names.insert(d.name.as_str()) {
+            return Err(TelemetryError::InvalidDestination {
+                destination: d.name.clone(),
+                message: "name: used by another destination".into(),
+            });
+        }
+        filters.push(CompiledFilters::compile(&d.filters).map_err(|e| {
+            TelemetryError::InvalidDestination {
+                destination: d.name.clone(),
+                message: e.to_string(),
+            }
+        })?);
+    }
+    let needs_runtime = destinations.iter().any(|d| {
+        d.enabled
+            && !existing
+                .get(d.name.as_str())
+                .is_some_and(|r| same_transport(&r.config, d))
+    });
+    let runtime = if needs_runtime {
+        Some(tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?)
+    } else {
+        None
+    };
+    let mut summary = ReconfigureSummary::default();
+    let mut routes = Vec::with_capacity(destinations.len());
+    for (d, filters) in destinations.iter().zip(filters) {
+        let previous = existing.get(d.name.as_str());
+        let pipeline = match previous {
+            Some(r) if same_transport(&r.config, d) => {
+                if r.config != *d {
+                    summary.updated.push(d.name.clone());
+                }
+                r.pipeline.clone()
+            }
+            _ => {
+                let pipeline = match &runtime {
+                    Some(rt) if d.enabled => Pipeline::start(d, service_name, rt),
+                    _ => Ok(Pipeline::start_disabled(d)),
+                };
+                let pipeline = match pipeline {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => {
+                        // Undo what this attempt started; the old set stays in place.
+                        for r in &routes {
+                            let r: &Route = r;
+                            let reused = existing
+                                .values()
+                                .any(|old| Arc::ptr_eq(&old.pipeline, &r.pipeline));
+                            if !reused {
+                                r.pipeline.begin_shutdown();
+                            }
+                        }
+                        return Err(e);
+                    }
+                };
+                if previous.is_some() {
+                    summary.restarted.push(d.name.clone());
+                } else {
+                    summary.added.push(d.name.clone());
+                }
+                pipeline
+            }
+        };
+        routes.push(Route {
+            config: d.clone(),
+            filters,
+            pipeline,
+        });
+    }
+    let running = || routes.iter().filter(|r| r.pipeline.is_running());
+    let span_options = SpanOptions {
+        max_attribute_bytes: running()
+            .map(|r| r.config.max_attribute_bytes)
+            .max()
+            .unwrap_or(crate::limits::DEFAULT_MAX_ATTRIBUTE_BYTES),
+        id_seed: None,
+    };
+    let wants_content = running().any(|r| r.config.enabled && !r.config.privacy_mode);
+    Ok((
+        Snapshot {
+            routes,
+            span_options,
+            wants_content,
+        },
+        summary,
+    ))
 }

@@ -27,7 +27,7 @@ pub mod spans;
 pub mod stats;
 mod worker;
 
-pub use broadcaster::{BroadcastConfig, Broadcaster};
+pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
 pub use destination::DestinationConfig;
 pub use error::TelemetryError;
 pub use probe::{send_test_trace, test_connection, ProbeAttempt, ProbeReport};

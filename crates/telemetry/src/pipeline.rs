@@ -66,10 +66,17 @@ impl SharedRecord {
     }
 }
 
-/// What a worker needs from its destination's config, resolved once.
+/// One record in a destination's queue. Privacy is decided when the record is queued, so a
+/// toggle applies exactly to the records published after it, whatever is still in the queue.
+pub struct Queued {
+    pub record: Arc<SharedRecord>,
+    pub private: bool,
+}
+
+/// What a worker needs from its destination's config, resolved once. Privacy is not here:
+/// it can change while the worker runs, and travels with each [`Queued`] record instead.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub privacy_mode: bool,
     pub sentry_flavor: bool,
     pub max_batch_spans: usize,
     pub flush_interval: Duration,
@@ -91,7 +98,6 @@ impl WorkerSettings {
             ..ResourceInfo::default()
         };
         Self {
-            privacy_mode: config.privacy_mode,
             sentry_flavor: config.kind == DestinationType::Sentry,
             max_batch_spans: config.max_batch_spans.max(1),
             flush_interval: config.flush_interval(),
@@ -106,7 +112,7 @@ impl WorkerSettings {
 pub struct Pipeline {
     config: DestinationConfig,
     /// `None` for a disabled destination: it has no worker and receives nothing.
-    tx: Option<mpsc::Sender<Arc<SharedRecord>>>,
+    tx: Option<mpsc::Sender<Queued>>,
     counters: Arc<Counters>,
     /// Records accepted but not yet exported or dropped; lost if shutdown runs out of time.
     pending: Arc<AtomicU64>,
@@ -201,15 +207,16 @@ impl Pipeline {
         self.tx.is_some()
     }
 
-    /// Never waits: a full queue drops the record and counts it.
-    pub fn offer(&self, record: Arc<SharedRecord>) -> bool {
+    /// Never waits: a full queue drops the record and counts it. `private` strips content at
+    /// this destination whatever its config says later.
+    pub fn offer(&self, record: Arc<SharedRecord>, private: bool) -> bool {
         let Some(tx) = &self.tx else { return false };
         if self.closed.load(Relaxed) {
             self.counters.dropped(DropReason::Shutdown, 1);
             return false;
         }
         self.pending.fetch_add(1, Relaxed);
-        match tx.try_send(record) {
+        match tx.try_send(Queued { record, private }) {
             Ok(()) => {
                 self.counters.queued();
                 true

@@ -115,7 +115,7 @@ async fn retryable_errors_are_retried_then_succeed() {
         ExportError::retryable("connection reset"),
     ]);
     let p = start(&config(), sink.clone());
-    assert!(p.offer(shared(1)));
+    assert!(p.offer(shared(1), false));
     stop(&p).await;
     let s = p.stats();
     assert_eq!(s.retries, 2);
@@ -131,8 +131,8 @@ async fn retryable_errors_are_retried_then_succeed() {
 async fn retries_are_bounded_and_permanent_errors_drop() {
     let sink = ScriptedSink::failing(vec![ExportError::retryable("503"); 3]);
     let p = start(&config(), sink.clone());
-    p.offer(shared(1));
-    p.offer(shared(2));
+    p.offer(shared(1), false);
+    p.offer(shared(2), false);
     stop(&p).await;
     let s = p.stats();
     assert_eq!(s.retries, 2, "three attempts in all");
@@ -141,7 +141,7 @@ async fn retries_are_bounded_and_permanent_errors_drop() {
 
     let sink = ScriptedSink::failing(vec![ExportError::from_status(401, None, "bad key")]);
     let p = start(&config(), sink.clone());
-    p.offer(shared(1));
+    p.offer(shared(1), false);
     stop(&p).await;
     let s = p.stats();
     assert_eq!(s.retries, 0, "a 4xx is never retried");
@@ -158,7 +158,7 @@ async fn a_batch_too_large_is_split_by_records() {
     let sink = ScriptedSink::failing(vec![too_large.clone(), too_large]);
     let p = start(&config(), sink.clone());
     for i in 0..4 {
-        p.offer(shared(i));
+        p.offer(shared(i), false);
     }
     stop(&p).await;
     let received = sink.received();
@@ -181,7 +181,7 @@ async fn batches_are_bounded_by_span_count() {
     let sink = ScriptedSink::default();
     let p = start(&c, sink.clone());
     for i in 0..5 {
-        p.offer(shared(i));
+        p.offer(shared(i), false);
     }
     stop(&p).await;
     let per_batch: Vec<usize> = sink.received().iter().map(|b| b.spans).collect();
@@ -192,7 +192,7 @@ async fn batches_are_bounded_by_span_count() {
 async fn the_flush_interval_sends_partial_batches() {
     let sink = ScriptedSink::default();
     let p = start(&config(), sink.clone());
-    p.offer(shared(1));
+    p.offer(shared(1), false);
     let started = Instant::now();
     while sink.received().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(5), "never flushed");
@@ -211,8 +211,8 @@ async fn a_hanging_sink_times_out_and_shutdown_respects_its_deadline() {
         ..Default::default()
     };
     let p = start(&c, sink);
-    p.offer(shared(1));
-    p.offer(shared(2));
+    p.offer(shared(1), false);
+    p.offer(shared(2), false);
     tokio::time::sleep(Duration::from_millis(20)).await;
     p.begin_shutdown();
     let started = Instant::now();
@@ -226,12 +226,12 @@ async fn a_hanging_sink_times_out_and_shutdown_respects_its_deadline() {
         2,
         "every record is accounted for: {s:?}"
     );
-    assert!(!p.offer(shared(3)), "closed after shutdown");
+    assert!(!p.offer(shared(3), false), "closed after shutdown");
     assert_eq!(p.stats().dropped_shutdown, s.dropped_shutdown + 1);
 }
 
 #[tokio::test]
-async fn privacy_of_the_request_applies_per_record() {
+async fn privacy_decided_at_queue_time_applies_per_record() {
     let sink = ScriptedSink::default();
     let p = start(&config(), sink.clone());
     let mut private = record(1);
@@ -247,8 +247,14 @@ async fn privacy_of_the_request_applies_per_record() {
         json: r#"[{"role":"user","content":"visible-open"}]"#.into(),
         truncated: false,
     });
-    p.offer(Arc::new(SharedRecord::new(private, SpanOptions::default())));
-    p.offer(Arc::new(SharedRecord::new(open, SpanOptions::default())));
+    p.offer(
+        Arc::new(SharedRecord::new(private, SpanOptions::default())),
+        true,
+    );
+    p.offer(
+        Arc::new(SharedRecord::new(open, SpanOptions::default())),
+        false,
+    );
     stop(&p).await;
     let body: String = sink
         .received()

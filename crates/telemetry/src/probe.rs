@@ -234,7 +234,7 @@ fn test_trace_request(
     let proto = destination_view(
         &settings,
         &spans,
-        record.privacy,
+        config.privacy_mode || record.privacy,
         options.max_attribute_bytes,
     );
     otlp::export_request(proto, settings.resource)

@@ -15,13 +15,13 @@ use crate::flavor::apply_sentry_flavor;
 use crate::limits;
 use crate::model::SpanModel;
 use crate::otlp;
-use crate::pipeline::{SharedRecord, WorkerSettings};
+use crate::pipeline::{Queued, SharedRecord, WorkerSettings};
 use crate::privacy::apply_privacy;
 use crate::stats::{Counters, DropReason};
 
 pub(crate) struct Worker<S> {
     pub sink: S,
-    pub rx: mpsc::Receiver<Arc<SharedRecord>>,
+    pub rx: mpsc::Receiver<Queued>,
     pub settings: WorkerSettings,
     pub counters: Arc<Counters>,
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
@@ -39,7 +39,7 @@ struct Chunk {
 
 impl<S: Sink> Worker<S> {
     pub(crate) async fn run(mut self) {
-        let mut batch: Vec<Arc<SharedRecord>> = Vec::new();
+        let mut batch: Vec<Queued> = Vec::new();
         let mut batch_spans = 0usize;
         let mut flush_at: Option<Instant> = None;
         let mut stopping = false;
@@ -69,7 +69,7 @@ impl<S: Sink> Worker<S> {
                 self.flush(&mut batch).await;
                 return;
             };
-            batch_spans += item.spans().len();
+            batch_spans += item.record.spans().len();
             batch.push(item);
             let due =
                 *flush_at.get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
@@ -83,7 +83,7 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    async fn flush(&self, batch: &mut Vec<Arc<SharedRecord>>) {
+    async fn flush(&self, batch: &mut Vec<Queued>) {
         if batch.is_empty() {
             return;
         }
@@ -92,18 +92,19 @@ impl<S: Sink> Worker<S> {
             lens: Vec::with_capacity(batch.len()),
         };
         for item in batch.drain(..) {
-            let spans = self.prepare(&item);
+            let spans = self.prepare(&item.record, item.private);
             chunk.lens.push(spans.len());
             chunk.spans.extend(spans);
         }
         self.deliver(chunk).await;
     }
 
-    fn prepare(&self, item: &SharedRecord) -> Vec<Span> {
+    /// Privacy travels with the queued record: it was decided when the record was published.
+    fn prepare(&self, item: &SharedRecord, private: bool) -> Vec<Span> {
         destination_view(
             &self.settings,
             item.spans(),
-            item.private(),
+            private,
             item.max_attribute_bytes(),
         )
     }
@@ -200,9 +201,9 @@ impl<S: Sink> Worker<S> {
     }
 }
 
-/// This destination's view of a record: privacy (its own or the request's), its own
-/// attribute limit, and its flavor, on a copy of the shared spans. Shared with the test
-/// trace, so what a user checks is what real traffic produces.
+/// This destination's view of a record: privacy (the destination's or the request's, as
+/// decided by the caller), its own attribute limit, and its flavor, on a copy of the shared
+/// spans. Shared with the test trace, so what a user checks is what real traffic produces.
 pub(crate) fn destination_view(
     settings: &WorkerSettings,
     shared: &[SpanModel],
@@ -210,7 +211,7 @@ pub(crate) fn destination_view(
     built_with_max_attribute_bytes: usize,
 ) -> Vec<Span> {
     let mut spans = shared.to_vec();
-    if settings.privacy_mode || private {
+    if private {
         apply_privacy(&mut spans);
     }
     if settings.max_attribute_bytes < built_with_max_attribute_bytes {

@@ -19,28 +19,21 @@ pub async fn completions(
 ) -> Response {
     let accepted = Instant::now();
     let accepted_unix_nanos = unix_nanos();
+    let key_name = match super::authenticate(&state, &headers) {
+        Ok(name) => name,
+        Err(failure) => return super::unauthorized(failure),
+    };
     let limit = state.max_body_bytes;
-    let (incoming, too_large) = match to_bytes(body, limit).await {
-        Ok(bytes) => (
-            Incoming {
-                headers,
-                body: bytes,
-                key_name: None,
-                accepted,
-                accepted_unix_nanos,
-            },
-            false,
-        ),
-        Err(_) => (
-            Incoming {
-                headers,
-                body: Default::default(),
-                key_name: None,
-                accepted,
-                accepted_unix_nanos,
-            },
-            true,
-        ),
+    let (bytes, too_large) = match to_bytes(body, limit).await {
+        Ok(bytes) => (bytes, false),
+        Err(_) => (Default::default(), true),
+    };
+    let incoming = Incoming {
+        headers,
+        body: bytes,
+        key_name,
+        accepted,
+        accepted_unix_nanos,
     };
     let response = if too_large {
         state

@@ -5,14 +5,44 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::control::AuthFailure;
 
 /// OpenAI's error shape, for errors raised outside the proxy.
 pub fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
     (
         status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The virtual key's name, or why the request is refused. Unauthenticated requests are
+/// refused before anything is parsed or recorded, so they cannot flood the destinations.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, AuthFailure> {
+    state
+        .control
+        .keys
+        .authenticate(headers)
+        .map(|name| name.map(|n| n.to_string()))
+}
+
+/// The 401 in OpenAI's shape, as its SDKs expect for a bad API key.
+pub fn unauthorized(failure: AuthFailure) -> Response {
+    ::metrics::counter!("gatecast_requests_unauthorized_total").increment(1);
+    let body = serde_json::json!({"error": {
+        "message": failure.message(),
+        "type": "authentication_error",
+        "param": null,
+        "code": "invalid_api_key",
+    }});
+    (
+        StatusCode::UNAUTHORIZED,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )

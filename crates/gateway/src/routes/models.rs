@@ -3,12 +3,17 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(failure) = super::authenticate(&state, &headers) {
+        return super::unauthorized(failure);
+    }
     let data: Vec<Value> = state
         .proxy
         .router()
@@ -16,5 +21,5 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
         .into_iter()
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "gatecast"}))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(json!({"object": "list", "data": data})).into_response()
 }

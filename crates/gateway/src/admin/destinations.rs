@@ -1,0 +1,185 @@
+//! Destination endpoints. Bodies use the config file's field names (the flat shape).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gatecast_store::DestinationRecord;
+use gatecast_telemetry::probe::{self, ProbeReport};
+use gatecast_telemetry::DestinationConfig;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ops, ActorExt, AdminError};
+use crate::app::AppState;
+use crate::control::bridge;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TestParams {
+    #[serde(default)]
+    skip_test: bool,
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
+    let records = state.control.store.list_destinations().await?;
+    let data: Vec<Value> = records.iter().map(|r| view(&state, r)).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let record = find(&state, &name).await?;
+    Ok(Json(view(&state, &record)))
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    actor: ActorExt,
+    Query(params): Query<TestParams>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let (saved, test) = ops::create(
+        &state.control.store,
+        json_object(&body)?,
+        &actor.0 .0,
+        params.skip_test,
+    )
+    .await?;
+    apply(&state).await?;
+    let mut body = view(&state, &saved);
+    if let Some(test) = test {
+        body["test"] = json!(test);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    actor: ActorExt,
+    Path(name): Path<String>,
+    Query(params): Query<TestParams>,
+    body: Bytes,
+) -> Result<Json<Value>, AdminError> {
+    let patch = match json_object(&body)? {
+        Value::Object(map) => map,
+        _ => return Err(AdminError::BadBody("expected a JSON object".into())),
+    };
+    let (saved, test) = ops::update(
+        &state.control.store,
+        &name,
+        &patch,
+        &actor.0 .0,
+        params.skip_test,
+    )
+    .await?;
+    apply(&state).await?;
+    let mut body = view(&state, &saved);
+    if let Some(test) = test {
+        body["test"] = json!(test);
+    }
+    Ok(Json(body))
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    actor: ActorExt,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    state
+        .control
+        .store
+        .delete_destination(&name, &actor.0 .0)
+        .await?;
+    apply(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tests a destination that is not saved; the answer is the report, passed or not.
+pub async fn test_unsaved(body: Bytes) -> Result<Json<ProbeReport>, AdminError> {
+    let config = bridge::parse_flat(json_object(&body)?).map_err(AdminError::Field)?;
+    Ok(Json(probe::test_connection(&config).await))
+}
+
+pub async fn test_saved(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ProbeReport>, AdminError> {
+    let config = saved_config(&state, &name).await?;
+    Ok(Json(probe::test_connection(&config).await))
+}
+
+pub async fn send_test_trace(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ProbeReport>, AdminError> {
+    let config = saved_config(&state, &name).await?;
+    Ok(Json(
+        probe::send_test_trace(&config, &state.service_name).await,
+    ))
+}
+
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    state
+        .broadcaster()
+        .stats_for(&name)
+        .map(|s| Json(json!(s)))
+        .ok_or(AdminError::NotFound {
+            what: "destination",
+            name,
+        })
+}
+
+/// Applies the stored state to this replica now, rather than at the next poll.
+async fn apply(state: &AppState) -> Result<(), AdminError> {
+    state
+        .control
+        .reload()
+        .await
+        .map_err(|e| AdminError::Apply(e.to_string()))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<DestinationRecord, AdminError> {
+    state
+        .control
+        .store
+        .get_destination(name)
+        .await?
+        .ok_or_else(|| AdminError::NotFound {
+            what: "destination",
+            name: name.to_owned(),
+        })
+}
+
+async fn saved_config(state: &AppState, name: &str) -> Result<DestinationConfig, AdminError> {
+    let record = find(state, name).await?;
+    bridge::from_record(&record).map_err(AdminError::Field)
+}
+
+/// What a read shows: the flat shape with secrets masked, where it came from, and whether
+/// this replica is delivering to it.
+fn view(state: &AppState, record: &DestinationRecord) -> Value {
+    let mut flat = bridge::flat_json(&record.masked());
+    flat.insert("source".into(), json!(record.source.as_str()));
+    if let Some(stats) = state.broadcaster().stats_for(&record.name) {
+        flat.insert("stats".into(), json!(stats));
+    }
+    Value::Object(flat)
+}
+
+pub(crate) fn json_object(body: &[u8]) -> Result<Value, AdminError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| AdminError::BadBody(format!("not valid JSON: {e}")))?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(AdminError::BadBody("expected a JSON object".into()))
+    }
+}

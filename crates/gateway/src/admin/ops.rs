@@ -1,0 +1,169 @@
+//! Destination writes shared by the admin API and the CLI: parse the flat shape, test the
+//! connection when delivery could break, then store. Applying the change is the caller's job.
+
+use gatecast_store::{DestinationPatch, DestinationRecord, Source, Store, StoreError};
+use gatecast_telemetry::probe::{self, ProbeReport};
+use gatecast_telemetry::DestinationConfig;
+use serde_json::{Map, Value};
+
+use super::AdminError;
+use crate::control::bridge;
+
+/// Fields whose change can break delivery, so a PATCH touching them re-runs the test.
+const TRANSPORT_FIELDS: [&str; 10] = [
+    "type",
+    "dsn",
+    "otlp_endpoint",
+    "endpoint",
+    "url",
+    "headers",
+    "protocol",
+    "compression",
+    "method",
+    "path",
+];
+
+/// Creates an API-owned destination from the flat shape, after a passing test unless skipped.
+pub async fn create(
+    store: &Store,
+    flat: Value,
+    actor: &str,
+    skip_test: bool,
+) -> Result<(DestinationRecord, Option<ProbeReport>), AdminError> {
+    let config = bridge::parse_flat(flat).map_err(AdminError::Field)?;
+    // A taken name fails now, before a connection test it could not use.
+    if let Some(existing) = store.get_destination(&config.name).await? {
+        return Err(match existing.source {
+            Source::File => StoreError::ReadOnly {
+                name: existing.name,
+            },
+            Source::Api => StoreError::AlreadyExists {
+                what: "destination",
+                name: existing.name,
+            },
+        }
+        .into());
+    }
+    let test = gate_on_test(&config, skip_test).await?;
+    let saved = store
+        .create_destination(bridge::to_record(&config, Source::Api), actor)
+        .await?;
+    Ok((saved, test))
+}
+
+/// Applies a partial update in the flat shape. A change to how the destination is reached
+/// (endpoint, DSN, headers...) re-runs the test unless skipped.
+pub async fn update(
+    store: &Store,
+    name: &str,
+    patch: &Map<String, Value>,
+    actor: &str,
+    skip_test: bool,
+) -> Result<(DestinationRecord, Option<ProbeReport>), AdminError> {
+    if let Some(new_name) = patch.get("name") {
+        if new_name.as_str() != Some(name) {
+            return Err(AdminError::Field(bridge::FieldError {
+                path: "name".into(),
+                message: "cannot be changed; create a new destination instead".into(),
+            }));
+        }
+    }
+    let current = store
+        .get_destination(name)
+        .await?
+        .ok_or_else(|| AdminError::NotFound {
+            what: "destination",
+            name: name.to_owned(),
+        })?;
+    if current.source == Source::File {
+        return Err(StoreError::ReadOnly {
+            name: name.to_owned(),
+        }
+        .into());
+    }
+    let before = bridge::flat_json(&current);
+    let merged = merge(&before, patch);
+    let config = bridge::parse_flat(Value::Object(merged.clone())).map_err(AdminError::Field)?;
+    let transport_changed = TRANSPORT_FIELDS
+        .iter()
+        .any(|f| before.get(*f) != merged.get(*f));
+    let test = if transport_changed {
+        gate_on_test(&config, skip_test).await?
+    } else {
+        None
+    };
+    let record = bridge::to_record(&config, Source::Api);
+    let changes = DestinationPatch {
+        kind: Some(record.kind),
+        config: Some(record.config),
+        enabled: Some(record.enabled),
+        privacy_mode: Some(record.privacy_mode),
+        sampling_rate: Some(record.sampling_rate),
+        filters: Some(record.filters),
+    };
+    let saved = store.update_destination(name, changes, actor).await?;
+    Ok((saved, test))
+}
+
+/// Runs the connection test unless skipped; a failure stops the write.
+pub async fn gate_on_test(
+    config: &DestinationConfig,
+    skip: bool,
+) -> Result<Option<ProbeReport>, AdminError> {
+    if skip {
+        return Ok(None);
+    }
+    let report = probe::test_connection(config).await;
+    if report.passed {
+        Ok(Some(report))
+    } else {
+        Err(AdminError::TestFailed(Box::new(report)))
+    }
+}
+
+/// Top-level fields of `patch` replace those of `base`; a secret sent back masked
+/// (`****1a2b`, as reads show it) keeps the stored value.
+fn merge(base: &Map<String, Value>, patch: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = base.clone();
+    for (k, v) in patch {
+        let value = match (k.as_str(), v, base.get(k)) {
+            (_, Value::String(s), Some(old)) if is_masked(s) => old.clone(),
+            ("headers", Value::Object(new), Some(Value::Object(old))) => Value::Object(
+                new.iter()
+                    .map(|(h, hv)| {
+                        let keep = hv.as_str().is_some_and(is_masked) && old.contains_key(h);
+                        let value = if keep { old[h].clone() } else { hv.clone() };
+                        (h.clone(), value)
+                    })
+                    .collect(),
+            ),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), value);
+    }
+    out
+}
+
+fn is_masked(s: &str) -> bool {
+    s.starts_with("****")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn masked_secrets_sent_back_keep_the_stored_value() {
+        let base = json!({"dsn": "https://k@h/1", "headers": {"authorization": "Bearer s3cret", "x": "1"}, "privacy_mode": false});
+        let patch = json!({"dsn": "****h/1", "headers": {"authorization": "****cret", "y": "2"}, "privacy_mode": true});
+        let out = merge(base.as_object().unwrap(), patch.as_object().unwrap());
+        assert_eq!(out["dsn"], "https://k@h/1");
+        assert_eq!(
+            out["headers"],
+            json!({"authorization": "Bearer s3cret", "y": "2"})
+        );
+        assert_eq!(out["privacy_mode"], true);
+    }
+}

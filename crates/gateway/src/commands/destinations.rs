@@ -1,0 +1,244 @@
+//! `gatecast destinations`.
+
+use gatecast_store::{Source, Store};
+use gatecast_telemetry::probe::{self, ProbeReport};
+use gatecast_telemetry::DestinationConfig;
+use serde_json::{json, Map, Value};
+
+use super::{actor, block_on, open};
+use crate::admin::ops;
+use crate::cli::{DestinationFields, DestinationsCommand, OnOff};
+use crate::config::Config;
+use crate::control::bridge;
+use crate::error::GatewayError;
+
+pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
+    block_on(async move {
+        match command {
+            DestinationsCommand::List { target, json } => {
+                let (_, store) = open(&target).await?;
+                list(&store, json).await?;
+                store.close().await;
+            }
+            DestinationsCommand::Add {
+                name,
+                fields,
+                skip_test,
+                target,
+            } => {
+                let (_, store) = open(&target).await?;
+                let mut flat = fields_to_json(&fields)?;
+                flat.insert("name".into(), json!(name));
+                let (saved, test) =
+                    ops::create(&store, Value::Object(flat), &actor(), skip_test).await?;
+                print_test(test.as_ref());
+                println!("added destination `{}` ({})", saved.name, saved.kind);
+                store.close().await;
+            }
+            DestinationsCommand::Update {
+                name,
+                fields,
+                skip_test,
+                target,
+            } => {
+                let (_, store) = open(&target).await?;
+                let patch = fields_to_json(&fields)?;
+                if patch.is_empty() {
+                    return Err(usage("nothing to change: give at least one field flag"));
+                }
+                let (saved, test) = ops::update(&store, &name, &patch, &actor(), skip_test).await?;
+                print_test(test.as_ref());
+                println!("updated destination `{}`", saved.name);
+                store.close().await;
+            }
+            DestinationsCommand::Remove { name, target } => {
+                let (_, store) = open(&target).await?;
+                store.delete_destination(&name, &actor()).await?;
+                println!("removed destination `{name}`");
+                store.close().await;
+            }
+            DestinationsCommand::Privacy {
+                name,
+                state,
+                target,
+            } => {
+                let (_, store) = open(&target).await?;
+                let on = matches!(state, OnOff::On);
+                let mut patch = Map::new();
+                patch.insert("privacy_mode".into(), json!(on));
+                ops::update(&store, &name, &patch, &actor(), true).await?;
+                println!(
+                    "privacy mode {} for `{name}`",
+                    if on { "on" } else { "off" }
+                );
+                store.close().await;
+            }
+            DestinationsCommand::Test { name, target } => {
+                let (config, store) = open(&target).await?;
+                let all = known_destinations(&config, &store).await?;
+                store.close().await;
+                let chosen: Vec<&DestinationConfig> = match &name {
+                    Some(n) => vec![all
+                        .iter()
+                        .find(|d| &d.name == n)
+                        .ok_or_else(|| not_found(n))?],
+                    None => all.iter().collect(),
+                };
+                if chosen.is_empty() {
+                    println!("no destinations configured");
+                }
+                let mut failed = 0;
+                for d in chosen {
+                    let report = probe::test_connection(d).await;
+                    println!("{}", describe(&report));
+                    failed += usize::from(!report.passed);
+                }
+                if failed > 0 {
+                    return Err(GatewayError::Failed(format!(
+                        "{failed} destination(s) failed the connection test"
+                    )));
+                }
+            }
+            DestinationsCommand::SendTestTrace { name, target } => {
+                let (config, store) = open(&target).await?;
+                let all = known_destinations(&config, &store).await?;
+                store.close().await;
+                let d = all
+                    .iter()
+                    .find(|d| d.name == name)
+                    .ok_or_else(|| not_found(&name))?;
+                let report = probe::send_test_trace(d, &config.telemetry.service_name).await;
+                println!("{}", describe(&report));
+                if !report.passed {
+                    return Err(GatewayError::Failed(
+                        "the test trace was not accepted".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn list(store: &Store, json_out: bool) -> Result<(), GatewayError> {
+    let records = store.list_destinations().await?;
+    if json_out {
+        let views: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let mut flat = bridge::flat_json(&r.masked());
+                flat.insert("source".into(), json!(r.source.as_str()));
+                Value::Object(flat)
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&views).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<7} {:<8} {:<8} {:<8} WHERE",
+        "NAME", "TYPE", "SOURCE", "ENABLED", "PRIVACY", "SAMPLING"
+    );
+    for r in records {
+        let masked = r.masked();
+        let target = ["endpoint", "otlp_endpoint", "url", "path", "dsn"]
+            .iter()
+            .find_map(|k| masked.config.get(*k).and_then(Value::as_str))
+            .unwrap_or("-")
+            .to_owned();
+        println!(
+            "{:<20} {:<8} {:<7} {:<8} {:<8} {:<8} {target}",
+            r.name,
+            r.kind,
+            r.source.as_str(),
+            r.enabled,
+            if r.privacy_mode { "on" } else { "off" },
+            r.sampling_rate
+        );
+    }
+    Ok(())
+}
+
+/// What a gateway started with this config would deliver to: the file's destinations as
+/// written now (they may not be synced yet), plus those created through the API or CLI.
+async fn known_destinations(
+    config: &Config,
+    store: &Store,
+) -> Result<Vec<DestinationConfig>, GatewayError> {
+    let mut all = config.destinations.clone();
+    for record in store.list_destinations().await? {
+        if record.source == Source::Api && !all.iter().any(|d| d.name == record.name) {
+            match bridge::from_record(&record) {
+                Ok(d) => all.push(d),
+                Err(e) => eprintln!("skipping stored destination `{}`: {e}", record.name),
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn fields_to_json(f: &DestinationFields) -> Result<Map<String, Value>, GatewayError> {
+    let mut out = Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.insert(k.into(), json!(v));
+        }
+    };
+    put("type", &f.kind);
+    put("dsn", &f.dsn);
+    put("endpoint", &f.endpoint);
+    put("protocol", &f.protocol);
+    put("url", &f.url);
+    put("path", &f.path);
+    if !f.headers.is_empty() {
+        let mut headers = Map::new();
+        for h in &f.headers {
+            let (k, v) = h
+                .split_once('=')
+                .ok_or_else(|| usage(&format!("--header `{h}`: expected NAME=VALUE")))?;
+            headers.insert(k.trim().to_owned(), json!(v.trim()));
+        }
+        out.insert("headers".into(), Value::Object(headers));
+    }
+    if f.privacy || f.no_privacy {
+        out.insert("privacy_mode".into(), json!(f.privacy));
+    }
+    if let Some(rate) = f.sampling_rate {
+        out.insert("sampling_rate".into(), json!(rate));
+    }
+    if f.enable || f.disable {
+        out.insert("enabled".into(), json!(f.enable));
+    }
+    for s in &f.set {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| usage(&format!("--set `{s}`: expected FIELD=VALUE")))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+        out.insert(k.trim().to_owned(), value);
+    }
+    Ok(out)
+}
+
+fn describe(report: &ProbeReport) -> String {
+    let mut line = report.summary();
+    if let Some(excerpt) = report.body_excerpt.as_deref().filter(|e| !e.is_empty()) {
+        line.push_str(&format!("\n  reply: {excerpt}"));
+    }
+    line
+}
+
+fn print_test(report: Option<&ProbeReport>) {
+    if let Some(r) = report {
+        println!("{}", describe(r));
+    }
+}
+
+fn usage(message: &str) -> GatewayError {
+    GatewayError::Failed(message.to_owned())
+}
+
+fn not_found(name: &str) -> GatewayError {
+    GatewayError::Failed(format!("destination `{name}` not found"))
+}

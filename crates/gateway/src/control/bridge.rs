@@ -1,0 +1,149 @@
+//! Conversions between the config's flat destination shape and the store's record, which
+//! keeps selection fields in columns and the type-specific rest in one JSON object.
+//!
+//! The admin API and the CLI speak the flat shape, so one set of field names serves the
+//! config file, the API and the database.
+
+use gatecast_store::{DestinationRecord, Source};
+use gatecast_telemetry::{DestinationConfig, TelemetryError};
+use serde_json::{Map, Value};
+
+/// Fields the store keeps in their own columns; everything else goes into `config`.
+const COLUMNS: [&str; 6] = [
+    "name",
+    "type",
+    "enabled",
+    "privacy_mode",
+    "sampling_rate",
+    "filters",
+];
+
+/// Why a stored or submitted destination cannot be used; `path` names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+pub fn to_record(config: &DestinationConfig, source: Source) -> DestinationRecord {
+    let mut flat = match serde_json::to_value(config) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let mut take = |k: &str| flat.remove(k);
+    let filters = take("filters").unwrap_or_else(|| Value::Object(Map::new()));
+    for k in COLUMNS {
+        take(k);
+    }
+    DestinationRecord {
+        id: String::new(),
+        name: config.name.clone(),
+        kind: config.kind.as_str().to_owned(),
+        config: Value::Object(flat),
+        enabled: config.enabled,
+        privacy_mode: config.privacy_mode,
+        sampling_rate: config.sampling_rate,
+        filters,
+        source,
+    }
+}
+
+/// The flat JSON of a record, as the API shows it (call on a masked record for reads).
+pub fn flat_json(record: &DestinationRecord) -> Map<String, Value> {
+    let mut flat = match &record.config {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    flat.insert("name".into(), record.name.clone().into());
+    flat.insert("type".into(), record.kind.clone().into());
+    flat.insert("enabled".into(), record.enabled.into());
+    flat.insert("privacy_mode".into(), record.privacy_mode.into());
+    flat.insert("sampling_rate".into(), record.sampling_rate.into());
+    let filters_empty = record.filters.as_object().is_some_and(Map::is_empty);
+    if !record.filters.is_null() && !filters_empty {
+        flat.insert("filters".into(), record.filters.clone());
+    }
+    flat
+}
+
+pub fn from_record(record: &DestinationRecord) -> Result<DestinationConfig, FieldError> {
+    parse_flat(Value::Object(flat_json(record)))
+}
+
+/// Parses the flat shape and validates it, with errors naming the field.
+pub fn parse_flat(value: Value) -> Result<DestinationConfig, FieldError> {
+    let config: DestinationConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        FieldError {
+            path: if path == "." { "body".into() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    config.validate().map_err(|e| match e {
+        // Validation messages start with the field they are about.
+        TelemetryError::InvalidDestination { message, .. } => match message.split_once(": ") {
+            Some((path, reason)) => FieldError {
+                path: path.to_owned(),
+                message: reason.to_owned(),
+            },
+            None => FieldError {
+                path: "body".into(),
+                message,
+            },
+        },
+        other => FieldError {
+            path: "body".into(),
+            message: other.to_string(),
+        },
+    })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips_every_field() {
+        let config = parse_flat(json!({
+            "name": "collector", "type": "otlp", "endpoint": "http://127.0.0.1:4318/v1/traces",
+            "protocol": "http/json", "compression": "none",
+            "headers": {"authorization": "Bearer t"}, "privacy_mode": true,
+            "sampling_rate": 0.5, "enabled": false, "flush_interval_ms": 50,
+            "resource_attributes": {"deployment.environment.name": "prod"},
+            "filters": {"include_keys": ["team-a"], "exclude_keys": [], "groups": []}
+        }))
+        .unwrap();
+        let record = to_record(&config, Source::Api);
+        assert_eq!(record.kind, "otlp");
+        assert!(record.privacy_mode && !record.enabled);
+        assert_eq!(record.config["headers"]["authorization"], "Bearer t");
+        assert!(
+            record.config.get("privacy_mode").is_none(),
+            "kept in its column"
+        );
+        assert!(record.config.get("name").is_none());
+        assert_eq!(from_record(&record).unwrap(), config);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_flat(json!({"name": "x", "type": "otlp", "endpoint": 5})).unwrap_err();
+        assert_eq!(e.path, "endpoint");
+        let e = parse_flat(json!({"name": "x", "type": "kafka"})).unwrap_err();
+        assert_eq!(e.path, "type");
+        let e = parse_flat(json!({"name": "x", "type": "file", "path": "p", "sampling_rate": 2.0}))
+            .unwrap_err();
+        assert_eq!(e.path, "sampling_rate", "{e}");
+        let e = parse_flat(json!({"name": "x", "type": "file", "bogus": 1})).unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+}

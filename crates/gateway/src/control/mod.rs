@@ -1,0 +1,9 @@
+//! Runtime control: the store as the shared truth, live reload of destinations and keys,
+//! and client authentication with virtual keys.
+
+pub mod bridge;
+pub mod keys;
+mod runtime;
+
+pub use keys::{AuthFailure, KeyRing};
+pub use runtime::{open_store, Control};

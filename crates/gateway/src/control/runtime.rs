@@ -1,0 +1,125 @@
+//! The replica's view of the store: destinations and keys loaded at start, and reloaded
+//! whenever the config version moves (a local write, another replica, or the CLI).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatecast_store::{SecretKey, Source, Store};
+use gatecast_telemetry::{Broadcaster, DestinationConfig};
+use tokio::sync::Mutex;
+
+use super::bridge;
+use super::keys::KeyRing;
+use crate::config::{Config, StoreConfig};
+use crate::error::GatewayError;
+
+/// Opens the store with the secret key from `GATECAST_SECRET_KEY` or the data directory.
+pub async fn open_store(config: &StoreConfig, migrate: bool) -> Result<Store, GatewayError> {
+    let secret = SecretKey::from_env_or_file(&config.data_dir())?;
+    Ok(Store::connect(&config.url, secret, migrate).await?)
+}
+
+pub struct Control {
+    pub store: Store,
+    pub broadcaster: Broadcaster,
+    pub keys: KeyRing,
+    /// One reload at a time, so an older read never overwrites a newer one.
+    reloading: Mutex<()>,
+}
+
+impl Control {
+    /// Syncs the config file's destinations into the store, then loads what the store holds.
+    /// Must run inside a tokio runtime: destination pipelines start here.
+    pub async fn start(config: &Config) -> Result<Self, GatewayError> {
+        let store = open_store(&config.store, config.store.run_migrations).await?;
+        let declared = config
+            .destinations
+            .iter()
+            .map(|d| bridge::to_record(d, Source::File))
+            .collect();
+        let summary = store.sync_file_destinations(declared).await?;
+        if !summary.is_empty() {
+            tracing::info!(created = ?summary.created, updated = ?summary.updated, removed = ?summary.removed, "config file destinations synced to the store");
+        }
+        let destinations = load_destinations(&store).await?;
+        let broadcaster = Broadcaster::new(gatecast_telemetry::BroadcastConfig {
+            service_name: config.telemetry.service_name.clone(),
+            destinations,
+        })
+        .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
+        let keys = KeyRing::new(config.auth.require_key);
+        load_keys(&store, &keys).await?;
+        tracing::info!(
+            store = store.backend(),
+            destinations = broadcaster.destinations().len(),
+            virtual_keys = keys.active_count(),
+            "runtime config loaded"
+        );
+        Ok(Self {
+            store,
+            broadcaster,
+            keys,
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// Re-reads destinations and keys and swaps them in. On error the previous set stays.
+    pub async fn reload(&self) -> Result<(), GatewayError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let destinations = load_destinations(&self.store).await?;
+        load_keys(&self.store, &self.keys).await?;
+        let summary = self
+            .broadcaster
+            .reconfigure(&destinations)
+            .await
+            .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
+        if !summary.is_empty() {
+            tracing::info!(added = ?summary.added, restarted = ?summary.restarted, updated = ?summary.updated, removed = ?summary.removed, "destinations reloaded");
+        }
+        Ok(())
+    }
+
+    /// Follows the config version until the process ends: a poll every `interval`, plus
+    /// NOTIFY on Postgres.
+    pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
+        let mut versions = self.store.watch(interval);
+        let control = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while versions.changed().await.is_ok() {
+                let Some(control) = control.upgrade() else {
+                    break;
+                };
+                let version = *versions.borrow_and_update();
+                match control.reload().await {
+                    Ok(()) => tracing::debug!(version, "applied config version"),
+                    Err(e) => {
+                        tracing::error!(version, error = %e, "cannot apply the new config version; keeping the previous one")
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn load_keys(store: &Store, ring: &KeyRing) -> Result<(), GatewayError> {
+    let active = store.active_key_hashes().await?;
+    let any_created = !active.is_empty() || !store.list_keys().await?.is_empty();
+    ring.replace(active, any_created);
+    Ok(())
+}
+
+/// Every stored destination as a config. A row that no longer parses (written by a newer
+/// version, say) is skipped with an error rather than taking every destination down.
+async fn load_destinations(store: &Store) -> Result<Vec<DestinationConfig>, GatewayError> {
+    let records = store.list_destinations().await?;
+    Ok(records
+        .iter()
+        .filter_map(|r| match bridge::from_record(r) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(destination = %r.name, error = %e, "stored destination is invalid; skipped");
+                None
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,436 @@
+//! The admin API and virtual keys, against a real gateway with a real SQLite store and
+//! in-process OTLP receivers.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{attr, hex, trace_id_of, Env};
+use crate::receivers::{self, Behaviour};
+
+const TOKEN: &str = "admin-token-for-tests";
+
+fn ask(text: &str) -> Value {
+    json!({"model": "up/gpt-4o-mini",
+           "messages": [{"role": "system", "content": format!("system-canary-{text}")},
+                        {"role": "user", "content": format!("user-canary-{text}")}],
+           "trace": {"trace_id": format!("adm-{text}"), "customer": "acme"},
+           "user": "u-7", "session_id": format!("s-{text}")})
+}
+
+async fn admin(
+    env: &Env,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = env
+        .client
+        .request(method, env.url(&format!("/admin/v1{path}")))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn otlp_body(name: &str, endpoint: &str) -> Value {
+    json!({"name": name, "type": "otlp", "endpoint": endpoint, "protocol": "http/protobuf",
+           "compression": "none", "flush_interval_ms": 20,
+           "headers": {"authorization": "Bearer receiver-secret-1a2b"}})
+}
+
+/// Spans of one trace at a receiver, once `n` arrived.
+async fn spans_at(
+    rx: &receivers::Receiver,
+    trace_id: &str,
+    n: usize,
+) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+    let started = Instant::now();
+    loop {
+        let spans: Vec<_> = rx
+            .spans()
+            .into_iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .collect();
+        if spans.len() >= n || started.elapsed() > Duration::from_secs(10) {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_token_and_are_absent_without_one() {
+    let env = Env::start().await;
+    let r = env
+        .client
+        .get(env.url("/admin/v1/destinations"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no GATECAST_ADMIN_TOKEN: not mounted");
+    env.stop().await;
+
+    let env = Env::with_options("", Some(TOKEN)).await;
+    for auth in [
+        None,
+        Some("wrong"),
+        Some("admin-token-for-test"),
+        Some("admin-token-for-testsX"),
+    ] {
+        let mut req = env.client.get(env.url("/admin/v1/destinations"));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin token"));
+    }
+    let (status, body) = admin(&env, reqwest::Method::GET, "/destinations", None).await;
+    assert_eq!(status, 200);
+    let file = &body["data"][0];
+    assert_eq!(
+        (file["name"].as_str(), file["source"].as_str()),
+        (Some("file"), Some("file"))
+    );
+
+    // Destinations from the config file are read-only here.
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/file",
+        Some(json!({"privacy_mode": true})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config file"));
+    let (status, _) = admin(&env, reqwest::Method::DELETE, "/destinations/file", None).await;
+    assert_eq!(status, 409);
+    let (status, _) = admin(&env, reqwest::Method::GET, "/destinations/nope", None).await;
+    assert_eq!(status, 404);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn add_test_toggle_privacy_and_remove_at_runtime() {
+    let rx = receivers::http(Behaviour::Ok).await;
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let endpoint = rx.url("/v1/traces");
+
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("collector", &endpoint)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["test"]["passed"], true);
+    assert_eq!(body["source"], "api");
+    let probe = &rx.received()[0];
+    assert_eq!(probe.headers["x-test-connection"], "true");
+    assert!(
+        probe.export.resource_spans.is_empty(),
+        "the test export is empty"
+    );
+
+    // Every read masks the secret.
+    for path in ["/destinations", "/destinations/collector"] {
+        let (_, body) = admin(&env, reqwest::Method::GET, path, None).await;
+        let text = body.to_string();
+        assert!(!text.contains("receiver-secret"), "{text}");
+        assert!(text.contains("****1a2b"), "{text}");
+    }
+
+    // Delivery starts with no restart, content included.
+    let resp = env.chat(ask("open")).await;
+    assert_eq!(resp.status(), 200);
+    let open_id = trace_id_of(&resp);
+    let spans = spans_at(&rx, &open_id, 1).await;
+    let generation = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("generation span");
+    assert!(attr(generation, "gen_ai.input.messages")
+        .unwrap()
+        .to_string()
+        .contains("user-canary-open"));
+    assert_eq!(
+        rx.received()
+            .iter()
+            .find(|r| !r.export.resource_spans.is_empty())
+            .unwrap()
+            .headers["authorization"],
+        "Bearer receiver-secret-1a2b"
+    );
+
+    // Privacy on: the very next request arrives stripped, metadata kept.
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/collector",
+        Some(json!({"privacy_mode": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["privacy_mode"], true);
+    assert!(
+        body.get("test").is_none(),
+        "privacy is not a transport change: no re-test"
+    );
+    let resp = env.chat(ask("private")).await;
+    let private_id = trace_id_of(&resp);
+    let spans = spans_at(&rx, &private_id, 1).await;
+    let generation = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("generation span");
+    assert!(attr(generation, "gen_ai.input.messages").is_none());
+    assert_eq!(attr(generation, "user.id"), Some(json!("u-7")));
+    assert_eq!(attr(generation, "session.id"), Some(json!("s-private")));
+    assert!(attr(generation, "gen_ai.usage.input_tokens").is_some());
+    assert!(!rx.dump().contains("canary-private"));
+
+    let (status, stats) = admin(
+        &env,
+        reqwest::Method::GET,
+        "/destinations/collector/stats",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["privacy_mode"], true);
+    assert!(stats["exported_spans"].as_u64().unwrap() >= 2, "{stats}");
+
+    // The trace the user can look for.
+    let (status, report) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations/collector/send-test-trace",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    let test_trace = report["trace_id"].as_str().unwrap().to_owned();
+    assert!(!spans_at(&rx, &test_trace, 1).await.is_empty());
+
+    let (status, _) = admin(
+        &env,
+        reqwest::Method::DELETE,
+        "/destinations/collector",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let before = rx.spans().len();
+    let resp = env.chat(ask("gone")).await;
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.spans().len(), before, "removed: nothing more arrives");
+
+    let (_, audit) = admin(&env, reqwest::Method::GET, "/audit", None).await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"destination.create")
+            && actions.contains(&"destination.update")
+            && actions.contains(&"destination.delete"),
+        "{actions:?}"
+    );
+    let text = audit.to_string();
+    assert!(
+        !text.contains("receiver-secret") && !text.contains(TOKEN),
+        "no secrets in the audit log"
+    );
+    assert!(
+        text.contains("admin:"),
+        "the actor is the token's fingerprint"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn failed_tests_and_bad_bodies_save_nothing() {
+    let refusing = receivers::http(Behaviour::Always(401)).await;
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("refused", &refusing.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["test"]["passed"], false);
+    assert_eq!(body["test"]["status"], 401);
+    let (status, _) = admin(&env, reqwest::Method::GET, "/destinations/refused", None).await;
+    assert_eq!(status, 404, "a failed test saves nothing");
+
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations/test",
+        Some(otlp_body("refused", &refusing.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["passed"], false);
+
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations?skip_test=true",
+        Some(otlp_body("refused", &refusing.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.get("test").is_none());
+
+    let r = env
+        .client
+        .post(env.url("/admin/v1/destinations"))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(json!({"name": "x", "type": "file", "path": "/tmp/x", "sampling_rate": 5})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["param"], "sampling_rate", "{body}");
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(json!({"name": "x", "type": "otlp", "endpoint": 7})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["param"], "endpoint", "{body}");
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/refused",
+        Some(json!({"protocol": "carrier-pigeon"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["param"], "protocol");
+    let (status, _) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("refused", &refusing.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 409, "name taken");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn virtual_keys_authenticate_name_spans_and_route_by_key() {
+    let team_rx = receivers::http(Behaviour::Ok).await;
+    let env = Env::with_options("", Some(TOKEN)).await;
+    // Open until the first key exists.
+    assert_eq!(env.chat(ask("before")).await.status(), 200);
+
+    let (status, a) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/keys",
+        Some(json!({"name": "team-a"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+    let key_a = a["key"].as_str().unwrap().to_owned();
+    assert!(key_a.starts_with("gk_"));
+    let (_, b) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/keys",
+        Some(json!({"name": "team-b"})),
+    )
+    .await;
+    let key_b = b["key"].as_str().unwrap().to_owned();
+    let (_, listed) = admin(&env, reqwest::Method::GET, "/keys", None).await;
+    assert!(!listed.to_string().contains(&key_a), "keys are shown once");
+
+    let mut only_a = otlp_body("team-a-only", &team_rx.url("/v1/traces"));
+    only_a["filters"] = json!({"include_keys": ["team-a"]});
+    let (status, body) = admin(&env, reqwest::Method::POST, "/destinations", Some(only_a)).await;
+    assert_eq!(status, 201, "{body}");
+
+    for (key, why) in [("", "missing"), ("gk_wrong", "wrong")] {
+        let resp = if key.is_empty() {
+            env.client
+                .post(env.url("/v1/chat/completions"))
+                .json(&ask("nokey"))
+                .send()
+                .await
+                .unwrap()
+        } else {
+            env.chat_as(key, ask("badkey")).await
+        };
+        assert_eq!(resp.status(), 401, "{why}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+    let models = env.client.get(env.url("/v1/models")).send().await.unwrap();
+    assert_eq!(models.status(), 401);
+
+    let resp = env.chat_as(&key_a, ask("team-a")).await;
+    assert_eq!(resp.status(), 200);
+    let a_id = trace_id_of(&resp);
+    let resp = env.chat_as(&key_b, ask("team-b")).await;
+    assert_eq!(resp.status(), 200);
+    let b_id = trace_id_of(&resp);
+
+    let spans = env.spans_of(&a_id, 1).await;
+    assert_eq!(attr(&spans[0], "gatecast.key.name"), Some(json!("team-a")));
+    let spans = env.spans_of(&b_id, 1).await;
+    assert_eq!(attr(&spans[0], "gatecast.key.name"), Some(json!("team-b")));
+    assert!(
+        !spans_at(&team_rx, &a_id, 1).await.is_empty(),
+        "team-a routed to its destination"
+    );
+    assert!(
+        team_rx.spans().iter().all(|s| hex(&s.trace_id) != b_id),
+        "team-b is not"
+    );
+
+    let (status, _) = admin(&env, reqwest::Method::DELETE, "/keys/team-a", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.chat_as(&key_a, ask("revoked")).await.status(),
+        401,
+        "revoked at once on this replica"
+    );
+    assert_eq!(env.chat_as(&key_b, ask("still")).await.status(), 200);
+    env.stop().await;
+}
