@@ -434,3 +434,78 @@ async fn virtual_keys_authenticate_name_spans_and_route_by_key() {
     assert_eq!(env.chat_as(&key_b, ask("still")).await.status(), 200);
     env.stop().await;
 }
+
+/// The acceptance path: `gatecast destinations add --type sentry` against a running
+/// gateway (test passes, destination saved), then `privacy sentry on`; the next request's
+/// spans arrive at the Sentry ingest without content, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_adds_sentry_and_turns_privacy_on_under_a_running_gateway() {
+    let ingest = receivers::http(Behaviour::Ok).await;
+    let env = Env::start().await;
+    let dsn = format!("http://0123456789abcdef0123456789abcdef@{}/42", ingest.addr);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatecast"))
+            .args(args)
+            .arg("--config")
+            .arg(&env.config_path)
+            .env_remove("GATECAST_SECRET_KEY")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let out = cli(&[
+        "destinations",
+        "add",
+        "sentry",
+        "--type",
+        "sentry",
+        "--dsn",
+        &dsn,
+        "--set",
+        "flush_interval_ms=20",
+    ]);
+    assert!(out.contains("PASS sentry"), "{out}");
+    assert!(
+        !out.contains("0123456789abcdef0123456789abcdef"),
+        "the DSN key is never printed: {out}"
+    );
+    let probes = ingest.received();
+    assert_eq!(probes.len(), 2, "Sentry is probed twice");
+    assert_eq!(probes[0].path, "/api/42/integration/otlp/v1/traces");
+    assert_eq!(
+        probes[0].headers["x-sentry-auth"],
+        "sentry sentry_key=0123456789abcdef0123456789abcdef"
+    );
+
+    // The running gateway picks the new destination up from the store.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let resp = env.chat(ask("sentry-open")).await;
+    let open_id = trace_id_of(&resp);
+    let spans = spans_at(&ingest, &open_id, 1).await;
+    let generation = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("generation span");
+    assert!(attr(generation, "gen_ai.input.messages").is_some());
+    assert_eq!(attr(generation, "sentry.op"), Some(json!("gen_ai.chat")));
+
+    cli(&["destinations", "privacy", "sentry", "on"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let resp = env.chat(ask("sentry-private")).await;
+    let private_id = trace_id_of(&resp);
+    let spans = spans_at(&ingest, &private_id, 1).await;
+    let generation = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("generation span");
+    assert!(attr(generation, "gen_ai.input.messages").is_none());
+    assert!(attr(generation, "gen_ai.usage.input_tokens").is_some());
+    assert!(!ingest.dump().contains("canary-sentry-private"));
+    env.stop().await;
+}

@@ -17,6 +17,8 @@ pub struct Env {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub traces: PathBuf,
+    /// The config the gateway runs with, written out for CLI commands on the same store.
+    pub config_path: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -103,6 +105,8 @@ impl Env {
             &traces.display().to_string(),
             extra,
         );
+        let config_path = dir.path().join("gatecast.toml");
+        std::fs::write(&config_path, &text).unwrap();
         let config = Config::parse(&text, |_| None).unwrap();
         let gateway = Gateway::build(config, admin_token.map(str::to_owned))
             .await
@@ -123,6 +127,7 @@ impl Env {
             addr,
             client: reqwest::Client::new(),
             traces,
+            config_path,
             _dir: dir,
             stop: Some(stop),
             server: Some(server),
