@@ -116,7 +116,8 @@ impl Broadcaster {
         } else {
             cfg.service_name.clone()
         };
-        let (snapshot, _) = build_snapshot(&cfg.destinations, &service_name, &HashMap::new())?;
+        let (snapshot, _) =
+            build_snapshot(&cfg.destinations, &service_name, &HashMap::new(), true)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(snapshot),
@@ -146,7 +147,8 @@ impl Broadcaster {
     }
 
     /// Replaces the destination set atomically. Validation happens first: an invalid set
-    /// changes nothing. A destination whose transport settings are unchanged keeps its
+    /// changes nothing. A valid destination that cannot start does not block the others: it
+    /// reports its error in its stats and is retried at the next reconfiguration. A destination whose transport settings are unchanged keeps its
     /// pipeline (queue, counters, connections); one whose transport changed, or that was
     /// removed, stops taking records and flushes its queue in the background before it stops.
     pub async fn reconfigure(
@@ -164,7 +166,7 @@ impl Broadcaster {
             .map(|r| (r.config.name.as_str(), r))
             .collect();
         let (snapshot, mut summary) =
-            build_snapshot(destinations, &self.inner.service_name, &existing)?;
+            build_snapshot(destinations, &self.inner.service_name, &existing, false)?;
         let kept: HashSet<*const Pipeline> = snapshot
             .routes
             .iter()
@@ -341,12 +343,21 @@ fn same_transport(a: &DestinationConfig, b: &DestinationConfig) -> bool {
     neutral(a) == neutral(b)
 }
 
+/// A pipeline carries over when its transport is unchanged, unless it failed to start: then
+/// it is retried.
+fn reusable(route: &Route, next: &DestinationConfig) -> bool {
+    same_transport(&route.config, next) && (route.pipeline.is_running() || !next.enabled)
+}
+
 /// Validates `destinations` and builds their routes, reusing the pipelines of `existing`
-/// whose transport is unchanged. Nothing is started unless everything validates.
+/// whose transport is unchanged. Nothing is started unless everything validates. A
+/// destination that validates but cannot start (a file that cannot be opened) fails the
+/// whole set when `strict`, and otherwise gets a pipeline that reports the error.
 fn build_snapshot(
     destinations: &[DestinationConfig],
     service_name: &str,
     existing: &HashMap<&str, &Route>,
+    strict: bool,
 ) -> Result<(Snapshot, ReconfigureSummary), TelemetryError> {
     let mut names = HashSet::new();
     let mut filters = Vec::with_capacity(destinations.len());
@@ -369,7 +380,7 @@ fn build_snapshot(
         d.enabled
             && !existing
                 .get(d.name.as_str())
-                .is_some_and(|r| same_transport(&r.config, d))
+                .is_some_and(|r| reusable(r, d))
     });
     let runtime = if needs_runtime {
         Some(tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?)
@@ -381,7 +392,7 @@ fn build_snapshot(
     for (d, filters) in destinations.iter().zip(filters) {
         let previous = existing.get(d.name.as_str());
         let pipeline = match previous {
-            Some(r) if same_transport(&r.config, d) => {
+            Some(r) if reusable(r, d) => {
                 if r.config != *d {
                     summary.updated.push(d.name.clone());
                 }
@@ -394,7 +405,7 @@ fn build_snapshot(
                 };
                 let pipeline = match pipeline {
                     Ok(p) => Arc::new(p),
-                    Err(e) => {
+                    Err(e) if strict => {
                         // Undo what this attempt started; the old set stays in place.
                         for r in &routes {
                             let r: &Route = r;
@@ -406,6 +417,13 @@ fn build_snapshot(
                             }
                         }
                         return Err(e);
+                    }
+                    Err(e) => {
+                        // One destination that cannot start must not hold back every other
+                        // change: it receives nothing, says why in its stats, and is retried
+                        // at the next reconfiguration.
+                        tracing::error!(destination = %d.name, error = %e, "destination cannot start; it receives nothing until this is fixed");
+                        Arc::new(Pipeline::failed(d, e.to_string()))
                     }
                 };
                 if previous.is_some() {

@@ -164,6 +164,14 @@ impl Pipeline {
         Self::idle(config)
     }
 
+    /// A pipeline for a destination that could not start: it receives nothing and its stats
+    /// carry the reason.
+    pub fn failed(config: &DestinationConfig, message: String) -> Self {
+        let pipeline = Self::idle(config);
+        pipeline.counters.set_last_error(message);
+        pipeline
+    }
+
     fn idle(config: &DestinationConfig) -> Self {
         Self {
             config: config.clone(),

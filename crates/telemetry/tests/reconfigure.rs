@@ -183,3 +183,36 @@ async fn disabling_stops_selection_and_enabling_starts_a_pipeline() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_start_does_not_block_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file where a directory should be").unwrap();
+    let b = Broadcaster::disabled();
+    let broken = dest("broken", &blocker.join("t.jsonl"));
+    let mut private = dest("good", &good);
+    private.privacy_mode = true;
+    b.reconfigure(&[broken.clone(), private]).await.unwrap();
+    let stats = b.stats_for("broken").unwrap();
+    assert!(stats.last_error.is_some(), "{stats:?}");
+    b.publish(record(1));
+
+    // Retried at the next reconfiguration, and works once its path does.
+    std::fs::remove_file(&blocker).unwrap();
+    let summary = b.reconfigure(&[broken, dest("good", &good)]).await.unwrap();
+    assert_eq!(summary.restarted, vec!["broken".to_owned()]);
+    b.publish(record(2));
+    b.shutdown(Duration::from_secs(5)).await;
+    let body = text(&good);
+    assert!(
+        !body.contains("canary-1") && body.contains("canary-2"),
+        "{body}"
+    );
+    assert!(
+        text(&blocker.join("t.jsonl")).contains("canary-2"),
+        "{:?}",
+        b.stats_for("broken")
+    );
+}

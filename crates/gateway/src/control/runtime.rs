@@ -42,11 +42,17 @@ impl Control {
             tracing::info!(created = ?summary.created, updated = ?summary.updated, removed = ?summary.removed, "config file destinations synced to the store");
         }
         let destinations = load_destinations(&store).await?;
+        // Started through `reconfigure`, so one destination that cannot start (a file it
+        // cannot open) is reported in its stats and logs instead of keeping the gateway down.
         let broadcaster = Broadcaster::new(gatecast_telemetry::BroadcastConfig {
             service_name: config.telemetry.service_name.clone(),
-            destinations,
+            destinations: Vec::new(),
         })
         .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
+        broadcaster
+            .reconfigure(&destinations)
+            .await
+            .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
         let keys = KeyRing::new(config.auth.require_key);
         load_keys(&store, &keys).await?;
         tracing::info!(
