@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gatecast_telemetry::destination::DestinationType;
-use gatecast_telemetry::record::Content;
 use gatecast_telemetry::{
     BroadcastConfig, Broadcaster, DestinationConfig, GenerationRecord, TelemetryError,
 };
@@ -19,22 +18,11 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
 
 fn dest(name: &str, path: &Path) -> DestinationConfig {
-    let mut d = DestinationConfig::file(name, path);
-    d.flush_interval_ms = 10;
-    d
+    fast_file(name, path)
 }
 
 fn record(i: u32) -> GenerationRecord {
-    let mut r = with_trace(
-        base(),
-        json!({"trace_id": format!("run-{i}"), "span_name": "step"}),
-        None,
-    );
-    r.request.messages = Some(Content {
-        json: format!(r#"[{{"role":"user","content":"secret-{i}"}}]"#),
-        truncated: false,
-    });
-    r
+    record_saying(&format!("run-{i}"), &format!("secret-{i}"))
 }
 
 fn read(path: &Path) -> Vec<ExportTraceServiceRequest> {

@@ -8,27 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gatecast_telemetry::record::Content;
 use gatecast_telemetry::{BroadcastConfig, Broadcaster, DestinationConfig, GenerationRecord};
-use serde_json::json;
 
 fn dest(name: &str, path: &Path) -> DestinationConfig {
-    let mut d = DestinationConfig::file(name, path);
-    d.flush_interval_ms = 10;
-    d
+    fast_file(name, path)
 }
 
 fn record(i: u32) -> GenerationRecord {
-    let mut r = with_trace(
-        base(),
-        json!({"trace_id": format!("reload-{i}"), "span_name": "step"}),
-        None,
-    );
-    r.request.messages = Some(Content {
-        json: format!(r#"[{{"role":"user","content":"canary-{i}"}}]"#),
-        truncated: false,
-    });
-    r
+    record_saying(&format!("reload-{i}"), &format!("canary-{i}"))
 }
 
 fn text(path: &Path) -> String {

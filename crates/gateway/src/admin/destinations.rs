@@ -11,7 +11,7 @@ use gatecast_store::DestinationRecord;
 use gatecast_telemetry::probe::{self, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{ops, ActorExt, AdminError};
 use crate::app::AppState;
@@ -45,16 +45,12 @@ pub async fn create(
 ) -> Result<Response, AdminError> {
     let (saved, test) = ops::create(
         &state.control.store,
-        json_object(&body)?,
+        Value::Object(json_object(&body)?),
         &actor.0 .0,
         params.skip_test,
     )
     .await?;
-    apply(&state).await?;
-    let mut body = view(&state, &saved);
-    if let Some(test) = test {
-        body["test"] = json!(test);
-    }
+    let body = applied(&state, &saved, test).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -65,10 +61,7 @@ pub async fn update(
     Query(params): Query<TestParams>,
     body: Bytes,
 ) -> Result<Json<Value>, AdminError> {
-    let patch = match json_object(&body)? {
-        Value::Object(map) => map,
-        _ => return Err(AdminError::BadBody("expected a JSON object".into())),
-    };
+    let patch = json_object(&body)?;
     let (saved, test) = ops::update(
         &state.control.store,
         &name,
@@ -77,12 +70,7 @@ pub async fn update(
         params.skip_test,
     )
     .await?;
-    apply(&state).await?;
-    let mut body = view(&state, &saved);
-    if let Some(test) = test {
-        body["test"] = json!(test);
-    }
-    Ok(Json(body))
+    Ok(Json(applied(&state, &saved, test).await?))
 }
 
 pub async fn remove(
@@ -101,7 +89,8 @@ pub async fn remove(
 
 /// Tests a destination that is not saved; the answer is the report, passed or not.
 pub async fn test_unsaved(body: Bytes) -> Result<Json<ProbeReport>, AdminError> {
-    let config = bridge::parse_flat(json_object(&body)?).map_err(AdminError::Field)?;
+    let config =
+        bridge::parse_flat(Value::Object(json_object(&body)?)).map_err(AdminError::Field)?;
     Ok(Json(probe::test_connection(&config).await))
 }
 
@@ -135,6 +124,20 @@ pub async fn stats(
             what: "destination",
             name,
         })
+}
+
+/// After a write: applies it here, and answers the saved destination with its test result.
+async fn applied(
+    state: &AppState,
+    saved: &DestinationRecord,
+    test: Option<ProbeReport>,
+) -> Result<Value, AdminError> {
+    apply(state).await?;
+    let mut body = view(state, saved);
+    if let Some(test) = test {
+        body["test"] = json!(test);
+    }
+    Ok(body)
 }
 
 /// Applies the stored state to this replica now, rather than at the next poll.
@@ -174,12 +177,10 @@ fn view(state: &AppState, record: &DestinationRecord) -> Value {
     Value::Object(flat)
 }
 
-pub(crate) fn json_object(body: &[u8]) -> Result<Value, AdminError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| AdminError::BadBody(format!("not valid JSON: {e}")))?;
-    if value.is_object() {
-        Ok(value)
-    } else {
-        Err(AdminError::BadBody("expected a JSON object".into()))
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, AdminError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AdminError::BadBody("expected a JSON object".into())),
+        Err(e) => Err(AdminError::BadBody(format!("not valid JSON: {e}"))),
     }
 }

@@ -130,3 +130,24 @@ pub fn all_text(spans: &[SpanModel]) -> String {
     }
     out
 }
+
+/// A file destination that flushes every 10 ms, so tests do not wait on batching.
+pub fn fast_file(name: &str, path: &std::path::Path) -> gatecast_telemetry::DestinationConfig {
+    let mut d = gatecast_telemetry::DestinationConfig::file(name, path);
+    d.flush_interval_ms = 10;
+    d
+}
+
+/// A record with a `span_name` (two spans) whose user message is `content`.
+pub fn record_saying(trace_id: &str, content: &str) -> GenerationRecord {
+    let mut r = with_trace(
+        base(),
+        serde_json::json!({"trace_id": trace_id, "span_name": "step"}),
+        None,
+    );
+    r.request.messages = Some(gatecast_telemetry::record::Content {
+        json: format!(r#"[{{"role":"user","content":"{content}"}}]"#),
+        truncated: false,
+    });
+    r
+}
