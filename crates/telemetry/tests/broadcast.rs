@@ -15,7 +15,6 @@ use gatecast_telemetry::{
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use serde_json::json;
 
 fn dest(name: &str, path: &Path) -> DestinationConfig {
     fast_file(name, path)
