@@ -27,13 +27,25 @@ pids+=($!)
 "$bin_dir/gatecast" serve --config "$here/gatecast.toml" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 
+# A second gateway whose store holds a virtual key: the SDKs authenticate with it.
+export SDK_KEYED_PORT="$(free_port)" SDK_KEYED_WORK="$work/keyed"
+mkdir -p "$SDK_KEYED_WORK"
+sed -e "s|\${SDK_GATEWAY_PORT}|\${SDK_KEYED_PORT}|" -e "s|\${SDK_WORK}|\${SDK_KEYED_WORK}|g" \
+  -e "s|\${SDK_TRACES}|\${SDK_KEYED_WORK}/traces.jsonl|" \
+  "$here/gatecast.toml" >"$work/keyed.toml"
+export SDK_VIRTUAL_KEY="$("$bin_dir/gatecast" keys create sdk-tests --config "$work/keyed.toml" 2>/dev/null)"
+"$bin_dir/gatecast" serve --config "$work/keyed.toml" >"$work/keyed.log" 2>&1 &
+pids+=($!)
+
 for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:$SDK_GATEWAY_PORT/health" >/dev/null 2>&1 && \
+     curl -fsS "http://127.0.0.1:$SDK_KEYED_PORT/health" >/dev/null 2>&1 && \
      curl -fsS "http://127.0.0.1:$SDK_MOCK_PORT/health" >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
 
-export GATECAST_URL="http://127.0.0.1:$SDK_GATEWAY_PORT/v1" MOCK_URL="http://127.0.0.1:$SDK_MOCK_PORT"
+export GATECAST_URL="http://127.0.0.1:$SDK_GATEWAY_PORT/v1" MOCK_URL="http://127.0.0.1:$SDK_MOCK_PORT" \
+  GATECAST_KEYED_URL="http://127.0.0.1:$SDK_KEYED_PORT/v1"
 node_dir="$here/node"
 (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 status=0

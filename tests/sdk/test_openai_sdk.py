@@ -160,3 +160,19 @@ def test_trace_metadata_via_extra_body():
     assert gen["user.id"] == "u-17"
     assert gen["session.id"] == "chat-9"
     assert gen["trace.metadata.customer"] == "acme"
+
+
+def test_virtual_key_is_the_api_key():
+    keyed_url = os.environ["GATECAST_KEYED_URL"]
+    key = os.environ["SDK_VIRTUAL_KEY"]
+    assert key.startswith("gk_")
+    keyed = OpenAI(base_url=keyed_url, api_key=key, max_retries=0)
+    completion = keyed.chat.completions.create(model="up/gpt-4o-mini", messages=msgs("with a virtual key"))
+    assert completion.choices[0].message.content
+    assert [m.id for m in keyed.models.list()]
+    for wrong in ["gk_not-a-real-key", "sk-provider-style"]:
+        with pytest.raises(openai.AuthenticationError) as err:
+            OpenAI(base_url=keyed_url, api_key=wrong, max_retries=0).chat.completions.create(
+                model="up/gpt-4o-mini", messages=msgs("wrong key"))
+        assert err.value.status_code == 401
+        assert err.value.code == "invalid_api_key"

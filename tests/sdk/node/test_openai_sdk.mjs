@@ -57,3 +57,14 @@ test('trace metadata in the body is accepted and the trace id is returned', asyn
   assert.ok(data.choices[0].message.content);
   assert.match(response.headers.get('x-gatecast-trace-id'), /^[0-9a-f]{32}$/);
 });
+
+test('a virtual key is the API key; a wrong one is an AuthenticationError', async () => {
+  const keyed = new OpenAI({ baseURL: process.env.GATECAST_KEYED_URL, apiKey: process.env.SDK_VIRTUAL_KEY, maxRetries: 0 });
+  const r = await keyed.chat.completions.create({ model: 'up/gpt-4o-mini', messages: msgs('node with a key') });
+  assert.match(r.choices[0].message.content, /node with a key/);
+  const wrong = new OpenAI({ baseURL: process.env.GATECAST_KEYED_URL, apiKey: 'gk_wrong', maxRetries: 0 });
+  await assert.rejects(
+    wrong.chat.completions.create({ model: 'up/gpt-4o-mini', messages: msgs('nope') }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401 && e.code === 'invalid_api_key',
+  );
+});
