@@ -24,6 +24,7 @@ pub mod record;
 pub mod retry;
 pub mod sampling;
 pub mod spans;
+pub mod spool;
 pub mod stats;
 mod worker;
 

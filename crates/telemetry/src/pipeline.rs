@@ -4,7 +4,7 @@
 //! Pipelines share nothing but the records' spans, so a destination that is slow, down or
 //! hanging fills only its own queue and never slows requests or another destination.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::otlp::ResourceInfo;
 use crate::record::GenerationRecord;
 use crate::retry::RetryPolicy;
 use crate::spans::{build_spans, SpanOptions};
+use crate::spool::{Ledger, Spool, SpoolSettings};
 use crate::stats::{Counters, DestinationStats, DropReason};
 use crate::worker::Worker;
 
@@ -84,6 +85,10 @@ pub struct WorkerSettings {
     pub max_attribute_bytes: usize,
     pub resource: Resource,
     pub retry: RetryPolicy,
+    /// The disk spool, when the destination has one.
+    pub spool: Option<SpoolSettings>,
+    /// How often a non-empty spool is offered to the destination again while it is down.
+    pub spool_retry_interval: Duration,
 }
 
 impl WorkerSettings {
@@ -105,6 +110,12 @@ impl WorkerSettings {
             max_attribute_bytes: config.max_attribute_bytes,
             resource: resource.to_proto(),
             retry: RetryPolicy::default(),
+            spool: config
+                .spool_dir
+                .as_deref()
+                .map(|dir| SpoolSettings::new(dir, &config.name, config.spool_max_bytes)),
+            spool_retry_interval: (config.flush_interval() * 5)
+                .clamp(Duration::from_secs(1), Duration::from_secs(30)),
         }
     }
 }
@@ -114,11 +125,13 @@ pub struct Pipeline {
     /// `None` for a disabled destination: it has no worker and receives nothing.
     tx: Option<mpsc::Sender<Queued>>,
     counters: Arc<Counters>,
-    /// Records accepted but not yet exported or dropped; lost if shutdown runs out of time.
-    pending: Arc<AtomicU64>,
+    /// Records accepted but not yet exported, spooled or dropped; lost if shutdown runs out
+    /// of time.
+    ledger: Ledger,
     stop: Arc<Notify>,
-    /// Set at shutdown, so records stop entering even while the worker is busy exporting.
-    closed: AtomicBool,
+    /// Set at shutdown, so records stop entering even while the worker is busy exporting,
+    /// and a worker with a spool stops retrying.
+    closed: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -177,9 +190,9 @@ impl Pipeline {
             config: config.clone(),
             tx: None,
             counters: Arc::new(Counters::new(&config.name)),
-            pending: Arc::new(AtomicU64::new(0)),
+            ledger: Ledger::default(),
             stop: Arc::new(Notify::new()),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             worker: Mutex::new(None),
         }
     }
@@ -193,13 +206,20 @@ impl Pipeline {
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let mut pipeline = Self::idle(config);
+        let spool = settings
+            .spool
+            .clone()
+            .map(|s| Spool::new(s, pipeline.counters.clone()));
         let worker = Worker {
             sink,
             rx,
             settings,
             counters: pipeline.counters.clone(),
-            pending: pipeline.pending.clone(),
+            ledger: pipeline.ledger.clone(),
             stop: pipeline.stop.clone(),
+            closing: pipeline.closed.clone(),
+            spool,
+            down: AtomicBool::new(false),
             name: config.name.clone(),
         };
         pipeline.tx = Some(tx);
@@ -223,14 +243,14 @@ impl Pipeline {
             self.counters.dropped(DropReason::Shutdown, 1);
             return false;
         }
-        self.pending.fetch_add(1, Relaxed);
+        self.ledger.pending.fetch_add(1, Relaxed);
         match tx.try_send(Queued { record, private }) {
             Ok(()) => {
                 self.counters.queued();
                 true
             }
             Err(e) => {
-                self.pending.fetch_sub(1, Relaxed);
+                self.ledger.pending.fetch_sub(1, Relaxed);
                 let reason = match e {
                     TrySendError::Full(_) => DropReason::QueueFull,
                     TrySendError::Closed(_) => DropReason::Shutdown,
@@ -260,6 +280,11 @@ impl Pipeline {
             dropped_queue_full: c.dropped_queue_full.load(Relaxed),
             dropped_export_failed: c.dropped_export_failed.load(Relaxed),
             dropped_shutdown: c.dropped_shutdown.load(Relaxed),
+            dropped_spool_full: c.dropped_spool_full.load(Relaxed),
+            spooled_batches: c.spooled_batches.load(Relaxed),
+            spooled_spans: c.spooled_spans.load(Relaxed),
+            spool_files: c.spool_files.load(Relaxed),
+            spool_bytes: c.spool_bytes.load(Relaxed),
             last_success_unix_ms: Some(c.last_success_unix_ms.load(Relaxed)).filter(|&t| t > 0),
             last_error: c.last_error(),
         }
@@ -281,9 +306,14 @@ impl Pipeline {
         {
             handle.abort();
             // Wait for the cancellation to land, so no batch is counted both as lost here
-            // and as exported or failed by the worker.
+            // and as exported or failed by the worker. A spool write still running on a
+            // blocking thread commits under the same lock, before or not at all.
             let _ = handle.await;
-            let lost = self.pending.swap(0, Relaxed);
+            let abandoned = self.ledger.abandoned.clone();
+            let mut abandoned = abandoned.lock().unwrap_or_else(|p| p.into_inner());
+            *abandoned = true;
+            let lost = self.ledger.pending.swap(0, Relaxed);
+            drop(abandoned);
             self.counters.dropped(DropReason::Shutdown, lost);
             tracing::warn!(
                 destination = %self.config.name,

@@ -15,6 +15,8 @@ struct ScriptedSink {
     script: Arc<StdMutex<VecDeque<Result<(), ExportError>>>>,
     received: Arc<StdMutex<Vec<EncodedBatch>>>,
     hang: bool,
+    /// While set, every export fails as if the destination refused connections.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ScriptedSink {
@@ -40,6 +42,9 @@ impl Sink for ScriptedSink {
     async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
         if self.hang {
             std::future::pending::<()>().await;
+        }
+        if self.down.load(Relaxed) {
+            return Err(ExportError::retryable("connection refused"));
         }
         let next = self.script.lock().unwrap().pop_front();
         let result = next.unwrap_or(Ok(()));
@@ -275,4 +280,251 @@ async fn spans_are_built_once_and_shared() {
         item.record.lock().unwrap().is_none(),
         "record released after building"
     );
+}
+
+// ---- disk spool ----
+
+fn spool_config(dir: &std::path::Path) -> DestinationConfig {
+    let mut c = config();
+    c.spool_dir = Some(dir.to_path_buf());
+    c
+}
+
+fn start_spooling(
+    config: &DestinationConfig,
+    sink: ScriptedSink,
+    max_bytes: Option<u64>,
+) -> Pipeline {
+    let mut s = settings(config);
+    s.spool_retry_interval = Duration::from_millis(20);
+    if let (Some(spool), Some(max)) = (s.spool.as_mut(), max_bytes) {
+        spool.max_bytes = max;
+    }
+    Pipeline::spawn(config, sink, s, &tokio::runtime::Handle::current())
+}
+
+/// Spool files of destination `t`, oldest first.
+fn spooled_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(read) = std::fs::read_dir(dir.join("t")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = read.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn start_time(batch: &EncodedBatch) -> u64 {
+    decode(batch).resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano
+}
+
+/// Spools `n` single-record batches (records `first..first + n`) while the sink is down.
+async fn spool_batches(p: &Pipeline, first: u64, n: u64) {
+    for i in first..first + n {
+        let before = p.stats().spooled_batches;
+        assert!(p.offer(shared(i), false));
+        until("batch spooled", || p.stats().spooled_batches > before).await;
+    }
+}
+
+#[tokio::test]
+async fn a_down_destination_spools_then_replays_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::default();
+    sink.down.store(true, Relaxed);
+    let p = start_spooling(&spool_config(dir.path()), sink.clone(), None);
+    spool_batches(&p, 1, 3).await;
+    let s = p.stats();
+    assert_eq!((s.spooled_batches, s.spooled_spans), (3, 3));
+    assert_eq!(s.spool_files, 3);
+    let files = spooled_files(dir.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    let on_disk: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert_eq!(s.spool_bytes, on_disk);
+    assert!(
+        s.retries >= 6,
+        "each batch went through the retry policy first"
+    );
+    assert_eq!(
+        s.dropped_export_failed + s.dropped_shutdown + s.dropped_spool_full,
+        0
+    );
+    assert_eq!(s.exported_batches, 0);
+
+    // The destination comes back: the periodic try finds it and drains the spool.
+    sink.down.store(false, Relaxed);
+    until("spool drained", || p.stats().spool_files == 0).await;
+    let received = sink.received();
+    assert_eq!(received.len(), 3, "each spooled batch exactly once");
+    let starts: Vec<u64> = received.iter().map(start_time).collect();
+    let mut sorted = starts.clone();
+    sorted.sort();
+    assert_eq!(starts, sorted, "oldest first");
+    let s = p.stats();
+    assert_eq!((s.exported_batches, s.exported_spans), (3, 3));
+    assert_eq!(s.spool_bytes, 0);
+    assert!(spooled_files(dir.path()).is_empty());
+    stop(&p).await;
+    assert_eq!(sink.received().len(), 3);
+}
+
+#[tokio::test]
+async fn a_live_success_replays_the_spool_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::default();
+    sink.down.store(true, Relaxed);
+    let mut s = settings(&spool_config(dir.path()));
+    s.spool_retry_interval = Duration::from_secs(3600);
+    let p = Pipeline::spawn(
+        &spool_config(dir.path()),
+        sink.clone(),
+        s,
+        &tokio::runtime::Handle::current(),
+    );
+    spool_batches(&p, 1, 2).await;
+    sink.down.store(false, Relaxed);
+    p.offer(shared(10), false);
+    until("live batch and spool sent", || sink.received().len() == 3).await;
+    let starts: Vec<u64> = sink.received().iter().map(start_time).collect();
+    assert!(
+        starts[0] > starts[1] && starts[1] < starts[2],
+        "live first, then the backlog oldest first: {starts:?}"
+    );
+    until("spool empty", || p.stats().spool_files == 0).await;
+    stop(&p).await;
+}
+
+#[tokio::test]
+async fn spooled_batches_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = spool_config(dir.path());
+    let down = ScriptedSink::default();
+    down.down.store(true, Relaxed);
+    let first = start_spooling(&config, down, None);
+    spool_batches(&first, 1, 2).await;
+    stop(&first).await;
+    assert_eq!(first.stats().dropped_shutdown, 0);
+    assert_eq!(spooled_files(dir.path()).len(), 2);
+
+    let healthy = ScriptedSink::default();
+    let second = start_spooling(&config, healthy.clone(), None);
+    until("replayed after restart", || healthy.received().len() == 2).await;
+    until("spool empty", || second.stats().spool_files == 0).await;
+    assert!(spooled_files(dir.path()).is_empty());
+    assert_eq!(second.stats().exported_spans, 2);
+    stop(&second).await;
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_its_oldest_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = spool_config(dir.path());
+    // Learn the size of one single-record batch.
+    let probe_dir = tempfile::tempdir().unwrap();
+    let down = ScriptedSink::default();
+    down.down.store(true, Relaxed);
+    let probe = start_spooling(&spool_config(probe_dir.path()), down.clone(), None);
+    spool_batches(&probe, 0, 1).await;
+    let size = probe.stats().spool_bytes;
+    stop(&probe).await;
+
+    // Room for two and a half batches.
+    let p = start_spooling(&config, down, Some(size * 5 / 2));
+    spool_batches(&p, 1, 4).await;
+    let s = p.stats();
+    assert_eq!(s.spooled_batches, 4);
+    assert_eq!(s.dropped_spool_full, 2, "the two oldest records: {s:?}");
+    assert_eq!(s.spool_files, 2);
+    assert!(s.spool_bytes <= size * 5 / 2);
+    let files = spooled_files(dir.path());
+    assert_eq!(files.len(), 2);
+    let kept: Vec<u64> = files
+        .iter()
+        .map(|f| {
+            let batch = EncodedBatch {
+                body: std::fs::read(f).unwrap(),
+                spans: 1,
+            };
+            start_time(&batch)
+        })
+        .collect();
+    let expected: Vec<u64> = [3u64, 4]
+        .iter()
+        .map(|&i| shared(i).spans()[0].start_unix_nanos)
+        .collect();
+    assert_eq!(kept, expected, "the newest batches stay");
+    assert_eq!(DropReason::SpoolFull.as_str(), "spool_full");
+    stop(&p).await;
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::failing(vec![ExportError::from_status(400, None, "bad request")]);
+    let p = start_spooling(&spool_config(dir.path()), sink, None);
+    p.offer(shared(1), false);
+    stop(&p).await;
+    let s = p.stats();
+    assert_eq!(s.dropped_export_failed, 1);
+    assert_eq!(s.spooled_batches, 0);
+    assert!(spooled_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_spools_what_a_hanging_destination_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = spool_config(dir.path());
+    c.timeout_ms = 20;
+    c.flush_interval_ms = 60_000;
+    let sink = ScriptedSink {
+        hang: true,
+        ..Default::default()
+    };
+    let p = start_spooling(&c, sink, None);
+    for i in 0..3 {
+        assert!(p.offer(shared(i), false));
+    }
+    p.begin_shutdown();
+    p.finish_shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
+    let s = p.stats();
+    assert_eq!(s.retries, 0, "no backoff at shutdown with a spool");
+    assert_eq!((s.spooled_batches, s.spooled_spans), (1, 3));
+    assert_eq!(
+        s.dropped_shutdown + s.dropped_export_failed,
+        0,
+        "nothing lost: {s:?}"
+    );
+    assert_eq!(spooled_files(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn spooled_batches_in_another_encoding_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = spool_config(dir.path());
+    let down = ScriptedSink::default();
+    down.down.store(true, Relaxed);
+    let first = start_spooling(&config, down, None);
+    spool_batches(&first, 1, 1).await;
+    stop(&first).await;
+    let file = spooled_files(dir.path()).remove(0);
+    let renamed = file
+        .to_str()
+        .unwrap()
+        .replace(".json.batch", ".protobuf.batch");
+    std::fs::rename(&file, &renamed).unwrap();
+
+    let sink = ScriptedSink::default();
+    let second = start_spooling(&config, sink.clone(), None);
+    until("dropped", || second.stats().dropped_export_failed == 1).await;
+    until("deleted", || spooled_files(dir.path()).is_empty()).await;
+    assert!(sink.received().is_empty());
+    stop(&second).await;
 }

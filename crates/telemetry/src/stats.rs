@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use serde::Serialize;
 
 /// Why records were lost; the label of `gatecast_destination_dropped_total`.
@@ -17,6 +17,8 @@ pub enum DropReason {
     QueueFull,
     ExportFailed,
     Shutdown,
+    /// The disk spool reached `spool_max_bytes`: its oldest batches were deleted.
+    SpoolFull,
 }
 
 impl DropReason {
@@ -25,6 +27,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::ExportFailed => "export_failed",
             DropReason::Shutdown => "shutdown",
+            DropReason::SpoolFull => "spool_full",
         }
     }
 }
@@ -48,6 +51,14 @@ pub struct DestinationStats {
     pub dropped_queue_full: u64,
     pub dropped_export_failed: u64,
     pub dropped_shutdown: u64,
+    /// Records whose spooled batches were deleted to keep the spool under `spool_max_bytes`.
+    pub dropped_spool_full: u64,
+    /// Batches (and their spans) written to the disk spool instead of being dropped.
+    pub spooled_batches: u64,
+    pub spooled_spans: u64,
+    /// What the disk spool holds right now.
+    pub spool_files: u64,
+    pub spool_bytes: u64,
     pub last_success_unix_ms: Option<u64>,
     pub last_error: Option<String>,
 }
@@ -61,6 +72,12 @@ pub struct Counters {
     pub dropped_queue_full: AtomicU64,
     pub dropped_export_failed: AtomicU64,
     pub dropped_shutdown: AtomicU64,
+    pub dropped_spool_full: AtomicU64,
+    pub spooled_batches: AtomicU64,
+    pub spooled_spans: AtomicU64,
+    /// Gauges: the spool's current content.
+    pub spool_files: AtomicU64,
+    pub spool_bytes: AtomicU64,
     /// 0 until the first success.
     pub last_success_unix_ms: AtomicU64,
     pub last_error: Mutex<Option<String>>,
@@ -77,6 +94,10 @@ struct Metrics {
     dropped_queue_full: Counter,
     dropped_export_failed: Counter,
     dropped_shutdown: Counter,
+    dropped_spool_full: Counter,
+    spooled_batches: Counter,
+    spooled_spans: Counter,
+    spool_bytes: Gauge,
 }
 
 impl Metrics {
@@ -94,6 +115,10 @@ impl Metrics {
             dropped_queue_full: dropped(DropReason::QueueFull),
             dropped_export_failed: dropped(DropReason::ExportFailed),
             dropped_shutdown: dropped(DropReason::Shutdown),
+            dropped_spool_full: dropped(DropReason::SpoolFull),
+            spooled_batches: metrics::counter!("gatecast_destination_spooled_batches_total", "destination" => name.clone()),
+            spooled_spans: metrics::counter!("gatecast_destination_spooled_spans_total", "destination" => name.clone()),
+            spool_bytes: metrics::gauge!("gatecast_destination_spool_bytes", "destination" => name.clone()),
         }
     }
 }
@@ -108,6 +133,11 @@ impl Counters {
             dropped_queue_full: AtomicU64::new(0),
             dropped_export_failed: AtomicU64::new(0),
             dropped_shutdown: AtomicU64::new(0),
+            dropped_spool_full: AtomicU64::new(0),
+            spooled_batches: AtomicU64::new(0),
+            spooled_spans: AtomicU64::new(0),
+            spool_files: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
             last_success_unix_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             destination: destination.to_owned(),
@@ -151,9 +181,26 @@ impl Counters {
             DropReason::QueueFull => (&self.dropped_queue_full, &m.dropped_queue_full),
             DropReason::ExportFailed => (&self.dropped_export_failed, &m.dropped_export_failed),
             DropReason::Shutdown => (&self.dropped_shutdown, &m.dropped_shutdown),
+            DropReason::SpoolFull => (&self.dropped_spool_full, &m.dropped_spool_full),
         };
         counter.fetch_add(records, Relaxed);
         metric.increment(records);
+    }
+
+    /// One batch written to the spool.
+    pub fn spooled(&self, spans: u64) {
+        self.spooled_batches.fetch_add(1, Relaxed);
+        self.spooled_spans.fetch_add(spans, Relaxed);
+        let m = self.metrics();
+        m.spooled_batches.increment(1);
+        m.spooled_spans.increment(spans);
+    }
+
+    /// The spool's current content, after every change to it.
+    pub fn spool_size(&self, files: u64, bytes: u64) {
+        self.spool_files.store(files, Relaxed);
+        self.spool_bytes.store(bytes, Relaxed);
+        self.metrics().spool_bytes.set(bytes as f64);
     }
 
     pub fn set_last_error(&self, message: String) {

@@ -1,7 +1,8 @@
 //! The task behind one pipeline: batch, apply the destination's view, encode, export with
-//! timeout and retries, count every outcome.
+//! timeout and retries, spool what the destination cannot take and replay it later, count
+//! every outcome.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -17,6 +18,7 @@ use crate::model::SpanModel;
 use crate::otlp;
 use crate::pipeline::{Queued, SharedRecord, WorkerSettings};
 use crate::privacy::apply_privacy;
+use crate::spool::{Entry, Ledger, Spool, Stored};
 use crate::stats::{Counters, DropReason};
 
 pub(crate) struct Worker<S> {
@@ -25,9 +27,25 @@ pub(crate) struct Worker<S> {
     pub settings: WorkerSettings,
     pub counters: Arc<Counters>,
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
-    pub pending: Arc<AtomicU64>,
+    pub ledger: Ledger,
     pub stop: Arc<Notify>,
+    /// Set by the pipeline handle at shutdown, before the worker sees `stop`.
+    pub closing: Arc<AtomicBool>,
+    pub spool: Option<Spool>,
+    /// The last export, live or replayed, failed with a retryable error.
+    pub down: AtomicBool,
     pub name: String,
+}
+
+/// What one replay step achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// A spooled batch was resolved (sent, or dropped for good): try the next one soon.
+    Progress,
+    /// The destination is still down; the batch stays.
+    Failed,
+    /// Nothing spooled.
+    Empty,
 }
 
 /// Records of one batch, converted and ready to encode, remembering where each record's
@@ -43,6 +61,15 @@ impl<S: Sink> Worker<S> {
         let mut batch_spans = 0usize;
         let mut flush_at: Option<Instant> = None;
         let mut stopping = false;
+        // Batches spooled by an earlier run go out first, as soon as the queue is idle.
+        let mut replay_at: Option<Instant> = None;
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.rescan(true).await {
+                spool.io_error(&self.name, "scan", &e);
+            }
+            replay_at = Some(Instant::now());
+        }
+        let mut draining = true;
         loop {
             let next = if stopping {
                 self.rx.recv().await
@@ -58,9 +85,25 @@ impl<S: Sink> Worker<S> {
                     }
                     item = self.rx.recv() => item,
                     () = sleep_until(due), if due.is_some() => {
-                        self.flush(&mut batch).await;
+                        if self.flush(&mut batch).await {
+                            self.replay_after_success(&mut replay_at, &mut draining).await;
+                        }
                         batch_spans = 0;
                         flush_at = None;
+                        continue;
+                    }
+                    () = sleep_until(replay_at), if replay_at.is_some() => {
+                        // Between drained batches the directory is not read again; on the
+                        // periodic tries it is, to find batches another run left behind.
+                        if !draining {
+                            if let Some(spool) = &self.spool {
+                                if let Err(e) = spool.rescan(false).await {
+                                    spool.io_error(&self.name, "scan", &e);
+                                }
+                            }
+                        }
+                        let outcome = self.replay_one().await;
+                        replay_at = self.next_replay(outcome, &mut draining);
                         continue;
                     }
                 }
@@ -76,16 +119,107 @@ impl<S: Sink> Worker<S> {
             // A steady stream keeps `recv` ready ahead of the timer, so the deadline is also
             // checked here.
             if batch_spans >= self.settings.max_batch_spans || Instant::now() >= due {
-                self.flush(&mut batch).await;
+                let delivered = self.flush(&mut batch).await;
+                if delivered && !stopping {
+                    self.replay_after_success(&mut replay_at, &mut draining)
+                        .await;
+                }
                 batch_spans = 0;
                 flush_at = None;
             }
         }
     }
 
-    async fn flush(&self, batch: &mut Vec<Queued>) {
-        if batch.is_empty() {
+    /// The destination just took a live batch: one spooled batch follows it, so a backlog
+    /// drains alongside live traffic without holding it up.
+    async fn replay_after_success(&self, replay_at: &mut Option<Instant>, draining: &mut bool) {
+        let Some(spool) = &self.spool else { return };
+        if spool.is_empty() {
             return;
+        }
+        let outcome = self.replay_one().await;
+        *replay_at = self.next_replay(outcome, draining);
+    }
+
+    fn next_replay(&self, outcome: Replay, draining: &mut bool) -> Option<Instant> {
+        self.spool.as_ref()?;
+        *draining = outcome == Replay::Progress;
+        Some(match outcome {
+            Replay::Progress => Instant::now(),
+            Replay::Failed | Replay::Empty => Instant::now() + self.settings.spool_retry_interval,
+        })
+    }
+
+    /// Sends the oldest spooled batch with the usual timeout and retries.
+    async fn replay_one(&self) -> Replay {
+        let Some(spool) = &self.spool else {
+            return Replay::Empty;
+        };
+        let Some(entry) = spool.oldest() else {
+            return Replay::Empty;
+        };
+        if entry.encoding != Some(self.sink.encoding()) {
+            self.discard(
+                spool,
+                &entry,
+                "spooled batch has another encoding than the destination now uses",
+            )
+            .await;
+            return Replay::Progress;
+        }
+        let body = match spool.read(&entry).await {
+            Ok(body) => body,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                spool.forget(&entry);
+                return Replay::Progress;
+            }
+            Err(e) => {
+                spool.io_error(&self.name, "read", &e);
+                self.discard(spool, &entry, &format!("spooled batch unreadable: {e}"))
+                    .await;
+                return Replay::Progress;
+            }
+        };
+        let batch = EncodedBatch {
+            body,
+            spans: entry.spans,
+        };
+        match self.send(&batch).await {
+            Ok(()) => {
+                self.down.store(false, Relaxed);
+                // Counted before the delete: a cancelled worker still completes the delete.
+                self.counters.exported(entry.spans as u64);
+                if let Err(e) = spool.remove(&entry).await {
+                    spool.io_error(&self.name, "delete", &e);
+                }
+                Replay::Progress
+            }
+            Err(e) if e.is_retryable() => {
+                self.down.store(true, Relaxed);
+                Replay::Failed
+            }
+            Err(e) => {
+                self.discard(spool, &entry, &e.message).await;
+                Replay::Progress
+            }
+        }
+    }
+
+    /// A spooled batch that can never be delivered: deleted and counted as failed.
+    async fn discard(&self, spool: &Spool, entry: &Entry, message: &str) {
+        self.counters
+            .dropped(DropReason::ExportFailed, entry.records);
+        self.counters.set_last_error(message.to_owned());
+        tracing::warn!(destination = %self.name, records = entry.records, error = %message, "spooled batch dropped");
+        if let Err(e) = spool.remove(entry).await {
+            spool.io_error(&self.name, "delete", &e);
+        }
+    }
+
+    /// Whether anything of the batch reached the destination.
+    async fn flush(&self, batch: &mut Vec<Queued>) -> bool {
+        if batch.is_empty() {
+            return false;
         }
         let mut chunk = Chunk {
             spans: Vec::new(),
@@ -96,7 +230,7 @@ impl<S: Sink> Worker<S> {
             chunk.lens.push(spans.len());
             chunk.spans.extend(spans);
         }
-        self.deliver(chunk).await;
+        self.deliver(chunk).await
     }
 
     /// Privacy travels with the queued record: it was decided when the record was published.
@@ -109,7 +243,8 @@ impl<S: Sink> Worker<S> {
         )
     }
 
-    async fn deliver(&self, chunk: Chunk) {
+    async fn deliver(&self, chunk: Chunk) -> bool {
+        let mut delivered = false;
         // Work stack: a batch refused as too large comes back as two halves.
         let mut stack = vec![chunk];
         while let Some(chunk) = stack.pop() {
@@ -131,8 +266,17 @@ impl<S: Sink> Worker<S> {
                 body,
                 spans: span_count,
             };
+            // Shutting down with a destination known to be down: straight to the spool,
+            // before the deadline runs out.
+            if self.spool.is_some() && self.closing.load(Relaxed) && self.down.load(Relaxed) {
+                self.spool_or_fail(records, batch, "destination down at shutdown")
+                    .await;
+                continue;
+            }
             match self.send(&batch).await {
                 Ok(()) => {
+                    self.down.store(false, Relaxed);
+                    delivered = true;
                     self.counters.exported(span_count as u64);
                     self.resolved(records);
                 }
@@ -151,7 +295,48 @@ impl<S: Sink> Worker<S> {
                         lens: chunk.lens[..mid].to_vec(),
                     });
                 }
+                Err(e) if e.is_retryable() => {
+                    self.down.store(true, Relaxed);
+                    self.spool_or_fail(records, batch, &e.message).await;
+                }
                 Err(e) => self.fail(records, &e.message),
+            }
+        }
+        delivered
+    }
+
+    /// A batch the destination could not take for now: kept in the spool when there is one,
+    /// dropped otherwise. Spool failures fall back to dropping.
+    async fn spool_or_fail(&self, records: usize, batch: EncodedBatch, message: &str) {
+        let Some(spool) = &self.spool else {
+            return self.fail(records, message);
+        };
+        let spans = batch.spans;
+        match spool
+            .store(
+                batch.body,
+                records as u64,
+                spans,
+                self.sink.encoding(),
+                &self.ledger,
+            )
+            .await
+        {
+            Ok(Stored::Spooled) => {
+                tracing::warn!(destination = %self.name, records, spans, error = %message, "export failed; batch spooled to disk");
+            }
+            // Shutdown counted these records as lost already.
+            Ok(Stored::Abandoned) => {}
+            Ok(Stored::TooLarge) => {
+                self.counters.dropped(DropReason::SpoolFull, records as u64);
+                self.resolved(records);
+                self.counters
+                    .set_last_error(format!("{message}; batch larger than spool_max_bytes"));
+                tracing::warn!(destination = %self.name, records, error = %message, "export failed; batch larger than the spool, dropped");
+            }
+            Err(e) => {
+                spool.io_error(&self.name, "write", &e);
+                self.fail(records, &format!("{message}; spool write failed: {e}"));
             }
         }
     }
@@ -159,7 +344,7 @@ impl<S: Sink> Worker<S> {
     /// Counted in the same poll as the outcome, so an aborted worker never leaves a
     /// resolved record pending.
     fn resolved(&self, records: usize) {
-        self.pending.fetch_sub(records as u64, Relaxed);
+        self.ledger.pending.fetch_sub(records as u64, Relaxed);
     }
 
     fn fail(&self, records: usize, message: &str) {
@@ -187,8 +372,12 @@ impl<S: Sink> Worker<S> {
                 Err(e) => e,
             };
             self.counters.set_last_error(error.message.clone());
+            // At shutdown a spooled batch is safe; a retry might not finish before the deadline.
+            let spool_now = self.spool.is_some() && self.closing.load(Relaxed);
             let retry_after = match error.kind {
-                ExportErrorKind::Retryable { retry_after } if retry + 1 < policy.max_attempts => {
+                ExportErrorKind::Retryable { retry_after }
+                    if retry + 1 < policy.max_attempts && !spool_now =>
+                {
                     retry_after
                 }
                 _ => return Err(error),

@@ -119,6 +119,15 @@ pub struct DestinationConfig {
     /// Which records this destination wants (DESIGN §5); empty means all.
     #[serde(default, skip_serializing_if = "is_default")]
     pub filters: crate::filter::Filters,
+    /// Turns on the disk spool, under `<spool_dir>/<name>/`: batches that still fail after
+    /// the retries, and records left at shutdown, are kept on disk and sent again later, so an
+    /// outage longer than the retry window or a restart of the gateway loses nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// Bounds the spool, so a long outage cannot fill the disk: beyond it the oldest batches
+    /// are deleted and counted as dropped (`spool_full`).
+    #[serde(default = "defaults::spool_max_bytes")]
+    pub spool_max_bytes: u64,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -147,10 +156,16 @@ mod defaults {
     pub fn max_attribute_bytes() -> usize {
         crate::limits::DEFAULT_MAX_ATTRIBUTE_BYTES
     }
+    pub fn spool_max_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
 }
 
 /// Smallest sampling rate a destination may use.
 pub const MIN_SAMPLING_RATE: f64 = 0.0001;
+
+/// Smallest spool a destination may configure: room for a few full batches.
+pub const MIN_SPOOL_MAX_BYTES: u64 = 1024 * 1024;
 
 impl DestinationConfig {
     /// A destination with every default, for code and tests that build configs directly.
@@ -177,6 +192,8 @@ impl DestinationConfig {
             resource_attributes: BTreeMap::new(),
             max_attribute_bytes: defaults::max_attribute_bytes(),
             filters: Default::default(),
+            spool_dir: None,
+            spool_max_bytes: defaults::spool_max_bytes(),
         }
     }
 
@@ -208,6 +225,17 @@ impl DestinationConfig {
         }
         if self.timeout_ms == 0 {
             return fail("timeout_ms: must be at least 1".into());
+        }
+        if let Some(dir) = &self.spool_dir {
+            if dir.as_os_str().is_empty() {
+                return fail("spool_dir: must not be empty".into());
+            }
+            if self.spool_max_bytes < MIN_SPOOL_MAX_BYTES {
+                return fail(format!(
+                    "spool_max_bytes: must be at least {MIN_SPOOL_MAX_BYTES} (1 MiB), got {}",
+                    self.spool_max_bytes
+                ));
+            }
         }
         if let Err(e) = crate::filter::CompiledFilters::compile(&self.filters) {
             return fail(e.to_string());
@@ -407,6 +435,7 @@ pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, Str
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn defaults_and_field_names() {
@@ -459,6 +488,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("queue_capacity"));
+    }
+
+    #[test]
+    fn spool_fields_round_trip_and_are_validated() {
+        let c: DestinationConfig = serde_json::from_str(
+            r#"{"name": "f", "type": "file", "path": "x", "spool_dir": "/var/spool/gatecast",
+                "spool_max_bytes": 2097152}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.spool_dir.as_deref(),
+            Some(Path::new("/var/spool/gatecast"))
+        );
+        assert_eq!(c.spool_max_bytes, 2 * 1024 * 1024);
+        assert!(c.validate().is_ok());
+        let back: DestinationConfig =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+
+        let plain = DestinationConfig::file("f", "x");
+        assert_eq!(plain.spool_dir, None);
+        assert_eq!(plain.spool_max_bytes, 256 * 1024 * 1024);
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("spool_dir").is_none());
+
+        let mut small = c.clone();
+        small.spool_max_bytes = 1000;
+        let message = small.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("spool_max_bytes: must be at least"),
+            "{message}"
+        );
+        // Without a spool the bound is not used, so it is not checked.
+        small.spool_dir = None;
+        assert!(small.validate().is_ok());
     }
 
     #[test]

@@ -82,8 +82,17 @@ impl HttpReceiver {
         Self::spawn(None).await
     }
 
+    /// Like [`HttpReceiver::start`], on a given local port (a destination that comes back).
+    pub async fn start_on(port: u16, answers: Vec<(u16, &'static str)>) -> Self {
+        Self::spawn_on(port, Some(answers)).await
+    }
+
     async fn spawn(answers: Option<Vec<(u16, &'static str)>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::spawn_on(0, answers).await
+    }
+
+    async fn spawn_on(port: u16, answers: Option<Vec<(u16, &'static str)>>) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();

@@ -1,0 +1,408 @@
+//! A destination's disk spool: encoded batches the destination could not take, one file
+//! each, kept until it takes them, across outages and restarts.
+//!
+//! A file is named `{unix_nanos:020}-{seq:010}-{records}r-{spans}s.{encoding}.batch`, so names
+//! sort oldest first and carry what a resend and the counters need; the body is exactly the
+//! encoded export the sink sends (compression is the sink's, applied at send time). Files are
+//! written under a hidden temporary name and renamed, so a crash or a cancelled worker never
+//! leaves a partial batch behind.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::destination::Encoding;
+use crate::stats::{Counters, DropReason};
+
+const EXTENSION: &str = ".batch";
+const TEMP_EXTENSION: &str = ".tmp";
+/// Temporary files older than this at start are leftovers of a crash, not writes in progress.
+const STALE_TEMP: Duration = Duration::from_secs(60);
+/// I/O failures of the same kind are logged at most this often; `last_error` has every one.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a destination spools and how much it may keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// The destination's own directory, `<spool_dir>/<sanitized name>`.
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl SpoolSettings {
+    pub fn new(spool_dir: &Path, destination: &str, max_bytes: u64) -> Self {
+        Self {
+            dir: spool_dir.join(dir_name(destination)),
+            max_bytes,
+        }
+    }
+}
+
+/// A destination name as a directory name: kept when it is already safe, otherwise made
+/// safe and suffixed with a short hash of the real name, so two names never share a spool.
+pub fn dir_name(destination: &str) -> String {
+    let clean: String = destination
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == destination && !clean.starts_with('.') && !clean.is_empty() {
+        return clean;
+    }
+    let digest = Sha256::digest(destination.as_bytes());
+    format!(
+        "{}-{}",
+        clean.trim_start_matches('.'),
+        hex::encode(&digest[..4])
+    )
+}
+
+/// One spooled batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub records: u64,
+    pub spans: usize,
+    /// `None` when the file names an encoding this build does not know.
+    pub encoding: Option<Encoding>,
+}
+
+fn encoding_tag(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "json",
+        Encoding::Protobuf => "protobuf",
+    }
+}
+
+impl Entry {
+    fn file_name(nanos: u128, seq: u64, records: u64, spans: usize, encoding: Encoding) -> String {
+        format!(
+            "{nanos:020}-{seq:010}-{records}r-{spans}s.{}{EXTENSION}",
+            encoding_tag(encoding)
+        )
+    }
+
+    /// Reads what a file name says; `None` for anything that is not a spooled batch.
+    fn parse(name: &str, size: u64) -> Option<Self> {
+        if name.starts_with('.') {
+            return None;
+        }
+        let stem = name.strip_suffix(EXTENSION)?;
+        let (stem, tag) = stem.rsplit_once('.')?;
+        let mut parts = stem.split('-');
+        let _nanos: u128 = parts.next()?.parse().ok()?;
+        let _seq: u64 = parts.next()?.parse().ok()?;
+        let records: u64 = parts.next()?.strip_suffix('r')?.parse().ok()?;
+        let spans: usize = parts.next()?.strip_suffix('s')?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let encoding = match tag {
+            "json" => Some(Encoding::Json),
+            "protobuf" => Some(Encoding::Protobuf),
+            _ => None,
+        };
+        Some(Self {
+            name: name.to_owned(),
+            size,
+            records,
+            spans,
+            encoding,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// By name, hence oldest first.
+    files: BTreeMap<String, Entry>,
+    bytes: u64,
+}
+
+/// What became of a batch handed to [`Spool::store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// On disk; its records are resolved and counted as spooled.
+    Spooled,
+    /// Larger than the whole spool; nothing was written or evicted.
+    TooLarge,
+    /// Shutdown already counted its records as lost; nothing was written.
+    Abandoned,
+}
+
+/// The worker's and the pipeline handle's shared account of unresolved records. The lock is
+/// held while a spooled batch is committed and while shutdown counts what is lost, so a
+/// record is counted exactly once even when the worker is cancelled mid-write.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ledger {
+    pub pending: Arc<AtomicU64>,
+    /// Set by shutdown once it counted the pending records as lost.
+    pub abandoned: Arc<Mutex<bool>>,
+}
+
+pub(crate) struct Spool {
+    settings: SpoolSettings,
+    index: Arc<Mutex<Index>>,
+    seq: AtomicU64,
+    counters: Arc<Counters>,
+    warned: Mutex<BTreeMap<&'static str, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
+}
+
+impl Spool {
+    pub(crate) fn new(settings: SpoolSettings, counters: Arc<Counters>) -> Self {
+        Self {
+            settings,
+            index: Arc::new(Mutex::new(Index::default())),
+            seq: AtomicU64::new(0),
+            counters,
+            warned: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.index).files.is_empty()
+    }
+
+    pub(crate) fn oldest(&self) -> Option<Entry> {
+        lock(&self.index).files.values().next().cloned()
+    }
+
+    /// Rebuilds the index from the directory: batches of an earlier run, or of the previous
+    /// pipeline of this destination that spooled while this one started. At `start`,
+    /// temporary files a crash left behind are removed.
+    pub(crate) async fn rescan(&self, start: bool) -> io::Result<()> {
+        let dir = self.settings.dir.clone();
+        let index = self.index.clone();
+        let counters = self.counters.clone();
+        blocking(move || {
+            let read = match std::fs::read_dir(&dir) {
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    *lock(&index) = Index::default();
+                    counters.spool_size(0, 0);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut fresh = Index::default();
+            for item in read {
+                let item = item?;
+                let Ok(name) = item.file_name().into_string() else {
+                    continue;
+                };
+                let Ok(meta) = item.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                if start && name.starts_with('.') && name.ends_with(TEMP_EXTENSION) {
+                    let stale = meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|age| age >= STALE_TEMP);
+                    if stale {
+                        let _ = std::fs::remove_file(item.path());
+                    }
+                    continue;
+                }
+                if let Some(entry) = Entry::parse(&name, meta.len()) {
+                    fresh.bytes += entry.size;
+                    fresh.files.insert(name, entry);
+                }
+            }
+            counters.spool_size(fresh.files.len() as u64, fresh.bytes);
+            *lock(&index) = fresh;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes one encoded batch, evicting the oldest batches if the spool would outgrow its
+    /// bound. On success the batch's records leave `ledger.pending` in the same critical
+    /// section as the rename, unless shutdown already counted them lost; either way each
+    /// record is counted once, even if the caller is cancelled while this runs.
+    pub(crate) async fn store(
+        &self,
+        body: Vec<u8>,
+        records: u64,
+        spans: usize,
+        encoding: Encoding,
+        ledger: &Ledger,
+    ) -> io::Result<Stored> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = self.seq.fetch_add(1, Relaxed);
+        let name = Entry::file_name(nanos, seq, records, spans, encoding);
+        let entry = Entry {
+            name: name.clone(),
+            size: body.len() as u64,
+            records,
+            spans,
+            encoding: Some(encoding),
+        };
+        let dir = self.settings.dir.clone();
+        let max_bytes = self.settings.max_bytes;
+        let index = self.index.clone();
+        let counters = self.counters.clone();
+        let ledger = ledger.clone();
+        blocking(move || {
+            if entry.size > max_bytes {
+                return Ok(Stored::TooLarge);
+            }
+            std::fs::create_dir_all(&dir)?;
+            let temp = dir.join(format!(".{name}{TEMP_EXTENSION}"));
+            let written = std::fs::File::create(&temp).and_then(|mut f| {
+                f.write_all(&body)?;
+                f.sync_data()
+            });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+            let mut index = lock(&index);
+            let mut evicted = 0u64;
+            while index.bytes + entry.size > max_bytes {
+                let Some((old_name, old)) = index.files.pop_first() else {
+                    break;
+                };
+                index.bytes = index.bytes.saturating_sub(old.size);
+                match std::fs::remove_file(dir.join(&old_name)) {
+                    Ok(()) => evicted += old.records,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(file = %old_name, error = %e, "spool: could not delete the oldest batch");
+                    }
+                }
+            }
+            counters.dropped(DropReason::SpoolFull, evicted);
+            let abandoned = lock(&ledger.abandoned);
+            let outcome = if *abandoned {
+                let _ = std::fs::remove_file(&temp);
+                Stored::Abandoned
+            } else {
+                if let Err(e) = std::fs::rename(&temp, dir.join(&name)) {
+                    let _ = std::fs::remove_file(&temp);
+                    counters.spool_size(index.files.len() as u64, index.bytes);
+                    return Err(e);
+                }
+                index.bytes += entry.size;
+                index.files.insert(name, entry);
+                ledger.pending.fetch_sub(records, Relaxed);
+                counters.spooled(spans as u64);
+                Stored::Spooled
+            };
+            drop(abandoned);
+            counters.spool_size(index.files.len() as u64, index.bytes);
+            Ok(outcome)
+        })
+        .await
+    }
+
+    pub(crate) async fn read(&self, entry: &Entry) -> io::Result<Vec<u8>> {
+        tokio::fs::read(self.settings.dir.join(&entry.name)).await
+    }
+
+    /// Deletes a batch and forgets it, even when the file cannot be deleted (it is then
+    /// found again at the next rescan).
+    pub(crate) async fn remove(&self, entry: &Entry) -> io::Result<()> {
+        let path = self.settings.dir.join(&entry.name);
+        let result = match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        self.forget(entry);
+        result
+    }
+
+    /// Drops a batch from the index without touching the disk.
+    pub(crate) fn forget(&self, entry: &Entry) {
+        let mut index = lock(&self.index);
+        if index.files.remove(&entry.name).is_some() {
+            index.bytes = index.bytes.saturating_sub(entry.size);
+        }
+        self.counters
+            .spool_size(index.files.len() as u64, index.bytes);
+    }
+
+    /// Records a spool I/O failure as the destination's last error, logging each kind of
+    /// failure at most once a minute.
+    pub(crate) fn io_error(&self, destination: &str, what: &'static str, error: &io::Error) {
+        let message = format!("spool {what} failed: {error}");
+        self.counters.set_last_error(message.clone());
+        let now = Instant::now();
+        let mut warned = lock(&self.warned);
+        let due = warned
+            .get(what)
+            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY);
+        if due {
+            warned.insert(what, now);
+            tracing::warn!(destination = %destination, dir = %self.settings.dir.display(), error = %message, "disk spool failure");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_time_and_parse_back() {
+        let a = Entry::file_name(1_700_000_000_000_000_000, 9, 3, 6, Encoding::Json);
+        let b = Entry::file_name(1_700_000_000_000_000_001, 0, 1, 2, Encoding::Protobuf);
+        assert!(a < b);
+        let e = Entry::parse(&a, 42).unwrap();
+        assert_eq!(
+            (e.records, e.spans, e.size, e.encoding),
+            (3, 6, 42, Some(Encoding::Json))
+        );
+        assert_eq!(
+            Entry::parse(&b, 1).unwrap().encoding,
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Entry::parse(&a.replace("json", "avro"), 1)
+                .unwrap()
+                .encoding,
+            None
+        );
+        assert!(Entry::parse(&format!(".{a}.tmp"), 1).is_none());
+        assert!(Entry::parse("notes.txt", 1).is_none());
+        assert!(Entry::parse("x-1-2r-3s.json.batch", 1).is_none());
+    }
+
+    #[test]
+    fn destination_names_become_safe_distinct_directories() {
+        assert_eq!(dir_name("sentry-prod_1.eu"), "sentry-prod_1.eu");
+        let a = dir_name("a/b");
+        let b = dir_name("a_b");
+        assert!(a.starts_with("a_b-") && a != b, "{a}");
+        assert!(!dir_name("..").starts_with('.'));
+        assert!(!dir_name("../etc").contains('/'));
+    }
+}

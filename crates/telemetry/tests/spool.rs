@@ -1,0 +1,142 @@
+//! The disk spool against real HTTP receivers: a destination that is down longer than the
+//! retry window, and a gateway restart in between, lose nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::receivers::{closed_port, HttpReceiver};
+use common::*;
+use gatecast_telemetry::destination::{DestinationType, Protocol};
+use gatecast_telemetry::stats::DestinationStats;
+use gatecast_telemetry::{BroadcastConfig, Broadcaster, DestinationConfig};
+
+fn otlp(endpoint: String, spool: &Path) -> DestinationConfig {
+    let mut d = DestinationConfig::file("collector", "unused");
+    d.kind = DestinationType::Otlp;
+    d.path = None;
+    d.endpoint = Some(endpoint);
+    d.protocol = Some(Protocol::HttpProtobuf);
+    d.flush_interval_ms = 10;
+    d.timeout_ms = 2_000;
+    d.spool_dir = Some(spool.to_path_buf());
+    d
+}
+
+fn broadcaster(d: DestinationConfig) -> Broadcaster {
+    Broadcaster::new(BroadcastConfig {
+        service_name: "gatecast-test".into(),
+        destinations: vec![d],
+    })
+    .unwrap()
+}
+
+fn stats(b: &Broadcaster) -> DestinationStats {
+    b.stats().remove(0)
+}
+
+fn batch_files(spool: &Path) -> Vec<PathBuf> {
+    let Ok(read) = std::fs::read_dir(spool.join("collector")) else {
+        return Vec::new();
+    };
+    read.map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
+        .collect()
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_retries_is_spooled_then_delivered_once() {
+    let spool = tempfile::tempdir().unwrap();
+    // Five attempts (the retry policy) answered 503, then the collector is healthy.
+    let mut answers = vec![(503, "unavailable"); 5];
+    answers.push((200, "{}"));
+    let rx = HttpReceiver::start(answers).await;
+    let b = broadcaster(otlp(rx.url("/v1/traces"), spool.path()));
+    for i in 0..3 {
+        b.publish(record_saying(&format!("run-{i}"), "hello"));
+    }
+    until("spooled", || stats(&b).spooled_batches >= 1).await;
+    let s = stats(&b);
+    assert_eq!(
+        s.dropped_export_failed + s.dropped_shutdown + s.dropped_spool_full,
+        0,
+        "{s:?}"
+    );
+
+    until("replayed", || stats(&b).spool_files == 0).await;
+    let s = stats(&b);
+    assert_eq!(s.exported_batches, s.spooled_batches, "{s:?}");
+    assert_eq!(s.exported_spans, 6);
+    assert!(batch_files(spool.path()).is_empty());
+    let requests = rx.requests();
+    let accepted: Vec<_> = requests.iter().skip(5).collect();
+    assert_eq!(accepted.len() as u64, s.exported_batches, "each batch once");
+    let spans: usize = accepted
+        .iter()
+        .map(|r| {
+            r.export_protobuf().resource_spans[0].scope_spans[0]
+                .spans
+                .len()
+        })
+        .sum();
+    assert_eq!(spans, 6);
+    assert!(
+        accepted
+            .iter()
+            .any(|r| r.export_protobuf() == requests[0].export_protobuf()),
+        "the refused batch is delivered as it was encoded"
+    );
+    assert!(accepted
+        .iter()
+        .all(|r| r.header("content-encoding") == Some("gzip")));
+    b.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_batches_survive_a_restart_and_reach_the_collector_when_it_is_up() {
+    let spool = tempfile::tempdir().unwrap();
+    let port = closed_port().await;
+    let endpoint = format!("http://127.0.0.1:{port}/v1/traces");
+
+    // First run: nothing listens, so batches end up on disk.
+    let first = broadcaster(otlp(endpoint.clone(), spool.path()));
+    for i in 0..4 {
+        first.publish(record_saying(&format!("run-{i}"), "hello"));
+    }
+    until("spooled", || stats(&first).spooled_spans == 8).await;
+    first.shutdown(Duration::from_secs(5)).await;
+    let s = stats(&first);
+    assert_eq!(
+        s.dropped_export_failed + s.dropped_shutdown,
+        0,
+        "connection refused loses nothing: {s:?}"
+    );
+    assert_eq!(batch_files(spool.path()).len() as u64, s.spooled_batches);
+
+    // Second run, collector up on the same port: the spool is replayed at start.
+    let rx = HttpReceiver::start_on(port, vec![(200, "{}")]).await;
+    let second = broadcaster(otlp(endpoint, spool.path()));
+    until("replayed", || stats(&second).exported_spans == 8).await;
+    until("deleted", || batch_files(spool.path()).is_empty()).await;
+    let spans: usize = rx
+        .requests()
+        .iter()
+        .map(|r| {
+            r.export_protobuf().resource_spans[0].scope_spans[0]
+                .spans
+                .len()
+        })
+        .sum();
+    assert_eq!(spans, 8, "every span exactly once");
+    second.shutdown(Duration::from_secs(5)).await;
+}
