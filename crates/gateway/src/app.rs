@@ -60,10 +60,12 @@ impl Gateway {
             Arc::new(BroadcastSink(broadcaster.clone())),
             settings,
         );
+        let metrics = metrics_handle();
+        crate::upkeep::spawn_metrics_upkeep(metrics.clone());
         let state = AppState {
             proxy,
             broadcaster,
-            metrics: metrics_handle(),
+            metrics,
             max_body_bytes: config.server.max_body_bytes,
         };
         Ok(Self {

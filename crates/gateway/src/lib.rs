@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod routes;
+pub mod upkeep;
 
 pub use app::Gateway;
 pub use config::Config;
