@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -34,6 +35,32 @@ pub(crate) struct Worker<S> {
 struct Chunk {
     spans: Vec<Span>,
     lens: Vec<usize>,
+}
+
+/// A chunk as one export request and its encoded body.
+struct Encoded {
+    lens: Vec<usize>,
+    span_count: usize,
+    request: ExportTraceServiceRequest,
+    body: Result<Vec<u8>, TelemetryError>,
+}
+
+impl Encoded {
+    fn new(chunk: Chunk, resource: &Resource, encoding: Encoding) -> Self {
+        let span_count = chunk.spans.len();
+        let request = otlp::export_request(chunk.spans, resource.clone());
+        let body = if span_count == 0 {
+            Ok(Vec::new())
+        } else {
+            encode(&request, encoding)
+        };
+        Self {
+            lens: chunk.lens,
+            span_count,
+            request,
+            body,
+        }
+    }
 }
 
 impl<S: Sink> Worker<S> {
@@ -82,53 +109,52 @@ impl<S: Sink> Worker<S> {
         }
     }
 
+    /// Conversion and encoding of a whole batch take milliseconds of CPU, so they run on the
+    /// blocking pool: the runtime's worker threads keep serving requests meanwhile.
     async fn flush(&self, batch: &mut Vec<Arc<SharedRecord>>) {
         if batch.is_empty() {
             return;
         }
-        let mut chunk = Chunk {
-            spans: Vec::new(),
-            lens: Vec::with_capacity(batch.len()),
-        };
-        for item in batch.drain(..) {
-            let spans = self.prepare(&item);
-            chunk.lens.push(spans.len());
-            chunk.spans.extend(spans);
-        }
-        self.deliver(chunk).await;
-    }
-
-    /// This destination's view of a record: privacy (its own or the request's), its own
-    /// attribute limit, and its flavor, on a copy of the shared spans.
-    fn prepare(&self, item: &SharedRecord) -> Vec<Span> {
-        let s = &self.settings;
-        let mut spans = item.spans().to_vec();
-        if s.privacy_mode || item.private() {
-            apply_privacy(&mut spans);
-        }
-        if s.max_attribute_bytes < item.max_attribute_bytes() {
-            for span in &mut spans {
-                limits::enforce(span, s.max_attribute_bytes);
+        let items = std::mem::take(batch);
+        let records = items.len();
+        let settings = self.settings.clone();
+        let encoding = self.sink.encoding();
+        let work = tokio::task::spawn_blocking(move || {
+            let mut chunk = Chunk {
+                spans: Vec::new(),
+                lens: Vec::with_capacity(items.len()),
+            };
+            for item in &items {
+                let spans = prepare(&settings, item);
+                chunk.lens.push(spans.len());
+                chunk.spans.extend(spans);
             }
+            // The records are released here too, off the runtime's threads.
+            drop(items);
+            Encoded::new(chunk, &settings.resource, encoding)
+        });
+        match work.await {
+            Ok(encoded) => self.deliver(encoded).await,
+            Err(e) => self.fail(records, &format!("encoding a batch failed: {e}")),
         }
-        if s.sentry_flavor {
-            apply_sentry_flavor(&mut spans);
-        }
-        spans.iter().map(otlp::to_proto_span).collect()
     }
 
-    async fn deliver(&self, chunk: Chunk) {
-        // Work stack: a batch refused as too large comes back as two halves.
-        let mut stack = vec![chunk];
-        while let Some(chunk) = stack.pop() {
-            let records = chunk.lens.len();
-            let span_count = chunk.spans.len();
+    async fn deliver(&self, first: Encoded) {
+        // Work stack: a batch refused as too large comes back as two halves, encoded again.
+        let mut stack = vec![first];
+        while let Some(next) = stack.pop() {
+            let Encoded {
+                lens,
+                span_count,
+                request,
+                body,
+            } = next;
+            let records = lens.len();
             if span_count == 0 {
                 self.resolved(records);
                 continue;
             }
-            let request = otlp::export_request(chunk.spans, self.settings.resource.clone());
-            let body = match encode(&request, self.sink.encoding()) {
+            let body = match body {
                 Ok(body) => body,
                 Err(e) => {
                     self.fail(records, &e.to_string());
@@ -147,17 +173,34 @@ impl<S: Sink> Worker<S> {
                 Err(e) if e.kind == ExportErrorKind::TooLarge && records > 1 => {
                     let spans = take_spans(request);
                     let mid = records / 2;
-                    let cut = chunk.lens[..mid].iter().sum::<usize>().min(spans.len());
+                    let cut = lens[..mid].iter().sum::<usize>().min(spans.len());
                     let mut first = spans;
                     let second = first.split_off(cut);
-                    stack.push(Chunk {
-                        spans: second,
-                        lens: chunk.lens[mid..].to_vec(),
-                    });
-                    stack.push(Chunk {
-                        spans: first,
-                        lens: chunk.lens[..mid].to_vec(),
-                    });
+                    // Pushed second half first, so the first half is sent first.
+                    let halves = [
+                        Chunk {
+                            spans: second,
+                            lens: lens[mid..].to_vec(),
+                        },
+                        Chunk {
+                            spans: first,
+                            lens: lens[..mid].to_vec(),
+                        },
+                    ];
+                    for half in halves {
+                        let half_records = half.lens.len();
+                        let resource = self.settings.resource.clone();
+                        let encoding = self.sink.encoding();
+                        let work = tokio::task::spawn_blocking(move || {
+                            Encoded::new(half, &resource, encoding)
+                        });
+                        match work.await {
+                            Ok(encoded) => stack.push(encoded),
+                            Err(e) => {
+                                self.fail(half_records, &format!("encoding a batch failed: {e}"))
+                            }
+                        }
+                    }
                 }
                 Err(e) => self.fail(records, &e.message),
             }
@@ -207,6 +250,34 @@ impl<S: Sink> Worker<S> {
             retry += 1;
         }
     }
+}
+
+/// This destination's view of a record: privacy (its own or the request's), its own
+/// attribute limit, and its flavor, on a copy of the shared spans.
+fn prepare(s: &WorkerSettings, item: &SharedRecord) -> Vec<Span> {
+    let private = s.privacy_mode || item.private();
+    if s.max_attribute_bytes >= item.max_attribute_bytes() && !s.sentry_flavor {
+        // Nothing to change but privacy: convert the shared spans without copying them.
+        let convert = if private {
+            otlp::to_private_proto_span
+        } else {
+            otlp::to_proto_span
+        };
+        return item.spans().iter().map(convert).collect();
+    }
+    let mut spans = item.spans().to_vec();
+    if private {
+        apply_privacy(&mut spans);
+    }
+    if s.max_attribute_bytes < item.max_attribute_bytes() {
+        for span in &mut spans {
+            limits::enforce(span, s.max_attribute_bytes);
+        }
+    }
+    if s.sentry_flavor {
+        apply_sentry_flavor(&mut spans);
+    }
+    spans.iter().map(otlp::to_proto_span).collect()
 }
 
 async fn sleep_until(due: Option<Instant>) {
