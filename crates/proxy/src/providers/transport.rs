@@ -26,7 +26,7 @@ pub(crate) struct PoolSettings {
 }
 
 pub(crate) enum Transport {
-    Plain(PlainHttp),
+    Plain(Box<PlainHttp>),
     Tls(TlsHttp),
 }
 
@@ -38,7 +38,7 @@ impl Transport {
     ) -> Result<Self, String> {
         // Credentials in the URL are turned into basic auth by the TLS-capable client only.
         if url.scheme() == "http" && url.username().is_empty() && url.password().is_none() {
-            PlainHttp::new(url, headers, pool).map(Transport::Plain)
+            PlainHttp::new(url, headers, pool).map(|t| Transport::Plain(Box::new(t)))
         } else {
             TlsHttp::new(url, headers, pool).map(Transport::Tls)
         }
