@@ -11,7 +11,6 @@ use anyhow::{Context, Result};
 use flate2::write::GzEncoder;
 use gatecast_telemetry::model::SpanModel;
 use gatecast_telemetry::otlp::{self, ResourceInfo};
-use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::record::{
     Attempt, Choice, Content, GenerationRecord, Output, RequestInfo, RouteInfo, Timings, Usage,
 };
@@ -95,14 +94,13 @@ pub struct Prepared {
     pub full: Vec<Span>,
 }
 
-/// Spans once; the private OTLP destination's copy with privacy applied; the file's copy as
-/// is; both converted to proto, as each worker does in `prepare`.
+/// Spans once; then, as each worker does in `prepare` when no attribute limit or flavor
+/// changes the spans, both destinations convert the shared spans to proto directly: the
+/// private OTLP destination keeping only what privacy allows, the file everything.
 pub fn prepare(record: &GenerationRecord, opts: &SpanOptions) -> Prepared {
     let spans = build_spans(record, opts);
-    let mut private: Vec<SpanModel> = spans.to_vec();
-    apply_privacy(&mut private);
     Prepared {
-        private: private.iter().map(otlp::to_proto_span).collect(),
+        private: spans.iter().map(otlp::to_private_proto_span).collect(),
         full: spans.iter().map(otlp::to_proto_span).collect(),
     }
 }

@@ -71,6 +71,7 @@ impl Gateway {
             Arc::new(BroadcastSink(control.broadcaster.clone())),
             settings,
         );
+        crate::upkeep::spawn_metrics_upkeep(metrics.clone());
         let state = AppState {
             proxy,
             control,

@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod logging;
 pub mod routes;
+pub mod upkeep;
 
 pub use app::Gateway;
 pub use config::Config;

@@ -4,6 +4,11 @@ use clap::Parser;
 use gatecast::cli::{Cli, Command};
 use gatecast::{logging, Config, Gateway, GatewayError};
 
+/// Request handling allocates and frees many small buffers across threads; mimalloc does that
+/// with far fewer instructions and less fragmentation than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);

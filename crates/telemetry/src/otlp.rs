@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Spa
 
 use crate::error::TelemetryError;
 use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
+use crate::privacy;
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -97,6 +98,22 @@ pub fn export_request(
 }
 
 pub fn to_proto_span(span: &SpanModel) -> Span {
+    convert(span, |_| true, None)
+}
+
+/// What `to_proto_span` makes of the span after `privacy::apply_privacy`, without copying the
+/// span first: a private destination's view, converted straight from the shared spans.
+pub fn to_private_proto_span(span: &SpanModel) -> Span {
+    let message = match &span.status {
+        SpanStatus::Error(_) => Some(privacy::error_message(span).to_owned()),
+        _ => None,
+    };
+    convert(span, privacy::is_allowed, message)
+}
+
+/// The conversion, keeping the attributes `keep` accepts; `error_message` replaces an error
+/// status's message.
+fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<String>) -> Span {
     let mut flags = TRACE_FLAG_SAMPLED | SpanFlags::ContextHasIsRemoteMask as u32;
     if span.parent_span_id.is_some() && span.parent_is_remote {
         flags |= SpanFlags::ContextIsRemoteMask as u32;
@@ -115,7 +132,7 @@ pub fn to_proto_span(span: &SpanModel) -> Span {
             code: StatusCode::Ok as i32,
         },
         SpanStatus::Error(message) => Status {
-            message: message.clone(),
+            message: error_message.unwrap_or_else(|| message.clone()),
             code: StatusCode::Error as i32,
         },
     };
@@ -131,6 +148,7 @@ pub fn to_proto_span(span: &SpanModel) -> Span {
         attributes: span
             .attributes
             .iter()
+            .filter(|(k, _)| keep(k))
             .map(|(k, v)| key_value(k.clone(), any(v)))
             .collect(),
         status: Some(status),

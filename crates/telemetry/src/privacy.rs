@@ -69,16 +69,20 @@ fn is_allowed_base(key: &str) -> bool {
 pub fn apply_privacy(spans: &mut [SpanModel]) {
     for span in spans {
         span.attributes.retain(|(k, _)| is_allowed(k));
-        if let SpanStatus::Error(message) = &mut span.status {
-            *message = span
-                .attributes
-                .iter()
-                .find(|(k, _)| k == "error.type")
-                .and_then(|(_, v)| v.as_str())
-                .unwrap_or("error")
-                .to_owned();
+        if matches!(span.status, SpanStatus::Error(_)) {
+            let replaced = error_message(span).to_owned();
+            span.status = SpanStatus::Error(replaced);
         }
     }
+}
+
+/// The message a private span's error status carries: its `error.type`, or just "error".
+pub fn error_message(span: &SpanModel) -> &str {
+    span.attributes
+        .iter()
+        .find(|(k, _)| k == "error.type")
+        .and_then(|(_, v)| v.as_str())
+        .unwrap_or("error")
 }
 
 #[cfg(test)]

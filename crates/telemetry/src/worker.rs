@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -16,7 +17,7 @@ use crate::flavor::apply_sentry_flavor;
 use crate::limits;
 use crate::model::SpanModel;
 use crate::otlp;
-use crate::pipeline::{Queued, SharedRecord, WorkerSettings};
+use crate::pipeline::{Queued, WorkerSettings};
 use crate::privacy::apply_privacy;
 use crate::spool::{Entry, Ledger, Spool, Stored};
 use crate::stats::{Counters, DropReason};
@@ -53,6 +54,32 @@ enum Replay {
 struct Chunk {
     spans: Vec<Span>,
     lens: Vec<usize>,
+}
+
+/// A chunk as one export request and its encoded body.
+struct Encoded {
+    lens: Vec<usize>,
+    span_count: usize,
+    request: ExportTraceServiceRequest,
+    body: Result<Vec<u8>, TelemetryError>,
+}
+
+impl Encoded {
+    fn new(chunk: Chunk, resource: &Resource, encoding: Encoding) -> Self {
+        let span_count = chunk.spans.len();
+        let request = otlp::export_request(chunk.spans, resource.clone());
+        let body = if span_count == 0 {
+            Ok(Vec::new())
+        } else {
+            encode(&request, encoding)
+        };
+        Self {
+            lens: chunk.lens,
+            span_count,
+            request,
+            body,
+        }
+    }
 }
 
 impl<S: Sink> Worker<S> {
@@ -216,46 +243,62 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// Whether anything of the batch reached the destination.
+    /// Whether anything of the batch reached the destination. Conversion and encoding of a
+    /// whole batch take milliseconds of CPU, so they run on the blocking pool: the runtime's
+    /// worker threads keep serving requests meanwhile.
     async fn flush(&self, batch: &mut Vec<Queued>) -> bool {
         if batch.is_empty() {
             return false;
         }
-        let mut chunk = Chunk {
-            spans: Vec::new(),
-            lens: Vec::with_capacity(batch.len()),
-        };
-        for item in batch.drain(..) {
-            let spans = self.prepare(&item.record, item.private);
-            chunk.lens.push(spans.len());
-            chunk.spans.extend(spans);
+        let items = std::mem::take(batch);
+        let records = items.len();
+        let settings = self.settings.clone();
+        let encoding = self.sink.encoding();
+        let work = tokio::task::spawn_blocking(move || {
+            let mut chunk = Chunk {
+                spans: Vec::new(),
+                lens: Vec::with_capacity(items.len()),
+            };
+            for item in &items {
+                let spans = destination_view(
+                    &settings,
+                    item.record.spans(),
+                    item.private,
+                    item.record.max_attribute_bytes(),
+                );
+                chunk.lens.push(spans.len());
+                chunk.spans.extend(spans);
+            }
+            // The records are released here too, off the runtime's threads.
+            drop(items);
+            Encoded::new(chunk, &settings.resource, encoding)
+        });
+        match work.await {
+            Ok(encoded) => self.deliver(encoded).await,
+            Err(e) => {
+                self.fail(records, &format!("encoding a batch failed: {e}"));
+                false
+            }
         }
-        self.deliver(chunk).await
     }
 
-    /// Privacy travels with the queued record: it was decided when the record was published.
-    fn prepare(&self, item: &SharedRecord, private: bool) -> Vec<Span> {
-        destination_view(
-            &self.settings,
-            item.spans(),
-            private,
-            item.max_attribute_bytes(),
-        )
-    }
-
-    async fn deliver(&self, chunk: Chunk) -> bool {
+    async fn deliver(&self, first: Encoded) -> bool {
         let mut delivered = false;
-        // Work stack: a batch refused as too large comes back as two halves.
-        let mut stack = vec![chunk];
-        while let Some(chunk) = stack.pop() {
-            let records = chunk.lens.len();
-            let span_count = chunk.spans.len();
+        // Work stack: a batch refused as too large comes back as two halves, encoded again.
+        let mut stack = vec![first];
+        while let Some(next) = stack.pop() {
+            let Encoded {
+                lens,
+                span_count,
+                request,
+                body,
+            } = next;
+            let records = lens.len();
             if span_count == 0 {
                 self.resolved(records);
                 continue;
             }
-            let request = otlp::export_request(chunk.spans, self.settings.resource.clone());
-            let body = match encode(&request, self.sink.encoding()) {
+            let body = match body {
                 Ok(body) => body,
                 Err(e) => {
                     self.fail(records, &e.to_string());
@@ -283,17 +326,34 @@ impl<S: Sink> Worker<S> {
                 Err(e) if e.kind == ExportErrorKind::TooLarge && records > 1 => {
                     let spans = take_spans(request);
                     let mid = records / 2;
-                    let cut = chunk.lens[..mid].iter().sum::<usize>().min(spans.len());
+                    let cut = lens[..mid].iter().sum::<usize>().min(spans.len());
                     let mut first = spans;
                     let second = first.split_off(cut);
-                    stack.push(Chunk {
-                        spans: second,
-                        lens: chunk.lens[mid..].to_vec(),
-                    });
-                    stack.push(Chunk {
-                        spans: first,
-                        lens: chunk.lens[..mid].to_vec(),
-                    });
+                    // Pushed second half first, so the first half is sent first.
+                    let halves = [
+                        Chunk {
+                            spans: second,
+                            lens: lens[mid..].to_vec(),
+                        },
+                        Chunk {
+                            spans: first,
+                            lens: lens[..mid].to_vec(),
+                        },
+                    ];
+                    for half in halves {
+                        let half_records = half.lens.len();
+                        let resource = self.settings.resource.clone();
+                        let encoding = self.sink.encoding();
+                        let work = tokio::task::spawn_blocking(move || {
+                            Encoded::new(half, &resource, encoding)
+                        });
+                        match work.await {
+                            Ok(encoded) => stack.push(encoded),
+                            Err(e) => {
+                                self.fail(half_records, &format!("encoding a batch failed: {e}"))
+                            }
+                        }
+                    }
                 }
                 Err(e) if e.is_retryable() => {
                     self.down.store(true, Relaxed);
@@ -391,14 +451,23 @@ impl<S: Sink> Worker<S> {
 }
 
 /// This destination's view of a record: privacy (the destination's or the request's, as
-/// decided by the caller), its own attribute limit, and its flavor, on a copy of the shared
-/// spans. Shared with the test trace, so what a user checks is what real traffic produces.
+/// decided by the caller), its own attribute limit, and its flavor. Shared with the test
+/// trace, so what a user checks is what real traffic produces.
 pub(crate) fn destination_view(
     settings: &WorkerSettings,
     shared: &[SpanModel],
     private: bool,
     built_with_max_attribute_bytes: usize,
 ) -> Vec<Span> {
+    if settings.max_attribute_bytes >= built_with_max_attribute_bytes && !settings.sentry_flavor {
+        // Nothing to change but privacy: convert the shared spans without copying them.
+        let convert = if private {
+            otlp::to_private_proto_span
+        } else {
+            otlp::to_proto_span
+        };
+        return shared.iter().map(convert).collect();
+    }
     let mut spans = shared.to_vec();
     if private {
         apply_privacy(&mut spans);

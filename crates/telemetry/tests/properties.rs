@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use common::*;
 use gatecast_telemetry::flavor::apply_sentry_flavor;
 use gatecast_telemetry::model::SpanRole;
-use gatecast_telemetry::otlp::{to_export_request, to_json_line, ResourceInfo};
+use gatecast_telemetry::otlp::{
+    to_export_request, to_json_line, to_private_proto_span, to_proto_span, ResourceInfo,
+};
 use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::record::Content;
 use gatecast_telemetry::spans::{build_spans, SpanOptions};
@@ -73,7 +75,16 @@ proptest! {
         limit in 16usize..4096,
     ) {
         let mut r = with_trace(base(), Value::Object(trace), tp.as_deref());
-        r.attempts = (0..attempts).map(|_| base().attempts[0].clone()).collect();
+        r.attempts = (0..attempts)
+            .map(|n| {
+                let mut a = base().attempts[0].clone();
+                if n % 2 == 1 {
+                    a.http_status = Some(503);
+                    a.error = Some(format!("upstream said no to {messages}"));
+                }
+                a
+            })
+            .collect();
         r.request.messages = Some(Content { json: messages, truncated: false });
         let opts = SpanOptions {
             max_attribute_bytes: limit,
@@ -110,7 +121,12 @@ proptest! {
         let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
         prop_assert_eq!(back, req);
 
+        // A private destination converts the shared spans directly; it must export exactly
+        // what privacy followed by conversion gives.
+        let direct: Vec<_> = spans.iter().map(to_private_proto_span).collect();
         apply_privacy(&mut spans);
+        let copied: Vec<_> = spans.iter().map(to_proto_span).collect();
+        prop_assert_eq!(direct, copied);
         apply_sentry_flavor(&mut spans);
         prop_assert!(spans.iter().all(|s| s.attr("gen_ai.input.messages").is_none()));
     }

@@ -2,6 +2,7 @@
 
 mod mock;
 mod openai;
+mod transport;
 
 use std::pin::Pin;
 use std::sync::Arc;

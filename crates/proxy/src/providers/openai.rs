@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 
+use super::transport::{PoolSettings, Transport};
 use super::{Endpoint, Provider, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::config::ProviderConfig;
 
@@ -14,11 +14,10 @@ pub struct OpenAiProvider {
     name: String,
     config: ProviderConfig,
     endpoint: Endpoint,
-    url: reqwest::Url,
-    /// The provider's own credentials and extra headers. The client's `Authorization` is never
-    /// forwarded: callers authenticate to the gateway, the gateway to the provider.
-    headers: HeaderMap,
-    client: reqwest::Client,
+    /// Sends with the provider's own credentials and extra headers. The client's
+    /// `Authorization` is never forwarded: callers authenticate to the gateway, the gateway to
+    /// the provider.
+    transport: Transport,
 }
 
 impl OpenAiProvider {
@@ -47,13 +46,15 @@ impl OpenAiProvider {
                 .map_err(|_| format!("invalid value for header `{k}`"))?;
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let transport = Transport::new(
+            &url,
+            headers,
+            &PoolSettings {
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                idle_timeout: Duration::from_secs(90),
+                max_idle_per_host: 256,
+            },
+        )?;
         let endpoint = Endpoint {
             url: Some(url.to_string()),
             host: url.host_str().map(str::to_owned),
@@ -63,9 +64,7 @@ impl OpenAiProvider {
             name: name.to_owned(),
             config,
             endpoint,
-            url,
-            headers,
-            client,
+            transport,
         })
     }
 }
@@ -87,34 +86,6 @@ impl Provider for OpenAiProvider {
         &self,
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let call = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(request.body)
-            .send();
-        async move {
-            let resp = call.await.map_err(classify)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes_stream()
-                .map(|chunk| chunk.map_err(|e| UpstreamError::Body(e.to_string())));
-            Ok(UpstreamResponse {
-                status,
-                headers,
-                body: Box::pin(body),
-            })
-        }
-        .boxed()
-    }
-}
-
-fn classify(e: reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        UpstreamError::Timeout
-    } else {
-        // reqwest's message names the URL; the URL never carries credentials here.
-        UpstreamError::Connect(e.to_string())
+        self.transport.send(request.body)
     }
 }
