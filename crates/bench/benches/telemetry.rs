@@ -6,7 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gatecast_bench::telemetry_work::{encode_batch, prepare, sample_record, spans_only, Pipeline};
+use gatecast_bench::telemetry_work::{
+    encode_batch, prepare, run_batch_three, sample_record, spans_only, Pipeline,
+};
 use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::spans::SpanOptions;
 
@@ -27,6 +29,16 @@ fn per_request(c: &mut Criterion) {
             })
         });
     }
+    // Broadcasting to three destinations: a private OTLP collector, a file with content, and
+    // Sentry with content and its flavor.
+    let pipeline = Pipeline::new(BATCH, true);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("three_destinations_batch512_gzip", |b| {
+        b.iter(|| {
+            #[allow(clippy::unwrap_used)]
+            black_box(run_batch_three(&pipeline).unwrap())
+        })
+    });
     g.finish();
 }
 

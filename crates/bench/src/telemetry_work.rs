@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use flate2::write::GzEncoder;
+use gatecast_telemetry::flavor::apply_sentry_flavor;
 use gatecast_telemetry::model::SpanModel;
 use gatecast_telemetry::otlp::{self, ResourceInfo};
 use gatecast_telemetry::record::{
@@ -196,6 +197,36 @@ impl Pipeline {
     }
 }
 
+/// What one batch costs at three destinations: the two of [`Pipeline::run_batch`] plus a
+/// Sentry destination with content (a copy of the spans with the Sentry flavor, protobuf and
+/// gzip). Returns the Sentry payload's gzipped size next to the other encodings.
+pub fn run_batch_three(p: &Pipeline) -> Result<(Encoded, usize)> {
+    let n = p.records.len();
+    let (mut private, mut full, mut sentry) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in &p.records {
+        let owned = r.clone();
+        let spans = build_spans(&owned, &p.opts);
+        private.extend(spans.iter().map(otlp::to_private_proto_span));
+        full.extend(spans.iter().map(otlp::to_proto_span));
+        let mut flavored = spans;
+        apply_sentry_flavor(&mut flavored);
+        sentry.extend(flavored.iter().map(otlp::to_proto_span));
+    }
+    let encoded = encode_batch(private, full, &p.resource, p.gzip)?;
+    let request = otlp::export_request(sentry, p.resource.clone());
+    let protobuf = otlp::to_protobuf(&request);
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(protobuf.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&protobuf)?;
+    Ok((encoded, enc.finish()?.len()))
+}
+
 /// The report's telemetry row: a quick timing loop over [`Pipeline`], not a substitute for
 /// the criterion bench but measured the same way.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -285,6 +316,13 @@ mod tests {
         assert!(one.protobuf > 0 && one.gzip > 0 && one.json > 0);
         assert!(ten.protobuf > 5 * one.protobuf);
         assert!(ten.json > 5 * one.json);
+    }
+
+    #[test]
+    fn three_destinations_encode_a_sentry_payload_too() {
+        let (two, sentry) = run_batch_three(&Pipeline::new(4, true)).unwrap();
+        assert!(two.json > 0 && two.gzip > 0);
+        assert!(sentry > 0);
     }
 
     #[test]
