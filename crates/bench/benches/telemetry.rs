@@ -12,6 +12,10 @@ use gatecast_bench::telemetry_work::{
 use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::spans::SpanOptions;
 
+/// The allocator the `gatecast` binary runs with, so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The workers' default `max_batch_spans`, reached at any real request rate.
 const BATCH: usize = 512;
 
