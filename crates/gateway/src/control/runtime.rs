@@ -23,8 +23,9 @@ pub struct Control {
     pub store: Store,
     pub broadcaster: Broadcaster,
     pub keys: KeyRing,
-    /// One reload at a time, so an older read never overwrites a newer one.
-    reloading: Mutex<()>,
+    /// The config version this replica runs. Held across a reload, so reloads run one at a
+    /// time and an older read never overwrites a newer one.
+    applied: Mutex<i64>,
 }
 
 impl Control {
@@ -41,6 +42,8 @@ impl Control {
         if !summary.is_empty() {
             tracing::info!(created = ?summary.created, updated = ?summary.updated, removed = ?summary.removed, "config file destinations synced to the store");
         }
+        // Read before the rows: a write in between is then applied again at the next change.
+        let version = store.config_version().await?;
         let destinations = load_destinations(&store).await?;
         // Started through `reconfigure`, so one destination that cannot start (a file it
         // cannot open) is reported in its stats and logs instead of keeping the gateway down.
@@ -65,13 +68,19 @@ impl Control {
             store,
             broadcaster,
             keys,
-            reloading: Mutex::new(()),
+            applied: Mutex::new(version),
         })
     }
 
-    /// Re-reads destinations and keys and swaps them in. On error the previous set stays.
+    /// Re-reads destinations and keys and swaps them in, unless this replica already runs the
+    /// store's current version (a write here is applied by its handler, then seen again by
+    /// the watcher). On error the previous set stays and the next change retries.
     pub async fn reload(&self) -> Result<(), GatewayError> {
-        let _one_at_a_time = self.reloading.lock().await;
+        let mut applied = self.applied.lock().await;
+        let version = self.store.config_version().await?;
+        if version == *applied {
+            return Ok(());
+        }
         let destinations = load_destinations(&self.store).await?;
         load_keys(&self.store, &self.keys).await?;
         let summary = self
@@ -82,6 +91,7 @@ impl Control {
         if !summary.is_empty() {
             tracing::info!(added = ?summary.added, restarted = ?summary.restarted, updated = ?summary.updated, removed = ?summary.removed, "destinations reloaded");
         }
+        *applied = version;
         Ok(())
     }
 
