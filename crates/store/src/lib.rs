@@ -15,7 +15,7 @@ pub use error::StoreError;
 pub use record::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Source, MIN_SAMPLING_RATE,
 };
-pub use secret::{mask_secret, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
+pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use store::{key_hash, redact_url, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL};
 pub use watch::DEFAULT_WATCH_INTERVAL;
 

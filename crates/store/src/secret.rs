@@ -377,7 +377,7 @@ pub(crate) fn decrypt_config(
 /// A client that read a masked record and sends it back (the UI's privacy toggle, a PATCH of
 /// the whole config) must not overwrite the real secret with `****1a2b`: a secret leaf equal to
 /// the mask of the current value at the same place keeps the current value.
-pub(crate) fn restore_masked(new: &mut Value, current: &Value) {
+pub fn restore_masked(new: &mut Value, current: &Value) {
     let _ = for_each_secret::<std::convert::Infallible>(new, &mut |pointer, leaf| {
         if let (Value::String(s), Some(old)) = (&*leaf, current.pointer(pointer)) {
             if s.starts_with("****") && !old.is_null() && *s == mask_secret(&leaf_text(old)) {

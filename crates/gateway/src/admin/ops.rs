@@ -1,7 +1,9 @@
 //! Destination writes shared by the admin API and the CLI: parse the flat shape, test the
 //! connection when delivery could break, then store. Applying the change is the caller's job.
 
-use gatecast_store::{DestinationPatch, DestinationRecord, Source, Store, StoreError};
+use gatecast_store::{
+    restore_masked, DestinationPatch, DestinationRecord, Source, Store, StoreError,
+};
 use gatecast_telemetry::probe::{self, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
 use serde_json::{Map, Value};
@@ -121,31 +123,18 @@ pub async fn gate_on_test(
     }
 }
 
-/// Top-level fields of `patch` replace those of `base`; a secret sent back masked
-/// (`****1a2b`, as reads show it) keeps the stored value.
+/// Top-level fields of `patch` replace those of `base`. A secret sent back exactly as reads
+/// show it (`****1a2b`) keeps the stored value, by the store's own rule, so the connection
+/// test runs with the real secret.
 fn merge(base: &Map<String, Value>, patch: &Map<String, Value>) -> Map<String, Value> {
     let mut out = base.clone();
-    for (k, v) in patch {
-        let value = match (k.as_str(), v, base.get(k)) {
-            (_, Value::String(s), Some(old)) if is_masked(s) => old.clone(),
-            ("headers", Value::Object(new), Some(Value::Object(old))) => Value::Object(
-                new.iter()
-                    .map(|(h, hv)| {
-                        let keep = hv.as_str().is_some_and(is_masked) && old.contains_key(h);
-                        let value = if keep { old[h].clone() } else { hv.clone() };
-                        (h.clone(), value)
-                    })
-                    .collect(),
-            ),
-            _ => v.clone(),
-        };
-        out.insert(k.clone(), value);
+    out.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut merged = Value::Object(out);
+    restore_masked(&mut merged, &Value::Object(base.clone()));
+    match merged {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
-    out
-}
-
-fn is_masked(s: &str) -> bool {
-    s.starts_with("****")
 }
 
 #[cfg(test)]
@@ -157,7 +146,7 @@ mod tests {
     #[test]
     fn masked_secrets_sent_back_keep_the_stored_value() {
         let base = json!({"dsn": "https://k@h/1", "headers": {"authorization": "Bearer s3cret", "x": "1"}, "privacy_mode": false});
-        let patch = json!({"dsn": "****h/1", "headers": {"authorization": "****cret", "y": "2"}, "privacy_mode": true});
+        let patch = json!({"dsn": "****@h/1", "headers": {"authorization": "****cret", "y": "2"}, "privacy_mode": true});
         let out = merge(base.as_object().unwrap(), patch.as_object().unwrap());
         assert_eq!(out["dsn"], "https://k@h/1");
         assert_eq!(
