@@ -222,6 +222,16 @@ impl Conn {
 
     /// A GET for readiness probes; returns the status.
     pub async fn get(&mut self, authority: &str, path: &str) -> Result<u16> {
+        Ok(self.get_body(authority, path).await?.0)
+    }
+
+    /// The body of a GET, for scraping `/metrics`.
+    pub async fn get_text(&mut self, authority: &str, path: &str) -> Result<String> {
+        let (_, bytes) = self.get_body(authority, path).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn get_body(&mut self, authority: &str, path: &str) -> Result<(u16, Bytes)> {
         let req = Request::builder()
             .method(Method::GET)
             .uri(path)
@@ -231,22 +241,8 @@ impl Conn {
         self.sender.ready().await.context("connection closed")?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok(status)
-    }
-
-    /// The body of a GET, for scraping `/metrics`.
-    pub async fn get_text(&mut self, authority: &str, path: &str) -> Result<String> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(HOST, authority)
-            .body(Full::new(Bytes::new()))
-            .context("building the request")?;
-        self.sender.ready().await.context("connection closed")?;
-        let resp = self.sender.send_request(req).await?;
         let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok((status, bytes))
     }
 }
 

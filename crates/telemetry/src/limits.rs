@@ -167,7 +167,7 @@ fn longest_leaf(value: &mut Value) -> Option<&mut String> {
 }
 
 /// Bytes `c` takes inside a JSON string literal, as serde_json writes it.
-fn json_len(c: char) -> usize {
+pub(crate) fn json_len(c: char) -> usize {
     match c {
         '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
         c if (c as u32) < 0x20 => 6,

@@ -69,7 +69,7 @@ fn cut(mut s: String) -> String {
     let mut size = 2usize;
     let mut end = None;
     for (i, c) in s.char_indices() {
-        size += escaped_len(c);
+        size += crate::limits::json_len(c);
         if size > MAX_VALUE_BYTES {
             end = Some(i);
             break;
@@ -79,15 +79,6 @@ fn cut(mut s: String) -> String {
         s.truncate(end);
     }
     s
-}
-
-/// How many bytes `c` takes inside a JSON string, as serde_json writes it.
-fn escaped_len(c: char) -> usize {
-    match c {
-        '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
-        c if (c as u32) < 0x20 => 6,
-        c => c.len_utf8(),
-    }
 }
 
 #[cfg(test)]
