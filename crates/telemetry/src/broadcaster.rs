@@ -53,6 +53,10 @@ struct Inner {
     /// Serialises reconfigurations, so two concurrent ones cannot both reuse one pipeline.
     reconfiguring: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    /// The runtime the broadcaster was made on. Workers always start there, even when a
+    /// reconfiguration runs on a request thread, so they outlive the request runtimes at
+    /// shutdown and never compete with requests for a request thread.
+    home: Option<tokio::runtime::Handle>,
 }
 
 /// One immutable destination set; a publish sees exactly one.
@@ -111,13 +115,19 @@ impl ReconfigureSummary {
 impl Broadcaster {
     /// Validates every destination and starts their workers on the current tokio runtime.
     pub fn new(cfg: BroadcastConfig) -> Result<Self, TelemetryError> {
+        let home = tokio::runtime::Handle::try_current().ok();
         let service_name = if cfg.service_name.trim().is_empty() {
             "gatecast".to_owned()
         } else {
             cfg.service_name.clone()
         };
-        let (snapshot, _) =
-            build_snapshot(&cfg.destinations, &service_name, &HashMap::new(), true)?;
+        let (snapshot, _) = build_snapshot(
+            &cfg.destinations,
+            &service_name,
+            &HashMap::new(),
+            true,
+            home.as_ref(),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(snapshot),
@@ -125,6 +135,7 @@ impl Broadcaster {
                 retiring: Mutex::new(Vec::new()),
                 reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
+                home,
             }),
         })
     }
@@ -142,6 +153,7 @@ impl Broadcaster {
                 retiring: Mutex::new(Vec::new()),
                 reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
+                home: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }
@@ -165,8 +177,13 @@ impl Broadcaster {
             .iter()
             .map(|r| (r.config.name.as_str(), r))
             .collect();
-        let (snapshot, mut summary) =
-            build_snapshot(destinations, &self.inner.service_name, &existing, false)?;
+        let (snapshot, mut summary) = build_snapshot(
+            destinations,
+            &self.inner.service_name,
+            &existing,
+            false,
+            self.inner.home.as_ref(),
+        )?;
         let kept: HashSet<*const Pipeline> = snapshot
             .routes
             .iter()
@@ -196,7 +213,7 @@ impl Broadcaster {
     /// timeout plus retries, off the caller's path.
     fn retire(&self, pipeline: Arc<Pipeline>) {
         pipeline.begin_shutdown();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = runtime_for(self.inner.home.as_ref()) else {
             return;
         };
         let grace = pipeline.config().timeout() * 3 + pipeline.config().flush_interval();
@@ -343,6 +360,12 @@ fn same_transport(a: &DestinationConfig, b: &DestinationConfig) -> bool {
     neutral(a) == neutral(b)
 }
 
+/// The broadcaster's home runtime, or the caller's when it was made outside one.
+fn runtime_for(home: Option<&tokio::runtime::Handle>) -> Option<tokio::runtime::Handle> {
+    home.cloned()
+        .or_else(|| tokio::runtime::Handle::try_current().ok())
+}
+
 /// A pipeline carries over when its transport is unchanged, unless it failed to start: then
 /// it is retried.
 fn reusable(route: &Route, next: &DestinationConfig) -> bool {
@@ -358,6 +381,7 @@ fn build_snapshot(
     service_name: &str,
     existing: &HashMap<&str, &Route>,
     strict: bool,
+    home: Option<&tokio::runtime::Handle>,
 ) -> Result<(Snapshot, ReconfigureSummary), TelemetryError> {
     let mut names = HashSet::new();
     let mut filters = Vec::with_capacity(destinations.len());
@@ -383,7 +407,7 @@ fn build_snapshot(
                 .is_some_and(|r| reusable(r, d))
     });
     let runtime = if needs_runtime {
-        Some(tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?)
+        Some(runtime_for(home).ok_or(TelemetryError::NoRuntime)?)
     } else {
         None
     };

@@ -207,6 +207,75 @@ async fn the_flush_interval_sends_partial_batches() {
     stop(&p).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filling_queue_rings_the_worker_long_before_the_flush_interval() {
+    // A quarter of a batch wakes the worker, which then takes everything queued; the batch
+    // goes out once full, not an hour later.
+    let mut c = config();
+    c.flush_interval_ms = 3_600_000;
+    c.max_batch_spans = 8;
+    let sink = ScriptedSink::default();
+    let p = start(&c, sink.clone());
+    let started = Instant::now();
+    // The doorbell rings every second record; ten records fill a batch of eight spans
+    // whatever the ringing lands on.
+    for i in 0..10 {
+        assert!(p.offer(shared(i), false));
+        // Each record on its own, so the worker sees the first alone and opens a batch.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while sink.received().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the doorbell never woke the worker: {:?}",
+            p.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first = decode(&sink.received()[0]).resource_spans[0].scope_spans[0]
+        .spans
+        .len();
+    assert!(
+        first >= 8,
+        "a full batch went out, not a partial one: {first}"
+    );
+    stop(&p).await;
+    let spans: usize = sink
+        .received()
+        .iter()
+        .map(|b| decode(b).resource_spans[0].scope_spans[0].spans.len())
+        .sum();
+    assert_eq!(spans, 10, "the rest goes out at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_below_the_wake_depth_wait_for_the_flush_interval() {
+    let mut c = config();
+    c.flush_interval_ms = 300;
+    c.max_batch_spans = 40;
+    let sink = ScriptedSink::default();
+    let p = start(&c, sink.clone());
+    let started = Instant::now();
+    for i in 0..3 {
+        assert!(p.offer(shared(i), false));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(sink.received().is_empty(), "sent before the batch was due");
+    while sink.received().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never flushed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        decode(&sink.received()[0]).resource_spans[0].scope_spans[0]
+            .spans
+            .len(),
+        3
+    );
+    stop(&p).await;
+}
+
 #[tokio::test]
 async fn a_hanging_sink_times_out_and_shutdown_respects_its_deadline() {
     let mut c = config();

@@ -30,12 +30,28 @@ pub(crate) struct Worker<S> {
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
     pub ledger: Ledger,
     pub stop: Arc<Notify>,
+    /// Rung by publishers once enough records wait; see `Pipeline::doorbell`.
+    pub doorbell: Arc<Notify>,
     /// Set by the pipeline handle at shutdown, before the worker sees `stop`.
     pub closing: Arc<AtomicBool>,
     pub spool: Option<Spool>,
     /// The last export, live or replayed, failed with a retryable error.
     pub down: AtomicBool,
     pub name: String,
+}
+
+/// The batch being collected and the replay schedule, apart from the worker so that both
+/// can be borrowed at once.
+#[derive(Default)]
+struct State {
+    batch: Vec<Queued>,
+    batch_spans: usize,
+    /// Set while a batch is open: when it goes out even if it is not full.
+    flush_at: Option<Instant>,
+    stopping: bool,
+    replay_at: Option<Instant>,
+    /// Replaying a backlog: the next spooled batch follows at once.
+    draining: bool,
 }
 
 /// What one replay step achieved.
@@ -84,45 +100,47 @@ impl Encoded {
 
 impl<S: Sink> Worker<S> {
     pub(crate) async fn run(mut self) {
-        let mut batch: Vec<Queued> = Vec::new();
-        let mut batch_spans = 0usize;
-        let mut flush_at: Option<Instant> = None;
-        let mut stopping = false;
+        let mut st = State {
+            draining: true,
+            ..State::default()
+        };
         // Batches spooled by an earlier run go out first, as soon as the queue is idle.
-        let mut replay_at: Option<Instant> = None;
         if let Some(spool) = &self.spool {
             if let Err(e) = spool.rescan(true).await {
                 spool.io_error(&self.name, "scan", &e);
             }
-            replay_at = Some(Instant::now());
+            st.replay_at = Some(Instant::now());
         }
-        let mut draining = true;
         loop {
-            let next = if stopping {
+            let next = if st.stopping {
                 self.rx.recv().await
             } else {
-                let due = flush_at;
+                let due = st.flush_at;
+                let open = due.is_some();
                 tokio::select! {
                     biased;
                     () = self.stop.notified() => {
                         // Nothing new gets in; what is queued still goes out.
                         self.rx.close();
-                        stopping = true;
+                        st.stopping = true;
                         continue;
                     }
-                    item = self.rx.recv() => item,
-                    () = sleep_until(due), if due.is_some() => {
-                        if self.flush(&mut batch).await {
-                            self.replay_after_success(&mut replay_at, &mut draining).await;
-                        }
-                        batch_spans = 0;
-                        flush_at = None;
+                    // An empty batch waits for its first record. An open one waits for the
+                    // doorbell or its deadline and then takes everything queued meanwhile,
+                    // so records published in between wake nobody.
+                    item = self.rx.recv(), if !open => item,
+                    () = self.doorbell.notified(), if open => {
+                        self.take_queued(&mut st).await;
                         continue;
                     }
-                    () = sleep_until(replay_at), if replay_at.is_some() => {
+                    () = sleep_until(due), if open => {
+                        self.take_queued(&mut st).await;
+                        continue;
+                    }
+                    () = sleep_until(st.replay_at), if st.replay_at.is_some() => {
                         // Between drained batches the directory is not read again; on the
                         // periodic tries it is, to find batches another run left behind.
-                        if !draining {
+                        if !st.draining {
                             if let Some(spool) = &self.spool {
                                 if let Err(e) = spool.rescan(false).await {
                                     spool.io_error(&self.name, "scan", &e);
@@ -130,31 +148,56 @@ impl<S: Sink> Worker<S> {
                             }
                         }
                         let outcome = self.replay_one().await;
-                        replay_at = self.next_replay(outcome, &mut draining);
+                        st.replay_at = self.next_replay(outcome, &mut st.draining);
                         continue;
                     }
                 }
             };
             let Some(item) = next else {
-                self.flush(&mut batch).await;
+                self.flush(&mut st.batch).await;
                 return;
             };
-            batch_spans += item.record.spans().len();
-            batch.push(item);
-            let due =
-                *flush_at.get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
-            // A steady stream keeps `recv` ready ahead of the timer, so the deadline is also
-            // checked here.
-            if batch_spans >= self.settings.max_batch_spans || Instant::now() >= due {
-                let delivered = self.flush(&mut batch).await;
-                if delivered && !stopping {
-                    self.replay_after_success(&mut replay_at, &mut draining)
-                        .await;
-                }
-                batch_spans = 0;
-                flush_at = None;
-            }
+            self.add(&mut st, item).await;
+            // While shutting down, a steady queue keeps `recv` ready ahead of the timer.
+            self.flush_if_due(&mut st).await;
         }
+    }
+
+    /// Adds one record to the batch; flushes when the batch is full.
+    async fn add(&self, st: &mut State, item: Queued) {
+        st.batch_spans += item.record.spans().len();
+        st.batch.push(item);
+        st.flush_at
+            .get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
+        if st.batch_spans >= self.settings.max_batch_spans {
+            self.flush_batch(st).await;
+        }
+    }
+
+    /// Takes every record queued so far, without waiting, then sends the batch if it is
+    /// due. Overdue batches are checked only after the queue is empty, so records that
+    /// queued together leave together.
+    async fn take_queued(&mut self, st: &mut State) {
+        while let Ok(item) = self.rx.try_recv() {
+            self.add(st, item).await;
+        }
+        self.flush_if_due(st).await;
+    }
+
+    async fn flush_if_due(&self, st: &mut State) {
+        if st.flush_at.is_some_and(|at| Instant::now() >= at) {
+            self.flush_batch(st).await;
+        }
+    }
+
+    async fn flush_batch(&self, st: &mut State) {
+        let delivered = self.flush(&mut st.batch).await;
+        if delivered && !st.stopping {
+            self.replay_after_success(&mut st.replay_at, &mut st.draining)
+                .await;
+        }
+        st.batch_spans = 0;
+        st.flush_at = None;
     }
 
     /// The destination just took a live batch: one spooled batch follows it, so a backlog
