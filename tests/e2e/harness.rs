@@ -111,12 +111,13 @@ impl Env {
         let gateway = Gateway::build(config, admin_token.map(str::to_owned))
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        // Two request threads, as on a two-core machine, so every test crosses them.
         let server = tokio::spawn(async move {
             gateway
-                .serve(listener, async move {
+                .serve(listener, 2, async move {
                     let _ = stopped.await;
                 })
                 .await

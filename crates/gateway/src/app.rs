@@ -114,36 +114,92 @@ impl Gateway {
             .with_state(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish and flushes the
-    /// destination queues, each within the configured deadline.
+    /// Serves from `threads` request threads until `shutdown` resolves, then lets in-flight
+    /// requests finish and flushes the destination queues, each within the configured
+    /// deadline.
+    ///
+    /// Each request thread runs its own single-threaded runtime and accepts from the same
+    /// listening socket, so a request, its upstream connection (see
+    /// [`gatecast_proxy::lane`]) and its response stream live on one thread and cost no
+    /// cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
+    /// on the runtime this future runs on, so telemetry never takes a request thread.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listener: std::net::TcpListener,
+        threads: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
+        listener
+            .set_nonblocking(true)
+            .map_err(GatewayError::Serve)?;
+        let router = self.router();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        for index in 0..threads.max(1) {
+            let listener = listener.try_clone().map_err(GatewayError::Serve)?;
+            let router = router.clone();
+            let mut stop = stop_rx.clone();
+            let done = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("gatecast-serve-{index}"))
+                .spawn(move || {
+                    gatecast_proxy::lane::enter(index);
+                    let stopped = async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    };
+                    let _ = done.send(serve_thread(listener, router, stopped));
+                })
+                .map_err(GatewayError::Serve)?;
+        }
+        drop(done_tx);
         let deadline = self.shutdown_timeout;
-        let drained = async move {
-            if stopping_rx.await.is_ok() {
+        let mut failure = None;
+        {
+            let served = async {
+                while let Some(result) = done_rx.recv().await {
+                    if let Err(e) = result {
+                        // One thread cannot serve: stop the others and report why.
+                        let _ = stop_tx.send(true);
+                        failure.get_or_insert(e);
+                    }
+                }
+            };
+            let drained = async {
+                shutdown.await;
+                let _ = stop_tx.send(true);
                 tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = served => {},
+                () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
             }
-        };
-        tokio::select! {
-            result = server => result.map_err(GatewayError::Serve)?,
-            () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
         }
         self.state.broadcaster().shutdown(deadline).await;
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
+}
+
+/// One request thread: its runtime, its accept loop, until `stopped` and its connections end.
+fn serve_thread(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Serve)?;
+    runtime.block_on(async move {
+        let listener = TcpListener::from_std(listener)
+            .map_err(GatewayError::Serve)?
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+            .map_err(GatewayError::Serve)
+    })
 }
 
 /// One Prometheus recorder per process: the `metrics` facade is process-global by design.

@@ -96,6 +96,19 @@ pub struct ServerConfig {
     /// How long in-flight requests and telemetry queues get to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Request threads, each with its own single-threaded runtime; 0 means one per core.
+    #[serde(default)]
+    pub worker_threads: usize,
+}
+
+impl ServerConfig {
+    /// How many request threads to start.
+    pub fn request_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => gatecast_proxy::lane::count(),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -104,6 +117,7 @@ impl Default for ServerConfig {
             listen: defaults::listen(),
             max_body_bytes: defaults::max_body_bytes(),
             shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
+            worker_threads: 0,
         }
     }
 }

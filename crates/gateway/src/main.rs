@@ -50,23 +50,26 @@ fn serve(
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Destinations, the store and signals run here; requests run on their own threads.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gatecast-control")
         .enable_all()
         .build()
         .map_err(GatewayError::Serve)?;
-    runtime.block_on(async move {
+    control.block_on(async move {
         let addr = config.server.listen;
+        let threads = config.server.request_threads();
         let require_key = config.auth.require_key;
         let admin_token = std::env::var("GATECAST_ADMIN_TOKEN").ok();
         let gateway = Gateway::build(config, admin_token).await?;
         if !addr.ip().is_loopback() && gateway.is_open() && !require_key {
             tracing::warn!(%addr, "listening on a non-loopback address with no virtual keys: the gateway is open to anyone who can reach it until the first key is created");
         }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| GatewayError::Bind { addr: addr.to_string(), source })?;
-        tracing::info!(%addr, config = %path.display(), "gatecast listening");
-        gateway.serve(listener, shutdown_signal()).await
+        tracing::info!(%addr, threads, config = %path.display(), "gatecast listening");
+        gateway.serve(listener, threads, shutdown_signal()).await
     })
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 mod exchange;
 pub mod forward;
+pub mod lane;
 pub mod providers;
 pub mod request;
 pub mod routing;

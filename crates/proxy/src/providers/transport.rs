@@ -56,11 +56,12 @@ impl Transport {
 }
 
 /// `http://`: hyper's pooled client, no redirect, retry-policy or decompression layers; the
-/// gateway passes the bytes through as they come.
+/// gateway passes the bytes through as they come. One pool per request thread (see
+/// [`crate::lane`]), so a connection is only ever used by the thread that drives it.
 pub(crate) struct PlainHttp {
     uri: Uri,
     headers: HeaderMap,
-    client: Client<HttpConnector, Full<Bytes>>,
+    clients: Vec<Client<HttpConnector, Full<Bytes>>>,
 }
 
 impl PlainHttp {
@@ -80,15 +81,19 @@ impl PlainHttp {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(pool.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .pool_max_idle_per_host(pool.max_idle_per_host)
-            .build(connector);
+        let clients = (0..crate::lane::count().max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(pool.idle_timeout)
+                    .pool_max_idle_per_host(pool.max_idle_per_host)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             uri,
             headers,
-            client,
+            clients,
         })
     }
 
@@ -97,7 +102,14 @@ impl PlainHttp {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
-        let call = self.client.request(request);
+        let lane = crate::lane::current() % self.clients.len().max(1);
+        let Some(client) = self.clients.get(lane) else {
+            return futures::future::ready(Err(UpstreamError::Connect(
+                "no upstream connection pool".into(),
+            )))
+            .boxed();
+        };
+        let call = client.request(request);
         let uri = self.uri.clone();
         async move {
             let resp = call.await.map_err(|e| {
