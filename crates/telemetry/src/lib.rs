@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metadata;
 pub mod model;
 pub mod otlp;
+mod otlp_json;
 pub mod pipeline;
 pub mod privacy;
 pub mod probe;

@@ -2,7 +2,8 @@
 //!
 //! opentelemetry-proto 0.33's serde support writes what the OTLP/JSON spec asks for (hex
 //! trace and span ids, camelCase keys, 64-bit integers as strings), which the round-trip
-//! tests pin down, so the JSON is produced by it rather than by hand.
+//! tests pin down. The JSON line is that same output, written by [`crate::otlp_json`]
+//! without the derive's per-field allocations.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -16,6 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Spa
 
 use crate::error::TelemetryError;
 use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
+use crate::otlp_json;
 use crate::privacy;
 
 pub const SCOPE_NAME: &str = "gatecast";
@@ -185,7 +187,10 @@ fn any(v: &AttrValue) -> Any {
 
 /// One OTLP/JSON export on a single line (serde_json escapes every newline inside strings).
 pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, TelemetryError> {
-    Ok(serde_json::to_string(req)?)
+    let mut out = Vec::with_capacity(otlp_json::estimated_len(req));
+    otlp_json::write_request(&mut out, req)?;
+    // Only serde_json and ASCII literals wrote to the buffer, so this never fails.
+    String::from_utf8(out).map_err(|e| TelemetryError::Json(serde::ser::Error::custom(e)))
 }
 
 /// The binary protobuf body OTLP/HTTP and Sentry's ingest take.
