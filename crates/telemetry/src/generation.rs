@@ -202,7 +202,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
             put(
                 a,
                 "gen_ai.system_instructions",
-                Value::from(input.system).to_string(),
+                content::to_json(&input.system),
             );
             if c.truncated {
                 marked.push("gen_ai.system_instructions");
@@ -211,7 +211,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
         put(
             a,
             "gen_ai.input.messages",
-            Value::from(input.messages).to_string(),
+            content::to_json(&input.messages),
         );
         if c.truncated {
             marked.push("gen_ai.input.messages");
@@ -230,7 +230,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
         put(
             a,
             "gen_ai.output.messages",
-            Value::from(content::output(&out.choices, failed)).to_string(),
+            content::to_json(&content::output(&out.choices, failed)),
         );
         if out.truncated {
             marked.push("gen_ai.output.messages");
@@ -239,7 +239,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
 
     if let Some(tools) = &record.request.tools {
         if let Some(defs) = content::tool_definitions(&tools.json) {
-            put(a, "gen_ai.tool.definitions", Value::from(defs).to_string());
+            put(a, "gen_ai.tool.definitions", content::to_json(&defs));
             if tools.truncated {
                 marked.push("gen_ai.tool.definitions");
             }
