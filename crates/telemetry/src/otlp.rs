@@ -17,8 +17,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Spa
 
 use crate::error::TelemetryError;
 use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
-use crate::otlp_json;
 use crate::privacy;
+use crate::{otlp_json, otlp_proto};
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -195,5 +195,6 @@ pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, Telemetry
 
 /// The binary protobuf body OTLP/HTTP and Sentry's ingest take.
 pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
-    prost::Message::encode_to_vec(req)
+    // A Vec always grows, so the fast path cannot fail; prost's own path is the fallback.
+    otlp_proto::encode_request(req).unwrap_or_else(|_| prost::Message::encode_to_vec(req))
 }

@@ -252,7 +252,7 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -273,7 +273,7 @@ mod tests {
     }
 
     /// Every field and value shape, including the ones Gatecast never produces itself.
-    fn everything() -> ExportTraceServiceRequest {
+    pub(crate) fn everything() -> ExportTraceServiceRequest {
         let attrs = vec![
             kv("s", Some(Any::StringValue("q\"\\\n\u{1}é\u{2028}".into()))),
             kv("t", Some(Any::BoolValue(true))),

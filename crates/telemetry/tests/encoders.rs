@@ -1,12 +1,13 @@
-//! The hand-written OTLP/JSON line is exactly what opentelemetry-proto's serde derive writes,
-//! for any span the model can hold, and decodes back to the same request.
+//! The hand-written encoders are exactly what the libraries write, for any span the model
+//! can hold: the OTLP/JSON line what opentelemetry-proto's serde derive writes (and it decodes
+//! back to the same request), the protobuf body what prost's `encode_to_vec` writes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use gatecast_telemetry::model::{AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 use gatecast_telemetry::otlp::{
-    to_export_request, to_json_line, to_private_proto_span, ResourceInfo,
+    to_export_request, to_json_line, to_private_proto_span, to_protobuf, ResourceInfo,
 };
 use gatecast_telemetry::spans::{build_spans, SpanOptions};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -92,7 +93,8 @@ fn resource() -> impl Strategy<Value = ResourceInfo> {
         })
 }
 
-fn assert_same_as_serde(req: &ExportTraceServiceRequest) {
+fn assert_same_as_the_libraries(req: &ExportTraceServiceRequest) {
+    assert_eq!(to_protobuf(req), prost::Message::encode_to_vec(req));
     let line = to_json_line(req).unwrap();
     assert_eq!(line, serde_json::to_string(req).unwrap());
     let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
@@ -103,7 +105,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn random_spans_encode_as_the_derive_does(
+    fn random_spans_encode_as_the_libraries_do(
         spans in prop::collection::vec(span(), 0..5),
         resource in resource(),
     ) {
@@ -112,12 +114,13 @@ proptest! {
         prop_assert_eq!(&line, &serde_json::to_string(&req).unwrap());
         // Non-finite doubles became text in the conversion, so everything decodes back.
         let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
-        prop_assert_eq!(back, req);
+        prop_assert_eq!(&back, &req);
+        prop_assert_eq!(to_protobuf(&req), prost::Message::encode_to_vec(&req));
     }
 }
 
 #[test]
-fn mapped_records_encode_as_the_derive_does() {
+fn mapped_records_encode_as_the_libraries_do() {
     let mut record = common::base();
     record.request.messages = Some(gatecast_telemetry::record::Content {
         json: r#"[{"role":"system","content":"be \"brief\"\n"},{"role":"user","content":"hi é"}]"#
@@ -125,9 +128,9 @@ fn mapped_records_encode_as_the_derive_does() {
         truncated: false,
     });
     let spans = build_spans(&record, &SpanOptions::default());
-    assert_same_as_serde(&to_export_request(&spans, &ResourceInfo::default()));
+    assert_same_as_the_libraries(&to_export_request(&spans, &ResourceInfo::default()));
     let private: Vec<_> = spans.iter().map(to_private_proto_span).collect();
-    assert_same_as_serde(&gatecast_telemetry::otlp::export_request(
+    assert_same_as_the_libraries(&gatecast_telemetry::otlp::export_request(
         private,
         ResourceInfo::default().to_proto(),
     ));
