@@ -151,7 +151,7 @@ fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<
             .attributes
             .iter()
             .filter(|(k, _)| keep(k))
-            .map(|(k, v)| key_value(k.clone(), any(v)))
+            .map(|(k, v)| key_value(k.as_str().to_owned(), any(v)))
             .collect(),
         status: Some(status),
         ..Default::default()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use gatecast_telemetry::model::{AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
+use gatecast_telemetry::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 use gatecast_telemetry::otlp::{
     to_export_request, to_json_line, to_private_proto_span, to_protobuf, ResourceInfo,
 };
@@ -74,7 +74,7 @@ fn span() -> impl Strategy<Value = SpanModel> {
                     role: SpanRole::Generation,
                     start_unix_nanos: s,
                     end_unix_nanos: e,
-                    attributes: a,
+                    attributes: a.into_iter().map(|(k, v)| (AttrKey::from(k), v)).collect(),
                     status: st,
                 }
             },
