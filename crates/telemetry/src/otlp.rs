@@ -187,10 +187,17 @@ fn any(v: &AttrValue) -> Any {
 
 /// One OTLP/JSON export on a single line (serde_json escapes every newline inside strings).
 pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, TelemetryError> {
+    let bytes = to_json_bytes(req)?;
+    // Only serde_json and ASCII literals wrote to the buffer, so this never fails.
+    String::from_utf8(bytes).map_err(|e| TelemetryError::Json(serde::ser::Error::custom(e)))
+}
+
+/// [`to_json_line`] as the bytes a destination sends, without checking again that the text
+/// it just wrote is UTF-8.
+pub fn to_json_bytes(req: &ExportTraceServiceRequest) -> Result<Vec<u8>, TelemetryError> {
     let mut out = Vec::with_capacity(otlp_json::estimated_len(req));
     otlp_json::write_request(&mut out, req)?;
-    // Only serde_json and ASCII literals wrote to the buffer, so this never fails.
-    String::from_utf8(out).map_err(|e| TelemetryError::Json(serde::ser::Error::custom(e)))
+    Ok(out)
 }
 
 /// The binary protobuf body OTLP/HTTP and Sentry's ingest take.

@@ -7,7 +7,8 @@ mod common;
 
 use gatecast_telemetry::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 use gatecast_telemetry::otlp::{
-    to_export_request, to_json_line, to_private_proto_span, to_protobuf, ResourceInfo,
+    to_export_request, to_json_bytes, to_json_line, to_private_proto_span, to_protobuf,
+    ResourceInfo,
 };
 use gatecast_telemetry::spans::{build_spans, SpanOptions};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -97,6 +98,7 @@ fn assert_same_as_the_libraries(req: &ExportTraceServiceRequest) {
     assert_eq!(to_protobuf(req), prost::Message::encode_to_vec(req));
     let line = to_json_line(req).unwrap();
     assert_eq!(line, serde_json::to_string(req).unwrap());
+    assert_eq!(to_json_bytes(req).unwrap(), line.as_bytes());
     let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
     assert_eq!(&back, req);
 }
