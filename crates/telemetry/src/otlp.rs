@@ -138,6 +138,15 @@ fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<
             code: StatusCode::Error as i32,
         },
     };
+    // Sized for all attributes up front: a filtered iterator's collect cannot know how many
+    // survive and would grow the vector several times per span.
+    let mut attributes = Vec::with_capacity(span.attributes.len());
+    attributes.extend(
+        span.attributes
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| key_value(k.as_str().to_owned(), any(v))),
+    );
     Span {
         trace_id: span.trace_id.to_vec(),
         span_id: span.span_id.to_vec(),
@@ -147,12 +156,7 @@ fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nanos,
         end_time_unix_nano: span.end_unix_nanos,
-        attributes: span
-            .attributes
-            .iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| key_value(k.as_str().to_owned(), any(v)))
-            .collect(),
+        attributes,
         status: Some(status),
         ..Default::default()
     }
