@@ -140,7 +140,8 @@ pub fn encode_batch(
         0
     };
     let file_req = otlp::export_request(full, resource.clone());
-    let json = otlp::to_json_line(&file_req).context("encoding OTLP/JSON")?;
+    // The bytes the file destination writes, as its worker encodes them.
+    let json = otlp::to_json_bytes(&file_req).context("encoding OTLP/JSON")?;
     Ok(Encoded {
         protobuf: protobuf.len(),
         gzip: gz,

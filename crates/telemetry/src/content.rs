@@ -15,6 +15,13 @@ pub struct Input {
     pub system: Vec<Value>,
 }
 
+/// A list of parts or messages as compact JSON text, what `Value::Array(..).to_string()`
+/// gives, written straight into one buffer rather than through `Display`'s formatter.
+pub fn to_json(values: &[Value]) -> String {
+    // A `Value` always serializes: its map keys are strings.
+    serde_json::to_string(values).unwrap_or_default()
+}
+
 /// `None` when `raw` is not a JSON array: the proxy only captures arrays, so anything else
 /// is not content worth mapping.
 pub fn input(raw: &str) -> Option<Input> {
@@ -297,6 +304,17 @@ mod tests {
                 {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "sunny"}]}
             ])
         );
+    }
+
+    #[test]
+    fn to_json_is_the_array_text() {
+        let items = vec![
+            json!({"role": "user", "parts": [{"type": "text", "content": "a \"q\"\n é"}]}),
+            json!(1.5),
+            json!(null),
+        ];
+        assert_eq!(to_json(&items), Value::from(items.clone()).to_string());
+        assert_eq!(to_json(&[]), "[]");
     }
 
     #[test]

@@ -5,17 +5,17 @@ use serde_json::Value;
 use crate::content;
 use crate::limits::marker_key;
 use crate::metadata;
-use crate::model::{AttrValue, SpanStatus};
+use crate::model::{AttrKey, AttrValue, SpanStatus};
 use crate::record::{GenerationRecord, Status};
 use crate::spans::reserved;
 
-type Attrs = Vec<(String, AttrValue)>;
+type Attrs = Vec<(AttrKey, AttrValue)>;
 
-fn put(attrs: &mut Attrs, key: &str, value: impl Into<AttrValue>) {
-    attrs.push((key.to_owned(), value.into()));
+fn put(attrs: &mut Attrs, key: impl Into<AttrKey>, value: impl Into<AttrValue>) {
+    attrs.push((key.into(), value.into()));
 }
 
-fn put_opt<T: Into<AttrValue>>(attrs: &mut Attrs, key: &str, value: Option<T>) {
+fn put_opt<T: Into<AttrValue>>(attrs: &mut Attrs, key: &'static str, value: Option<T>) {
     if let Some(v) = value {
         put(attrs, key, v);
     }
@@ -164,7 +164,7 @@ fn trace_metadata(record: &GenerationRecord, a: &mut Attrs) {
             continue;
         }
         if let Some(v) = metadata_value(value) {
-            put(a, &format!("trace.metadata.{key}"), v);
+            put(a, format!("trace.metadata.{key}"), v);
         }
     }
     if let Some(env) = reserved(trace, "environment") {
@@ -202,7 +202,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
             put(
                 a,
                 "gen_ai.system_instructions",
-                Value::from(input.system).to_string(),
+                content::to_json(&input.system),
             );
             if c.truncated {
                 marked.push("gen_ai.system_instructions");
@@ -211,7 +211,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
         put(
             a,
             "gen_ai.input.messages",
-            Value::from(input.messages).to_string(),
+            content::to_json(&input.messages),
         );
         if c.truncated {
             marked.push("gen_ai.input.messages");
@@ -230,7 +230,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
         put(
             a,
             "gen_ai.output.messages",
-            Value::from(content::output(&out.choices, failed)).to_string(),
+            content::to_json(&content::output(&out.choices, failed)),
         );
         if out.truncated {
             marked.push("gen_ai.output.messages");
@@ -239,13 +239,13 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
 
     if let Some(tools) = &record.request.tools {
         if let Some(defs) = content::tool_definitions(&tools.json) {
-            put(a, "gen_ai.tool.definitions", Value::from(defs).to_string());
+            put(a, "gen_ai.tool.definitions", content::to_json(&defs));
             if tools.truncated {
                 marked.push("gen_ai.tool.definitions");
             }
         }
     }
     for key in marked {
-        put(a, &marker_key(key), true);
+        put(a, marker_key(key), true);
     }
 }

@@ -17,6 +17,8 @@ pub mod limits;
 pub mod metadata;
 pub mod model;
 pub mod otlp;
+mod otlp_json;
+mod otlp_proto;
 pub mod pipeline;
 pub mod privacy;
 pub mod probe;

@@ -55,7 +55,7 @@ pub fn enforce(span: &mut SpanModel, max_bytes: usize) {
         }
     }
     for key in marked {
-        span.set_attr(&key, true);
+        span.set_attr(key, true);
     }
 }
 

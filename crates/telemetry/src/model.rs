@@ -1,6 +1,70 @@
 //! The span tree as plain data: what the mapping produces and what privacy, flavor and the
 //! OTLP encoder transform. Kept free of proto types so golden tests read naturally.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+/// An attribute's name. Nearly every name is a constant of the conventions, so it is borrowed
+/// rather than allocated for every span; names made at run time (custom metadata, truncation
+/// markers) own their text. Reads as the `str` it holds.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttrKey(Cow<'static, str>);
+
+impl AttrKey {
+    pub const fn from_static(key: &'static str) -> Self {
+        AttrKey(Cow::Borrowed(key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for AttrKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&'static str> for AttrKey {
+    fn from(key: &'static str) -> Self {
+        AttrKey::from_static(key)
+    }
+}
+
+impl From<String> for AttrKey {
+    fn from(key: String) -> Self {
+        AttrKey(Cow::Owned(key))
+    }
+}
+
+impl PartialEq<str> for AttrKey {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for AttrKey {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Debug for AttrKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for AttrKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attribute value. Only the shapes the mapping needs; OTLP has no null.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
@@ -103,7 +167,7 @@ pub struct SpanModel {
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
     /// Ordered so exports and golden tests are deterministic.
-    pub attributes: Vec<(String, AttrValue)>,
+    pub attributes: Vec<(AttrKey, AttrValue)>,
     pub status: SpanStatus,
 }
 
@@ -116,11 +180,11 @@ impl SpanModel {
     }
 
     /// Replaces an existing value in place, so attribute order stays stable.
-    pub fn set_attr(&mut self, key: &str, value: impl Into<AttrValue>) {
-        let value = value.into();
-        match self.attributes.iter_mut().find(|(k, _)| k == key) {
+    pub fn set_attr(&mut self, key: impl Into<AttrKey>, value: impl Into<AttrValue>) {
+        let (key, value) = (key.into(), value.into());
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.attributes.push((key.to_owned(), value)),
+            None => self.attributes.push((key, value)),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! opentelemetry-proto 0.33's serde support writes what the OTLP/JSON spec asks for (hex
 //! trace and span ids, camelCase keys, 64-bit integers as strings), which the round-trip
-//! tests pin down, so the JSON is produced by it rather than by hand.
+//! tests pin down. The JSON line is that same output, written by [`crate::otlp_json`]
+//! without the derive's per-field allocations.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -17,6 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Spa
 use crate::error::TelemetryError;
 use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
 use crate::privacy;
+use crate::{otlp_json, otlp_proto};
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -136,6 +138,15 @@ fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<
             code: StatusCode::Error as i32,
         },
     };
+    // Sized for all attributes up front: a filtered iterator's collect cannot know how many
+    // survive and would grow the vector several times per span.
+    let mut attributes = Vec::with_capacity(span.attributes.len());
+    attributes.extend(
+        span.attributes
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| key_value(k.as_str().to_owned(), any(v))),
+    );
     Span {
         trace_id: span.trace_id.to_vec(),
         span_id: span.span_id.to_vec(),
@@ -145,12 +156,7 @@ fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<
         kind: kind as i32,
         start_time_unix_nano: span.start_unix_nanos,
         end_time_unix_nano: span.end_unix_nanos,
-        attributes: span
-            .attributes
-            .iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| key_value(k.clone(), any(v)))
-            .collect(),
+        attributes,
         status: Some(status),
         ..Default::default()
     }
@@ -185,10 +191,21 @@ fn any(v: &AttrValue) -> Any {
 
 /// One OTLP/JSON export on a single line (serde_json escapes every newline inside strings).
 pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, TelemetryError> {
-    Ok(serde_json::to_string(req)?)
+    let bytes = to_json_bytes(req)?;
+    // Only serde_json and ASCII literals wrote to the buffer, so this never fails.
+    String::from_utf8(bytes).map_err(|e| TelemetryError::Json(serde::ser::Error::custom(e)))
+}
+
+/// [`to_json_line`] as the bytes a destination sends, without checking again that the text
+/// it just wrote is UTF-8.
+pub fn to_json_bytes(req: &ExportTraceServiceRequest) -> Result<Vec<u8>, TelemetryError> {
+    let mut out = Vec::with_capacity(otlp_json::estimated_len(req));
+    otlp_json::write_request(&mut out, req)?;
+    Ok(out)
 }
 
 /// The binary protobuf body OTLP/HTTP and Sentry's ingest take.
 pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
-    prost::Message::encode_to_vec(req)
+    // A Vec always grows, so the fast path cannot fail; prost's own path is the fallback.
+    otlp_proto::encode_request(req).unwrap_or_else(|_| prost::Message::encode_to_vec(req))
 }

@@ -59,9 +59,28 @@ pub fn is_allowed(key: &str) -> bool {
     is_allowed_base(key)
 }
 
+/// Runs for every attribute of every span a private destination exports, so it avoids
+/// substring searches: no listed name holds a content word (a test checks), and under a
+/// `gen_ai.` prefix only the rest of the key can, as no word spans the dot.
 fn is_allowed_base(key: &str) -> bool {
-    let listed = ALLOWED_KEYS.contains(&key) || ALLOWED_PREFIXES.iter().any(|p| key.starts_with(p));
-    listed && !(key.starts_with("gen_ai.") && CONTENT_WORDS.iter().any(|w| key.contains(w)))
+    if ALLOWED_KEYS.contains(&key) {
+        return true;
+    }
+    ALLOWED_PREFIXES.iter().any(|p| match key.strip_prefix(p) {
+        Some(rest) => !p.starts_with("gen_ai.") || !has_content_word(rest),
+        None => false,
+    })
+}
+
+/// Whether `s` contains one of [`CONTENT_WORDS`]; keys are short, so a scan that tries the
+/// words only where their first letter is beats a substring search per word.
+fn has_content_word(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        CONTENT_WORDS
+            .iter()
+            .any(|w| w.as_bytes().first() == Some(&b) && bytes[i..].starts_with(w.as_bytes()))
+    })
 }
 
 /// Strips everything not on the allow-list. The error message is replaced because provider
@@ -88,6 +107,50 @@ pub fn error_message(span: &SpanModel) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The allow-list rule as first written, which the fast path must agree with.
+    fn reference(key: &str) -> bool {
+        let base = |key: &str| {
+            let listed =
+                ALLOWED_KEYS.contains(&key) || ALLOWED_PREFIXES.iter().any(|p| key.starts_with(p));
+            listed && !(key.starts_with("gen_ai.") && CONTENT_WORDS.iter().any(|w| key.contains(w)))
+        };
+        key.strip_suffix(TRUNCATED_SUFFIX).is_some_and(base) || base(key)
+    }
+
+    #[test]
+    fn no_listed_name_is_content() {
+        for key in ALLOWED_KEYS {
+            assert!(!CONTENT_WORDS.iter().any(|w| key.contains(w)), "{key}");
+        }
+        for p in ALLOWED_PREFIXES {
+            assert!(!CONTENT_WORDS.iter().any(|w| p.contains(w)), "{p}");
+        }
+        for w in CONTENT_WORDS {
+            assert!(!w.contains('.'), "{w}");
+        }
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            proptest::sample::select(ALLOWED_KEYS).prop_map(str::to_owned),
+            proptest::sample::select(ALLOWED_PREFIXES).prop_map(str::to_owned),
+            proptest::sample::select(CONTENT_WORDS).prop_map(str::to_owned),
+            Just("gen_ai.".to_owned()),
+            Just(TRUNCATED_SUFFIX.to_owned()),
+            "[a-z_.]{0,6}",
+            ".{0,3}",
+        ];
+        prop::collection::vec(part, 0..4).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_the_rule(key in key()) {
+            prop_assert_eq!(is_allowed(&key), reference(&key), "{}", key);
+        }
+    }
 
     #[test]
     fn allow_list_decisions() {

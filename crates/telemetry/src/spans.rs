@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::generation;
 use crate::ids;
 use crate::limits::{self, DEFAULT_MAX_ATTRIBUTE_BYTES};
-use crate::model::{AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
+use crate::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 use crate::record::{Attempt, GenerationRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,8 +170,8 @@ fn at(start: u64, offset: Duration) -> u64 {
 }
 
 /// Attempt spans are the only ones with `http.*` and `url.*`: they are the HTTP calls.
-fn attempt_attributes(attempt: &Attempt) -> (Vec<(String, AttrValue)>, SpanStatus) {
-    let mut attrs: Vec<(String, AttrValue)> = vec![
+fn attempt_attributes(attempt: &Attempt) -> (Vec<(AttrKey, AttrValue)>, SpanStatus) {
+    let mut attrs: Vec<(AttrKey, AttrValue)> = vec![
         ("http.request.method".into(), "POST".into()),
         ("gatecast.provider".into(), attempt.provider.as_str().into()),
     ];

@@ -547,7 +547,7 @@ pub(crate) fn encode(
     encoding: Encoding,
 ) -> Result<Vec<u8>, TelemetryError> {
     Ok(match encoding {
-        Encoding::Json => otlp::to_json_line(request)?.into_bytes(),
+        Encoding::Json => otlp::to_json_bytes(request)?,
         Encoding::Protobuf => otlp::to_protobuf(request),
     })
 }
