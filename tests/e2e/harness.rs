@@ -25,13 +25,14 @@ pub struct Env {
 }
 
 /// Providers every test can use, all pointing at the one mock server unless noted.
-fn config_text(mock: &str, dir: &str, traces: &str, extra: &str) -> String {
+fn config_text(mock: &str, dir: &str, traces: &str, extra: &str, server_extra: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 65536
 shutdown_timeout_ms = 2000
+{server_extra}
 
 [store]
 url = "sqlite://{dir}/gatecast.db"
@@ -94,6 +95,11 @@ impl Env {
 
     /// Also mounts the admin API with `admin_token`.
     pub async fn with_options(extra: &str, admin_token: Option<&str>) -> Env {
+        Self::with_server(extra, admin_token, "").await
+    }
+
+    /// `server_extra` goes into the `[server]` table.
+    pub async fn with_server(extra: &str, admin_token: Option<&str>, server_extra: &str) -> Env {
         let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -104,6 +110,7 @@ impl Env {
             &dir.path().display().to_string(),
             &traces.display().to_string(),
             extra,
+            server_extra,
         );
         let config_path = dir.path().join("gatecast.toml");
         std::fs::write(&config_path, &text).unwrap();

@@ -417,3 +417,41 @@ async fn client_disconnect_cancels_the_exchange() {
         Some(json!("cancelled"))
     );
 }
+
+#[tokio::test]
+async fn busy_polling_request_threads_serve_and_trace_the_same_answers_and_shut_down() {
+    let env = Env::with_server("", None, "busy_poll_us = 500").await;
+    for i in 0..20 {
+        let resp = env
+            .chat(json!({
+                "model": "up/gpt-4o-mini",
+                "messages": [{"role": "user", "content": format!("poll {i}")}],
+                "trace": {"trace_id": "busy-poll-run"},
+            }))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("Mock reply to: poll {i}")
+        );
+    }
+    let stream = env
+        .chat(json!({
+            "model": "up/gpt-4o-mini",
+            "stream": true,
+            "messages": [{"role": "user", "content": "stream while polling"}],
+            "trace": {"trace_id": "busy-poll-run"},
+        }))
+        .await;
+    assert_eq!(stream.status(), 200);
+    let text = stream.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let trace = crate::harness::hex(&gatecast_telemetry::ids::trace_id_from("busy-poll-run"));
+    let spans = env.spans_of(&trace, 21).await;
+    assert_eq!(spans.len(), 21, "one generation per request");
+    // Shutdown finishes although every request thread was polling a moment ago.
+    let started = Instant::now();
+    env.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

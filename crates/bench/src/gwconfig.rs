@@ -52,16 +52,20 @@ pub struct GatewaySetup<'a> {
     /// The OTLP sink's `/v1/traces` URL, for `otlp+file`.
     pub otlp_endpoint: Option<String>,
     pub compression: Compression,
+    /// `server.busy_poll_us`; 0 leaves it out.
+    pub busy_poll_us: u64,
     /// Where file destinations write.
     pub dir: &'a Path,
 }
 
 pub fn render(setup: &GatewaySetup<'_>) -> String {
-    let mut s = String::new();
+    let mut s = String::from("# Written by gatecast-bench for one run; safe to delete.\n\n");
+    if setup.busy_poll_us > 0 {
+        let _ = writeln!(s, "[server]\nbusy_poll_us = {}\n", setup.busy_poll_us);
+    }
     let _ = writeln!(
         s,
-        "# Written by gatecast-bench for one run; safe to delete.\n\n\
-         [telemetry]\nservice_name = \"gatecast-bench\"\n\n\
+        "[telemetry]\nservice_name = \"gatecast-bench\"\n\n\
          [providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
         setup.mock
     );
@@ -121,6 +125,7 @@ mod tests {
             destinations: d,
             otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
             compression: Compression::Gzip,
+            busy_poll_us: 0,
             dir: Path::new("/tmp/b"),
         })
     }
@@ -160,6 +165,25 @@ mod tests {
         assert_eq!(d["type"].as_str(), Some("otlp"));
         assert_eq!(d["endpoint"].as_str(), Some("http://127.0.0.1:7/v1/traces"));
         assert_eq!(d["compression"].as_str(), Some("gzip"));
+    }
+
+    #[test]
+    fn busy_polling_goes_in_the_server_section_only_when_asked_for() {
+        let off: toml::Value = toml::from_str(&setup(None)).unwrap();
+        assert!(off.get("server").is_none());
+        let on = render(&GatewaySetup {
+            busy_poll_us: 250,
+            ..GatewaySetup {
+                mock: "127.0.0.1:9".parse().unwrap(),
+                destinations: None,
+                otlp_endpoint: None,
+                compression: Compression::None,
+                busy_poll_us: 0,
+                dir: Path::new("/tmp/b"),
+            }
+        });
+        let on: toml::Value = toml::from_str(&on).unwrap();
+        assert_eq!(on["server"]["busy_poll_us"].as_integer(), Some(250));
     }
 
     #[test]

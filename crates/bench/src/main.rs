@@ -57,6 +57,10 @@ struct Cli {
     /// Compression of the OTLP destination.
     #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     otlp_compression: Compression,
+    /// `server.busy_poll_us` of the gateways the bench starts: request threads keep polling
+    /// their sockets this long after a request instead of sleeping (0: off, the default).
+    #[arg(long, default_value_t = 0, value_name = "US")]
+    busy_poll_us: u64,
     /// Pin each process to cores (taskset). On 2 cores: bench and mock on CPU 0, the gateway
     /// on CPU 1.
     #[arg(long)]
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         target,
         mock_listen,
         work_dir: scenarios::work_dir_beside(&cli.out),
+        busy_poll_us: cli.busy_poll_us,
         latency_requests: cli.latency_requests,
         seconds: cli.seconds,
         memory_seconds: cli.memory_seconds,
@@ -279,6 +284,7 @@ fn meta(cli: &Cli, pin: Option<PinLayout>) -> Meta {
             .map_or_else(String::new, |v| v.get_name().to_owned()),
         otlp_compression: format!("{:?}", cli.otlp_compression).to_lowercase(),
         pin,
+        busy_poll_us: cli.busy_poll_us,
         client_threads: cli.client_threads,
         cpu_model,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -42,6 +42,8 @@ pub struct Meta {
     pub destinations: String,
     pub otlp_compression: String,
     pub pin: Option<crate::procs::PinLayout>,
+    /// The gateways' `server.busy_poll_us` (0: off).
+    pub busy_poll_us: u64,
     pub client_threads: usize,
     pub cpu_model: String,
     pub cores: usize,
@@ -361,7 +363,7 @@ impl Report {
         let _ = writeln!(
             md,
             "## gatecast-bench {}{}\n\n`{}`\n\n{} × {} ({} cores), kernel {}; gateway: {}; destinations: {}; \
-             OTLP compression: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
+             OTLP compression: {}; busy poll: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
             m.version,
             if m.smoke { " (smoke: numbers not meaningful)" } else { "" },
             m.command,
@@ -372,6 +374,10 @@ impl Report {
             m.gateway,
             m.destinations,
             m.otlp_compression,
+            match m.busy_poll_us {
+                0 => "off".to_owned(),
+                us => format!("{us} µs"),
+            },
             m.profile,
             m.pin
                 .as_ref()

@@ -40,6 +40,7 @@ pub struct Options {
     pub destinations: DestinationSet,
     pub compression: Compression,
     pub pin: Option<PinLayout>,
+    pub busy_poll_us: u64,
     pub target: Option<ExternalTarget>,
     pub mock_listen: Option<std::net::SocketAddr>,
     pub work_dir: PathBuf,
@@ -170,6 +171,7 @@ impl Env {
             destinations,
             otlp_endpoint: Some(otlp.unwrap_or(&self.sink).endpoint()),
             compression: self.opts.compression,
+            busy_poll_us: self.opts.busy_poll_us,
             dir: &dir,
         });
         let config_path = dir.join("gatecast.toml");

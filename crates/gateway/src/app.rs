@@ -39,6 +39,8 @@ pub struct Gateway {
     state: Arc<AppState>,
     admin_token: Option<AdminToken>,
     shutdown_timeout: Duration,
+    /// `server.busy_poll_us`, when set.
+    busy_poll: Option<Duration>,
 }
 
 /// The proxy hands finished records to the broadcaster through this narrow seam.
@@ -85,6 +87,8 @@ impl Gateway {
                 .filter(|t| !t.trim().is_empty())
                 .map(|t| AdminToken::new(&t)),
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
+            busy_poll: (config.server.busy_poll_us > 0)
+                .then(|| Duration::from_micros(config.server.busy_poll_us)),
         })
     }
 
@@ -133,6 +137,7 @@ impl Gateway {
             .set_nonblocking(true)
             .map_err(GatewayError::Serve)?;
         let router = self.router();
+        let busy_poll = self.busy_poll;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         for index in 0..threads.max(1) {
@@ -147,7 +152,7 @@ impl Gateway {
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
-                    let _ = done.send(serve_thread(listener, router, stopped));
+                    let _ = done.send(serve_thread(listener, router, busy_poll, stopped));
                 })
                 .map_err(GatewayError::Serve)?;
         }
@@ -183,6 +188,7 @@ impl Gateway {
 fn serve_thread(
     listener: std::net::TcpListener,
     router: axum::Router,
+    busy_poll: Option<Duration>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -190,6 +196,9 @@ fn serve_thread(
         .build()
         .map_err(GatewayError::Serve)?;
     runtime.block_on(async move {
+        if let Some(window) = busy_poll {
+            tokio::spawn(crate::busy_poll::run(window));
+        }
         let listener = TcpListener::from_std(listener)
             .map_err(GatewayError::Serve)?
             .tap_io(|tcp| {

@@ -99,6 +99,10 @@ pub struct ServerConfig {
     /// Request threads, each with its own single-threaded runtime; 0 means one per core.
     #[serde(default)]
     pub worker_threads: usize,
+    /// Microseconds a request thread keeps polling its sockets after a request starts,
+    /// instead of sleeping; 0 turns busy polling off.
+    #[serde(default)]
+    pub busy_poll_us: u64,
 }
 
 impl ServerConfig {
@@ -118,6 +122,7 @@ impl Default for ServerConfig {
             max_body_bytes: defaults::max_body_bytes(),
             shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
             worker_threads: 0,
+            busy_poll_us: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ pub async fn completions(
 ) -> Response {
     let accepted = Instant::now();
     let accepted_unix_nanos = unix_nanos();
+    crate::busy_poll::activity();
     let key_name = match super::authenticate(&state, &headers) {
         Ok(name) => name,
         Err(failure) => return super::unauthorized(failure),
