@@ -141,11 +141,17 @@ impl Gateway {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         for index in 0..threads.max(1) {
-            let listener = listener.try_clone().map_err(GatewayError::Serve)?;
+            let listener = match listener.try_clone() {
+                Ok(listener) => listener,
+                Err(e) => {
+                    let _ = stop_tx.send(true);
+                    return Err(GatewayError::Serve(e));
+                }
+            };
             let router = router.clone();
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
                     gatecast_proxy::lane::enter(index);
@@ -153,8 +159,12 @@ impl Gateway {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
                     let _ = done.send(serve_thread(listener, router, busy_poll, stopped));
-                })
-                .map_err(GatewayError::Serve)?;
+                });
+            if let Err(e) = spawned {
+                // Threads already started must not keep serving without their owner.
+                let _ = stop_tx.send(true);
+                return Err(GatewayError::Serve(e));
+            }
         }
         drop(done_tx);
         let deadline = self.shutdown_timeout;

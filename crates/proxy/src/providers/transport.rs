@@ -57,7 +57,8 @@ impl Transport {
 
 /// `http://`: hyper's pooled client, no redirect, retry-policy or decompression layers; the
 /// gateway passes the bytes through as they come. One pool per request thread (see
-/// [`crate::lane`]), so a connection is only ever used by the thread that drives it.
+/// [`crate::lane`]), so with one request thread per core a connection is used only by the
+/// thread that drives it.
 pub(crate) struct PlainHttp {
     uri: Uri,
     headers: HeaderMap,
