@@ -105,6 +105,12 @@ pub struct ServerConfig {
     pub busy_poll_us: u64,
 }
 
+/// Request threads are one per core by default; far more than cores only adds switching.
+const MAX_WORKER_THREADS: usize = 1024;
+/// Busy polling exists to bridge a provider's answer and a client's turnaround; a window of
+/// more than a second would just be a spinning thread.
+const MAX_BUSY_POLL_US: u64 = 1_000_000;
+
 impl ServerConfig {
     /// How many request threads to start.
     pub fn request_threads(&self) -> usize {
@@ -225,6 +231,18 @@ impl Config {
             return Err(GatewayError::config(
                 "server.max_body_bytes",
                 "must be greater than 0",
+            ));
+        }
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return Err(GatewayError::config(
+                "server.worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0 means one per core)"),
+            ));
+        }
+        if self.server.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(GatewayError::config(
+                "server.busy_poll_us",
+                format!("must be at most {MAX_BUSY_POLL_US} (0 turns busy polling off)"),
             ));
         }
         for (name, p) in &self.providers {
@@ -526,10 +544,22 @@ mod tests {
     }
 
     #[test]
+    fn request_threads_default_to_one_per_core() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.request_threads(), gatecast_proxy::lane::count());
+        assert_eq!(c.server.busy_poll_us, 0);
+        let c = parse("[server]\nworker_threads = 3\nbusy_poll_us = 300").unwrap();
+        assert_eq!(c.server.request_threads(), 3);
+        assert_eq!(c.server.busy_poll_us, 300);
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             ("[server]\nlisten = \"nope\"", "server.listen"),
             ("[server]\nbogus = 1", "server"),
+            ("[server]\nworker_threads = 5000", "server.worker_threads"),
+            ("[server]\nbusy_poll_us = 2000000", "server.busy_poll_us"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
             ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
             ("[auth]\nrequire = true", "auth"),
