@@ -140,14 +140,13 @@ impl Gateway {
         let busy_poll = self.busy_poll;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Threads already started must not keep serving without their owner.
+        let abandon = |e| {
+            let _ = stop_tx.send(true);
+            GatewayError::Serve(e)
+        };
         for index in 0..threads.max(1) {
-            let listener = match listener.try_clone() {
-                Ok(listener) => listener,
-                Err(e) => {
-                    let _ = stop_tx.send(true);
-                    return Err(GatewayError::Serve(e));
-                }
-            };
+            let listener = listener.try_clone().map_err(abandon)?;
             let router = router.clone();
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
@@ -160,11 +159,7 @@ impl Gateway {
                     };
                     let _ = done.send(serve_thread(listener, router, busy_poll, stopped));
                 });
-            if let Err(e) = spawned {
-                // Threads already started must not keep serving without their owner.
-                let _ = stop_tx.send(true);
-                return Err(GatewayError::Serve(e));
-            }
+            spawned.map_err(abandon)?;
         }
         drop(done_tx);
         let deadline = self.shutdown_timeout;
