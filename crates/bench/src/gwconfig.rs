@@ -58,11 +58,24 @@ pub struct GatewaySetup<'a> {
     pub dir: &'a Path,
 }
 
+/// The SQLite file inside each instance's directory.
+pub const STORE_FILE: &str = "gatecast.db";
+
 pub fn render(setup: &GatewaySetup<'_>) -> String {
     let mut s = String::from("# Written by gatecast-bench for one run; safe to delete.\n\n");
     if setup.busy_poll_us > 0 {
         let _ = writeln!(s, "[server]\nbusy_poll_us = {}\n", setup.busy_poll_us);
     }
+    // Each instance gets its own store. Gateways sharing the default store are replicas: the
+    // one started with destinations would hand them to the one meant to have none.
+    let _ = writeln!(
+        s,
+        "[store]\nurl = {}\n",
+        toml_string(&format!(
+            "sqlite://{}",
+            setup.dir.join(STORE_FILE).to_string_lossy()
+        ))
+    );
     let _ = writeln!(
         s,
         "[telemetry]\nservice_name = \"gatecast-bench\"\n\n\
@@ -184,6 +197,15 @@ mod tests {
         });
         let on: toml::Value = toml::from_str(&on).unwrap();
         assert_eq!(on["server"]["busy_poll_us"].as_integer(), Some(250));
+    }
+
+    #[test]
+    fn every_instance_has_its_own_store_in_its_directory() {
+        let v: toml::Value = toml::from_str(&setup(Some(DestinationSet::OtlpFile))).unwrap();
+        assert_eq!(
+            v["store"]["url"].as_str(),
+            Some("sqlite:///tmp/b/gatecast.db")
+        );
     }
 
     #[test]

@@ -65,7 +65,8 @@ struct Cli {
     /// on CPU 1.
     #[arg(long)]
     pin: bool,
-    /// Worker threads of the load generator's runtime.
+    /// Threads of the load generator: 1 runs everything on the calling thread; more starts a
+    /// work-stealing pool of that many workers.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// JSON report; a markdown copy is written beside it.
@@ -163,11 +164,19 @@ fn run(cli: Cli) -> Result<()> {
         ..Report::default()
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.client_threads.max(1))
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    // One thread by default, as wrk runs: a request and its connection stay on the thread
+    // that measures them. With a pool, the awaiting future runs on the main thread and the
+    // connection on a worker, and two cross-thread wake-ups per request enter every figure.
+    let runtime = if cli.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cli.client_threads);
+        b
+    }
+    .enable_all()
+    .build()
+    .context("starting the tokio runtime")?;
     runtime.block_on(async {
         tokio::select! {
             result = scenarios_in(&cli, opts, bins, &mut report) => result,

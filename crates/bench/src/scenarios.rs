@@ -166,6 +166,10 @@ impl Env {
         };
         let dir = self.opts.work_dir.join(name);
         std::fs::create_dir_all(&dir)?;
+        // A store left by an earlier run would bring back its state; start each one empty.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{}{suffix}", gwconfig::STORE_FILE)));
+        }
         let config = gwconfig::render(&GatewaySetup {
             mock: self.mock.addr,
             destinations,

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SinkMode {
@@ -56,42 +56,47 @@ pub struct OtlpSink {
     pub addr: SocketAddr,
     pub mode: SinkMode,
     counters: Arc<SinkCounters>,
-    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl OtlpSink {
+    /// Starts the sink on a thread of its own. Sharing the load generator's thread would put
+    /// every export the gateway sends in front of the next measured request, and charge the
+    /// gateway with destinations for the bench's own work.
     pub async fn start(mode: SinkMode) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the OTLP sink")?;
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("binding the OTLP sink")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(SinkCounters::default());
         let c = counters.clone();
-        let task = tokio::spawn(async move {
-            // Held, never read: a blackhole's peers must see an open, silent connection.
-            let mut held = Vec::new();
-            while let Ok((tcp, _)) = listener.accept().await {
-                c.connections.fetch_add(1, Relaxed);
-                match mode {
-                    SinkMode::Blackhole => held.push(tcp),
-                    SinkMode::Counting => {
-                        let _ = tcp.set_nodelay(true);
-                        let c = c.clone();
-                        tokio::spawn(async move {
-                            let service = service_fn(move |req| handle(req, c.clone()));
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(tcp), service)
-                                .await;
-                        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the OTLP sink's runtime")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("otlp-sink".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = accept_loop(listener, mode, c) => {}
+                        _ = stopped => {}
                     }
-                }
-            }
-        });
+                });
+                // Dropping the runtime here closes whatever the sink still holds.
+            })
+            .context("starting the OTLP sink's thread")?;
         Ok(Self {
             addr,
             mode,
             counters,
-            task,
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -111,7 +116,33 @@ impl OtlpSink {
 
 impl Drop for OtlpSink {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, mode: SinkMode, c: Arc<SinkCounters>) {
+    // Held, never read: a blackhole's peers must see an open, silent connection.
+    let mut held = Vec::new();
+    while let Ok((tcp, _)) = listener.accept().await {
+        c.connections.fetch_add(1, Relaxed);
+        match mode {
+            SinkMode::Blackhole => held.push(tcp),
+            SinkMode::Counting => {
+                let _ = tcp.set_nodelay(true);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, c.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        }
     }
 }
 
