@@ -19,6 +19,7 @@ pub mod model;
 pub mod otlp;
 mod otlp_json;
 mod otlp_proto;
+pub mod pace;
 pub mod pipeline;
 pub mod privacy;
 pub mod probe;

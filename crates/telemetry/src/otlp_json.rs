@@ -85,6 +85,7 @@ fn scope_spans(out: &mut Vec<u8>, ss: &ScopeSpans) -> Result {
     serde(out, &ss.scope)?;
     out.extend_from_slice(b",\"spans\":[");
     for (i, span) in ss.spans.iter().enumerate() {
+        crate::pace::checkpoint();
         comma(out, i);
         write_span(out, span)?;
     }

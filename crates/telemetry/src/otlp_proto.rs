@@ -59,6 +59,7 @@ fn scope_spans(ss: &ScopeSpans) -> Result<Vec<u8>, EncodeError> {
         scope.encode_length_delimited(&mut out)?;
     }
     for span in &ss.spans {
+        crate::pace::checkpoint();
         key(2, &mut out);
         span.encode_length_delimited(&mut out)?;
     }

@@ -333,7 +333,7 @@ async fn privacy_decided_at_queue_time_applies_per_record() {
     let body: String = sink
         .received()
         .iter()
-        .map(|b| String::from_utf8(b.body.clone()).unwrap())
+        .map(|b| String::from_utf8(b.body.to_vec()).unwrap())
         .collect();
     assert!(!body.contains("canary-private"));
     assert!(body.contains("visible-open"));
@@ -518,7 +518,7 @@ async fn a_full_spool_drops_its_oldest_batches() {
         .iter()
         .map(|f| {
             let batch = EncodedBatch {
-                body: std::fs::read(f).unwrap(),
+                body: std::fs::read(f).unwrap().into(),
                 spans: 1,
             };
             start_time(&batch)

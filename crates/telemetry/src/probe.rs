@@ -456,7 +456,7 @@ async fn append_line(
         Err(e) => return Outcome::fail(format!("cannot open {shown} for append: {e}")),
     };
     let batch = EncodedBatch {
-        body,
+        body: body.into(),
         spans: span_count(request),
     };
     match tokio::time::timeout(timeout, sink.export(&batch)).await {
@@ -524,7 +524,7 @@ async fn send_http(
         Err(e) => return failed(e.to_string()),
     };
     let batch = EncodedBatch {
-        body,
+        body: body.into(),
         spans: span_count(request),
     };
     let body = match sink.body(&batch) {

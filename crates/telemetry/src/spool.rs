@@ -247,7 +247,7 @@ impl Spool {
     /// record is counted once, even if the caller is cancelled while this runs.
     pub(crate) async fn store(
         &self,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         records: u64,
         spans: usize,
         encoding: Encoding,

@@ -251,7 +251,7 @@ impl<S: Sink> Worker<S> {
             }
         };
         let batch = EncodedBatch {
-            body,
+            body: body.into(),
             spans: entry.spans,
         };
         match self.send(&batch).await {
@@ -303,6 +303,7 @@ impl<S: Sink> Worker<S> {
                 lens: Vec::with_capacity(items.len()),
             };
             for item in &items {
+                crate::pace::checkpoint();
                 let spans = destination_view(
                     &settings,
                     item.record.spans(),
@@ -349,7 +350,7 @@ impl<S: Sink> Worker<S> {
                 }
             };
             let batch = EncodedBatch {
-                body,
+                body: body.into(),
                 spans: span_count,
             };
             // Shutting down with a destination known to be down: straight to the spool,

@@ -284,7 +284,8 @@ pub enum Encoding {
 /// One encoded export, ready to send.
 #[derive(Debug, Clone)]
 pub struct EncodedBatch {
-    pub body: Vec<u8>,
+    /// Shared, not copied, by every attempt: a retry, the spool and the file writer's thread.
+    pub body: bytes::Bytes,
     pub spans: usize,
 }
 
