@@ -57,6 +57,10 @@ pub struct Meta {
 pub struct LatencyReport {
     pub requests_per_target: u64,
     pub direct: Summary,
+    /// A relay that parses nothing, in the same interleaved run: what any second hop costs
+    /// on this machine, so the gateway's own share can be read off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hop_floor: Option<LatencyRow>,
     pub rows: Vec<LatencyRow>,
     pub errors: u64,
 }
@@ -406,9 +410,14 @@ impl Report {
                 us(d.p99_us),
                 us(d.p999_us)
             );
-            for r in &l.rows {
+            for r in l.hop_floor.iter().chain(&l.rows) {
                 let s = &r.summary;
                 let a = &r.added;
+                let cpu = if r.gateway_cpu_us > 0.0 {
+                    us(r.gateway_cpu_us)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | **{}** | {} | **{}** | {} | {} |",
@@ -421,7 +430,7 @@ impl Report {
                     us(a.p90_us),
                     us(a.p99_us),
                     us(a.p999_us),
-                    us(r.gateway_cpu_us)
+                    cpu
                 );
             }
             let _ = writeln!(md, "\nerrors: {}\n", l.errors);
@@ -691,6 +700,14 @@ mod tests {
             latency: Some(LatencyReport {
                 requests_per_target: 100,
                 direct,
+                hop_floor: Some(LatencyRow {
+                    setup: "TCP relay".into(),
+                    destinations: 0,
+                    summary: summary(45.0, 60.0),
+                    added: Added::between(&direct, &summary(45.0, 60.0)),
+                    gateway_cpu_us: 0.0,
+                    otlp_sink: None,
+                }),
                 rows: vec![
                     LatencyRow {
                         setup: "gateway, 0 destinations".into(),
@@ -851,6 +868,9 @@ mod tests {
             "### Latency",
             "| gateway, 2 destinations |",
             "**40.0 µs**",
+            // The relay has no gateway CPU to show, and is not what the targets judge.
+            "| TCP relay | 45.0 µs |",
+            "| **5.0 µs** |",
             "### Throughput",
             "**50%**",
             "### Streaming",

@@ -15,6 +15,7 @@ use crate::gwconfig::{self, Compression, DestinationSet, GatewaySetup};
 use crate::hist::Added;
 use crate::load::{self, Workload};
 use crate::procs::{self, Binaries, CpuMeter, PinLayout, Proc};
+use crate::relay::Relay;
 use crate::report::{
     CpuPerRequest, DeadDestination, LatencyReport, LatencyRow, MemoryReport, OpenLoopRow, Plateau,
     StreamingReport, ThroughputReport, ThroughputRow,
@@ -262,7 +263,15 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
             .await?,
     ));
 
-    let mut targets = vec![env.direct(false, "")];
+    let relay = Relay::start(env.mock_addr())?;
+    let mut targets = vec![
+        env.direct(false, ""),
+        workload(
+            Endpoint::local(relay.addr, gwconfig::DIRECT_MODEL),
+            false,
+            "",
+        ),
+    ];
     targets.extend(gateways.iter().map(|(_, g)| via(g, false, "")));
     for t in &targets {
         load::warm_up(t, warm).await?;
@@ -273,8 +282,17 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
     let results = load::interleaved(&targets, per_target, 20).await?;
     let mut cpu = meter.finish().into_iter();
     let direct = results[0].latencies.summary();
+    let relayed = results[1].latencies.summary();
+    let hop_floor = LatencyRow {
+        setup: "TCP relay, no HTTP (the floor of any second hop)".to_owned(),
+        destinations: 0,
+        added: Added::between(&direct, &relayed),
+        summary: relayed,
+        gateway_cpu_us: 0.0,
+        otlp_sink: None,
+    };
     let mut rows = Vec::new();
-    for ((dests, g), r) in gateways.iter().zip(&results[1..]) {
+    for ((dests, g), r) in gateways.iter().zip(&results[2..]) {
         let summary = r.latencies.summary();
         let gateway_cpu_us = match g.pid {
             Some(_) => cpu.next().unwrap_or_default() * 1e6 / r.ok.max(1) as f64,
@@ -304,6 +322,7 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
     Ok(LatencyReport {
         requests_per_target: per_target,
         direct,
+        hop_floor: Some(hop_floor),
         rows,
         errors,
     })

@@ -17,7 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+
+use crate::side_thread::SideThread;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SinkMode {
@@ -56,14 +57,11 @@ pub struct OtlpSink {
     pub addr: SocketAddr,
     pub mode: SinkMode,
     counters: Arc<SinkCounters>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: SideThread,
 }
 
 impl OtlpSink {
-    /// Starts the sink on a thread of its own. Sharing the load generator's thread would put
-    /// every export the gateway sends in front of the next measured request, and charge the
-    /// gateway with destinations for the bench's own work.
+    /// Starts the sink on a thread of its own (see [`SideThread`]).
     pub async fn start(mode: SinkMode) -> Result<Self> {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").context("binding the OTLP sink")?;
@@ -71,32 +69,16 @@ impl OtlpSink {
         let addr = listener.local_addr()?;
         let counters = Arc::new(SinkCounters::default());
         let c = counters.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the OTLP sink's runtime")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("otlp-sink".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = accept_loop(listener, mode, c) => {}
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here closes whatever the sink still holds.
-            })
-            .context("starting the OTLP sink's thread")?;
+        let thread = SideThread::spawn("otlp-sink", move || async move {
+            if let Ok(listener) = TcpListener::from_std(listener) {
+                accept_loop(listener, mode, c).await;
+            }
+        })?;
         Ok(Self {
             addr,
             mode,
             counters,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -110,17 +92,6 @@ impl OtlpSink {
             connections: self.counters.connections.load(Relaxed),
             requests: self.counters.requests.load(Relaxed),
             bytes: self.counters.bytes.load(Relaxed),
-        }
-    }
-}
-
-impl Drop for OtlpSink {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
