@@ -205,14 +205,23 @@ async fn add_test_toggle_privacy_and_remove_at_runtime() {
     assert!(attr(generation, "gen_ai.usage.input_tokens").is_some());
     assert!(!rx.dump().contains("canary-private"));
 
-    let (status, stats) = admin(
-        &env,
-        reqwest::Method::GET,
-        "/destinations/collector/stats",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    // The receiver hands the spans to this test before its answer reaches the gateway, which
+    // only then counts the export: give the count a moment to catch up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let (status, stats) = admin(
+            &env,
+            reqwest::Method::GET,
+            "/destinations/collector/stats",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        if stats["exported_spans"].as_u64().unwrap() >= 2 || Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(stats["privacy_mode"], true);
     assert!(stats["exported_spans"].as_u64().unwrap() >= 2, "{stats}");
 
