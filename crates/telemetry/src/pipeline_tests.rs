@@ -208,17 +208,14 @@ async fn the_flush_interval_sends_partial_batches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filling_queue_rings_the_worker_long_before_the_flush_interval() {
-    // A quarter of a batch wakes the worker, which then takes everything queued; the batch
-    // goes out once full, not an hour later.
+async fn a_full_batch_goes_out_long_before_the_flush_interval() {
+    // The busy worker polls its queue, so the batch leaves once full, not an hour later.
     let mut c = config();
     c.flush_interval_ms = 3_600_000;
     c.max_batch_spans = 8;
     let sink = ScriptedSink::default();
     let p = start(&c, sink.clone());
     let started = Instant::now();
-    // The doorbell rings every second record; ten records fill a batch of eight spans
-    // whatever the ringing lands on.
     for i in 0..10 {
         assert!(p.offer(shared(i), false));
         // Each record on its own, so the worker sees the first alone and opens a batch.
@@ -227,7 +224,7 @@ async fn a_filling_queue_rings_the_worker_long_before_the_flush_interval() {
     while sink.received().is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "the doorbell never woke the worker: {:?}",
+            "a full batch never went out: {:?}",
             p.stats()
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -249,7 +246,71 @@ async fn a_filling_queue_rings_the_worker_long_before_the_flush_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_below_the_wake_depth_wait_for_the_flush_interval() {
+async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
+    // Far below the doorbell (half of 64) and far below a batch: nothing rings and nothing
+    // is due, yet the queue empties into the open batch within a few polls.
+    let mut c = config();
+    c.flush_interval_ms = 3_600_000;
+    c.max_batch_spans = 10_000;
+    c.queue_capacity = 64;
+    let sink = ScriptedSink::default();
+    let p = start(&c, sink.clone());
+    assert!(p.offer(shared(0), false));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 1..=20 {
+        assert!(p.offer(shared(i), false));
+    }
+    let started = Instant::now();
+    while p.stats().queue_depth > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the busy worker never took its queue: {:?}",
+            p.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(sink.received().is_empty(), "nothing was due yet");
+    stop(&p).await;
+    let spans: usize = sink
+        .received()
+        .iter()
+        .map(|b| decode(b).resource_spans[0].scope_spans[0].spans.len())
+        .sum();
+    assert_eq!(spans, 21, "everything taken goes out at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_half_fills_the_queue_rings_the_worker() {
+    // A record every ~0.3 ms is 16 per 5 ms poll, more than a queue of 10 holds: without
+    // the doorbell (at 5) most of the burst would be dropped between two polls. With it the
+    // worker must answer within ~1.5 ms, which a two-thread runtime does.
+    let mut c = config();
+    c.flush_interval_ms = 3_600_000;
+    c.max_batch_spans = 10_000;
+    c.queue_capacity = 10;
+    let sink = ScriptedSink::default();
+    let p = start(&c, sink.clone());
+    assert!(p.offer(shared(0), false));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut accepted = 1;
+    for i in 1..=60 {
+        if p.offer(shared(i), false) {
+            accepted += 1;
+        }
+        // Blocks this runtime thread only; the worker runs on the other one.
+        std::thread::sleep(Duration::from_micros(250));
+    }
+    let dropped = p.stats().dropped_queue_full;
+    stop(&p).await;
+    assert_eq!(
+        dropped, 0,
+        "the burst overflowed a queue the doorbell should have drained"
+    );
+    assert_eq!(accepted, 61);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_is_not_full_waits_for_the_flush_interval() {
     let mut c = config();
     c.flush_interval_ms = 300;
     c.max_batch_spans = 40;

@@ -30,8 +30,11 @@ pub(crate) struct Worker<S> {
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
     pub ledger: Ledger,
     pub stop: Arc<Notify>,
-    /// Rung by publishers once enough records wait; see `Pipeline::doorbell`.
+    /// Rung by publishers when the queue is half full; see `Pipeline::doorbell`.
     pub doorbell: Arc<Notify>,
+    /// The queue is at least a quarter full: set by a publisher or by this worker, cleared
+    /// by this worker, and counted in `pace` while set, so batch work runs unpaced.
+    pub behind: Arc<AtomicBool>,
     /// Set by the pipeline handle at shutdown, before the worker sees `stop`.
     pub closing: Arc<AtomicBool>,
     pub spool: Option<Spool>,
@@ -48,10 +51,32 @@ struct State {
     batch_spans: usize,
     /// Set while a batch is open: when it goes out even if it is not full.
     flush_at: Option<Instant>,
+    /// Set while records keep arriving: when the worker next takes what is queued. `None`
+    /// means idle, waiting on the queue itself, so the next record wakes it.
+    poll_at: Option<Instant>,
     stopping: bool,
     replay_at: Option<Instant>,
     /// Replaying a backlog: the next spooled batch follows at once.
     draining: bool,
+}
+
+/// A worker that ends, or is aborted, while behind must not leave batch work unpaced.
+impl<S> Drop for Worker<S> {
+    fn drop(&mut self) {
+        if self.behind.swap(false, Relaxed) {
+            crate::pace::pressure(false);
+        }
+    }
+}
+
+impl State {
+    /// The earlier of the next poll and the open batch's deadline.
+    fn next_look(&self) -> Option<Instant> {
+        match (self.poll_at, self.flush_at) {
+            (Some(p), Some(f)) => Some(p.min(f)),
+            (p, f) => p.or(f),
+        }
+    }
 }
 
 /// What one replay step achieved.
@@ -115,8 +140,8 @@ impl<S: Sink> Worker<S> {
             let next = if st.stopping {
                 self.rx.recv().await
             } else {
-                let due = st.flush_at;
-                let open = due.is_some();
+                let busy = st.poll_at.is_some();
+                let look = st.next_look();
                 tokio::select! {
                     biased;
                     () = self.stop.notified() => {
@@ -125,16 +150,16 @@ impl<S: Sink> Worker<S> {
                         st.stopping = true;
                         continue;
                     }
-                    // An empty batch waits for its first record. An open one waits for the
-                    // doorbell or its deadline and then takes everything queued meanwhile,
+                    // Idle: the first record wakes the worker. Busy: it takes what is queued
+                    // every `poll_every` (or at the batch's deadline, or when a burst rings),
                     // so records published in between wake nobody.
-                    item = self.rx.recv(), if !open => item,
-                    () = self.doorbell.notified(), if open => {
-                        self.take_queued(&mut st).await;
+                    item = self.rx.recv(), if !busy => item,
+                    () = self.doorbell.notified(), if busy => {
+                        self.poll(&mut st).await;
                         continue;
                     }
-                    () = sleep_until(due), if open => {
-                        self.take_queued(&mut st).await;
+                    () = sleep_until(look), if busy => {
+                        self.poll(&mut st).await;
                         continue;
                     }
                     () = sleep_until(st.replay_at), if st.replay_at.is_some() => {
@@ -160,6 +185,9 @@ impl<S: Sink> Worker<S> {
             self.add(&mut st, item).await;
             // While shutting down, a steady queue keeps `recv` ready ahead of the timer.
             self.flush_if_due(&mut st).await;
+            if !st.stopping {
+                st.poll_at = Some(Instant::now() + self.settings.poll_every);
+            }
         }
     }
 
@@ -176,12 +204,30 @@ impl<S: Sink> Worker<S> {
 
     /// Takes every record queued so far, without waiting, then sends the batch if it is
     /// due. Overdue batches are checked only after the queue is empty, so records that
-    /// queued together leave together.
-    async fn take_queued(&mut self, st: &mut State) {
+    /// queued together leave together. A look that finds nothing, with no batch open, ends
+    /// the busy spell: the worker goes back to waiting on the queue.
+    async fn poll(&mut self, st: &mut State) {
+        self.report_pressure();
+        let mut took = 0usize;
         while let Ok(item) = self.rx.try_recv() {
             self.add(st, item).await;
+            took += 1;
         }
         self.flush_if_due(st).await;
+        st.poll_at = if took == 0 && st.batch.is_empty() {
+            None
+        } else {
+            Some(Instant::now() + self.settings.poll_every)
+        };
+    }
+
+    /// Tells `pace` when this worker's queue is back below a quarter of its capacity, or has
+    /// reached it (publishers report that too, the moment it happens).
+    fn report_pressure(&self) {
+        let behind = self.rx.len().saturating_mul(4) >= self.rx.max_capacity();
+        if self.behind.swap(behind, Relaxed) != behind {
+            crate::pace::pressure(behind);
+        }
     }
 
     async fn flush_if_due(&self, st: &mut State) {
@@ -191,6 +237,8 @@ impl<S: Sink> Worker<S> {
     }
 
     async fn flush_batch(&self, st: &mut State) {
+        // A batch is encoded, compressed and written unpaced when the queue has backed up.
+        self.report_pressure();
         let delivered = self.flush(&mut st.batch).await;
         if delivered && !st.stopping {
             self.replay_after_success(&mut st.replay_at, &mut st.draining)
