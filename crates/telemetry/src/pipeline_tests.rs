@@ -237,26 +237,37 @@ async fn a_full_batch_goes_out_long_before_the_flush_interval() {
         "a full batch went out, not a partial one: {first}"
     );
     stop(&p).await;
-    let spans: usize = sink
-        .received()
+    let spans = spans_received(&sink);
+    assert_eq!(spans, 10, "the rest goes out at shutdown");
+}
+
+/// Every span the sink has received, over all its batches.
+fn spans_received(sink: &ScriptedSink) -> usize {
+    sink.received()
         .iter()
         .map(|b| decode(b).resource_spans[0].scope_spans[0].spans.len())
-        .sum();
-    assert_eq!(spans, 10, "the rest goes out at shutdown");
+        .sum()
+}
+
+/// A pipeline whose worker has just become busy (one record taken, a batch open) and whose
+/// batch is neither full nor due for an hour, with a queue of `queue_capacity`.
+async fn busy_pipeline(queue_capacity: usize) -> (Pipeline, ScriptedSink) {
+    let mut c = config();
+    c.flush_interval_ms = 3_600_000;
+    c.max_batch_spans = 10_000;
+    c.queue_capacity = queue_capacity;
+    let sink = ScriptedSink::default();
+    let p = start(&c, sink.clone());
+    assert!(p.offer(shared(0), false));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    (p, sink)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
     // Far below the doorbell (half of 64) and far below a batch: nothing rings and nothing
     // is due, yet the queue empties into the open batch within a few polls.
-    let mut c = config();
-    c.flush_interval_ms = 3_600_000;
-    c.max_batch_spans = 10_000;
-    c.queue_capacity = 64;
-    let sink = ScriptedSink::default();
-    let p = start(&c, sink.clone());
-    assert!(p.offer(shared(0), false));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (p, sink) = busy_pipeline(64).await;
     for i in 1..=20 {
         assert!(p.offer(shared(i), false));
     }
@@ -271,11 +282,7 @@ async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
     }
     assert!(sink.received().is_empty(), "nothing was due yet");
     stop(&p).await;
-    let spans: usize = sink
-        .received()
-        .iter()
-        .map(|b| decode(b).resource_spans[0].scope_spans[0].spans.len())
-        .sum();
+    let spans = spans_received(&sink);
     assert_eq!(spans, 21, "everything taken goes out at shutdown");
 }
 
@@ -284,14 +291,7 @@ async fn a_burst_that_half_fills_the_queue_rings_the_worker() {
     // A record every ~0.3 ms is 16 per 5 ms poll, more than a queue of 10 holds: without
     // the doorbell (at 5) most of the burst would be dropped between two polls. With it the
     // worker must answer within ~1.5 ms, which a two-thread runtime does.
-    let mut c = config();
-    c.flush_interval_ms = 3_600_000;
-    c.max_batch_spans = 10_000;
-    c.queue_capacity = 10;
-    let sink = ScriptedSink::default();
-    let p = start(&c, sink.clone());
-    assert!(p.offer(shared(0), false));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (p, _sink) = busy_pipeline(10).await;
     let mut accepted = 1;
     for i in 1..=60 {
         if p.offer(shared(i), false) {
