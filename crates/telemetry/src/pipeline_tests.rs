@@ -288,25 +288,37 @@ async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_that_half_fills_the_queue_rings_the_worker() {
-    // A record every ~0.3 ms is 16 per 5 ms poll, more than a queue of 10 holds: without
-    // the doorbell (at 5) most of the burst would be dropped between two polls. With it the
-    // worker must answer within ~1.5 ms, which a two-thread runtime does.
-    let (p, _sink) = busy_pipeline(10).await;
-    let mut accepted = 1;
-    for i in 1..=60 {
-        if p.offer(shared(i), false) {
-            accepted += 1;
-        }
-        // Blocks this runtime thread only; the worker runs on the other one.
-        std::thread::sleep(Duration::from_micros(250));
-    }
-    let dropped = p.stats().dropped_queue_full;
-    stop(&p).await;
-    assert_eq!(
-        dropped, 0,
-        "the burst overflowed a queue the doorbell should have drained"
+    // The worker polls once an hour here, so only the doorbell (at half of 10) can empty the
+    // queue: four bursts of five records each leave it within seconds, and nothing drops.
+    let mut c = config();
+    c.flush_interval_ms = 3_600_000;
+    c.max_batch_spans = 10_000;
+    c.queue_capacity = 10;
+    let mut s = settings(&c);
+    s.poll_every = Duration::from_secs(3600);
+    let p = Pipeline::spawn(
+        &c,
+        ScriptedSink::default(),
+        s,
+        &tokio::runtime::Handle::current(),
     );
-    assert_eq!(accepted, 61);
+    assert!(p.offer(shared(0), false));
+    for burst in 0..4 {
+        for i in 0..5 {
+            assert!(p.offer(shared(1 + burst * 5 + i), false));
+        }
+        let started = Instant::now();
+        while p.stats().queue_depth > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "burst {burst}: the doorbell never emptied the queue: {:?}",
+                p.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert_eq!(p.stats().dropped_queue_full, 0);
+    stop(&p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
