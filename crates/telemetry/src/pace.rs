@@ -7,7 +7,7 @@
 //! while the other core goes idle, for up to a scheduler tick. That is where the c=1 tail with
 //! destinations on came from. A thread that opts in here offers its core back every
 //! [`SLICE`] of work with `sched_yield`. When nothing else is runnable on that core the call
-//! returns at once; when something is, it runs first, and the batch keeps its fair share.
+//! returns at once; when something is, it runs first.
 //!
 //! Pacing is per thread and off unless switched on, so request threads, tests and library
 //! users never yield. The gateway switches it on for every thread of its control runtime,
@@ -15,7 +15,7 @@
 //!
 //! Pacing also stops while any destination falls behind. On a saturated host a yield hands
 //! the core to every other runnable thread before the batch gets it back, and paced workers
-//! fell so far behind that their queues overflowed (a quarter of the records dropped at c=64
+//! fell so far behind that their queues overflowed (over half of the records dropped at c=64
 //! on two cores, none without pacing). A worker whose queue is a quarter full reports
 //! [`pressure`]; until it reports relief, batch work runs unpaced, at its fair share.
 
