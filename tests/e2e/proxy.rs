@@ -455,3 +455,58 @@ async fn busy_polling_request_threads_serve_and_trace_the_same_answers_and_shut_
     env.stop().await;
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Four clients that each keep one connection open land two on each request thread (the
+/// harness runs two), not all on whichever thread woke first.
+#[tokio::test]
+async fn keep_alive_connections_are_spread_evenly_over_the_request_threads() {
+    let env = Env::start().await;
+    // One client per connection, all connecting at once, as a pool opening does; each is kept
+    // alive for the rest of the test.
+    let clients: Vec<reqwest::Client> = (0..4)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let answers = futures::future::join_all(clients.iter().enumerate().map(|(i, client)| {
+        client
+            .post(env.url("/v1/chat/completions"))
+            .json(&json!({
+                "model": "up/gpt-4o-mini",
+                "messages": [{"role": "user", "content": format!("spread {i}")}],
+            }))
+            .send()
+    }))
+    .await;
+    for resp in answers {
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let metrics = reqwest::get(env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let live: Vec<f64> = (0..2)
+        .map(|t| {
+            let prefix = format!("gatecast_request_thread_connections{{thread=\"{t}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        })
+        .collect();
+    // The four kept-alive clients, plus the connection reading /metrics on one of them.
+    assert!(
+        live.iter().all(|&n| n >= 2.0) && live.iter().sum::<f64>() >= 4.0,
+        "connections per request thread: {live:?}\n{metrics}"
+    );
+    drop(clients);
+    env.stop().await;
+}

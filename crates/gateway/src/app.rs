@@ -140,6 +140,7 @@ impl Gateway {
         let busy_poll = self.busy_poll;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shares = crate::balance::Shares::new(threads.max(1));
         // Threads already started must not keep serving without their owner.
         let abandon = |e| {
             let _ = stop_tx.send(true);
@@ -150,6 +151,7 @@ impl Gateway {
             let router = router.clone();
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
+            let shares = shares.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
@@ -157,7 +159,9 @@ impl Gateway {
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
-                    let _ = done.send(serve_thread(listener, router, busy_poll, stopped));
+                    let served =
+                        serve_thread(listener, (shares, index), router, busy_poll, stopped);
+                    let _ = done.send(served);
                 });
             spawned.map_err(abandon)?;
         }
@@ -190,8 +194,10 @@ impl Gateway {
 }
 
 /// One request thread: its runtime, its accept loop, until `stopped` and its connections end.
+/// `(shares, index)` is this thread's slot among all request threads' connection counts.
 fn serve_thread(
     listener: std::net::TcpListener,
+    (shares, index): (Arc<crate::balance::Shares>, usize),
     router: axum::Router,
     busy_poll: Option<Duration>,
     stopped: impl Future<Output = ()> + Send + 'static,
@@ -204,11 +210,14 @@ fn serve_thread(
         if let Some(window) = busy_poll {
             tokio::spawn(crate::busy_poll::run(window));
         }
-        let listener = TcpListener::from_std(listener)
-            .map_err(GatewayError::Serve)?
-            .tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+        let listener = crate::balance::Balanced {
+            inner: TcpListener::from_std(listener).map_err(GatewayError::Serve)?,
+            shares,
+            index,
+        }
+        .tap_io(|conn| {
+            let _ = conn.get_ref().set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(stopped)
             .await

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod balance;
 pub mod busy_poll;
 pub mod cli;
 pub mod commands;

@@ -1,0 +1,214 @@
+//! Spreads client connections evenly over the request threads.
+//!
+//! Every request thread accepts from the same socket, and a connection stays on the thread
+//! that accepted it. Left alone, the first thread to wake keeps accepting until the backlog is
+//! empty: a client that opens its keep-alive pool at once (an SDK, a load balancer, wrk with 8
+//! connections) landed on one thread in 3 runs of 4, and the other thread served nothing. Here
+//! a thread accepts only while it holds no more live connections than the least loaded
+//! thread; the others wait until a count changes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// Live connections per request thread, shared by all of them.
+pub struct Shares {
+    live: Box<[AtomicUsize]>,
+    changed: Notify,
+}
+
+impl Shares {
+    pub fn new(threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            live: (0..threads.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            changed: Notify::new(),
+        })
+    }
+
+    /// Whether thread `index` holds no more connections than the least loaded thread.
+    pub fn may_accept(&self, index: usize) -> bool {
+        let mine = self.live(index);
+        self.live.iter().all(|n| mine <= n.load(Relaxed))
+    }
+
+    pub fn live(&self, index: usize) -> usize {
+        self.live.get(index).map_or(0, |n| n.load(Relaxed))
+    }
+
+    fn opened(&self, index: usize) {
+        if let Some(n) = self.live.get(index) {
+            n.fetch_add(1, Relaxed);
+        }
+        metrics::gauge!("gatecast_request_thread_connections", "thread" => index.to_string())
+            .increment(1.0);
+        self.changed.notify_waiters();
+    }
+
+    fn closed(&self, index: usize) {
+        if let Some(n) = self.live.get(index) {
+            // Paired with `opened`; never below zero.
+            let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
+        }
+        metrics::gauge!("gatecast_request_thread_connections", "thread" => index.to_string())
+            .decrement(1.0);
+        self.changed.notify_waiters();
+    }
+}
+
+/// A request thread's view of the shared socket: accepts only while this thread's share
+/// is the smallest.
+pub struct Balanced<L> {
+    pub inner: L,
+    pub shares: Arc<Shares>,
+    pub index: usize,
+}
+
+impl<L: Listener> Listener for Balanced<L> {
+    type Io = Counted<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // Registered before the check, so a change in between is not missed.
+            let changed = self.shares.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.shares.may_accept(self.index) {
+                break;
+            }
+            changed.await;
+        }
+        let (io, addr) = self.inner.accept().await;
+        self.shares.opened(self.index);
+        let io = Counted {
+            io,
+            shares: self.shares.clone(),
+            index: self.index,
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that counts itself out of its thread's share when it closes.
+pub struct Counted<T> {
+    io: T,
+    shares: Arc<Shares>,
+    index: usize,
+}
+
+impl<T> Counted<T> {
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        self.shares.closed(self.index);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[test]
+    fn only_the_least_loaded_threads_may_accept() {
+        let s = Shares::new(3);
+        assert!((0..3).all(|i| s.may_accept(i)), "all empty: everyone");
+        s.opened(1);
+        assert!(s.may_accept(0) && !s.may_accept(1) && s.may_accept(2));
+        s.opened(0);
+        s.opened(2);
+        assert!((0..3).all(|i| s.may_accept(i)), "all even again");
+        s.closed(2);
+        assert!(!s.may_accept(0) && !s.may_accept(1) && s.may_accept(2));
+        s.closed(2);
+        s.closed(2);
+        assert_eq!(s.live(2), 0, "a count never goes below zero");
+    }
+
+    #[tokio::test]
+    async fn a_thread_ahead_waits_until_the_other_catches_up_or_a_connection_closes() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let shares = Shares::new(2);
+        let mut first = Balanced {
+            inner: TcpListener::from_std(std_listener).unwrap(),
+            shares: shares.clone(),
+            index: 0,
+        };
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let (conn, _) = first.accept().await;
+        assert_eq!(shares.live(0), 1);
+
+        // Thread 0 is ahead of thread 1, so it leaves the next client in the backlog...
+        let _c2 = TcpStream::connect(addr).await.unwrap();
+        let ahead = tokio::time::timeout(Duration::from_millis(100), first.accept()).await;
+        assert!(ahead.is_err(), "a thread ahead of another must not accept");
+
+        // ...until its own connection closes and the shares are even again.
+        drop(conn);
+        assert_eq!(shares.live(0), 0);
+        let (_conn, _) = tokio::time::timeout(Duration::from_secs(5), first.accept())
+            .await
+            .unwrap();
+        assert_eq!(shares.live(0), 1);
+    }
+}
