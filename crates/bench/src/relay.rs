@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, Result};
-use tokio::net::{TcpListener, TcpStream};
+use anyhow::Result;
+use tokio::net::TcpStream;
 
 use crate::side_thread::SideThread;
 
@@ -18,14 +18,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(upstream: SocketAddr) -> Result<Self> {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").context("binding the TCP relay")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let thread = SideThread::spawn("tcp-relay", move || async move {
-            let Ok(listener) = TcpListener::from_std(listener) else {
-                return;
-            };
+        let (addr, thread) = SideThread::serve_tcp("tcp-relay", move |listener| async move {
             while let Ok((client, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let _ = relay(client, upstream).await;
@@ -51,6 +44,7 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     use super::*;
 

@@ -5,6 +5,7 @@
 //! measured request and charge it to whatever is being measured.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -43,6 +44,27 @@ impl SideThread {
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+}
+
+impl SideThread {
+    /// Binds a loopback port and runs `serve` on its listener on a thread of its own.
+    pub fn serve_tcp<F, Fut>(name: &str, serve: F) -> Result<(SocketAddr, Self)>
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .with_context(|| format!("binding {name}"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let thread = Self::spawn(name, move || async move {
+            // Registering the socket needs the thread's own runtime, so it happens there.
+            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                serve(listener).await;
+            }
+        })?;
+        Ok((addr, thread))
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -63,17 +63,10 @@ pub struct OtlpSink {
 impl OtlpSink {
     /// Starts the sink on a thread of its own (see [`SideThread`]).
     pub async fn start(mode: SinkMode) -> Result<Self> {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").context("binding the OTLP sink")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let counters = Arc::new(SinkCounters::default());
         let c = counters.clone();
-        let thread = SideThread::spawn("otlp-sink", move || async move {
-            if let Ok(listener) = TcpListener::from_std(listener) {
-                accept_loop(listener, mode, c).await;
-            }
-        })?;
+        let (addr, thread) =
+            SideThread::serve_tcp("otlp-sink", move |listener| accept_loop(listener, mode, c))?;
         Ok(Self {
             addr,
             mode,

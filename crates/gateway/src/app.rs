@@ -151,7 +151,7 @@ impl Gateway {
             let router = router.clone();
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
-            let shares = shares.clone();
+            let seat = shares.seat(index);
             let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
@@ -159,9 +159,7 @@ impl Gateway {
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
-                    let served =
-                        serve_thread(listener, (shares, index), router, busy_poll, stopped);
-                    let _ = done.send(served);
+                    let _ = done.send(serve_thread(listener, seat, router, busy_poll, stopped));
                 });
             spawned.map_err(abandon)?;
         }
@@ -194,10 +192,10 @@ impl Gateway {
 }
 
 /// One request thread: its runtime, its accept loop, until `stopped` and its connections end.
-/// `(shares, index)` is this thread's slot among all request threads' connection counts.
+/// `seat` is this thread's place among all request threads' connection counts.
 fn serve_thread(
     listener: std::net::TcpListener,
-    (shares, index): (Arc<crate::balance::Shares>, usize),
+    seat: crate::balance::Seat,
     router: axum::Router,
     busy_poll: Option<Duration>,
     stopped: impl Future<Output = ()> + Send + 'static,
@@ -210,14 +208,11 @@ fn serve_thread(
         if let Some(window) = busy_poll {
             tokio::spawn(crate::busy_poll::run(window));
         }
-        let listener = crate::balance::Balanced {
-            inner: TcpListener::from_std(listener).map_err(GatewayError::Serve)?,
-            shares,
-            index,
-        }
-        .tap_io(|conn| {
-            let _ = conn.get_ref().set_nodelay(true);
-        });
+        let listener = seat
+            .listen(TcpListener::from_std(listener).map_err(GatewayError::Serve)?)
+            .tap_io(|conn| {
+                let _ = conn.get_ref().set_nodelay(true);
+            });
         axum::serve(listener, router)
             .with_graceful_shutdown(stopped)
             .await

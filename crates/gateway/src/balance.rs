@@ -19,54 +19,93 @@ use tokio::sync::Notify;
 
 /// Live connections per request thread, shared by all of them.
 pub struct Shares {
-    live: Box<[AtomicUsize]>,
+    threads: Box<[ThreadShare]>,
     changed: Notify,
 }
 
+struct ThreadShare {
+    live: AtomicUsize,
+    /// `gatecast_request_thread_connections{thread}`, registered once rather than looked up
+    /// per connection.
+    gauge: metrics::Gauge,
+}
+
 impl Shares {
+    /// Registers the per-thread gauge, so the metrics recorder must be installed first.
     pub fn new(threads: usize) -> Arc<Self> {
         Arc::new(Self {
-            live: (0..threads.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            threads: (0..threads.max(1))
+                .map(|index| ThreadShare {
+                    live: AtomicUsize::new(0),
+                    gauge: metrics::gauge!(
+                        "gatecast_request_thread_connections",
+                        "thread" => index.to_string()
+                    ),
+                })
+                .collect(),
             changed: Notify::new(),
         })
+    }
+
+    /// Request thread `index`'s place among the shares.
+    pub fn seat(self: &Arc<Self>, index: usize) -> Seat {
+        Seat {
+            shares: self.clone(),
+            index,
+        }
     }
 
     /// Whether thread `index` holds no more connections than the least loaded thread.
     pub fn may_accept(&self, index: usize) -> bool {
         let mine = self.live(index);
-        self.live.iter().all(|n| mine <= n.load(Relaxed))
+        self.threads.iter().all(|t| mine <= t.live.load(Relaxed))
     }
 
     pub fn live(&self, index: usize) -> usize {
-        self.live.get(index).map_or(0, |n| n.load(Relaxed))
+        self.threads.get(index).map_or(0, |t| t.live.load(Relaxed))
     }
 
     fn opened(&self, index: usize) {
-        if let Some(n) = self.live.get(index) {
-            n.fetch_add(1, Relaxed);
+        if let Some(t) = self.threads.get(index) {
+            t.live.fetch_add(1, Relaxed);
+            t.gauge.increment(1.0);
         }
-        metrics::gauge!("gatecast_request_thread_connections", "thread" => index.to_string())
-            .increment(1.0);
         self.changed.notify_waiters();
     }
 
     fn closed(&self, index: usize) {
-        if let Some(n) = self.live.get(index) {
+        if let Some(t) = self.threads.get(index) {
             // Paired with `opened`; never below zero.
-            let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
+            if t.live
+                .fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1))
+                .is_ok()
+            {
+                t.gauge.decrement(1.0);
+            }
         }
-        metrics::gauge!("gatecast_request_thread_connections", "thread" => index.to_string())
-            .decrement(1.0);
         self.changed.notify_waiters();
+    }
+}
+
+/// One request thread's place among the shares.
+#[derive(Clone)]
+pub struct Seat {
+    shares: Arc<Shares>,
+    index: usize,
+}
+
+impl Seat {
+    /// `inner`, accepting only while this thread's share is the smallest.
+    pub fn listen<L: Listener>(self, inner: L) -> Balanced<L> {
+        Balanced { inner, seat: self }
     }
 }
 
 /// A request thread's view of the shared socket: accepts only while this thread's share
 /// is the smallest.
 pub struct Balanced<L> {
-    pub inner: L,
-    pub shares: Arc<Shares>,
-    pub index: usize,
+    inner: L,
+    seat: Seat,
 }
 
 impl<L: Listener> Listener for Balanced<L> {
@@ -74,22 +113,22 @@ impl<L: Listener> Listener for Balanced<L> {
     type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let Seat { shares, index } = &self.seat;
         loop {
             // Registered before the check, so a change in between is not missed.
-            let changed = self.shares.changed.notified();
+            let changed = shares.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.shares.may_accept(self.index) {
+            if shares.may_accept(*index) {
                 break;
             }
             changed.await;
         }
         let (io, addr) = self.inner.accept().await;
-        self.shares.opened(self.index);
+        shares.opened(*index);
         let io = Counted {
             io,
-            shares: self.shares.clone(),
-            index: self.index,
+            seat: self.seat.clone(),
         };
         (io, addr)
     }
@@ -102,8 +141,7 @@ impl<L: Listener> Listener for Balanced<L> {
 /// A connection that counts itself out of its thread's share when it closes.
 pub struct Counted<T> {
     io: T,
-    shares: Arc<Shares>,
-    index: usize,
+    seat: Seat,
 }
 
 impl<T> Counted<T> {
@@ -114,7 +152,7 @@ impl<T> Counted<T> {
 
 impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
-        self.shares.closed(self.index);
+        self.seat.shares.closed(self.seat.index);
     }
 }
 
@@ -189,11 +227,9 @@ mod tests {
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let shares = Shares::new(2);
-        let mut first = Balanced {
-            inner: TcpListener::from_std(std_listener).unwrap(),
-            shares: shares.clone(),
-            index: 0,
-        };
+        let mut first = shares
+            .seat(0)
+            .listen(TcpListener::from_std(std_listener).unwrap());
         let _c1 = TcpStream::connect(addr).await.unwrap();
         let (conn, _) = first.accept().await;
         assert_eq!(shares.live(0), 1);

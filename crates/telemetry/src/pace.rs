@@ -40,7 +40,7 @@ pub fn pressure(behind: bool) {
 }
 
 /// Whether some destination is behind, so batch work is not paced.
-pub fn under_pressure() -> bool {
+fn under_pressure() -> bool {
     BEHIND.load(Relaxed) > 0
 }
 
@@ -56,11 +56,6 @@ thread_local! {
 /// `on_thread_start`.
 pub fn enable_on_this_thread() {
     LAST_OFFER.with(|last| last.set(Some(Instant::now())));
-}
-
-/// Whether the calling thread paces its batch work.
-pub fn enabled_on_this_thread() -> bool {
-    LAST_OFFER.with(|last| last.get().is_some())
 }
 
 /// A point in batch work where the core may be handed over: free when pacing is off, one
@@ -85,6 +80,10 @@ pub fn checkpoint() {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn enabled_on_this_thread() -> bool {
+        LAST_OFFER.with(|last| last.get().is_some())
+    }
 
     /// The pressure count is process-wide; tests that depend on it take turns.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -86,7 +86,8 @@ impl Sink for FileSink {
         let body = batch.body.clone();
         tokio::task::spawn_blocking(move || append_line(&slot, &path, &body))
             .await
-            .map_err(|e| ExportError::retryable(format!("{}: {e}", self.path.display())))?
+            .map_err(std::io::Error::other)
+            .and_then(|written| written)
             .map_err(|e| ExportError::retryable(format!("{}: {e}", self.path.display())))
     }
 }
