@@ -172,14 +172,30 @@ pub async fn closed_loop(
     concurrency: usize,
     duration: Duration,
 ) -> Result<RunResult> {
+    closed_loop_spread(w, concurrency, duration, Duration::ZERO).await
+}
+
+/// A closed loop whose workers start `spread / concurrency` apart. Identical long requests
+/// started together stay in lockstep for the whole run (each ends and restarts with the
+/// others), so every request would arrive in a burst of `concurrency`; spread over one
+/// request's length, they arrive the way independent clients do.
+pub async fn closed_loop_spread(
+    w: &Workload,
+    concurrency: usize,
+    duration: Duration,
+    spread: Duration,
+) -> Result<RunResult> {
     let started = Instant::now();
     let deadline = started + duration;
+    let concurrency = concurrency.max(1);
     let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency.max(1) {
+    for index in 0..concurrency {
         let w = w.clone();
         let mut local = RunResult::new(w.stream)?;
+        let offset = spread.mul_f64(index as f64 / concurrency as f64);
         tasks.push(tokio::spawn(async move {
             let mut worker = Worker::new();
+            tokio::time::sleep_until((started + offset).into()).await;
             while Instant::now() < deadline {
                 let result = worker.exchange(&w).await;
                 local.add(result, |o| o.total);
@@ -193,6 +209,31 @@ pub async fn closed_loop(
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+/// Closed loops on each target in turn, `rounds` times, each `total / rounds` long, merged
+/// per target: drift on the machine during the run lands on every target alike.
+pub async fn alternating(
+    targets: &[Workload],
+    concurrency: usize,
+    total: Duration,
+    rounds: u32,
+    spread: Duration,
+) -> Result<Vec<RunResult>> {
+    let rounds = rounds.max(1);
+    let each = total / rounds;
+    let mut results = targets
+        .iter()
+        .map(|t| RunResult::new(t.stream))
+        .collect::<Result<Vec<_>>>()?;
+    for _ in 0..rounds {
+        for (target, result) in targets.iter().zip(&mut results) {
+            let run = closed_loop_spread(target, concurrency, each, spread).await?;
+            result.merge(&run)?;
+            result.elapsed += run.elapsed;
+        }
+    }
+    Ok(results)
 }
 
 /// One request at a time on each target in turn, `per_round` requests per turn, so slow drift

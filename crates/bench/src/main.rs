@@ -31,6 +31,11 @@ struct Cli {
     /// A built `gatecast` binary; without it, `cargo build` makes one.
     #[arg(long, value_name = "PATH")]
     gateway_bin: Option<PathBuf>,
+    /// A second built `gatecast` binary for the latency scenario: it gets a gateway of its own
+    /// with 2 destinations, interleaved with the others, so two builds are compared within one
+    /// run instead of across runs minutes apart.
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
     /// A built `gatecast-mock` binary; default: beside --gateway-bin, else built.
     #[arg(long, value_name = "PATH")]
     mock_bin: Option<PathBuf>,
@@ -75,6 +80,9 @@ struct Cli {
     /// Requests per target in the latency scenario [default: 30000; smoke 300].
     #[arg(long)]
     latency_requests: Option<u64>,
+    /// Concurrent streams in the streaming scenario [default: 8; smoke 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    streams: Option<u64>,
     /// Seconds per throughput / streaming / memory-load run [default: 10; smoke 1].
     #[arg(long)]
     seconds: Option<f64>,
@@ -153,6 +161,8 @@ fn run(cli: Cli) -> Result<()> {
         work_dir: scenarios::work_dir_beside(&cli.out),
         busy_poll_us: cli.busy_poll_us,
         latency_requests: cli.latency_requests,
+        baseline_bin: cli.baseline_bin.clone(),
+        streams: cli.streams.map(|n| n as usize),
         seconds: cli.seconds,
         memory_seconds: cli.memory_seconds,
         rate: cli.rate,

@@ -147,6 +147,27 @@ pub struct StreamingReport {
     pub total_direct: Summary,
     pub total_gateway: Summary,
     pub errors: u64,
+    /// The TCP relay (the floor of any second hop), in the same alternating run.
+    pub ttfc_relay: Summary,
+    pub added_ttfc_relay: Added,
+    /// The streams' starts were spread over this long (one stream's length).
+    pub start_spread_ms: u64,
+    /// Direct and gateway alternated this many times.
+    pub rounds: u32,
+    /// All streams started together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<StreamBurst>,
+}
+
+/// Time to first chunk when every stream starts at the same moment: the closed loop keeps
+/// them in lockstep, so each start queues behind the others on both paths.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamBurst {
+    pub direct_streams: u64,
+    pub gateway_streams: u64,
+    pub ttfc_direct: Summary,
+    pub ttfc_gateway: Summary,
+    pub added_ttfc: Added,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -521,9 +542,16 @@ impl Report {
             let _ = writeln!(
                 md,
                 "### Streaming ({} chunks, {} ms apart, c={}; {} direct / {} gateway streams)\n\n\
+                 Stream starts spread over {} ms; direct and gateway alternated {} times.\n\n\
                  | measure | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 |\n\
                  |---|---:|---:|---:|---:|---:|---:|",
-                s.chunks, s.chunk_delay_ms, s.concurrency, s.direct_streams, s.gateway_streams
+                s.chunks,
+                s.chunk_delay_ms,
+                s.concurrency,
+                s.direct_streams,
+                s.gateway_streams,
+                s.start_spread_ms,
+                s.rounds
             );
             for (name, d, g, a) in [
                 (
@@ -531,6 +559,12 @@ impl Report {
                     &s.ttfc_direct,
                     &s.ttfc_gateway,
                     &s.added_ttfc,
+                ),
+                (
+                    "time to first chunk, TCP relay (the floor of a second hop)",
+                    &s.ttfc_direct,
+                    &s.ttfc_relay,
+                    &s.added_ttfc_relay,
                 ),
                 (
                     "largest gap between chunks",
@@ -564,6 +598,24 @@ impl Report {
                 s.events_per_frame_gateway,
                 s.errors
             );
+            if let Some(b) = &s.burst {
+                let _ = writeln!(
+                    md,
+                    "All {} streams starting together ({} direct / {} gateway streams):\n\n\
+                     | measure | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 |\n\
+                     |---|---:|---:|---:|---:|---:|---:|\n\
+                     | time to first chunk | {} | {} | **{}** | {} | {} | **{}** |\n",
+                    s.concurrency,
+                    b.direct_streams,
+                    b.gateway_streams,
+                    us(b.ttfc_direct.p50_us),
+                    us(b.ttfc_gateway.p50_us),
+                    us(b.added_ttfc.p50_us),
+                    us(b.ttfc_direct.p99_us),
+                    us(b.ttfc_gateway.p99_us),
+                    us(b.added_ttfc.p99_us)
+                );
+            }
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(

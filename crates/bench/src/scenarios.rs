@@ -18,7 +18,7 @@ use crate::procs::{self, Binaries, CpuMeter, PinLayout, Proc};
 use crate::relay::Relay;
 use crate::report::{
     CpuPerRequest, DeadDestination, LatencyReport, LatencyRow, MemoryReport, OpenLoopRow, Plateau,
-    StreamingReport, ThroughputReport, ThroughputRow,
+    StreamBurst, StreamingReport, ThroughputReport, ThroughputRow,
 };
 use crate::sink::{OtlpSink, SinkMode};
 
@@ -46,6 +46,9 @@ pub struct Options {
     pub mock_listen: Option<std::net::SocketAddr>,
     pub work_dir: PathBuf,
     pub latency_requests: Option<u64>,
+    /// Another gatecast build, measured beside the gateway in the latency scenario.
+    pub baseline_bin: Option<PathBuf>,
+    pub streams: Option<usize>,
     pub seconds: Option<f64>,
     pub memory_seconds: Option<f64>,
     pub rate: Option<f64>,
@@ -165,6 +168,17 @@ impl Env {
         let Some(bin) = &self.bins.gateway else {
             bail!("no gateway binary");
         };
+        self.gateway_from(bin, name, destinations, otlp).await
+    }
+
+    /// A gateway of the given build, as [`Env::gateway`] starts them.
+    async fn gateway_from(
+        &self,
+        bin: &Path,
+        name: &str,
+        destinations: Option<DestinationSet>,
+        otlp: Option<&OtlpSink>,
+    ) -> Result<Gateway> {
         let dir = self.opts.work_dir.join(name);
         std::fs::create_dir_all(&dir)?;
         // A store left by an earlier run would bring back its state; start each one empty.
@@ -255,13 +269,31 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
     let warm = if env.opts.smoke { 50 } else { 2_000 };
     let mut gateways = Vec::new();
     if env.target.is_none() {
-        gateways.push((0, env.gateway("gateway-0dest", None, None).await?));
+        gateways.push((
+            0,
+            env.gateway_label(0),
+            env.gateway("gateway-0dest", None, None).await?,
+        ));
     }
     gateways.push((
         2,
+        env.gateway_label(2),
         env.gateway("gateway-2dest", env.two_destinations(), None)
             .await?,
     ));
+    // The baseline build exports to a sink of its own, so the sink figures stay per build.
+    let baseline_sink = match (&env.opts.baseline_bin, &env.target) {
+        (Some(_), None) => Some(OtlpSink::start(SinkMode::Counting).await?),
+        _ => None,
+    };
+    if let (Some(bin), Some(sink)) = (&env.opts.baseline_bin, &baseline_sink) {
+        gateways.push((
+            2,
+            format!("baseline build ({}), 2 destinations", bin.display()),
+            env.gateway_from(bin, "gateway-baseline", env.two_destinations(), Some(sink))
+                .await?,
+        ));
+    }
 
     let relay = Relay::start(env.mock_addr())?;
     let mut targets = vec![
@@ -272,12 +304,12 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
             "",
         ),
     ];
-    targets.extend(gateways.iter().map(|(_, g)| via(g, false, "")));
+    targets.extend(gateways.iter().map(|(_, _, g)| via(g, false, "")));
     for t in &targets {
         load::warm_up(t, warm).await?;
     }
     let before = env.sink.snapshot();
-    let pids: Vec<u32> = gateways.iter().filter_map(|(_, g)| g.pid).collect();
+    let pids: Vec<u32> = gateways.iter().filter_map(|(_, _, g)| g.pid).collect();
     let meter = CpuMeter::start(&pids);
     let results = load::interleaved(&targets, per_target, 20).await?;
     let mut cpu = meter.finish().into_iter();
@@ -292,14 +324,14 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
         otlp_sink: None,
     };
     let mut rows = Vec::new();
-    for ((dests, g), r) in gateways.iter().zip(&results[2..]) {
+    for ((dests, label, g), r) in gateways.iter().zip(&results[2..]) {
         let summary = r.latencies.summary();
         let gateway_cpu_us = match g.pid {
             Some(_) => cpu.next().unwrap_or_default() * 1e6 / r.ok.max(1) as f64,
             None => 0.0,
         };
         rows.push(LatencyRow {
-            setup: env.gateway_label(*dests),
+            setup: label.clone(),
             destinations: *dests,
             summary,
             added: Added::between(&direct, &summary),
@@ -316,7 +348,7 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
     }
     let errors = results.iter().map(|r| r.errors).sum();
     report_errors("latency", &results);
-    for (_, g) in gateways {
+    for (_, _, g) in gateways {
         g.stop();
     }
     Ok(LatencyReport {
@@ -455,23 +487,63 @@ pub async fn throughput(env: &Env) -> Result<ThroughputReport> {
 }
 
 /// 20 chunks 5 ms apart: time to first chunk and the largest gap, direct and through.
+///
+/// The streams' starts are spread over one stream's length, and the two paths alternate in
+/// rounds. A second, shorter run starts all streams together, so the cost of a burst of
+/// simultaneous stream starts is on record as well.
 pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     let secs = env.opts.secs(12.0, 1.0);
-    let concurrency = if env.opts.smoke { 2 } else { 8 };
+    let burst_secs = env.opts.secs(6.0, 0.5);
+    let rounds = if env.opts.smoke { 1 } else { 6 };
+    let concurrency = env
+        .opts
+        .streams
+        .unwrap_or(if env.opts.smoke { 2 } else { 8 });
     let directives = format!("chunk_delay_ms={STREAM_CHUNK_DELAY_MS},chunks={STREAM_CHUNKS}");
+    let stream_length = Duration::from_millis(STREAM_CHUNK_DELAY_MS * STREAM_CHUNKS as u64);
     let gw = env
         .gateway("gateway-streaming", env.two_destinations(), None)
         .await?;
-    let direct = env.direct(true, &directives);
-    let through = via(&gw, true, &directives);
-    load::warm_up(&direct, 5).await?;
-    load::warm_up(&through, 5).await?;
-    let d = load::closed_loop(&direct, concurrency, secs).await?;
-    let g = load::closed_loop(&through, concurrency, secs).await?;
-    report_errors("streaming", &[d.clone(), g.clone()]);
+    let relay = Relay::start(env.mock_addr())?;
+    let targets = [
+        env.direct(true, &directives),
+        workload(
+            Endpoint::local(relay.addr, gwconfig::DIRECT_MODEL),
+            true,
+            &directives,
+        ),
+        via(&gw, true, &directives),
+    ];
+    for t in &targets {
+        load::warm_up(t, 5).await?;
+    }
+    let spread = load::alternating(&targets, concurrency, secs, rounds, stream_length).await?;
+    let burst = [targets[0].clone(), targets[2].clone()];
+    let together =
+        load::alternating(&burst, concurrency, burst_secs, rounds, Duration::ZERO).await?;
     gw.stop();
-    let (Some(ds), Some(gs)) = (&d.stream, &g.stream) else {
+    let [d, r, g] = &spread[..] else {
+        bail!("streaming run returned {} results, not 3", spread.len());
+    };
+    let [bd, bg] = &together[..] else {
+        bail!("burst run returned {} results, not 2", together.len());
+    };
+    report_errors(
+        "streaming",
+        &[d.clone(), r.clone(), g.clone(), bd.clone(), bg.clone()],
+    );
+    let (Some(ds), Some(rs), Some(gs), Some(bds), Some(bgs)) =
+        (&d.stream, &r.stream, &g.stream, &bd.stream, &bg.stream)
+    else {
         bail!("streaming run kept no stream statistics");
+    };
+    let relay_ttfc = rs.first_frame.summary();
+    let burst = StreamBurst {
+        direct_streams: bd.ok,
+        gateway_streams: bg.ok,
+        ttfc_direct: bds.first_frame.summary(),
+        ttfc_gateway: bgs.first_frame.summary(),
+        added_ttfc: Added::between(&bds.first_frame.summary(), &bgs.first_frame.summary()),
     };
     let ttfc_direct = ds.first_frame.summary();
     let ttfc_gateway = gs.first_frame.summary();
@@ -500,7 +572,12 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         events_per_frame_gateway: per_frame(gs.events, gs.frames),
         total_direct: d.latencies.summary(),
         total_gateway: g.latencies.summary(),
-        errors: d.errors + g.errors,
+        errors: d.errors + g.errors + bd.errors + bg.errors,
+        start_spread_ms: stream_length.as_millis() as u64,
+        added_ttfc_relay: Added::between(&ds.first_frame.summary(), &relay_ttfc),
+        ttfc_relay: relay_ttfc,
+        rounds,
+        burst: Some(burst),
     })
 }
 
