@@ -142,6 +142,19 @@ pub struct TelemetryConfig {
     /// Most content bytes (messages, tools, output) one record keeps.
     #[serde(default = "defaults::max_capture_bytes")]
     pub max_capture_bytes: usize,
+    /// Where batch conversion, encoding and compression run while delivery keeps up.
+    #[serde(default)]
+    pub delivery_priority: DeliveryPriority,
+}
+
+/// `idle` runs batch work on threads under `SCHED_IDLE`, taken back to normal priority when a
+/// destination falls behind; `normal` keeps it on the control runtime's blocking pool, paced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryPriority {
+    #[default]
+    Idle,
+    Normal,
 }
 
 impl Default for TelemetryConfig {
@@ -149,6 +162,7 @@ impl Default for TelemetryConfig {
         Self {
             service_name: defaults::service_name(),
             max_capture_bytes: defaults::max_capture_bytes(),
+            delivery_priority: DeliveryPriority::default(),
         }
     }
 }
@@ -548,6 +562,11 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.server.request_threads(), gatecast_proxy::lane::count());
         assert_eq!(c.server.busy_poll_us, 0);
+        assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Idle);
+        let c = parse("[telemetry]\ndelivery_priority = \"normal\"").unwrap();
+        assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Normal);
+        let e = parse("[telemetry]\ndelivery_priority = \"high\"").unwrap_err();
+        assert!(e.contains("delivery_priority"), "{e}");
         let c = parse("[server]\nworker_threads = 3\nbusy_poll_us = 300").unwrap();
         assert_eq!(c.server.request_threads(), 3);
         assert_eq!(c.server.busy_poll_us, 300);

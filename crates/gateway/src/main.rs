@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gatecast::cli::{Cli, Command};
+use gatecast::config::DeliveryPriority;
 use gatecast::{logging, Config, Gateway, GatewayError};
 
 /// Request handling allocates and frees many small buffers across threads; mimalloc does that
@@ -61,6 +62,12 @@ fn serve(
         .build()
         .map_err(GatewayError::Serve)?;
     control.block_on(async move {
+        // Batch conversion and encoding run at idle priority while delivery keeps up.
+        if config.telemetry.delivery_priority == DeliveryPriority::Idle {
+            if let Err(reason) = gatecast_telemetry::background::start() {
+                tracing::warn!(%reason, "delivery work runs at normal priority");
+            }
+        }
         let addr = config.server.listen;
         let threads = config.server.request_threads();
         let require_key = config.auth.require_key;

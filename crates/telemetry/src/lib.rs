@@ -4,6 +4,7 @@
 //! [`Broadcaster`] maps each to spans once and fans them out to one pipeline per destination.
 //! There is no global tracer provider: every destination owns its queue, batching and retries.
 
+pub mod background;
 mod content;
 mod generation;
 

@@ -40,7 +40,7 @@ pub fn pressure(behind: bool) {
 }
 
 /// Whether some destination is behind, so batch work is not paced.
-fn under_pressure() -> bool {
+pub(crate) fn under_pressure() -> bool {
     BEHIND.load(Relaxed) > 0
 }
 

@@ -33,6 +33,7 @@ use crate::worker::Worker;
 pub struct SharedRecord {
     record: Mutex<Option<GenerationRecord>>,
     private: bool,
+    span_count: usize,
     options: SpanOptions,
     spans: OnceLock<Vec<SpanModel>>,
 }
@@ -41,6 +42,7 @@ impl SharedRecord {
     pub fn new(record: GenerationRecord, options: SpanOptions) -> Self {
         Self {
             private: record.privacy,
+            span_count: crate::spans::span_count(&record),
             record: Mutex::new(Some(record)),
             options,
             spans: OnceLock::new(),
@@ -55,6 +57,11 @@ impl SharedRecord {
     /// Whether the request asked for privacy at every destination.
     pub fn private(&self) -> bool {
         self.private
+    }
+
+    /// How many spans [`SharedRecord::spans`] holds, known before they are built.
+    pub fn span_count(&self) -> usize {
+        self.span_count
     }
 
     pub fn spans(&self) -> &[SpanModel] {

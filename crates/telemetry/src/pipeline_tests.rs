@@ -593,6 +593,7 @@ async fn a_full_spool_drops_its_oldest_batches() {
             let batch = EncodedBatch {
                 body: std::fs::read(f).unwrap().into(),
                 spans: 1,
+                wire: None,
             };
             start_time(&batch)
         })

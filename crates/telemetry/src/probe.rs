@@ -458,6 +458,7 @@ async fn append_line(
     let batch = EncodedBatch {
         body: body.into(),
         spans: span_count(request),
+        wire: None,
     };
     match tokio::time::timeout(timeout, sink.export(&batch)).await {
         Ok(Ok(())) => Outcome::pass(format!("appended to {shown}")),
@@ -526,6 +527,7 @@ async fn send_http(
     let batch = EncodedBatch {
         body: body.into(),
         spans: span_count(request),
+        wire: None,
     };
     let body = match sink.body(&batch) {
         Ok(body) => body,

@@ -146,6 +146,25 @@ pub fn build_spans(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanMod
     spans
 }
 
+/// How many spans [`build_spans`] makes of `record`, without building them: the workers size
+/// their batches by it, while the spans themselves are built off their threads.
+pub fn span_count(record: &GenerationRecord) -> usize {
+    let trace = &record.context.trace;
+    let given = |key: &str| {
+        trace
+            .get(key)
+            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+    };
+    let root = usize::from(given("trace_name") && record.context.parent_span_id.is_none());
+    let span = usize::from(given("span_name"));
+    let attempts = if record.attempts.len() > 1 {
+        record.attempts.len()
+    } else {
+        0
+    };
+    root + span + 1 + attempts
+}
+
 /// `chat {model}` as the GenAI conventions name a chat span, with the model actually sent
 /// upstream when a route was chosen.
 fn generation_name_for(record: &GenerationRecord) -> String {
@@ -244,6 +263,44 @@ mod tests {
             Some(("::1", Some(9)))
         );
         assert_eq!(host_port("http:///nohost"), None);
+    }
+
+    fn name_value() -> impl proptest::strategy::Strategy<Value = Option<Value>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            Just(Some(Value::String(String::new()))),
+            "[a-z]{1,8}".prop_map(|s| Some(Value::String(s))),
+            any::<i64>().prop_map(|n| Some(Value::from(n))),
+            Just(Some(serde_json::json!({"nested": true}))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Batches are sized by the count before any span exists; a wrong count would
+        /// make batches larger than `max_batch_spans`.
+        #[test]
+        fn span_count_matches_the_spans_built(
+            trace_name in name_value(),
+            span_name in name_value(),
+            parent in proptest::option::of(proptest::prelude::any::<[u8; 8]>()),
+            attempts in 0usize..5,
+        ) {
+            let mut record = GenerationRecord::default();
+            if let Some(v) = trace_name {
+                record.context.trace.insert("trace_name".into(), v);
+            }
+            if let Some(v) = span_name {
+                record.context.trace.insert("span_name".into(), v);
+            }
+            record.context.parent_span_id = parent;
+            record.attempts = (0..attempts)
+                .map(|n| Attempt { provider: format!("p{n}"), ..Attempt::default() })
+                .collect();
+            let built = build_spans(&record, &SpanOptions::default()).len();
+            proptest::prop_assert_eq!(span_count(&record), built);
+        }
     }
 
     #[test]

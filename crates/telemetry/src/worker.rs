@@ -103,6 +103,8 @@ struct Encoded {
     span_count: usize,
     request: ExportTraceServiceRequest,
     body: Result<Vec<u8>, TelemetryError>,
+    /// The body gzipped, for sinks that send it so.
+    wire: Option<Result<bytes::Bytes, ExportError>>,
 }
 
 impl Encoded {
@@ -119,7 +121,16 @@ impl Encoded {
             span_count,
             request,
             body,
+            wire: None,
         }
+    }
+
+    /// Compresses the body now, with the rest of the batch work.
+    fn gzipped(mut self) -> Self {
+        if let Ok(body) = &self.body {
+            self.wire = Some(crate::destination::http::gzip(body));
+        }
+        self
     }
 }
 
@@ -193,7 +204,8 @@ impl<S: Sink> Worker<S> {
 
     /// Adds one record to the batch; flushes when the batch is full.
     async fn add(&self, st: &mut State, item: Queued) {
-        st.batch_spans += item.record.spans().len();
+        // Counted, not built: building happens with the rest of the batch work.
+        st.batch_spans += item.record.span_count();
         st.batch.push(item);
         st.flush_at
             .get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
@@ -301,6 +313,7 @@ impl<S: Sink> Worker<S> {
         let batch = EncodedBatch {
             body: body.into(),
             spans: entry.spans,
+            wire: None,
         };
         match self.send(&batch).await {
             Ok(()) => {
@@ -335,8 +348,8 @@ impl<S: Sink> Worker<S> {
     }
 
     /// Whether anything of the batch reached the destination. Conversion and encoding of a
-    /// whole batch take milliseconds of CPU, so they run on the blocking pool: the runtime's
-    /// worker threads keep serving requests meanwhile.
+    /// whole batch take milliseconds of CPU, so they run off the runtime's threads, at idle
+    /// priority while delivery keeps up (see `background`).
     async fn flush(&self, batch: &mut Vec<Queued>) -> bool {
         if batch.is_empty() {
             return false;
@@ -345,7 +358,9 @@ impl<S: Sink> Worker<S> {
         let records = items.len();
         let settings = self.settings.clone();
         let encoding = self.sink.encoding();
-        let work = tokio::task::spawn_blocking(move || {
+        let gzip = self.sink.gzip();
+        // Pure, as `background::run` needs: it may run twice.
+        let work = crate::background::run(move || {
             let mut chunk = Chunk {
                 spans: Vec::new(),
                 lens: Vec::with_capacity(items.len()),
@@ -361,9 +376,12 @@ impl<S: Sink> Worker<S> {
                 chunk.lens.push(spans.len());
                 chunk.spans.extend(spans);
             }
-            // The records are released here too, off the runtime's threads.
-            drop(items);
-            Encoded::new(chunk, &settings.resource, encoding)
+            let encoded = Encoded::new(chunk, &settings.resource, encoding);
+            if gzip {
+                encoded.gzipped()
+            } else {
+                encoded
+            }
         });
         match work.await {
             Ok(encoded) => self.deliver(encoded).await,
@@ -384,6 +402,7 @@ impl<S: Sink> Worker<S> {
                 span_count,
                 request,
                 body,
+                wire,
             } = next;
             let records = lens.len();
             if span_count == 0 {
@@ -397,9 +416,17 @@ impl<S: Sink> Worker<S> {
                     continue;
                 }
             };
+            let wire = match wire.transpose() {
+                Ok(wire) => wire,
+                Err(e) => {
+                    self.fail(records, &e.message);
+                    continue;
+                }
+            };
             let batch = EncodedBatch {
                 body: body.into(),
                 spans: span_count,
+                wire,
             };
             // Shutting down with a destination known to be down: straight to the spool,
             // before the deadline runs out.

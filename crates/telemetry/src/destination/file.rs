@@ -108,6 +108,7 @@ mod tests {
             let batch = EncodedBatch {
                 body: body.as_bytes().to_vec().into(),
                 spans: 1,
+                wire: None,
             };
             sink.export(&batch).await.unwrap();
         }
@@ -134,6 +135,7 @@ mod tests {
         let batch = EncodedBatch {
             body: body.clone().into(),
             spans: 1,
+            wire: None,
         };
         sink.export(&batch).await.unwrap();
         let mut want = body.clone();

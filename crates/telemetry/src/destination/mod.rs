@@ -287,6 +287,9 @@ pub struct EncodedBatch {
     /// Shared, not copied, by every attempt: a retry, the spool and the file writer's thread.
     pub body: bytes::Bytes,
     pub spans: usize,
+    /// `body` as the sink sends it (gzipped), when it was prepared with the encoding, off the
+    /// worker's thread (see [`Sink::gzip`]). The spool keeps `body`.
+    pub wire: Option<bytes::Bytes>,
 }
 
 /// How an export failed decides what the pipeline does next.
@@ -343,6 +346,12 @@ impl ExportError {
 /// A transport. Owned by exactly one pipeline worker, which serializes calls to it.
 pub trait Sink: Send + Sync + 'static {
     fn encoding(&self) -> Encoding;
+
+    /// Whether the body goes out gzipped by this crate (gRPC compresses in its transport):
+    /// the worker then compresses it together with the encoding, at the same priority.
+    fn gzip(&self) -> bool {
+        false
+    }
 
     /// Delivers one batch. The pipeline applies the timeout and the retries.
     fn export(&self, batch: &EncodedBatch) -> impl Future<Output = Result<(), ExportError>> + Send;
