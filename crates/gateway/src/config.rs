@@ -152,8 +152,10 @@ pub struct TelemetryConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryPriority {
-    #[default]
     Idle,
+    /// The default until the p99.9 and peak-memory costs of `idle` are understood (see
+    /// docs/benchmarks.md).
+    #[default]
     Normal,
 }
 
@@ -562,9 +564,9 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.server.request_threads(), gatecast_proxy::lane::count());
         assert_eq!(c.server.busy_poll_us, 0);
-        assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Idle);
-        let c = parse("[telemetry]\ndelivery_priority = \"normal\"").unwrap();
         assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Normal);
+        let c = parse("[telemetry]\ndelivery_priority = \"idle\"").unwrap();
+        assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Idle);
         let e = parse("[telemetry]\ndelivery_priority = \"high\"").unwrap_err();
         assert!(e.contains("delivery_priority"), "{e}");
         let c = parse("[server]\nworker_threads = 3\nbusy_poll_us = 300").unwrap();

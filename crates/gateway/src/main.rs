@@ -62,7 +62,7 @@ fn serve(
         .build()
         .map_err(GatewayError::Serve)?;
     control.block_on(async move {
-        // Batch conversion and encoding run at idle priority while delivery keeps up.
+        // Opt-in: batch conversion, encoding and gzip at idle priority while delivery keeps up.
         if config.telemetry.delivery_priority == DeliveryPriority::Idle {
             if let Err(reason) = gatecast_telemetry::background::start() {
                 tracing::warn!(%reason, "delivery work runs at normal priority");

@@ -360,12 +360,15 @@ impl<S: Sink> Worker<S> {
         let encoding = self.sink.encoding();
         let gzip = self.sink.gzip();
         // Pure, as `background::run` needs: it may run twice.
-        let work = crate::background::run(move || {
+        let work = crate::background::run(move |abandoned| {
             let mut chunk = Chunk {
                 spans: Vec::new(),
                 lens: Vec::with_capacity(items.len()),
             };
             for item in &items {
+                if abandoned.is_set() {
+                    return None;
+                }
                 crate::pace::checkpoint();
                 let spans = destination_view(
                     &settings,
@@ -377,14 +380,15 @@ impl<S: Sink> Worker<S> {
                 chunk.spans.extend(spans);
             }
             let encoded = Encoded::new(chunk, &settings.resource, encoding);
-            if gzip {
-                encoded.gzipped()
-            } else {
-                encoded
-            }
+            Some(if gzip { encoded.gzipped() } else { encoded })
         });
         match work.await {
-            Ok(encoded) => self.deliver(encoded).await,
+            Ok(Some(encoded)) => self.deliver(encoded).await,
+            // Only an abandoned run stops early, and its result is never returned.
+            Ok(None) => {
+                self.fail(records, "encoding a batch was abandoned");
+                false
+            }
             Err(e) => {
                 self.fail(records, &format!("encoding a batch failed: {e}"));
                 false
