@@ -328,12 +328,56 @@ pub fn mask_secret(value: &str) -> String {
     format!("****{tail}")
 }
 
+/// Top-level config keys holding a URL. Webhook and collector URLs often carry a token in the
+/// query string or a password in the authority, so reads show them masked too.
+const URL_KEYS: [&str; 3] = ["url", "endpoint", "otlp_endpoint"];
+
+/// The URL with its password, every query value and the fragment replaced by `****`, keeping
+/// the scheme, host, path and query names an operator needs to recognise it. A URL with none
+/// of those comes back unchanged; one that does not parse but looks like it carries any is
+/// masked whole.
+pub fn mask_url(value: &str) -> String {
+    let Ok(mut url) = url::Url::parse(value) else {
+        return if value.contains(['?', '@', '#']) {
+            mask_secret(value)
+        } else {
+            value.to_owned()
+        };
+    };
+    if url.password().is_none() && url.query().is_none() && url.fragment().is_none() {
+        return value.to_owned();
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let query = names
+            .iter()
+            .map(|k| format!("{k}=****"))
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&query));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some("****"));
+    }
+    url.to_string()
+}
+
 pub(crate) fn mask_config(config: &Value) -> Value {
     let mut out = config.clone();
     let _ = for_each_secret::<std::convert::Infallible>(&mut out, &mut |_, leaf| {
         *leaf = Value::String(mask_secret(&leaf_text(leaf)));
         Ok(())
     });
+    if let Value::Object(map) = &mut out {
+        for key in URL_KEYS {
+            if let Some(Value::String(url)) = map.get_mut(key) {
+                *url = mask_url(url);
+            }
+        }
+    }
     out
 }
 
@@ -386,6 +430,17 @@ pub fn restore_masked(new: &mut Value, current: &Value) {
         }
         Ok(())
     });
+    if let (Value::Object(new), Value::Object(current)) = (new, current) {
+        for key in URL_KEYS {
+            if let (Some(Value::String(sent)), Some(Value::String(stored))) =
+                (new.get(key), current.get(key))
+            {
+                if sent != stored && *sent == mask_url(stored) {
+                    new.insert(key.to_owned(), Value::String(stored.clone()));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +502,45 @@ mod tests {
         assert_eq!(masked["nested"]["Password"], "****5678");
         assert_eq!(masked["endpoint"], "http://collector:4318");
         assert_eq!(masked["protocol"], "http/json");
+    }
+
+    #[test]
+    fn urls_are_masked_in_reads_and_restored_when_sent_back() {
+        let current = json!({
+            "url": "https://hooks.example.com/in/abc?token=s3cr3t&v=2#frag",
+            "endpoint": "http://user:pw@collector:4318/v1/traces",
+            "otlp_endpoint": "http://collector:4318/v1/traces"
+        });
+        let masked = mask_config(&current);
+        assert_eq!(
+            masked["url"],
+            "https://hooks.example.com/in/abc?token=****&v=****#****"
+        );
+        assert_eq!(
+            masked["endpoint"],
+            "http://user:****@collector:4318/v1/traces"
+        );
+        assert_eq!(
+            masked["otlp_endpoint"], current["otlp_endpoint"],
+            "nothing to hide"
+        );
+        let text = masked.to_string();
+        assert!(!text.contains("s3cr3t") && !text.contains(":pw@"), "{text}");
+        // Sent back as read: the stored URLs stay.
+        let mut sent = masked.clone();
+        restore_masked(&mut sent, &current);
+        assert_eq!(sent, current);
+        // A new URL is kept, even one that looks masked but is not the mask of the stored one.
+        let mut changed = json!({"url": "https://hooks.example.com/other?token=****"});
+        restore_masked(&mut changed, &current);
+        assert_eq!(changed["url"], "https://hooks.example.com/other?token=****");
+    }
+
+    #[test]
+    fn an_unparsable_url_with_a_query_is_masked_whole() {
+        assert_eq!(mask_url("not a url?token=abcdefgh"), "****efgh");
+        assert_eq!(mask_url("plain-name"), "plain-name");
+        assert_eq!(mask_url("https://h/p"), "https://h/p");
     }
 
     #[test]
