@@ -27,6 +27,23 @@ pub enum DestinationSet {
     None,
 }
 
+/// Where the gateway runs its batch work (`telemetry.delivery_priority`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryPriority {
+    Idle,
+    Normal,
+}
+
+impl DeliveryPriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryPriority::Idle => "idle",
+            DeliveryPriority::Normal => "normal",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -54,6 +71,8 @@ pub struct GatewaySetup<'a> {
     pub compression: Compression,
     /// `server.busy_poll_us`; 0 leaves it out.
     pub busy_poll_us: u64,
+    /// `telemetry.delivery_priority`; `None` leaves the gateway's default.
+    pub delivery_priority: Option<DeliveryPriority>,
     /// Where file destinations write.
     pub dir: &'a Path,
 }
@@ -76,10 +95,13 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
             setup.dir.join(STORE_FILE).to_string_lossy()
         ))
     );
+    let _ = writeln!(s, "[telemetry]\nservice_name = \"gatecast-bench\"");
+    if let Some(p) = setup.delivery_priority {
+        let _ = writeln!(s, "delivery_priority = \"{}\"", p.as_str());
+    }
     let _ = writeln!(
         s,
-        "[telemetry]\nservice_name = \"gatecast-bench\"\n\n\
-         [providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
+        "\n[providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
         setup.mock
     );
     let file = |s: &mut String, name: &str, private: bool| {
@@ -139,6 +161,7 @@ mod tests {
             otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
             compression: Compression::Gzip,
             busy_poll_us: 0,
+            delivery_priority: None,
             dir: Path::new("/tmp/b"),
         })
     }
@@ -192,11 +215,33 @@ mod tests {
                 otlp_endpoint: None,
                 compression: Compression::None,
                 busy_poll_us: 0,
+                delivery_priority: None,
                 dir: Path::new("/tmp/b"),
             }
         });
         let on: toml::Value = toml::from_str(&on).unwrap();
         assert_eq!(on["server"]["busy_poll_us"].as_integer(), Some(250));
+    }
+
+    #[test]
+    fn delivery_priority_is_written_only_when_chosen() {
+        let default: toml::Value = toml::from_str(&setup(None)).unwrap();
+        assert!(default["telemetry"].get("delivery_priority").is_none());
+        let idle = render(&GatewaySetup {
+            mock: "127.0.0.1:9".parse().unwrap(),
+            destinations: None,
+            otlp_endpoint: None,
+            compression: Compression::None,
+            busy_poll_us: 0,
+            delivery_priority: Some(DeliveryPriority::Idle),
+            dir: Path::new("/tmp/b"),
+        });
+        let idle: toml::Value = toml::from_str(&idle).unwrap();
+        assert_eq!(
+            idle["telemetry"]["delivery_priority"].as_str(),
+            Some("idle")
+        );
+        assert_eq!(idle["providers"]["up"]["kind"].as_str(), Some("openai"));
     }
 
     #[test]

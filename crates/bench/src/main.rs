@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, ValueEnum};
-use gatecast_bench::gwconfig::{Compression, DestinationSet};
+use gatecast_bench::gwconfig::{self, Compression, DestinationSet};
 use gatecast_bench::procs::{self, PinLayout, Profile};
 use gatecast_bench::report::{Meta, Report};
 use gatecast_bench::scenarios::{self, Env, ExternalTarget, Options};
@@ -66,6 +66,11 @@ struct Cli {
     /// their sockets this long after a request instead of sleeping (0: off, the default).
     #[arg(long, default_value_t = 0, value_name = "US")]
     busy_poll_us: u64,
+    /// `telemetry.delivery_priority` of the gateways the bench starts (default: the gateway's
+    /// own). The `--baseline-bin` gateway always keeps its default, so `--gateway-bin X
+    /// --baseline-bin X --delivery-priority idle` compares the two settings in one run.
+    #[arg(long, value_enum, value_name = "PRIORITY")]
+    delivery_priority: Option<gwconfig::DeliveryPriority>,
     /// Pin each process to cores (taskset). On 2 cores: bench and mock on CPU 0, the gateway
     /// on CPU 1.
     #[arg(long)]
@@ -160,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
         mock_listen,
         work_dir: scenarios::work_dir_beside(&cli.out),
         busy_poll_us: cli.busy_poll_us,
+        delivery_priority: cli.delivery_priority,
         latency_requests: cli.latency_requests,
         baseline_bin: cli.baseline_bin.clone(),
         streams: cli.streams.map(|n| n as usize),
@@ -304,6 +310,7 @@ fn meta(cli: &Cli, pin: Option<PinLayout>) -> Meta {
         otlp_compression: format!("{:?}", cli.otlp_compression).to_lowercase(),
         pin,
         busy_poll_us: cli.busy_poll_us,
+        delivery_priority: cli.delivery_priority.map(|p| p.as_str().to_owned()),
         client_threads: cli.client_threads,
         cpu_model,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

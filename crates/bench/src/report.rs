@@ -44,6 +44,9 @@ pub struct Meta {
     pub pin: Option<crate::procs::PinLayout>,
     /// The gateways' `server.busy_poll_us` (0: off).
     pub busy_poll_us: u64,
+    /// The gateways' `telemetry.delivery_priority`, when the run set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_priority: Option<String>,
     pub client_threads: usize,
     pub cpu_model: String,
     pub cores: usize,
@@ -388,7 +391,7 @@ impl Report {
         let _ = writeln!(
             md,
             "## gatecast-bench {}{}\n\n`{}`\n\n{} × {} ({} cores), kernel {}; gateway: {}; destinations: {}; \
-             OTLP compression: {}; busy poll: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
+             OTLP compression: {}; busy poll: {}; delivery priority: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
             m.version,
             if m.smoke { " (smoke: numbers not meaningful)" } else { "" },
             m.command,
@@ -403,6 +406,7 @@ impl Report {
                 0 => "off".to_owned(),
                 us => format!("{us} µs"),
             },
+            m.delivery_priority.as_deref().unwrap_or("gateway default"),
             m.profile,
             m.pin
                 .as_ref()

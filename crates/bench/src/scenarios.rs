@@ -42,6 +42,7 @@ pub struct Options {
     pub compression: Compression,
     pub pin: Option<PinLayout>,
     pub busy_poll_us: u64,
+    pub delivery_priority: Option<gwconfig::DeliveryPriority>,
     pub target: Option<ExternalTarget>,
     pub mock_listen: Option<std::net::SocketAddr>,
     pub work_dir: PathBuf,
@@ -168,7 +169,8 @@ impl Env {
         let Some(bin) = &self.bins.gateway else {
             bail!("no gateway binary");
         };
-        self.gateway_from(bin, name, destinations, otlp).await
+        self.gateway_from(bin, name, destinations, otlp, self.opts.delivery_priority)
+            .await
     }
 
     /// A gateway of the given build, as [`Env::gateway`] starts them.
@@ -178,6 +180,7 @@ impl Env {
         name: &str,
         destinations: Option<DestinationSet>,
         otlp: Option<&OtlpSink>,
+        delivery_priority: Option<gwconfig::DeliveryPriority>,
     ) -> Result<Gateway> {
         let dir = self.opts.work_dir.join(name);
         std::fs::create_dir_all(&dir)?;
@@ -191,6 +194,7 @@ impl Env {
             otlp_endpoint: Some(otlp.unwrap_or(&self.sink).endpoint()),
             compression: self.opts.compression,
             busy_poll_us: self.opts.busy_poll_us,
+            delivery_priority,
             dir: &dir,
         });
         let config_path = dir.join("gatecast.toml");
@@ -290,8 +294,15 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
         gateways.push((
             2,
             format!("baseline build ({}), 2 destinations", bin.display()),
-            env.gateway_from(bin, "gateway-baseline", env.two_destinations(), Some(sink))
-                .await?,
+            // Its own defaults: the comparison is of builds (or of this run's settings).
+            env.gateway_from(
+                bin,
+                "gateway-baseline",
+                env.two_destinations(),
+                Some(sink),
+                None,
+            )
+            .await?,
         ));
     }
 

@@ -153,8 +153,8 @@ pub struct TelemetryConfig {
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryPriority {
     Idle,
-    /// The default until the p99.9 and peak-memory costs of `idle` are understood (see
-    /// docs/benchmarks.md).
+    /// The default: on the benchmark VM `idle` gave no better p99 and a worse p99.9 and peak
+    /// memory (docs/benchmarks.md).
     #[default]
     Normal,
 }

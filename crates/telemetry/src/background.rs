@@ -2,10 +2,8 @@
 //!
 //! Pacing (see [`crate::pace`]) bounds how long a batch holds a core, but a request thread that
 //! wakes on that core still waits up to a slice, and so do the client and the provider on the
-//! same host. At one request at a time on two cores, about one request in a hundred met a
-//! batch: with two destinations the added p99 was two to three times the p99 without. A thread
-//! under `SCHED_IDLE` gives its core up the moment anything else wants it, so conversion and
-//! encoding only ever use CPU that nothing else asked for.
+//! same host. A thread under `SCHED_IDLE` gives its core up the moment anything else wants it,
+//! so conversion and encoding only ever use CPU that nothing else asked for.
 //!
 //! On a saturated host an idle thread gets almost no CPU, and an unprivileged process can
 //! never raise a thread's priority again. So the idle work has threads of its own, and
@@ -17,9 +15,10 @@
 //! under load, as before, and gets out of the way when there is none.
 //!
 //! The gateway starts the lane only with `telemetry.delivery_priority = "idle"`: on the
-//! benchmark VM it cut the added p99 at one request at a time by about 45 µs but raised the
-//! p99.9 by about 0.4 ms and the peak RSS under load by about 25 MB, for reasons not yet
-//! measured (lock holders preempted at idle priority, per-thread heaps are the candidates).
+//! benchmark VM, once the batch work was paced, idle priority did not lower the added p99 at
+//! one request at a time and raised the p99.9 by 0.3–0.5 ms and the peak RSS under load by
+//! about 25 MB, for reasons not yet measured (lock holders preempted at idle priority and the
+//! extra per-thread heaps are the candidates).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
