@@ -40,36 +40,28 @@ pub const BACKSTOP: Duration = Duration::from_millis(200);
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// `None` until [`start`], and when the threads could not lower their priority.
-static LANE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+/// Unset until [`start`]; `Err` says why the threads could not run at idle priority.
+static LANE: OnceLock<Result<SyncSender<Job>, String>> = OnceLock::new();
 
 /// Idle threads waiting for a job: a job goes to the lane only while one is.
 static FREE: AtomicUsize = AtomicUsize::new(0);
 
-/// Jobs that were taken back to normal priority, for the tests and the logs.
+/// Jobs that were taken back to normal priority; operators read
+/// `gatecast_delivery_taken_back_total`, the tests this.
 static TAKEN_BACK: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the idle threads, once per process; later calls return the first answer. `Err`
 /// says why the threads could not run at idle priority: batch work then stays on the
 /// blocking pool, paced, as without this module.
 pub fn start() -> Result<(), String> {
-    let mut failure = None;
-    LANE.get_or_init(|| match spawn_threads() {
-        Ok(tx) => Some(tx),
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    });
-    match (failure, LANE.get()) {
-        (Some(e), _) => Err(e),
-        (None, Some(Some(_))) => Ok(()),
-        (None, _) => Err("idle priority is not available on this host".to_owned()),
-    }
+    LANE.get_or_init(spawn_threads)
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)
 }
 
-/// How many idle jobs ran again at normal priority since the process started.
-pub fn taken_back() -> u64 {
+#[cfg(test)]
+fn taken_back() -> u64 {
     TAKEN_BACK.load(Ordering::Relaxed)
 }
 
@@ -95,7 +87,7 @@ where
 {
     let kept = Abandoned::default();
     let lane = match LANE.get() {
-        Some(Some(lane)) if !crate::pace::under_pressure() => lane,
+        Some(Ok(lane)) if !crate::pace::under_pressure() => lane,
         _ => return tokio::task::spawn_blocking(move || work(&kept)).await,
     };
     let work = Arc::new(work);

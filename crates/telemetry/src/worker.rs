@@ -347,9 +347,10 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// Whether anything of the batch reached the destination. Conversion and encoding of a
-    /// whole batch take milliseconds of CPU, so they run off the runtime's threads, at idle
-    /// priority while delivery keeps up (see `background`).
+    /// Whether anything of the batch reached the destination. Span building, conversion,
+    /// encoding and gzip of a whole batch take milliseconds of CPU, so they run off the
+    /// runtime's threads: on the blocking pool, paced, or at idle priority when the lane is
+    /// started (see `background`). On the blocking pool the records are released there too.
     async fn flush(&self, batch: &mut Vec<Queued>) -> bool {
         if batch.is_empty() {
             return false;
