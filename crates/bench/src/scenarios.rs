@@ -539,10 +539,8 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     let [bd, bg] = &together[..] else {
         bail!("burst run returned {} results, not 2", together.len());
     };
-    report_errors(
-        "streaming",
-        &[d.clone(), r.clone(), g.clone(), bd.clone(), bg.clone()],
-    );
+    report_errors("streaming", &spread);
+    report_errors("streaming", &together);
     let (Some(ds), Some(rs), Some(gs), Some(bds), Some(bgs)) =
         (&d.stream, &r.stream, &g.stream, &bd.stream, &bg.stream)
     else {
