@@ -65,9 +65,6 @@ fn stages(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("prepare_two_destinations", |b| {
-        b.iter(|| black_box(prepare(black_box(&record), &opts)))
-    });
     let pipeline = Pipeline::new(BATCH, true);
     let prepared: Vec<_> = pipeline
         .records()
@@ -82,18 +79,10 @@ fn stages(c: &mut Criterion) {
             "encode_batch"
         };
         g.bench_function(name, |b| {
-            b.iter_batched(
-                || {
-                    let private = prepared.iter().flat_map(|p| p.private.clone()).collect();
-                    let full = prepared.iter().flat_map(|p| p.full.clone()).collect();
-                    (private, full)
-                },
-                |(private, full)| {
-                    #[allow(clippy::unwrap_used)]
-                    encode_batch(private, full, pipeline.resource(), gzip).unwrap()
-                },
-                BatchSize::LargeInput,
-            )
+            b.iter(|| {
+                #[allow(clippy::unwrap_used)]
+                black_box(encode_batch(&prepared, pipeline.resource(), gzip).unwrap())
+            })
         });
     }
     g.finish();

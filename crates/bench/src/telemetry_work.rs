@@ -1,23 +1,21 @@
 //! The telemetry CPU a request costs, done the way the destination workers do it: spans
-//! built once per record, then per destination a copy, privacy where it applies, proto
-//! conversion, and one encoding per batch (OTLP protobuf + gzip for the private OTLP
-//! destination, OTLP/JSON for the full-content file). Shared by the criterion bench and by the
+//! built once per record and shared, then one body per destination and batch, written
+//! straight from that destination's view of the spans (OTLP protobuf + gzip through privacy
+//! for the private OTLP destination, OTLP/JSON with content for the file). Shared by the criterion bench and by the
 //! quick in-binary figure in the report, so both measure the same thing.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use flate2::write::GzEncoder;
+use gatecast_telemetry::destination::http::gzip;
 use gatecast_telemetry::flavor::apply_sentry_flavor;
 use gatecast_telemetry::model::SpanModel;
-use gatecast_telemetry::otlp::{self, ResourceInfo};
+use gatecast_telemetry::otlp::{self, ResourceInfo, SpanView};
 use gatecast_telemetry::record::{
     Attempt, Choice, Content, GenerationRecord, Output, RequestInfo, RouteInfo, Timings, Usage,
 };
 use gatecast_telemetry::spans::{build_spans, SpanOptions};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Serialize;
 
 /// A chat exchange of the size the latency scenario sends: a system and a user message, a
@@ -89,21 +87,10 @@ pub fn sample_record(seq: u64) -> GenerationRecord {
     }
 }
 
-/// The per-record half of a worker's job, for both destinations.
-pub struct Prepared {
-    pub private: Vec<Span>,
-    pub full: Vec<Span>,
-}
-
-/// Spans once; then, as each worker does in `prepare` when no attribute limit or flavor
-/// changes the spans, both destinations convert the shared spans to proto directly: the
-/// private OTLP destination keeping only what privacy allows, the file everything.
-pub fn prepare(record: &GenerationRecord, opts: &SpanOptions) -> Prepared {
-    let spans = build_spans(record, opts);
-    Prepared {
-        private: spans.iter().map(otlp::to_private_proto_span).collect(),
-        full: spans.iter().map(otlp::to_proto_span).collect(),
-    }
+/// The per-record half of a worker's job: the spans, built once and shared by every
+/// destination (no attribute limit or flavor changes them here).
+pub fn prepare(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanModel> {
+    build_spans(record, opts)
 }
 
 /// Just the mapping, for the breakdown.
@@ -119,34 +106,36 @@ pub struct Encoded {
     pub json: usize,
 }
 
-/// The per-batch half: one export request per destination, protobuf + gzip for OTLP and a
-/// JSON line for the file.
+/// The views of a batch's shared spans one destination exports.
+fn views(records: &[Vec<SpanModel>], private: bool) -> Vec<SpanView<'_>> {
+    records
+        .iter()
+        .flatten()
+        .map(|s| SpanView::new(s, private))
+        .collect()
+}
+
+/// The per-batch half: one body per destination, protobuf + gzip through privacy for OTLP
+/// and a JSON line with content for the file.
 pub fn encode_batch(
-    private: Vec<Span>,
-    full: Vec<Span>,
+    records: &[Vec<SpanModel>],
     resource: &Resource,
     gzip: bool,
 ) -> Result<Encoded> {
-    let otlp_req = otlp::export_request(private, resource.clone());
-    let protobuf = otlp::to_protobuf(&otlp_req);
-    let gz = if gzip {
-        let mut enc = GzEncoder::new(
-            Vec::with_capacity(protobuf.len() / 4),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&protobuf)?;
-        enc.finish()?.len()
-    } else {
-        0
-    };
-    let file_req = otlp::export_request(full, resource.clone());
+    let protobuf = otlp::protobuf_body(&views(records, true), resource);
+    let gz = if gzip { gzipped(&protobuf)? } else { 0 };
     // The bytes the file destination writes, as its worker encodes them.
-    let json = otlp::to_json_bytes(&file_req).context("encoding OTLP/JSON")?;
+    let json = otlp::json_body(&views(records, false), resource).context("encoding OTLP/JSON")?;
     Ok(Encoded {
         protobuf: protobuf.len(),
         gzip: gz,
         json: json.len(),
     })
+}
+
+/// The gzipped size, by the function the OTLP/HTTP destination compresses with.
+fn gzipped(body: &[u8]) -> Result<usize> {
+    Ok(gzip(body).map_err(|e| anyhow::anyhow!(e.message))?.len())
 }
 
 /// Records as a busy gateway would hand them to its workers, and what they cost.
@@ -186,15 +175,15 @@ impl Pipeline {
     /// One whole batch, end to end. The record clone stands in for the hand-over from the
     /// proxy, which moves an owned record into the broadcaster.
     pub fn run_batch(&self) -> Result<Encoded> {
-        let mut private = Vec::with_capacity(self.records.len());
-        let mut full = Vec::with_capacity(self.records.len());
-        for r in &self.records {
-            let owned = r.clone();
-            let p = prepare(&owned, &self.opts);
-            private.extend(p.private);
-            full.extend(p.full);
-        }
-        encode_batch(private, full, &self.resource, self.gzip)
+        encode_batch(&self.spans(), &self.resource, self.gzip)
+    }
+
+    /// Every record's shared spans, as the workers build them.
+    fn spans(&self) -> Vec<Vec<SpanModel>> {
+        self.records
+            .iter()
+            .map(|r| prepare(&r.clone(), &self.opts))
+            .collect()
     }
 }
 
@@ -202,30 +191,18 @@ impl Pipeline {
 /// Sentry destination with content (a copy of the spans with the Sentry flavor, protobuf and
 /// gzip). Returns the Sentry payload's gzipped size next to the other encodings.
 pub fn run_batch_three(p: &Pipeline) -> Result<(Encoded, usize)> {
-    let n = p.records.len();
-    let (mut private, mut full, mut sentry) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in &p.records {
-        let owned = r.clone();
-        let spans = build_spans(&owned, &p.opts);
-        private.extend(spans.iter().map(otlp::to_private_proto_span));
-        full.extend(spans.iter().map(otlp::to_proto_span));
-        let mut flavored = spans;
-        apply_sentry_flavor(&mut flavored);
-        sentry.extend(flavored.iter().map(otlp::to_proto_span));
-    }
-    let encoded = encode_batch(private, full, &p.resource, p.gzip)?;
-    let request = otlp::export_request(sentry, p.resource.clone());
-    let protobuf = otlp::to_protobuf(&request);
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(protobuf.len() / 4),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(&protobuf)?;
-    Ok((encoded, enc.finish()?.len()))
+    let spans = p.spans();
+    let encoded = encode_batch(&spans, &p.resource, p.gzip)?;
+    let flavored: Vec<Vec<SpanModel>> = spans
+        .iter()
+        .map(|s| {
+            let mut copy = s.clone();
+            apply_sentry_flavor(&mut copy);
+            copy
+        })
+        .collect();
+    let protobuf = otlp::protobuf_body(&views(&flavored, false), &p.resource);
+    Ok((encoded, gzipped(&protobuf)?))
 }
 
 /// The report's telemetry row: a quick timing loop over [`Pipeline`], not a substitute for
@@ -291,17 +268,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn privacy_strips_content_from_the_private_copy_only() {
-        let opts = SpanOptions::default();
-        let p = prepare(&sample_record(1), &opts);
-        let keys = |spans: &[Span]| -> Vec<String> {
+    fn privacy_strips_content_from_the_private_view_only() {
+        let spans = prepare(&sample_record(1), &SpanOptions::default());
+        let keys = |private: bool| -> Vec<String> {
             spans
                 .iter()
-                .flat_map(|s| s.attributes.iter().map(|kv| kv.key.clone()))
+                .flat_map(|s| {
+                    SpanView::new(s, private)
+                        .attributes()
+                        .map(|(k, _)| k.to_owned())
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         };
-        let full = keys(&p.full);
-        let private = keys(&p.private);
+        let full = keys(false);
+        let private = keys(true);
         assert!(full.iter().any(|k| k.contains("messages")), "{full:?}");
         assert!(
             !private.iter().any(|k| k.contains("messages")),

@@ -21,4 +21,7 @@ pub enum TelemetryError {
     NoRuntime,
     #[error("encoding OTLP JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A batch refused as too large is decoded from its own body to be cut in two.
+    #[error("decoding a batch to split it: {0}")]
+    Decode(#[from] prost::DecodeError),
 }

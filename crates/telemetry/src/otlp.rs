@@ -2,8 +2,9 @@
 //!
 //! opentelemetry-proto 0.33's serde support writes what the OTLP/JSON spec asks for (hex
 //! trace and span ids, camelCase keys, 64-bit integers as strings), which the round-trip
-//! tests pin down. The JSON line is that same output, written by [`crate::otlp_json`]
-//! without the derive's per-field allocations.
+//! tests pin down. Batches do not go through the proto structs: [`crate::otlp_body`] writes
+//! the same bytes straight from [`SpanView`]s. The structs remain for the test trace and as
+//! the reference the encoders are tested against.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -17,8 +18,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Spa
 
 use crate::error::TelemetryError;
 use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
+use crate::otlp_body;
 use crate::privacy;
-use crate::{otlp_json, otlp_proto};
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -70,6 +71,15 @@ impl ResourceInfo {
     }
 }
 
+/// Who made the spans: the same for every export.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: VERSION.to_owned(),
+        ..Default::default()
+    }
+}
+
 pub fn to_export_request(
     spans: &[SpanModel],
     resource: &ResourceInfo,
@@ -86,11 +96,7 @@ pub fn export_request(
         resource_spans: vec![ResourceSpans {
             resource: Some(resource),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_owned(),
-                    version: VERSION.to_owned(),
-                    ..Default::default()
-                }),
+                scope: Some(scope()),
                 spans: spans.into_iter().collect(),
                 schema_url: String::new(),
             }],
@@ -100,65 +106,101 @@ pub fn export_request(
 }
 
 pub fn to_proto_span(span: &SpanModel) -> Span {
-    convert(span, |_| true, None)
+    SpanView::new(span, false).to_proto()
 }
 
 /// What `to_proto_span` makes of the span after `privacy::apply_privacy`, without copying the
 /// span first: a private destination's view, converted straight from the shared spans.
 pub fn to_private_proto_span(span: &SpanModel) -> Span {
-    let message = match &span.status {
-        SpanStatus::Error(_) => Some(privacy::error_message(span).to_owned()),
-        _ => None,
-    };
-    convert(span, privacy::is_allowed, message)
+    SpanView::new(span, true).to_proto()
 }
 
-/// The conversion, keeping the attributes `keep` accepts; `error_message` replaces an error
-/// status's message.
-fn convert(span: &SpanModel, keep: impl Fn(&str) -> bool, error_message: Option<String>) -> Span {
-    let mut flags = TRACE_FLAG_SAMPLED | SpanFlags::ContextHasIsRemoteMask as u32;
-    if span.parent_span_id.is_some() && span.parent_is_remote {
-        flags |= SpanFlags::ContextIsRemoteMask as u32;
+/// One span as one destination exports it: the shared model, seen through that
+/// destination's privacy. The proto conversion and the direct body encoders read spans only
+/// through this, so they cannot disagree on what a private destination receives.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanView<'a> {
+    span: &'a SpanModel,
+    private: bool,
+}
+
+impl<'a> SpanView<'a> {
+    /// `private` filters the attributes through the privacy allow-list and replaces an error
+    /// status's message, as `privacy::apply_privacy` would.
+    pub fn new(span: &'a SpanModel, private: bool) -> Self {
+        Self { span, private }
     }
-    let kind = match span.kind {
-        SpanKind::Internal => ProtoKind::Internal,
-        SpanKind::Server => ProtoKind::Server,
-        SpanKind::Client => ProtoKind::Client,
-    };
-    // An explicit UNSET rather than no status: serde would write `"status": null`, which
-    // the protobuf JSON mapping allows but some OTLP/JSON readers refuse.
-    let status = match &span.status {
-        SpanStatus::Unset => Status::default(),
-        SpanStatus::Ok => Status {
-            message: String::new(),
-            code: StatusCode::Ok as i32,
-        },
-        SpanStatus::Error(message) => Status {
-            message: error_message.unwrap_or_else(|| message.clone()),
-            code: StatusCode::Error as i32,
-        },
-    };
-    // Sized for all attributes up front: a filtered iterator's collect cannot know how many
-    // survive and would grow the vector several times per span.
-    let mut attributes = Vec::with_capacity(span.attributes.len());
-    attributes.extend(
-        span.attributes
+
+    pub fn span(&self) -> &'a SpanModel {
+        self.span
+    }
+
+    /// The attributes this destination may see, in the model's order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a AttrValue)> + 'a {
+        let private = self.private;
+        self.span
+            .attributes
             .iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| key_value(k.as_str().to_owned(), any(v))),
-    );
-    Span {
-        trace_id: span.trace_id.to_vec(),
-        span_id: span.span_id.to_vec(),
-        parent_span_id: span.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-        flags,
-        name: span.name.clone(),
-        kind: kind as i32,
-        start_time_unix_nano: span.start_unix_nanos,
-        end_time_unix_nano: span.end_unix_nanos,
-        attributes,
-        status: Some(status),
-        ..Default::default()
+            .filter(move |(k, _)| !private || privacy::is_allowed(k))
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        let mut flags = TRACE_FLAG_SAMPLED | SpanFlags::ContextHasIsRemoteMask as u32;
+        if self.span.parent_span_id.is_some() && self.span.parent_is_remote {
+            flags |= SpanFlags::ContextIsRemoteMask as u32;
+        }
+        flags
+    }
+
+    pub(crate) fn kind(&self) -> i32 {
+        (match self.span.kind {
+            SpanKind::Internal => ProtoKind::Internal,
+            SpanKind::Server => ProtoKind::Server,
+            SpanKind::Client => ProtoKind::Client,
+        }) as i32
+    }
+
+    /// The status code and message. An explicit UNSET rather than no status: serde would
+    /// write `"status": null`, which the protobuf JSON mapping allows but some OTLP/JSON
+    /// readers refuse.
+    pub(crate) fn status(&self) -> (i32, &'a str) {
+        match &self.span.status {
+            SpanStatus::Unset => (StatusCode::Unset as i32, ""),
+            SpanStatus::Ok => (StatusCode::Ok as i32, ""),
+            SpanStatus::Error(_) if self.private => {
+                (StatusCode::Error as i32, privacy::error_message(self.span))
+            }
+            SpanStatus::Error(message) => (StatusCode::Error as i32, message),
+        }
+    }
+
+    pub fn to_proto(&self) -> Span {
+        let span = self.span;
+        let (code, message) = self.status();
+        // Sized for all attributes up front: a filtered iterator's collect cannot know how
+        // many survive and would grow the vector several times per span.
+        let mut attributes = Vec::with_capacity(span.attributes.len());
+        attributes.extend(
+            self.attributes()
+                .map(|(k, v)| key_value(k.to_owned(), any(v))),
+        );
+        Span {
+            trace_id: span.trace_id.to_vec(),
+            span_id: span.span_id.to_vec(),
+            parent_span_id: span.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+            flags: self.flags(),
+            name: span.name.clone(),
+            kind: self.kind(),
+            start_time_unix_nano: span.start_unix_nanos,
+            end_time_unix_nano: span.end_unix_nanos,
+            attributes,
+            status: Some(Status {
+                message: message.to_owned(),
+                code,
+            }),
+            ..Default::default()
+        }
     }
 }
 
@@ -175,8 +217,7 @@ fn any(v: &AttrValue) -> Any {
         AttrValue::String(s) => Any::StringValue(s.clone()),
         AttrValue::Bool(b) => Any::BoolValue(*b),
         AttrValue::Int(i) => Any::IntValue(*i),
-        // JSON has no NaN or infinity; text keeps the line decodable.
-        AttrValue::Double(d) if !d.is_finite() => Any::StringValue(d.to_string()),
+        AttrValue::Double(d) if !d.is_finite() => Any::StringValue(non_finite_text(*d)),
         AttrValue::Double(d) => Any::DoubleValue(*d),
         AttrValue::StringArray(items) => Any::ArrayValue(ArrayValue {
             values: items
@@ -189,23 +230,35 @@ fn any(v: &AttrValue) -> Any {
     }
 }
 
-/// One OTLP/JSON export on a single line (serde_json escapes every newline inside strings).
-pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, TelemetryError> {
-    let bytes = to_json_bytes(req)?;
-    // Only serde_json and ASCII literals wrote to the buffer, so this never fails.
-    String::from_utf8(bytes).map_err(|e| TelemetryError::Json(serde::ser::Error::custom(e)))
+/// JSON has no NaN or infinity, so such a double is exported as its text (`NaN`, `inf`),
+/// which keeps the line decodable; protobuf gets the same, so every destination agrees.
+pub(crate) fn non_finite_text(d: f64) -> String {
+    d.to_string()
 }
 
-/// [`to_json_line`] as the bytes a destination sends, without checking again that the text
-/// it just wrote is UTF-8.
+/// One OTLP/JSON export on a single line (serde_json escapes every newline inside strings).
+pub fn to_json_line(req: &ExportTraceServiceRequest) -> Result<String, TelemetryError> {
+    Ok(serde_json::to_string(req)?)
+}
+
+/// [`to_json_line`] as bytes.
 pub fn to_json_bytes(req: &ExportTraceServiceRequest) -> Result<Vec<u8>, TelemetryError> {
-    let mut out = Vec::with_capacity(otlp_json::estimated_len(req));
-    otlp_json::write_request(&mut out, req)?;
-    Ok(out)
+    Ok(serde_json::to_vec(req)?)
 }
 
 /// The binary protobuf body OTLP/HTTP and Sentry's ingest take.
 pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
-    // A Vec always grows, so the fast path cannot fail; prost's own path is the fallback.
-    otlp_proto::encode_request(req).unwrap_or_else(|_| prost::Message::encode_to_vec(req))
+    prost::Message::encode_to_vec(req)
+}
+
+/// One export's protobuf body, written straight from the views: byte for byte what
+/// [`to_protobuf`] makes of the converted request, without converting every span first.
+pub fn protobuf_body(spans: &[SpanView<'_>], resource: &Resource) -> Vec<u8> {
+    otlp_body::protobuf(spans, resource)
+}
+
+/// One export's OTLP/JSON line, written straight from the views: byte for byte what
+/// [`to_json_bytes`] makes of the converted request.
+pub fn json_body(spans: &[SpanView<'_>], resource: &Resource) -> Result<Vec<u8>, TelemetryError> {
+    Ok(otlp_body::json(spans, resource)?)
 }

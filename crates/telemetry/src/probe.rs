@@ -231,13 +231,13 @@ fn test_trace_request(
         id_seed: None,
     };
     let spans = build_spans(&record, &options);
-    let proto = destination_view(
+    let view = destination_view(
         &settings,
         &spans,
         config.privacy_mode || record.privacy,
         options.max_attribute_bytes,
     );
-    otlp::export_request(proto, settings.resource)
+    otlp::export_request(view.spans().map(|s| s.to_proto()), settings.resource)
 }
 
 /// What a probe concluded, before it becomes a report.

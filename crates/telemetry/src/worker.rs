@@ -8,6 +8,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -16,7 +17,7 @@ use crate::error::TelemetryError;
 use crate::flavor::apply_sentry_flavor;
 use crate::limits;
 use crate::model::SpanModel;
-use crate::otlp;
+use crate::otlp::{self, SpanView};
 use crate::pipeline::{Queued, WorkerSettings};
 use crate::privacy::apply_privacy;
 use crate::spool::{Entry, Ledger, Spool, Stored};
@@ -90,36 +91,41 @@ enum Replay {
     Empty,
 }
 
-/// Records of one batch, converted and ready to encode, remembering where each record's
-/// spans start so a refused batch can be split along record boundaries.
-struct Chunk {
-    spans: Vec<Span>,
-    lens: Vec<usize>,
-}
-
-/// A chunk as one export request and its encoded body.
+/// A batch's encoded body, remembering how many spans each record has, so a refused batch
+/// can be split along record boundaries.
 struct Encoded {
     lens: Vec<usize>,
     span_count: usize,
-    request: ExportTraceServiceRequest,
     body: Result<Vec<u8>, TelemetryError>,
     /// The body gzipped, for sinks that send it so.
     wire: Option<Result<bytes::Bytes, ExportError>>,
 }
 
 impl Encoded {
-    fn new(chunk: Chunk, resource: &Resource, encoding: Encoding) -> Self {
-        let span_count = chunk.spans.len();
-        let request = otlp::export_request(chunk.spans, resource.clone());
-        let body = if span_count == 0 {
+    fn new(
+        lens: Vec<usize>,
+        spans: &[SpanView<'_>],
+        resource: &Resource,
+        encoding: Encoding,
+    ) -> Self {
+        let body = if spans.is_empty() {
             Ok(Vec::new())
         } else {
-            encode(&request, encoding)
+            encode_views(spans, resource, encoding)
         };
         Self {
-            lens: chunk.lens,
-            span_count,
-            request,
+            lens,
+            span_count: spans.len(),
+            body,
+            wire: None,
+        }
+    }
+
+    /// A half of a refused batch, encoded again by `split_body`.
+    fn half(lens: &[usize], body: Result<Vec<u8>, TelemetryError>) -> Self {
+        Self {
+            span_count: lens.iter().sum(),
+            lens: lens.to_vec(),
             body,
             wire: None,
         }
@@ -362,25 +368,22 @@ impl<S: Sink> Worker<S> {
         let gzip = self.sink.gzip();
         // Pure, as `background::run` needs: it may run twice.
         let work = crate::background::run(move |abandoned| {
-            let mut chunk = Chunk {
-                spans: Vec::new(),
-                lens: Vec::with_capacity(items.len()),
-            };
+            let mut views = Vec::with_capacity(items.len());
             for item in &items {
                 if abandoned.is_set() {
                     return None;
                 }
                 crate::pace::checkpoint();
-                let spans = destination_view(
+                views.push(destination_view(
                     &settings,
                     item.record.spans(),
                     item.private,
                     item.record.max_attribute_bytes(),
-                );
-                chunk.lens.push(spans.len());
-                chunk.spans.extend(spans);
+                ));
             }
-            let encoded = Encoded::new(chunk, &settings.resource, encoding);
+            let lens = views.iter().map(View::len).collect();
+            let spans: Vec<SpanView<'_>> = views.iter().flat_map(View::spans).collect();
+            let encoded = Encoded::new(lens, &spans, &settings.resource, encoding);
             Some(if gzip { encoded.gzipped() } else { encoded })
         });
         match work.await {
@@ -405,7 +408,6 @@ impl<S: Sink> Worker<S> {
             let Encoded {
                 lens,
                 span_count,
-                request,
                 body,
                 wire,
             } = next;
@@ -448,35 +450,20 @@ impl<S: Sink> Worker<S> {
                     self.resolved(records);
                 }
                 Err(e) if e.kind == ExportErrorKind::TooLarge && records > 1 => {
-                    let spans = take_spans(request);
                     let mid = records / 2;
-                    let cut = lens[..mid].iter().sum::<usize>().min(spans.len());
-                    let mut first = spans;
-                    let second = first.split_off(cut);
-                    // Pushed second half first, so the first half is sent first.
-                    let halves = [
-                        Chunk {
-                            spans: second,
-                            lens: lens[mid..].to_vec(),
-                        },
-                        Chunk {
-                            spans: first,
-                            lens: lens[..mid].to_vec(),
-                        },
-                    ];
-                    for half in halves {
-                        let half_records = half.lens.len();
-                        let resource = self.settings.resource.clone();
-                        let encoding = self.sink.encoding();
-                        let work = tokio::task::spawn_blocking(move || {
-                            Encoded::new(half, &resource, encoding)
-                        });
-                        match work.await {
-                            Ok(encoded) => stack.push(encoded),
-                            Err(e) => {
-                                self.fail(half_records, &format!("encoding a batch failed: {e}"))
-                            }
+                    let cut = lens[..mid].iter().sum::<usize>();
+                    let encoding = self.sink.encoding();
+                    let body = batch.body.clone();
+                    let work =
+                        tokio::task::spawn_blocking(move || split_body(&body, encoding, cut));
+                    match work.await {
+                        Ok(Ok([first, second])) => {
+                            // Pushed second half first, so the first half is sent first.
+                            stack.push(Encoded::half(&lens[mid..], second));
+                            stack.push(Encoded::half(&lens[..mid], first));
                         }
+                        Ok(Err(e)) => self.fail(records, &e.to_string()),
+                        Err(e) => self.fail(records, &format!("splitting a batch failed: {e}")),
                     }
                 }
                 Err(e) if e.is_retryable() => {
@@ -574,23 +561,49 @@ impl<S: Sink> Worker<S> {
     }
 }
 
+/// One record's spans as one destination exports them.
+pub(crate) enum View<'a> {
+    /// The shared spans, seen through privacy alone: nothing is copied.
+    Shared {
+        spans: &'a [SpanModel],
+        private: bool,
+    },
+    /// A copy the destination changed beyond privacy (attribute limit, flavor), with
+    /// privacy already applied.
+    Owned(Vec<SpanModel>),
+}
+
+impl View<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            View::Shared { spans, .. } => spans.len(),
+            View::Owned(spans) => spans.len(),
+        }
+    }
+
+    pub(crate) fn spans(&self) -> impl Iterator<Item = SpanView<'_>> {
+        let (spans, private) = match self {
+            View::Shared { spans, private } => (*spans, *private),
+            View::Owned(spans) => (spans.as_slice(), false),
+        };
+        spans.iter().map(move |s| SpanView::new(s, private))
+    }
+}
+
 /// This destination's view of a record: privacy (the destination's or the request's, as
 /// decided by the caller), its own attribute limit, and its flavor. Shared with the test
 /// trace, so what a user checks is what real traffic produces.
-pub(crate) fn destination_view(
+pub(crate) fn destination_view<'a>(
     settings: &WorkerSettings,
-    shared: &[SpanModel],
+    shared: &'a [SpanModel],
     private: bool,
     built_with_max_attribute_bytes: usize,
-) -> Vec<Span> {
+) -> View<'a> {
     if settings.max_attribute_bytes >= built_with_max_attribute_bytes && !settings.sentry_flavor {
-        // Nothing to change but privacy: convert the shared spans without copying them.
-        let convert = if private {
-            otlp::to_private_proto_span
-        } else {
-            otlp::to_proto_span
+        return View::Shared {
+            spans: shared,
+            private,
         };
-        return shared.iter().map(convert).collect();
     }
     let mut spans = shared.to_vec();
     if private {
@@ -604,7 +617,7 @@ pub(crate) fn destination_view(
     if settings.sentry_flavor {
         apply_sentry_flavor(&mut spans);
     }
-    spans.iter().map(otlp::to_proto_span).collect()
+    View::Owned(spans)
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -623,6 +636,30 @@ fn take_spans(mut request: ExportTraceServiceRequest) -> Vec<Span> {
         .unwrap_or_default()
 }
 
+/// A batch refused as too large, cut after its first `cut` spans and each half encoded
+/// again. Rare, so the body is decoded and re-encoded by the libraries, which write exactly
+/// what `encode_views` writes.
+fn split_body(
+    body: &[u8],
+    encoding: Encoding,
+    cut: usize,
+) -> Result<[Result<Vec<u8>, TelemetryError>; 2], TelemetryError> {
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)?,
+        Encoding::Json => serde_json::from_slice(body)?,
+    };
+    let resource = request
+        .resource_spans
+        .first()
+        .and_then(|r| r.resource.clone())
+        .unwrap_or_default();
+    let mut first = take_spans(request);
+    let second = first.split_off(cut.min(first.len()));
+    Ok([first, second]
+        .map(|spans| encode(&otlp::export_request(spans, resource.clone()), encoding)))
+}
+
+/// The body of converted spans, as the test trace has them.
 pub(crate) fn encode(
     request: &ExportTraceServiceRequest,
     encoding: Encoding,
@@ -631,4 +668,71 @@ pub(crate) fn encode(
         Encoding::Json => otlp::to_json_bytes(request)?,
         Encoding::Protobuf => otlp::to_protobuf(request),
     })
+}
+
+/// A batch's body, written straight from the destination's views.
+fn encode_views(
+    spans: &[SpanView<'_>],
+    resource: &Resource,
+    encoding: Encoding,
+) -> Result<Vec<u8>, TelemetryError> {
+    match encoding {
+        Encoding::Json => otlp::json_body(spans, resource),
+        Encoding::Protobuf => Ok(otlp::protobuf_body(spans, resource)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanKind, SpanRole, SpanStatus};
+    use crate::otlp::ResourceInfo;
+
+    fn span(i: u8) -> SpanModel {
+        SpanModel {
+            trace_id: [i; 16],
+            span_id: [i; 8],
+            parent_span_id: (i > 0).then_some([0; 8]),
+            parent_is_remote: false,
+            name: format!("span {i}"),
+            kind: SpanKind::Client,
+            role: SpanRole::Generation,
+            start_unix_nanos: 1_700_000_000_000_000_000 + u64::from(i),
+            end_unix_nanos: 1_700_000_000_000_000_100,
+            attributes: vec![
+                ("gen_ai.usage.input_tokens".into(), i64::from(i).into()),
+                ("gen_ai.input.messages".into(), "secret prompt".into()),
+            ],
+            status: SpanStatus::Error("provider said: secret".into()),
+        }
+    }
+
+    #[test]
+    fn a_split_body_is_each_half_encoded_on_its_own() {
+        let spans: Vec<SpanModel> = (0..5).map(span).collect();
+        let views: Vec<_> = spans.iter().map(|s| SpanView::new(s, true)).collect();
+        let resource = ResourceInfo::default().to_proto();
+        for encoding in [Encoding::Protobuf, Encoding::Json] {
+            let whole = encode_views(&views, &resource, encoding).unwrap();
+            let [first, second] = split_body(&whole, encoding, 2).unwrap();
+            assert_eq!(
+                first.unwrap(),
+                encode_views(&views[..2], &resource, encoding).unwrap()
+            );
+            let second = second.unwrap();
+            assert_eq!(
+                second,
+                encode_views(&views[2..], &resource, encoding).unwrap()
+            );
+            let text = String::from_utf8_lossy(&second);
+            assert!(!text.contains("secret"), "privacy survives the split");
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_is_an_error_not_a_panic() {
+        assert!(split_body(b"\xff\xff\xff", Encoding::Protobuf, 1).is_err());
+        assert!(split_body(b"{not json", Encoding::Json, 1).is_err());
+    }
 }

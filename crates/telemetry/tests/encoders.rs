@@ -1,15 +1,13 @@
-//! The hand-written encoders are exactly what the libraries write, for any span the model
-//! can hold: the OTLP/JSON line what opentelemetry-proto's serde derive writes (and it decodes
-//! back to the same request), the protobuf body what prost's `encode_to_vec` writes.
+//! The bodies written straight from span views are exactly what the libraries write for the
+//! converted request, for any span the model can hold and either privacy: the OTLP/JSON line
+//! what opentelemetry-proto's serde derive writes (and it decodes back to the same request),
+//! the protobuf body what prost's `encode_to_vec` writes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use gatecast_telemetry::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
-use gatecast_telemetry::otlp::{
-    to_export_request, to_json_bytes, to_json_line, to_private_proto_span, to_protobuf,
-    ResourceInfo,
-};
+use gatecast_telemetry::otlp::{export_request, json_body, protobuf_body, ResourceInfo, SpanView};
 use gatecast_telemetry::spans::{build_spans, SpanOptions};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use proptest::prelude::*;
@@ -94,13 +92,22 @@ fn resource() -> impl Strategy<Value = ResourceInfo> {
         })
 }
 
-fn assert_same_as_the_libraries(req: &ExportTraceServiceRequest) {
-    assert_eq!(to_protobuf(req), prost::Message::encode_to_vec(req));
-    let line = to_json_line(req).unwrap();
-    assert_eq!(line, serde_json::to_string(req).unwrap());
-    assert_eq!(to_json_bytes(req).unwrap(), line.as_bytes());
-    let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
-    assert_eq!(&back, req);
+/// The views' bodies against the libraries' encoding of the same spans converted to structs.
+fn assert_same_as_the_libraries(views: &[SpanView<'_>], resource: &ResourceInfo) {
+    let resource = resource.to_proto();
+    let req = export_request(views.iter().map(SpanView::to_proto), resource.clone());
+    assert_eq!(
+        protobuf_body(views, &resource),
+        prost::Message::encode_to_vec(&req)
+    );
+    let line = json_body(views, &resource).unwrap();
+    assert_eq!(
+        String::from_utf8(line.clone()).unwrap(),
+        serde_json::to_string(&req).unwrap()
+    );
+    // Non-finite doubles became text, so everything decodes back.
+    let back: ExportTraceServiceRequest = serde_json::from_slice(&line).unwrap();
+    assert_eq!(back, req);
 }
 
 proptest! {
@@ -108,16 +115,11 @@ proptest! {
 
     #[test]
     fn random_spans_encode_as_the_libraries_do(
-        spans in prop::collection::vec(span(), 0..5),
+        spans in prop::collection::vec((span(), any::<bool>()), 0..5),
         resource in resource(),
     ) {
-        let req = to_export_request(&spans, &resource);
-        let line = to_json_line(&req).unwrap();
-        prop_assert_eq!(&line, &serde_json::to_string(&req).unwrap());
-        // Non-finite doubles became text in the conversion, so everything decodes back.
-        let back: ExportTraceServiceRequest = serde_json::from_str(&line).unwrap();
-        prop_assert_eq!(&back, &req);
-        prop_assert_eq!(to_protobuf(&req), prost::Message::encode_to_vec(&req));
+        let views: Vec<_> = spans.iter().map(|(s, private)| SpanView::new(s, *private)).collect();
+        assert_same_as_the_libraries(&views, &resource);
     }
 }
 
@@ -129,11 +131,20 @@ fn mapped_records_encode_as_the_libraries_do() {
             .into(),
         truncated: false,
     });
+    record.status =
+        gatecast_telemetry::record::Status::Error(gatecast_telemetry::record::ErrorInfo {
+            kind: gatecast_telemetry::record::ErrorKind::Provider,
+            http_status: Some(502),
+            message: "upstream said: secret prompt".into(),
+        });
     let spans = build_spans(&record, &SpanOptions::default());
-    assert_same_as_the_libraries(&to_export_request(&spans, &ResourceInfo::default()));
-    let private: Vec<_> = spans.iter().map(to_private_proto_span).collect();
-    assert_same_as_the_libraries(&gatecast_telemetry::otlp::export_request(
-        private,
-        ResourceInfo::default().to_proto(),
-    ));
+    for private in [false, true] {
+        let views: Vec<_> = spans.iter().map(|s| SpanView::new(s, private)).collect();
+        assert_same_as_the_libraries(&views, &ResourceInfo::default());
+    }
+}
+
+#[test]
+fn an_empty_batch_encodes_as_the_libraries_do() {
+    assert_same_as_the_libraries(&[], &ResourceInfo::default());
 }

@@ -145,7 +145,7 @@ pub fn excerpt(body: &[u8]) -> String {
 
 /// Gzips an export body at the fast level: on a loopback collector the CPU is the cost, and
 /// the fast level already shrinks OTLP by about four times.
-pub(crate) fn gzip(body: &[u8]) -> Result<bytes::Bytes, ExportError> {
+pub fn gzip(body: &[u8]) -> Result<bytes::Bytes, ExportError> {
     let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
     // In slices, so a large batch does not hold the core in one piece (see `pace`).
     body.chunks(GZIP_SLICE)
