@@ -91,9 +91,13 @@ struct Cli {
     /// Seconds per throughput / streaming / memory-load run [default: 10; smoke 1].
     #[arg(long)]
     seconds: Option<f64>,
-    /// Seconds of load with a dead destination [default: 60; smoke 4].
+    /// Seconds of load with a dead destination, measured for the plateau [default: 60; smoke 4].
     #[arg(long)]
     memory_seconds: Option<f64>,
+    /// Seconds of the same load before those, while the allocator's heaps reach their working
+    /// size; sampled and shown, not judged [default: 30; smoke 1].
+    #[arg(long)]
+    memory_settle_seconds: Option<f64>,
     /// Open-loop rate [default: half the gateway's closed-loop maximum].
     #[arg(long)]
     rate: Option<f64>,
@@ -171,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         streams: cli.streams.map(|n| n as usize),
         seconds: cli.seconds,
         memory_seconds: cli.memory_seconds,
+        memory_settle_seconds: cli.memory_settle_seconds,
         rate: cli.rate,
     };
     // Timed from here: the build above is not part of the run.

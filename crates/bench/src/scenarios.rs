@@ -52,6 +52,7 @@ pub struct Options {
     pub streams: Option<usize>,
     pub seconds: Option<f64>,
     pub memory_seconds: Option<f64>,
+    pub memory_settle_seconds: Option<f64>,
     pub rate: Option<f64>,
 }
 
@@ -630,6 +631,12 @@ pub async fn memory(env: &Env) -> Result<MemoryReport> {
     } else {
         60.0
     }));
+    let settle_secs =
+        Duration::from_secs_f64(env.opts.memory_settle_seconds.unwrap_or(if env.opts.smoke {
+            1.0
+        } else {
+            30.0
+        }));
     let concurrency = 64;
     let gw = env
         .gateway("gateway-memory", env.two_destinations(), None)
@@ -690,21 +697,30 @@ pub async fn memory(env: &Env) -> Result<MemoryReport> {
     let every = if env.opts.smoke {
         Duration::from_millis(250)
     } else {
-        Duration::from_secs(1)
+        // Twice a second: the verdict reads a slope over half the window.
+        Duration::from_millis(500)
     };
     let through = via(&gw, false, "");
+    // One load throughout; the plateau is judged on the samples after the settling part.
     let sampler = Sampler::start(pid, every);
-    let run = load::closed_loop(&through, dead_c, dead_secs).await?;
+    let run = load::closed_loop(&through, dead_c, settle_secs + dead_secs).await?;
     let samples = sampler.finish().await?;
+    let settle = settle_secs.as_secs_f64();
+    let judged: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|&&(t, _)| t >= settle)
+        .map(|&(t, mb)| (t - settle, mb))
+        .collect();
     report_errors("memory dead destination", std::slice::from_ref(&run));
     let dropped = dropped_queue_full(&gw.endpoint, "otlp-sink").await.ok();
     let gateway_connections_open = procs::established_to(blackhole.addr.port()).ok();
     gw.stop();
     report.dead_destination = Some(DeadDestination {
         seconds: dead_secs.as_secs_f64(),
+        settle_seconds: settle,
         concurrency: dead_c,
         rps: run.rps(),
-        plateau: Plateau::of(&samples),
+        plateau: Plateau::of(&judged),
         gateway_connections_open,
         samples,
         dropped_queue_full: dropped,
