@@ -22,6 +22,130 @@ pub fn to_json(values: &[Value]) -> String {
     serde_json::to_string(values).unwrap_or_default()
 }
 
+/// `gen_ai.input.messages` and `gen_ai.system_instructions` as the JSON text of their
+/// attributes; `system` is `None` when there are no instructions.
+#[derive(Debug, PartialEq)]
+pub struct InputJson {
+    pub messages: String,
+    pub system: Option<String>,
+}
+
+/// [`input`] as attribute text. Conversations of plain text messages, nearly all traffic,
+/// are read into borrowed fields and written straight out; anything else (parts, tool
+/// calls, unusual shapes) goes through the `Value` path, which the fast path matches byte
+/// for byte (a property test holds them equal).
+pub fn input_json(raw: &str) -> Option<InputJson> {
+    if let Some(fast) = plain::input_json(raw) {
+        return Some(fast);
+    }
+    let input = input(raw)?;
+    Some(InputJson {
+        messages: to_json(&input.messages),
+        system: (!input.system.is_empty()).then(|| to_json(&input.system)),
+    })
+}
+
+/// The fast path of [`input_json`]: only messages whose content is a string (or absent)
+/// and that carry none of the fields with their own mapping (an assistant turn without
+/// tool calls or a refusal maps like any other).
+mod plain {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    use super::InputJson;
+
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        role: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+        // Present at all (even `null`): the `Value` path decides.
+        #[serde(borrow, default)]
+        tool_calls: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        tool_call_id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        refusal: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        function_call: Option<&'a RawValue>,
+    }
+
+    /// `None` hands the input to the `Value` path: not an array of plain messages.
+    pub(super) fn input_json(raw: &str) -> Option<InputJson> {
+        let messages: Vec<Message<'_>> = serde_json::from_str(raw).ok()?;
+        let mut out = Vec::with_capacity(raw.len() + 64);
+        let mut system = Vec::new();
+        out.push(b'[');
+        for m in &messages {
+            if m.tool_calls.is_some()
+                || m.tool_call_id.is_some()
+                || m.refusal.is_some()
+                || m.function_call.is_some()
+            {
+                return None;
+            }
+            let role = m.role.as_deref().unwrap_or("user");
+            match role {
+                "system" | "developer" => {
+                    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
+                        system.push(if system.is_empty() { b'[' } else { b',' });
+                        text_part(&mut system, text)?;
+                    }
+                }
+                // Their parts are tool results.
+                "tool" | "function" => return None,
+                _ => {
+                    if out.len() > 1 {
+                        out.push(b',');
+                    }
+                    // Keys in the order a `Value` map writes them: sorted.
+                    out.push(b'{');
+                    if let Some(name) = &m.name {
+                        out.extend_from_slice(b"\"name\":");
+                        string(&mut out, name)?;
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"\"parts\":[");
+                    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
+                        text_part(&mut out, text)?;
+                    }
+                    out.extend_from_slice(b"],\"role\":");
+                    string(&mut out, role)?;
+                    out.push(b'}');
+                }
+            }
+        }
+        out.push(b']');
+        let system = if system.is_empty() {
+            None
+        } else {
+            system.push(b']');
+            Some(String::from_utf8(system).ok()?)
+        };
+        Some(InputJson {
+            messages: String::from_utf8(out).ok()?,
+            system,
+        })
+    }
+
+    fn text_part(out: &mut Vec<u8>, text: &str) -> Option<()> {
+        out.extend_from_slice(b"{\"content\":");
+        string(out, text)?;
+        out.extend_from_slice(b",\"type\":\"text\"}");
+        Some(())
+    }
+
+    /// A JSON string as serde_json escapes it.
+    fn string(out: &mut Vec<u8>, s: &str) -> Option<()> {
+        serde_json::to_writer(out, s).ok()
+    }
+}
+
 /// `None` when `raw` is not a JSON array: the proxy only captures arrays, so anything else
 /// is not content worth mapping.
 pub fn input(raw: &str) -> Option<Input> {
@@ -260,6 +384,7 @@ pub fn tool_definitions(raw: &str) -> Option<Vec<Value>> {
 mod tests {
     use super::*;
     use crate::record::ToolCall;
+    use proptest::prelude::*;
 
     #[test]
     fn a_full_conversation_maps_to_parts() {
@@ -304,6 +429,101 @@ mod tests {
                 {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "sunny"}]}
             ])
         );
+    }
+
+    /// The `Value` path alone: what [`input_json`] must equal whichever path it takes.
+    fn slow(raw: &str) -> Option<InputJson> {
+        let input = input(raw)?;
+        Some(InputJson {
+            messages: to_json(&input.messages),
+            system: (!input.system.is_empty()).then(|| to_json(&input.system)),
+        })
+    }
+
+    fn field() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            4 => Just(None),
+            1 => Just(Some(Value::Null)),
+            6 => any::<String>().prop_map(|s| Some(Value::String(s))),
+            2 => "[a-z \"\\\\\n é]{0,12}".prop_map(|s| Some(Value::String(s))),
+            1 => Just(Some(Value::String(String::new()))),
+            1 => any::<i64>().prop_map(|n| Some(json!(n))),
+            1 => ".{0,8}".prop_map(|t| Some(json!([{"type": "text", "text": t}]))),
+        ]
+    }
+
+    fn role() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(json!(null))),
+            Just(Some(json!(7))),
+            prop::sample::select(vec![
+                "system",
+                "developer",
+                "user",
+                "assistant",
+                "tool",
+                "function",
+                "",
+                "critic",
+            ])
+            .prop_map(|r| Some(json!(r))),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            12 => (role(), field(), field(), prop::option::weighted(0.1, field()), any::<bool>())
+                .prop_map(|(role, content, name, extra, unknown)| {
+                    let mut m = Map::new();
+                    let mut put = |k: &str, v: Option<Value>| {
+                        if let Some(v) = v {
+                            m.insert(k.to_owned(), v);
+                        }
+                    };
+                    put("role", role);
+                    put("content", content);
+                    put("name", name);
+                    if let Some(extra) = extra {
+                        put("refusal", extra);
+                    }
+                    if unknown {
+                        put("audio", Some(json!({"id": "a1"})));
+                    }
+                    Value::Object(m)
+                }),
+            1 => Just(json!({"role": "assistant", "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+            1 => Just(json!({"role": "tool", "tool_call_id": "c", "content": "ok"})),
+            1 => Just(json!("not a message")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_fast_path_writes_what_the_value_path_writes(
+            messages in prop::collection::vec(message(), 0..6),
+        ) {
+            let raw = Value::from(messages).to_string();
+            prop_assert_eq!(input_json(&raw), slow(&raw));
+        }
+
+        #[test]
+        fn plain_conversations_take_the_fast_path(
+            turns in prop::collection::vec(
+                (prop::sample::select(vec!["system", "user", "assistant"]), any::<String>()),
+                0..6,
+            ),
+        ) {
+            let raw = Value::from(
+                turns.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>(),
+            )
+            .to_string();
+            prop_assert!(plain::input_json(&raw).is_some(), "{}", raw);
+            prop_assert_eq!(input_json(&raw), slow(&raw));
+        }
     }
 
     #[test]

@@ -197,22 +197,14 @@ fn metadata_value(value: &Value) -> Option<AttrValue> {
 fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
     let mut marked = Vec::new();
     let messages = record.request.messages.as_ref();
-    if let Some((c, input)) = messages.and_then(|c| content::input(&c.json).map(|i| (c, i))) {
-        if !input.system.is_empty() {
-            put(
-                a,
-                "gen_ai.system_instructions",
-                content::to_json(&input.system),
-            );
+    if let Some((c, input)) = messages.and_then(|c| content::input_json(&c.json).map(|i| (c, i))) {
+        if let Some(system) = input.system {
+            put(a, "gen_ai.system_instructions", system);
             if c.truncated {
                 marked.push("gen_ai.system_instructions");
             }
         }
-        put(
-            a,
-            "gen_ai.input.messages",
-            content::to_json(&input.messages),
-        );
+        put(a, "gen_ai.input.messages", input.messages);
         if c.truncated {
             marked.push("gen_ai.input.messages");
         }
