@@ -316,6 +316,56 @@ pub fn arguments_value(arguments: &str) -> Value {
     }
 }
 
+/// [`output`] as attribute text. Choices without tool calls, nearly all answers, are
+/// written straight out; the rest go through the `Value` path, which a property test holds
+/// byte for byte equal.
+pub fn output_json(choices: &[Choice], failed: bool) -> String {
+    if choices.iter().any(|c| !c.tool_calls.is_empty()) {
+        return to_json(&output(choices, failed));
+    }
+    let mut out = Vec::with_capacity(64 + choices.iter().map(|c| c.text.len() + 64).sum::<usize>());
+    out.push(b'[');
+    for (i, c) in choices.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Keys in the order a `Value` map writes them: sorted.
+        out.push(b'{');
+        if let Some(finish) = finish_reason(c, failed) {
+            out.extend_from_slice(b"\"finish_reason\":");
+            write_string(&mut out, finish);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"parts\":[");
+        if !c.text.is_empty() {
+            out.extend_from_slice(b"{\"content\":");
+            write_string(&mut out, &c.text);
+            out.extend_from_slice(b",\"type\":\"text\"}");
+        }
+        out.extend_from_slice(b"],\"role\":");
+        write_string(&mut out, c.role.as_deref().unwrap_or("assistant"));
+        out.push(b'}');
+    }
+    out.push(b']');
+    // Only serde_json and ASCII literals wrote to the buffer.
+    String::from_utf8(out).unwrap_or_else(|_| to_json(&output(choices, failed)))
+}
+
+/// A JSON string as serde_json escapes it; writing to a `Vec` cannot fail.
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(out, s);
+}
+
+/// The GenAI finish reason of a choice; a failed exchange without one finished in error.
+fn finish_reason(c: &Choice, failed: bool) -> Option<&str> {
+    match c.finish_reason.as_deref() {
+        Some("tool_calls" | "function_call") => Some("tool_call"),
+        Some(other) => Some(other),
+        None if failed => Some("error"),
+        None => None,
+    }
+}
+
 /// `gen_ai.output.messages`: one assistant message per choice.
 pub fn output(choices: &[Choice], failed: bool) -> Vec<Value> {
     choices
@@ -338,13 +388,7 @@ pub fn output(choices: &[Choice], failed: bool) -> Vec<Value> {
                 c.role.as_deref().unwrap_or("assistant").into(),
             );
             msg.insert("parts".into(), parts.into());
-            let finish = match c.finish_reason.as_deref() {
-                Some("tool_calls" | "function_call") => Some("tool_call"),
-                Some(other) => Some(other),
-                None if failed => Some("error"),
-                None => None,
-            };
-            if let Some(f) = finish {
+            if let Some(f) = finish_reason(c, failed) {
                 msg.insert("finish_reason".into(), f.into());
             }
             Value::Object(msg)
@@ -523,6 +567,48 @@ mod tests {
             .to_string();
             prop_assert!(plain::input_json(&raw).is_some(), "{}", raw);
             prop_assert_eq!(input_json(&raw), slow(&raw));
+        }
+    }
+
+    fn choice() -> impl Strategy<Value = Choice> {
+        (
+            prop::option::of(prop::sample::select(vec!["assistant", "", "tool"])),
+            prop_oneof![Just(String::new()), any::<String>(), "[a \"\\\\\n]{0,6}"],
+            prop::option::of(prop::sample::select(vec![
+                "stop",
+                "length",
+                "tool_calls",
+                "function_call",
+                "",
+                "content_filter",
+            ])),
+            prop::option::weighted(0.2, (any::<Option<String>>(), ".{0,6}", ".{0,12}")),
+        )
+            .prop_map(|(role, text, finish, call)| Choice {
+                index: 0,
+                role: role.map(str::to_owned),
+                text,
+                tool_calls: call
+                    .map(|(id, name, arguments)| ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    })
+                    .into_iter()
+                    .collect(),
+                finish_reason: finish.map(str::to_owned),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn output_text_is_what_the_value_path_writes(
+            choices in prop::collection::vec(choice(), 0..4),
+            failed in any::<bool>(),
+        ) {
+            prop_assert_eq!(output_json(&choices, failed), to_json(&output(&choices, failed)));
         }
     }
 

@@ -222,7 +222,7 @@ fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
         put(
             a,
             "gen_ai.output.messages",
-            content::to_json(&content::output(&out.choices, failed)),
+            content::output_json(&out.choices, failed),
         );
         if out.truncated {
             marked.push("gen_ai.output.messages");
