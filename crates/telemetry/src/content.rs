@@ -54,7 +54,7 @@ mod plain {
     use serde::Deserialize;
     use serde_json::value::RawValue;
 
-    use super::InputJson;
+    use super::{write_text_message, write_text_part, InputJson};
 
     #[derive(Deserialize)]
     struct Message<'a> {
@@ -94,7 +94,7 @@ mod plain {
                 "system" | "developer" => {
                     if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
                         system.push(if system.is_empty() { b'[' } else { b',' });
-                        text_part(&mut system, text)?;
+                        write_text_part(&mut system, text);
                     }
                 }
                 // Their parts are tool results.
@@ -103,20 +103,9 @@ mod plain {
                     if out.len() > 1 {
                         out.push(b',');
                     }
-                    // Keys in the order a `Value` map writes them: sorted.
-                    out.push(b'{');
-                    if let Some(name) = &m.name {
-                        out.extend_from_slice(b"\"name\":");
-                        string(&mut out, name)?;
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"\"parts\":[");
-                    if let Some(text) = m.content.as_deref().filter(|t| !t.is_empty()) {
-                        text_part(&mut out, text)?;
-                    }
-                    out.extend_from_slice(b"],\"role\":");
-                    string(&mut out, role)?;
-                    out.push(b'}');
+                    let name = m.name.as_deref().map(|n| ("name", n));
+                    let text = m.content.as_deref().unwrap_or_default();
+                    write_text_message(&mut out, name, text, role);
                 }
             }
         }
@@ -131,18 +120,6 @@ mod plain {
             messages: String::from_utf8(out).ok()?,
             system,
         })
-    }
-
-    fn text_part(out: &mut Vec<u8>, text: &str) -> Option<()> {
-        out.extend_from_slice(b"{\"content\":");
-        string(out, text)?;
-        out.extend_from_slice(b",\"type\":\"text\"}");
-        Some(())
-    }
-
-    /// A JSON string as serde_json escapes it.
-    fn string(out: &mut Vec<u8>, s: &str) -> Option<()> {
-        serde_json::to_writer(out, s).ok()
     }
 }
 
@@ -329,22 +306,9 @@ pub fn output_json(choices: &[Choice], failed: bool) -> String {
         if i > 0 {
             out.push(b',');
         }
-        // Keys in the order a `Value` map writes them: sorted.
-        out.push(b'{');
-        if let Some(finish) = finish_reason(c, failed) {
-            out.extend_from_slice(b"\"finish_reason\":");
-            write_string(&mut out, finish);
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"parts\":[");
-        if !c.text.is_empty() {
-            out.extend_from_slice(b"{\"content\":");
-            write_string(&mut out, &c.text);
-            out.extend_from_slice(b",\"type\":\"text\"}");
-        }
-        out.extend_from_slice(b"],\"role\":");
-        write_string(&mut out, c.role.as_deref().unwrap_or("assistant"));
-        out.push(b'}');
+        let finish = finish_reason(c, failed).map(|f| ("finish_reason", f));
+        let role = c.role.as_deref().unwrap_or("assistant");
+        write_text_message(&mut out, finish, &c.text, role);
     }
     out.push(b']');
     // Only serde_json and ASCII literals wrote to the buffer.
@@ -354,6 +318,32 @@ pub fn output_json(choices: &[Choice], failed: bool) -> String {
 /// A JSON string as serde_json escapes it; writing to a `Vec` cannot fail.
 fn write_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
+}
+
+/// A message of at most one text part, as its `Value` serialises: keys sorted, so `first`
+/// (`name` in, `finish_reason` out) before `parts` before `role`; empty text, no part.
+fn write_text_message(out: &mut Vec<u8>, first: Option<(&str, &str)>, text: &str, role: &str) {
+    out.push(b'{');
+    if let Some((key, value)) = first {
+        write_string(out, key);
+        out.push(b':');
+        write_string(out, value);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"parts\":[");
+    if !text.is_empty() {
+        write_text_part(out, text);
+    }
+    out.extend_from_slice(b"],\"role\":");
+    write_string(out, role);
+    out.push(b'}');
+}
+
+/// What [`text_part`] serialises to.
+fn write_text_part(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"{\"content\":");
+    write_string(out, text);
+    out.extend_from_slice(b",\"type\":\"text\"}");
 }
 
 /// The GenAI finish reason of a choice; a failed exchange without one finished in error.
