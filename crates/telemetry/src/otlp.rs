@@ -2,7 +2,7 @@
 //!
 //! opentelemetry-proto 0.33's serde support writes what the OTLP/JSON spec asks for (hex
 //! trace and span ids, camelCase keys, 64-bit integers as strings), which the round-trip
-//! tests pin down. Batches do not go through the proto structs: [`crate::otlp_body`] writes
+//! tests pin down. Batches do not go through the proto structs: `otlp_body` writes
 //! the same bytes straight from [`SpanView`]s. The structs remain for the test trace and as
 //! the reference the encoders are tested against.
 
