@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gatecast_bench::telemetry_work::{
-    encode_batch, prepare, run_batch_three, sample_record, spans_only, Pipeline,
+    encode_batch, prepare, run_batch_three, sample_record, Pipeline,
 };
 use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::spans::SpanOptions;
@@ -52,9 +52,9 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("telemetry/stage");
     g.bench_function("record_clone", |b| b.iter(|| black_box(record.clone())));
     g.bench_function("build_spans", |b| {
-        b.iter(|| black_box(spans_only(black_box(&record), &opts)))
+        b.iter(|| black_box(prepare(black_box(&record), &opts)))
     });
-    let spans = spans_only(&record, &opts);
+    let spans = prepare(&record, &opts);
     g.bench_function("privacy", |b| {
         b.iter_batched(
             || spans.clone(),

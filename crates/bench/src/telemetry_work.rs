@@ -93,11 +93,6 @@ pub fn prepare(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanModel> 
     build_spans(record, opts)
 }
 
-/// Just the mapping, for the breakdown.
-pub fn spans_only(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanModel> {
-    build_spans(record, opts)
-}
-
 /// Encoded sizes of one batch, so the optimiser cannot drop the work.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Encoded {
@@ -245,7 +240,7 @@ pub fn measure(budget: Duration, batch: usize, gzip: bool) -> Result<TelemetryCo
     let mut n = 0u64;
     while started.elapsed() < budget.mul_f64(0.2) || n == 0 {
         for r in big.records() {
-            std::hint::black_box(spans_only(r, big.options()));
+            std::hint::black_box(prepare(r, big.options()));
             n += 1;
         }
     }

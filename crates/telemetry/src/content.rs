@@ -35,14 +35,17 @@ pub struct InputJson {
 /// calls, unusual shapes) goes through the `Value` path, which the fast path matches byte
 /// for byte (a property test holds them equal).
 pub fn input_json(raw: &str) -> Option<InputJson> {
-    if let Some(fast) = plain::input_json(raw) {
-        return Some(fast);
+    plain::input_json(raw).or_else(|| input(raw).map(Input::into_json))
+}
+
+impl Input {
+    /// The attribute text of the `Value` path.
+    pub fn into_json(self) -> InputJson {
+        InputJson {
+            messages: to_json(&self.messages),
+            system: (!self.system.is_empty()).then(|| to_json(&self.system)),
+        }
     }
-    let input = input(raw)?;
-    Some(InputJson {
-        messages: to_json(&input.messages),
-        system: (!input.system.is_empty()).then(|| to_json(&input.system)),
-    })
 }
 
 /// The fast path of [`input_json`]: only messages whose content is a string (or absent)
@@ -467,11 +470,7 @@ mod tests {
 
     /// The `Value` path alone: what [`input_json`] must equal whichever path it takes.
     fn slow(raw: &str) -> Option<InputJson> {
-        let input = input(raw)?;
-        Some(InputJson {
-            messages: to_json(&input.messages),
-            system: (!input.system.is_empty()).then(|| to_json(&input.system)),
-        })
+        input(raw).map(Input::into_json)
     }
 
     fn field() -> impl Strategy<Value = Option<Value>> {
