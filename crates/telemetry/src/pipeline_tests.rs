@@ -544,6 +544,78 @@ async fn a_live_success_replays_the_spool_too() {
 }
 
 #[tokio::test]
+async fn a_spooled_batch_refused_as_too_large_is_split_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = spool_config(dir.path());
+    // Long enough that the four records below leave as one batch.
+    config.flush_interval_ms = 200;
+    let too_large = ExportError {
+        kind: ExportErrorKind::TooLarge,
+        message: "HTTP 413".into(),
+    };
+    let sink = ScriptedSink::failing(vec![too_large.clone(), too_large]);
+    sink.down.store(true, Relaxed);
+    let p = start_spooling(&config, sink.clone(), None);
+    for i in 1..=4 {
+        assert!(p.offer(shared(i), false));
+    }
+    until("big batch spooled", || p.stats().spooled_spans == 4).await;
+    assert_eq!(p.stats().spooled_batches, 1, "one batch of four records");
+    assert!(p.offer(shared(5), false));
+    until("later batch spooled", || p.stats().spooled_spans == 5).await;
+
+    sink.down.store(false, Relaxed);
+    until("spool drained", || p.stats().spool_files == 0).await;
+    let received = sink.received();
+    let per_batch: Vec<usize> = received.iter().map(|b| b.spans).collect();
+    assert_eq!(
+        per_batch,
+        vec![1, 1, 2, 1],
+        "4 → 2+2, then the first 2 → 1+1, all before the later batch"
+    );
+    let starts: Vec<u64> = received
+        .iter()
+        .flat_map(|b| decode(b).resource_spans[0].scope_spans[0].spans.clone())
+        .map(|span| span.start_time_unix_nano)
+        .collect();
+    let mut expected = starts.clone();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(starts.len(), 5, "every span once: {starts:?}");
+    assert_eq!(starts, expected, "in the order they were spooled");
+    let s = p.stats();
+    assert_eq!(s.exported_spans, 5);
+    assert_eq!(
+        s.dropped_export_failed + s.dropped_shutdown + s.dropped_spool_full,
+        0,
+        "{s:?}"
+    );
+    assert_eq!(s.spool_bytes, 0);
+    assert!(spooled_files(dir.path()).is_empty());
+    stop(&p).await;
+}
+
+#[tokio::test]
+async fn a_spooled_single_span_refused_as_too_large_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::failing(vec![ExportError {
+        kind: ExportErrorKind::TooLarge,
+        message: "HTTP 413".into(),
+    }]);
+    sink.down.store(true, Relaxed);
+    let p = start_spooling(&spool_config(dir.path()), sink.clone(), None);
+    spool_batches(&p, 1, 1).await;
+    sink.down.store(false, Relaxed);
+    until("spool emptied", || p.stats().spool_files == 0).await;
+    let s = p.stats();
+    assert_eq!(s.dropped_export_failed, 1, "{s:?}");
+    assert_eq!(s.exported_spans, 0);
+    assert_eq!(s.last_error.as_deref(), Some("HTTP 413"));
+    assert!(spooled_files(dir.path()).is_empty());
+    stop(&p).await;
+}
+
+#[tokio::test]
 async fn spooled_batches_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = spool_config(dir.path());

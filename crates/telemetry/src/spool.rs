@@ -1,8 +1,8 @@
 //! A destination's disk spool: encoded batches the destination could not take, one file
 //! each, kept until it takes them, across outages and restarts.
 //!
-//! A file is named `{unix_nanos:020}-{seq:010}-{records}r-{spans}s.{encoding}.batch`, so names
-//! sort oldest first and carry what a resend and the counters need; the body is exactly the
+//! A file is named `{unix_nanos:020}-{seq:010}[h{half}]-{records}r-{spans}s.{encoding}.batch`,
+//! so names sort oldest first and carry what a resend and the counters need; the body is exactly the
 //! encoded export the sink sends (compression is the sink's, applied at send time). Files are
 //! written under a hidden temporary name and renamed, so a crash or a cancelled worker never
 //! leaves a partial batch behind.
@@ -72,6 +72,7 @@ pub fn dir_name(destination: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub name: String,
+    pub place: Place,
     pub size: u64,
     pub records: u64,
     pub spans: usize,
@@ -86,10 +87,59 @@ fn encoding_tag(encoding: Encoding) -> &'static str {
     }
 }
 
+/// Where a batch stands in the queue: when it was spooled, then which half of a batch that
+/// was split. `half` is the path from the whole, `0` for a first half and `1` for a second,
+/// so the leaves of one split sort in order between the batches around the whole: no leaf's
+/// path is a prefix of another's, and `-` sorts before both digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Place {
+    nanos: u128,
+    seq: u64,
+    half: String,
+}
+
+impl Place {
+    fn half(&self, which: char) -> Self {
+        let mut half = self.clone();
+        half.half.push(which);
+        half
+    }
+
+    fn parse(text: &str) -> Option<(Self, &str)> {
+        let (nanos, rest) = text.split_once('-')?;
+        let (seq, rest) = rest.split_once('-')?;
+        let (seq, half) = match seq.split_once('h') {
+            Some((seq, half))
+                if !half.is_empty() && half.bytes().all(|b| b == b'0' || b == b'1') =>
+            {
+                (seq, half)
+            }
+            Some(_) => return None,
+            None => (seq, ""),
+        };
+        let place = Self {
+            nanos: nanos.parse().ok()?,
+            seq: seq.parse().ok()?,
+            half: half.to_owned(),
+        };
+        Some((place, rest))
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:020}-{:010}", self.nanos, self.seq)?;
+        if !self.half.is_empty() {
+            write!(f, "h{}", self.half)?;
+        }
+        Ok(())
+    }
+}
+
 impl Entry {
-    fn file_name(nanos: u128, seq: u64, records: u64, spans: usize, encoding: Encoding) -> String {
+    fn file_name(place: &Place, records: u64, spans: usize, encoding: Encoding) -> String {
         format!(
-            "{nanos:020}-{seq:010}-{records}r-{spans}s.{}{EXTENSION}",
+            "{place}-{records}r-{spans}s.{}{EXTENSION}",
             encoding_tag(encoding)
         )
     }
@@ -101,14 +151,10 @@ impl Entry {
         }
         let stem = name.strip_suffix(EXTENSION)?;
         let (stem, tag) = stem.rsplit_once('.')?;
-        let mut parts = stem.split('-');
-        let _nanos: u128 = parts.next()?.parse().ok()?;
-        let _seq: u64 = parts.next()?.parse().ok()?;
-        let records: u64 = parts.next()?.strip_suffix('r')?.parse().ok()?;
-        let spans: usize = parts.next()?.strip_suffix('s')?.parse().ok()?;
-        if parts.next().is_some() {
-            return None;
-        }
+        let (place, rest) = Place::parse(stem)?;
+        let (records, spans) = rest.split_once('-')?;
+        let records: u64 = records.strip_suffix('r')?.parse().ok()?;
+        let spans: usize = spans.strip_suffix('s')?.parse().ok()?;
         let encoding = match tag {
             "json" => Some(Encoding::Json),
             "protobuf" => Some(Encoding::Protobuf),
@@ -116,6 +162,7 @@ impl Entry {
         };
         Some(Self {
             name: name.to_owned(),
+            place,
             size,
             records,
             spans,
@@ -140,6 +187,14 @@ pub(crate) enum Stored {
     TooLarge,
     /// Shutdown already counted its records as lost; nothing was written.
     Abandoned,
+}
+
+/// One half of a spooled batch that the destination refused as too large.
+#[derive(Debug)]
+pub(crate) struct Half {
+    pub body: Vec<u8>,
+    pub records: u64,
+    pub spans: usize,
 }
 
 /// The worker's and the pipeline handle's shared account of unresolved records. The lock is
@@ -256,10 +311,15 @@ impl Spool {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let seq = self.seq.fetch_add(1, Relaxed);
-        let name = Entry::file_name(nanos, seq, records, spans, encoding);
+        let place = Place {
+            nanos,
+            seq: self.seq.fetch_add(1, Relaxed),
+            half: String::new(),
+        };
+        let name = Entry::file_name(&place, records, spans, encoding);
         let entry = Entry {
             name: name.clone(),
+            place,
             size: body.len() as u64,
             records,
             spans,
@@ -323,6 +383,77 @@ impl Spool {
         .await
     }
 
+    /// Puts the two halves of `entry` in its place, so they are replayed next, the first half
+    /// first. Both halves are on disk before the whole goes, so a crash in between
+    /// can resend spans but never loses them. The records were resolved when the whole was
+    /// spooled, so the ledger is not touched; on failure the whole stays as it was.
+    pub(crate) async fn split(&self, entry: &Entry, halves: [Half; 2]) -> io::Result<()> {
+        let dir = self.settings.dir.clone();
+        let index = self.index.clone();
+        let counters = self.counters.clone();
+        let whole = entry.clone();
+        let encoding = entry
+            .encoding
+            .ok_or_else(|| io::Error::other("a batch of unknown encoding cannot be split"))?;
+        blocking(move || {
+            let mut written: Vec<(PathBuf, Entry)> = Vec::with_capacity(2);
+            let discard = |written: &[(PathBuf, Entry)], placed: bool| {
+                for (temp, half) in written {
+                    let _ = std::fs::remove_file(temp);
+                    if placed {
+                        let _ = std::fs::remove_file(dir.join(&half.name));
+                    }
+                }
+            };
+            for (half, which) in halves.into_iter().zip(['0', '1']) {
+                let place = whole.place.half(which);
+                let name = Entry::file_name(&place, half.records, half.spans, encoding);
+                let temp = dir.join(format!(".{name}{TEMP_EXTENSION}"));
+                let entry = Entry {
+                    name,
+                    place,
+                    size: half.body.len() as u64,
+                    records: half.records,
+                    spans: half.spans,
+                    encoding: Some(encoding),
+                };
+                written.push((temp.clone(), entry));
+                let result = std::fs::File::create(&temp).and_then(|mut f| {
+                    f.write_all(&half.body)?;
+                    f.sync_data()
+                });
+                if let Err(e) = result {
+                    discard(&written, false);
+                    return Err(e);
+                }
+            }
+            let mut index = lock(&index);
+            for (temp, half) in &written {
+                if let Err(e) = std::fs::rename(temp, dir.join(&half.name)) {
+                    discard(&written, true);
+                    return Err(e);
+                }
+            }
+            match std::fs::remove_file(dir.join(&whole.name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    discard(&written, true);
+                    return Err(e);
+                }
+                _ => {}
+            }
+            if index.files.remove(&whole.name).is_some() {
+                index.bytes = index.bytes.saturating_sub(whole.size);
+            }
+            for (_, half) in written {
+                index.bytes += half.size;
+                index.files.insert(half.name.clone(), half);
+            }
+            counters.spool_size(index.files.len() as u64, index.bytes);
+            Ok(())
+        })
+        .await
+    }
+
     pub(crate) async fn read(&self, entry: &Entry) -> io::Result<Vec<u8>> {
         tokio::fs::read(self.settings.dir.join(&entry.name)).await
     }
@@ -371,10 +502,23 @@ impl Spool {
 mod tests {
     use super::*;
 
+    fn place(nanos: u128, seq: u64) -> Place {
+        Place {
+            nanos,
+            seq,
+            half: String::new(),
+        }
+    }
+
     #[test]
     fn names_sort_by_time_and_parse_back() {
-        let a = Entry::file_name(1_700_000_000_000_000_000, 9, 3, 6, Encoding::Json);
-        let b = Entry::file_name(1_700_000_000_000_000_001, 0, 1, 2, Encoding::Protobuf);
+        let a = Entry::file_name(&place(1_700_000_000_000_000_000, 9), 3, 6, Encoding::Json);
+        let b = Entry::file_name(
+            &place(1_700_000_000_000_000_001, 0),
+            1,
+            2,
+            Encoding::Protobuf,
+        );
         assert!(a < b);
         let e = Entry::parse(&a, 42).unwrap();
         assert_eq!(
@@ -394,6 +538,41 @@ mod tests {
         assert!(Entry::parse(&format!(".{a}.tmp"), 1).is_none());
         assert!(Entry::parse("notes.txt", 1).is_none());
         assert!(Entry::parse("x-1-2r-3s.json.batch", 1).is_none());
+    }
+
+    #[test]
+    fn the_halves_of_a_split_batch_sort_in_its_place() {
+        let whole = place(1_700_000_000_000_000_000, 7);
+        let name = |p: &Place, records, spans| Entry::file_name(p, records, spans, Encoding::Json);
+        let before = name(&place(1_700_000_000_000_000_000, 6), 1, 1);
+        let after = name(&place(1_700_000_000_000_000_000, 8), 1, 1);
+        let later = name(&place(1_700_000_000_000_000_001, 0), 1, 1);
+        // The whole split in two, then its first half split again, with counts that would
+        // reorder the names if they were compared before the place.
+        let first = whole.half('0');
+        let leaves = [
+            name(&first.half('0'), 9, 90),
+            name(&first.half('1'), 0, 1),
+            name(&whole.half('1'), 1, 2),
+        ];
+        let mut sorted = vec![later.clone(), leaves[2].clone(), after.clone()];
+        sorted.extend([leaves[1].clone(), before.clone(), leaves[0].clone()]);
+        sorted.sort();
+        let mut expected = vec![before];
+        expected.extend(leaves.iter().cloned());
+        expected.extend([after, later]);
+        assert_eq!(sorted, expected);
+        for leaf in &leaves {
+            let entry = Entry::parse(leaf, 1).unwrap();
+            assert_eq!(
+                &Entry::file_name(&entry.place, entry.records, entry.spans, Encoding::Json),
+                leaf
+            );
+        }
+        assert_eq!(Entry::parse(&leaves[0], 1).unwrap().place, first.half('0'));
+        let bad_half = leaves[2].replace("h1-", "h2-");
+        assert!(Entry::parse(&bad_half, 1).is_none());
+        assert!(Entry::parse(&leaves[2].replace("h1-", "h-"), 1).is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::model::SpanModel;
 use crate::otlp::{self, SpanView};
 use crate::pipeline::{Queued, WorkerSettings};
 use crate::privacy::apply_privacy;
-use crate::spool::{Entry, Ledger, Spool, Stored};
+use crate::spool::{Entry, Half, Ledger, Spool, Stored};
 use crate::stats::{Counters, DropReason};
 
 pub(crate) struct Worker<S> {
@@ -331,6 +331,9 @@ impl<S: Sink> Worker<S> {
                 }
                 Replay::Progress
             }
+            Err(e) if e.kind == ExportErrorKind::TooLarge && entry.spans > 1 => {
+                self.split_spooled(spool, &entry, batch.body).await
+            }
             Err(e) if e.is_retryable() => {
                 self.down.store(true, Relaxed);
                 Replay::Failed
@@ -338,6 +341,51 @@ impl<S: Sink> Worker<S> {
             Err(e) => {
                 self.discard(spool, &entry, &e.message).await;
                 Replay::Progress
+            }
+        }
+    }
+
+    /// A spooled batch refused as too large goes back into the spool as two halves, in its
+    /// place. The spool keeps no record boundaries, so the cut is by spans, and the records
+    /// are shared out so that the counters still add up.
+    async fn split_spooled(&self, spool: &Spool, entry: &Entry, body: bytes::Bytes) -> Replay {
+        let encoding = self.sink.encoding();
+        let cut = entry.spans / 2;
+        let work = tokio::task::spawn_blocking(move || split_body(&body, encoding, cut));
+        let split = work.await.map_err(|e| e.to_string()).and_then(|halves| {
+            let [first, second] = halves.map_err(|e| e.to_string())?;
+            Ok([
+                first.map_err(|e| e.to_string())?,
+                second.map_err(|e| e.to_string())?,
+            ])
+        });
+        let [first, second] = match split {
+            Ok(halves) => halves,
+            Err(reason) => {
+                let message = format!("spooled batch refused as too large and not split: {reason}");
+                self.discard(spool, entry, &message).await;
+                return Replay::Progress;
+            }
+        };
+        let first_records = entry.records.div_ceil(2);
+        let halves = [
+            Half {
+                body: first,
+                records: first_records,
+                spans: cut,
+            },
+            Half {
+                body: second,
+                records: entry.records - first_records,
+                spans: entry.spans - cut,
+            },
+        ];
+        match spool.split(entry, halves).await {
+            Ok(()) => Replay::Progress,
+            // The whole stays spooled; the next try splits it again.
+            Err(e) => {
+                spool.io_error(&self.name, "split", &e);
+                Replay::Failed
             }
         }
     }
