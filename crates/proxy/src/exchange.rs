@@ -29,6 +29,8 @@ pub struct Exchange {
     started: Instant,
     sink: Arc<dyn RecordSink>,
     published: bool,
+    /// When the answer's last byte came in, if the record is built later.
+    ended: Option<Duration>,
 }
 
 impl Exchange {
@@ -38,6 +40,14 @@ impl Exchange {
             started,
             sink,
             published: false,
+            ended: None,
+        }
+    }
+
+    /// Stamps the end now, for a record that is built and published a little later.
+    pub fn end_now(&mut self) {
+        if self.ended.is_none() {
+            self.ended = Some(self.elapsed());
         }
     }
 
@@ -62,7 +72,7 @@ impl Exchange {
         if std::mem::replace(&mut self.published, true) {
             return;
         }
-        let end = self.elapsed();
+        let end = self.ended.unwrap_or_else(|| self.elapsed());
         let timings = &mut self.record.timings;
         timings.end = end;
         if let Some(last) = self.record.attempts.last_mut() {

@@ -108,22 +108,72 @@ impl TeeBody {
         }
     }
 
+    /// What closing the exchange needs, taken out of the body: `None` once taken.
+    fn closing(&mut self) -> Option<Closing> {
+        let (exchange, acc) = (self.exchange.take()?, self.acc.take()?);
+        let chunks = match &mut self.mode {
+            Mode::Whole { chunks } => std::mem::take(chunks),
+            Mode::Sse { .. } => Vec::new(),
+        };
+        Some(Closing {
+            exchange,
+            acc,
+            chunks,
+            upstream_status: self.upstream_status,
+        })
+    }
+
     fn finish(&mut self, failure: Option<(ErrorKind, &str)>) {
-        let (Some(mut exchange), Some(mut acc)) = (self.exchange.take(), self.acc.take()) else {
+        if let Some(closing) = self.closing() {
+            closing.run(failure);
+        }
+    }
+
+    /// Closes a complete exchange after the frame being returned is written: hyper writes it
+    /// in the same poll of the connection, and the task spawned here runs once that poll
+    /// returns, so reading a whole body and building the record stay off the client's path.
+    /// Polled outside a runtime (the deadline's timer makes that a bug), the work runs at once
+    /// rather than panicking.
+    fn finish_after_write(&mut self) {
+        let Some(mut closing) = self.closing() else {
             return;
         };
-        if let Mode::Whole { chunks } = &mut self.mode {
-            match chunks.len() {
-                0 => {}
-                1 => acc.on_body(&chunks[0]),
-                _ => acc.on_body(&chunks.concat()),
+        closing.exchange.end_now();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let deferred = Deferred(Some(closing));
+                runtime.spawn(async move { drop(deferred) });
             }
-            chunks.clear();
+            Err(_) => closing.run(None),
         }
+    }
+}
+
+/// Closing an exchange: the whole body read once, the record built and handed over.
+struct Closing {
+    exchange: Exchange,
+    acc: Accumulator,
+    chunks: Vec<Bytes>,
+    upstream_status: u16,
+}
+
+impl Closing {
+    fn run(self, failure: Option<(ErrorKind, &str)>) {
+        let Self {
+            mut exchange,
+            mut acc,
+            chunks,
+            upstream_status: status,
+        } = self;
+        match chunks.len() {
+            0 => {}
+            1 => acc.on_body(&chunks[0]),
+            _ => acc.on_body(&chunks.concat()),
+        }
+        drop(chunks);
         let (output, usage, provider_message) = acc.finish();
         exchange.record.output = output;
         exchange.record.usage = usage;
-        let status = self.upstream_status;
         if let Some((kind, message)) = failure {
             exchange.fail(kind, Some(status), message.to_owned());
         } else if status >= 400 {
@@ -131,6 +181,18 @@ impl TeeBody {
             exchange.fail(ErrorKind::Provider, Some(status), message);
         }
         exchange.publish();
+    }
+}
+
+/// A deferred close that also runs when its task is dropped unpolled, as a runtime shutting
+/// down does: the record of a complete answer is never lost or marked cancelled.
+struct Deferred(Option<Closing>);
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if let Some(closing) = self.0.take() {
+            closing.run(None);
+        }
     }
 }
 
@@ -179,7 +241,7 @@ impl Body for TeeBody {
                         if let Some(left) = this.remaining.as_mut() {
                             *left = left.saturating_sub(out.len() as u64);
                             if *left == 0 {
-                                this.finish(None);
+                                this.finish_after_write();
                             }
                         }
                         return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -202,7 +264,7 @@ impl Body for TeeBody {
                         }
                         _ => None,
                     };
-                    this.finish(None);
+                    this.finish_after_write();
                     return Poll::Ready(rest.map(|b| Ok(Frame::data(b))));
                 }
                 Poll::Pending => return Poll::Pending,
@@ -226,5 +288,120 @@ impl Drop for TeeBody {
             ErrorKind::Cancelled,
             "client disconnected before the answer was complete",
         )));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use gatecast_telemetry::record::Status;
+    use gatecast_telemetry::GenerationRecord;
+    use http_body_util::BodyExt;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::exchange::RecordSink;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<GenerationRecord>>);
+
+    impl RecordSink for Collect {
+        fn publish(&self, record: GenerationRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+        fn wants_content(&self) -> bool {
+            true
+        }
+    }
+
+    impl Collect {
+        fn taken(&self) -> Vec<GenerationRecord> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    const ANSWER: &[u8] = br#"{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+
+    /// A whole answer with a declared length, in two chunks.
+    fn answer(sink: &Arc<Collect>) -> TeeBody {
+        let (a, b) = ANSWER.split_at(17);
+        let chunks = vec![Ok(Bytes::from_static(a)), Ok(Bytes::from_static(b))];
+        let sink: Arc<dyn RecordSink> = sink.clone();
+        TeeBody::new(
+            Box::pin(futures::stream::iter(chunks)),
+            Mode::Whole { chunks: Vec::new() },
+            Accumulator::new(true, 1 << 20),
+            Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink),
+            Box::pin(tokio::time::sleep_until(
+                Instant::now() + Duration::from_secs(60),
+            )),
+            200,
+            Some(ANSWER.len() as u64),
+        )
+    }
+
+    async fn read_all(body: &mut TeeBody) -> Vec<u8> {
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        got
+    }
+
+    fn assert_complete(records: &[GenerationRecord]) {
+        assert_eq!(records.len(), 1, "published exactly once");
+        let record = &records[0];
+        assert_eq!(record.status, Status::Ok);
+        assert_eq!(record.usage.as_ref().map(|u| u.output_tokens), Some(2));
+        assert!(!record.timings.end.is_zero(), "the end is stamped");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_complete_answer_is_recorded_after_its_last_frame_is_handed_over() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let mut body = answer(&sink);
+            assert_eq!(read_all(&mut body).await, ANSWER);
+            assert!(body.is_end_stream());
+            assert!(
+                sink.taken().is_empty(),
+                "the record is built after the caller wrote the last frame"
+            );
+            let mut records = Vec::new();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+                records.extend(sink.taken());
+            }
+            assert_complete(&records);
+        });
+    }
+
+    #[test]
+    fn a_deferred_record_is_published_when_its_runtime_shuts_down_first() {
+        let sink = Arc::new(Collect::default());
+        let rt = runtime();
+        let body = rt.block_on(async {
+            let mut body = answer(&sink);
+            assert_eq!(read_all(&mut body).await, ANSWER);
+            body
+        });
+        assert!(sink.taken().is_empty(), "the close task has not run yet");
+        drop(rt);
+        assert_complete(&sink.taken());
+        drop(body);
+        assert!(
+            sink.taken().is_empty(),
+            "dropping the finished body publishes nothing more"
+        );
     }
 }
