@@ -50,7 +50,25 @@ pub(crate) fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Appends `body` and a newline, reopening the file first if the last write failed.
+/// Whether the open file is still the one at `path`. Log rotation renames or deletes the file
+/// and writes to the old one raise no error, so without this check the traces would go on
+/// into the rotated file, or into a deleted one, for good.
+#[cfg(unix)]
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_at(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// Appends `body` and a newline to the file at `path`: reopened first if the last write
+/// failed or the file was moved or deleted since (one `stat` per batch).
 fn append_line(
     slot: &Mutex<Option<std::fs::File>>,
     path: &Path,
@@ -58,6 +76,9 @@ fn append_line(
 ) -> std::io::Result<()> {
     // A panic elsewhere cannot leave the `Option` half-changed; the lock is still usable.
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.as_ref().is_some_and(|f| !still_at(f, path)) {
+        *slot = None;
+    }
     let file = match slot.as_mut() {
         Some(f) => f,
         None => slot.insert(open_append(path)?),
@@ -147,6 +168,43 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         sink.export(&batch).await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    fn line(text: &str) -> EncodedBatch {
+        EncodedBatch {
+            body: text.as_bytes().to_vec().into(),
+            spans: 1,
+            wire: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_or_deleted_file_is_reopened_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let rotated = dir.path().join("t.jsonl.1");
+        let sink = FileSink::open(&path).unwrap();
+        sink.export(&line("{\"n\":1}")).await.unwrap();
+
+        // logrotate without copytruncate: the file is renamed, and the next batch starts a
+        // new one at the configured path.
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.export(&line("{\"n\":2}")).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "{\"n\":1}\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":2}\n");
+
+        // Deleted outright: recreated.
+        std::fs::remove_file(&path).unwrap();
+        sink.export(&line("{\"n\":3}")).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":3}\n");
+
+        // Untouched: the same handle keeps appending.
+        sink.export(&line("{\"n\":4}")).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"n\":3}\n{\"n\":4}\n"
+        );
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "{\"n\":1}\n");
     }
 
     #[test]
