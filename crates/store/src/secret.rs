@@ -371,14 +371,32 @@ pub(crate) fn mask_config(config: &Value) -> Value {
         *leaf = Value::String(mask_secret(&leaf_text(leaf)));
         Ok(())
     });
-    if let Value::Object(map) = &mut out {
+    let _ = for_each_url::<std::convert::Infallible>(&mut out, &mut |url| {
+        *url = mask_url(url);
+        Ok(())
+    });
+    out
+}
+
+/// Calls `f` on each top-level URL of `config` (see [`URL_KEYS`]).
+fn for_each_url<E>(
+    config: &mut Value,
+    f: &mut dyn FnMut(&mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    if let Value::Object(map) = config {
         for key in URL_KEYS {
             if let Some(Value::String(url)) = map.get_mut(key) {
-                *url = mask_url(url);
+                f(url)?;
             }
         }
     }
-    out
+    Ok(())
+}
+
+/// Whether a URL holds what [`mask_url`] hides (a password, a query, a fragment): a webhook's
+/// `?token=` is as secret as an API key, so such URLs are sealed at rest as a whole.
+fn url_carries_secret(url: &str) -> bool {
+    mask_url(url) != url
 }
 
 pub(crate) fn encrypt_config(key: &SecretKey, config: &Value) -> Result<Value, StoreError> {
@@ -392,6 +410,12 @@ pub(crate) fn encrypt_config(key: &SecretKey, config: &Value) -> Result<Value, S
         *leaf = Value::String(key.encrypt(&text)?);
         Ok(())
     })?;
+    for_each_url::<StoreError>(&mut out, &mut |url| {
+        if !url.starts_with(ENVELOPE_PREFIX) && url_carries_secret(url) {
+            *url = key.encrypt(url)?;
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -401,20 +425,21 @@ pub(crate) fn decrypt_config(
     name: &str,
 ) -> Result<Value, StoreError> {
     let mut out = config.clone();
-    for_each_secret::<StoreError>(&mut out, &mut |_, leaf| {
-        if let Value::String(s) = leaf {
-            match key.decrypt(s) {
-                None => {}
-                Some(Ok(plain)) => *s = plain,
-                Some(Err(())) => {
-                    return Err(StoreError::CorruptSecret {
-                        name: name.to_owned(),
-                    })
-                }
-            }
+    let mut open = |s: &mut String| match key.decrypt(s) {
+        None => Ok(()),
+        Some(Ok(plain)) => {
+            *s = plain;
+            Ok(())
         }
-        Ok(())
+        Some(Err(())) => Err(StoreError::CorruptSecret {
+            name: name.to_owned(),
+        }),
+    };
+    for_each_secret::<StoreError>(&mut out, &mut |_, leaf| match leaf {
+        Value::String(s) => open(s),
+        _ => Ok(()),
     })?;
+    for_each_url::<StoreError>(&mut out, &mut open)?;
     Ok(out)
 }
 
@@ -467,6 +492,34 @@ mod tests {
         let junk = SecretKey::parse("not a key!").unwrap_err();
         assert!(junk.to_string().contains("GATECAST_SECRET_KEY"), "{junk}");
         assert!(!junk.to_string().contains("not a key"), "{junk}");
+    }
+
+    #[test]
+    fn urls_with_credentials_are_sealed_whole_and_plain_ones_stay_readable() {
+        let key = SecretKey::generate();
+        let config = json!({
+            "url": "https://hooks.example.com/in?token=s3cr3t-token",
+            "endpoint": "http://collector:4318/v1/traces",
+            "otlp_endpoint": "http://user:pa55word@collector:4318",
+            "method": "POST"
+        });
+        let sealed = encrypt_config(&key, &config).unwrap();
+        let text = sealed.to_string();
+        assert!(
+            !text.contains("s3cr3t-token") && !text.contains("pa55word"),
+            "{text}"
+        );
+        assert!(!text.contains("hooks.example.com"), "sealed whole: {text}");
+        assert_eq!(sealed["endpoint"], config["endpoint"]);
+        assert_eq!(sealed["method"], "POST");
+        assert_eq!(decrypt_config(&key, &sealed, "d").unwrap(), config);
+        let again = encrypt_config(&key, &sealed).unwrap();
+        assert_eq!(again, sealed, "a sealed URL is not sealed twice");
+        let other = SecretKey::generate();
+        assert!(matches!(
+            decrypt_config(&other, &sealed, "d"),
+            Err(StoreError::CorruptSecret { .. })
+        ));
     }
 
     #[test]

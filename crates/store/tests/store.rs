@@ -121,6 +121,9 @@ async fn open(url: &str) -> Store {
     Store::connect(url, key_a(), true).await.unwrap()
 }
 
+/// A webhook URL whose query carries the credential.
+const TOKEN_URL: &str = "https://hooks.example.com/in/abc?token=url-token-9876&v=2";
+
 fn sentry(name: &str) -> DestinationRecord {
     DestinationRecord {
         id: String::new(),
@@ -460,6 +463,17 @@ async fn secrets_are_encrypted_at_rest(url: &str) {
         .await
         .unwrap();
     store
+        .create_destination(
+            DestinationRecord {
+                kind: "webhook".to_owned(),
+                config: json!({ "url": TOKEN_URL, "method": "POST" }),
+                ..sentry("token-hook")
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    store
         .sync_file_destinations(vec![DestinationRecord {
             config: json!({ "url": "http://127.0.0.1:9/hook", "method": "POST",
                             "headers": { "x-api-key": "file-secret-1234" } }),
@@ -474,7 +488,7 @@ async fn secrets_are_encrypted_at_rest(url: &str) {
         "SELECT CAST(config AS TEXT) FROM destinations ORDER BY name",
     )
     .await;
-    assert_eq!(raw.len(), 3);
+    assert_eq!(raw.len(), 4);
     let all = raw.join("\n");
     for secret in [
         SENTRY_DSN,
@@ -482,19 +496,27 @@ async fn secrets_are_encrypted_at_rest(url: &str) {
         AUTH_HEADER,
         "otlp-token",
         "file-secret-1234",
+        "url-token-9876",
     ] {
         assert!(
             !all.contains(secret),
             "plaintext `{secret}` found at rest: {all}"
         );
     }
-    assert_eq!(all.matches("enc:v1:").count(), 3, "{all}");
-    // Non-secret fields stay readable for operators.
+    assert_eq!(all.matches("enc:v1:").count(), 4, "{all}");
+    // Non-secret fields, and URLs that carry no credential, stay readable for operators.
     assert!(all.contains("http://127.0.0.1:4318/v1/traces"), "{all}");
+    assert!(all.contains("http://127.0.0.1:9/hook"), "{all}");
     assert!(all.contains("http/protobuf"), "{all}");
 
     if let Some(bytes) = sqlite_bytes(url) {
-        for secret in [SENTRY_DSN, DSN_KEY, AUTH_HEADER, "file-secret-1234"] {
+        for secret in [
+            SENTRY_DSN,
+            DSN_KEY,
+            AUTH_HEADER,
+            "file-secret-1234",
+            "url-token-9876",
+        ] {
             assert!(
                 !contains(&bytes, secret),
                 "`{secret}` is in the SQLite files"
@@ -507,6 +529,8 @@ async fn secrets_are_encrypted_at_rest(url: &str) {
     assert_eq!(sentry.config["dsn"], SENTRY_DSN);
     let hook = store.get_destination("hook").await.unwrap().unwrap();
     assert_eq!(hook.config["headers"]["x-api-key"], "file-secret-1234");
+    let token_hook = store.get_destination("token-hook").await.unwrap().unwrap();
+    assert_eq!(token_hook.config["url"], TOKEN_URL);
 }
 
 async fn masking(url: &str) {
