@@ -280,6 +280,7 @@ impl Store {
             store.apply_migrations().await?;
         }
         store.check_secret_key().await?;
+        store.seal_plain_urls().await?;
         let version = store.config_version().await?;
         store.inner.local.send_replace(version);
         Ok(store)
@@ -288,7 +289,39 @@ impl Store {
     /// Applies pending migrations (for `gatecast migrate`, or when `connect` was told not to).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.apply_migrations().await?;
-        self.check_secret_key().await
+        self.check_secret_key().await?;
+        self.seal_plain_urls().await
+    }
+
+    /// Seals, in place, what rows written by earlier versions hold in plain text that is now
+    /// encrypted at rest (URLs carrying a credential). The configuration itself does not
+    /// change, so the version does not move and nothing is audited. The write is conditional
+    /// on the row being as read: a row another replica changed meanwhile keeps that change,
+    /// which that replica sealed.
+    async fn seal_plain_urls(&self) -> Result<(), StoreError> {
+        let rows: Vec<DestRow> = on_pool!(&self.inner.pool, p => {
+            sqlx::query_as(SELECT_ALL_DEST).fetch_all(p).await?
+        });
+        for row in rows {
+            let stored = &row.config.0;
+            let sealed = encrypt_config(&self.inner.key, stored)?;
+            if &sealed == stored {
+                continue;
+            }
+            let written = on_pool!(&self.inner.pool, p => {
+                sqlx::query("UPDATE destinations SET config = $1 WHERE id = $2 AND config = $3")
+                    .bind(Json(&sealed))
+                    .bind(&row.id)
+                    .bind(Json(stored))
+                    .execute(p)
+                    .await?
+                    .rows_affected()
+            });
+            if written > 0 {
+                tracing::info!(destination = %row.name, "sealed a stored URL that carries a credential");
+            }
+        }
+        Ok(())
     }
 
     async fn apply_migrations(&self) -> Result<(), StoreError> {

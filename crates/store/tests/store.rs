@@ -102,6 +102,7 @@ both_backends!(
     file_destinations_are_read_only,
     sync_semantics,
     secrets_are_encrypted_at_rest,
+    plain_urls_of_earlier_rows_are_sealed_at_start,
     masking,
     wrong_secret_key_fails_at_start,
     keys_create_verify_revoke_list,
@@ -531,6 +532,57 @@ async fn secrets_are_encrypted_at_rest(url: &str) {
     assert_eq!(hook.config["headers"]["x-api-key"], "file-secret-1234");
     let token_hook = store.get_destination("token-hook").await.unwrap().unwrap();
     assert_eq!(token_hook.config["url"], TOKEN_URL);
+}
+
+async fn plain_urls_of_earlier_rows_are_sealed_at_start(url: &str) {
+    let store = open(url).await;
+    let hook = DestinationRecord {
+        kind: "webhook".to_owned(),
+        config: json!({ "url": TOKEN_URL, "method": "POST" }),
+        ..sentry("old-hook")
+    };
+    store.create_destination(hook, "alice").await.unwrap();
+    let version = store.config_version().await.unwrap();
+    store.close().await;
+
+    // What a row written before URLs were sealed looks like.
+    let plain = json!({ "url": TOKEN_URL, "method": "POST" }).to_string();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query("UPDATE destinations SET config = $1 WHERE name = 'old-hook'")
+            .bind(&plain)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query("UPDATE destinations SET config = ($1::text)::jsonb WHERE name = 'old-hook'")
+            .bind(&plain)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let sql = "SELECT CAST(config AS TEXT) FROM destinations WHERE name = 'old-hook'";
+    assert!(raw_texts(url, sql).await[0].contains("url-token-9876"));
+
+    let store = open(url).await;
+    let raw = raw_texts(url, sql).await.join("");
+    assert!(!raw.contains("url-token-9876"), "sealed at start: {raw}");
+    assert!(raw.contains("enc:v1:"), "{raw}");
+    let read = store.get_destination("old-hook").await.unwrap().unwrap();
+    assert_eq!(read.config["url"], TOKEN_URL);
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        version,
+        "sealing is not a configuration change"
+    );
+    // A second start finds nothing to do and leaves the row as it is.
+    store.close().await;
+    let again = open(url).await;
+    assert_eq!(raw_texts(url, sql).await.join(""), raw);
+    again.close().await;
 }
 
 async fn masking(url: &str) {
