@@ -177,6 +177,27 @@ async fn raw_texts(url: &str, sql: &str) -> Vec<String> {
     }
 }
 
+/// A statement with one text parameter, bypassing the store; Postgres has its own spelling.
+async fn raw_execute(url: &str, sqlite_sql: &str, postgres_sql: &str, text: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sqlite_sql)
+            .bind(text)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(postgres_sql)
+            .bind(text)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+}
+
 /// Every byte SQLite has on disk (main file and WAL), to prove plaintext never reached it.
 fn sqlite_bytes(url: &str) -> Option<Vec<u8>> {
     let path = url.strip_prefix("sqlite://")?;
@@ -547,23 +568,13 @@ async fn plain_urls_of_earlier_rows_are_sealed_at_start(url: &str) {
 
     // What a row written before URLs were sealed looks like.
     let plain = json!({ "url": TOKEN_URL, "method": "POST" }).to_string();
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query("UPDATE destinations SET config = $1 WHERE name = 'old-hook'")
-            .bind(&plain)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query("UPDATE destinations SET config = ($1::text)::jsonb WHERE name = 'old-hook'")
-            .bind(&plain)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
+    raw_execute(
+        url,
+        "UPDATE destinations SET config = $1 WHERE name = 'old-hook'",
+        "UPDATE destinations SET config = ($1::text)::jsonb WHERE name = 'old-hook'",
+        &plain,
+    )
+    .await;
     let sql = "SELECT CAST(config AS TEXT) FROM destinations WHERE name = 'old-hook'";
     assert!(raw_texts(url, sql).await[0].contains("url-token-9876"));
 
