@@ -162,40 +162,39 @@ fn file_dest(name: &str, path: &str) -> DestinationRecord {
     }
 }
 
+/// Runs `$body` with `$pool` connected straight to the database at `$url`, bypassing the
+/// store, on whichever backend the URL names; the pool is closed after.
+macro_rules! with_raw_pool {
+    ($url:expr, $pool:ident => $body:expr) => {
+        if $url.starts_with("sqlite:") {
+            let $pool = sqlx::SqlitePool::connect($url).await.unwrap();
+            let out = $body;
+            $pool.close().await;
+            out
+        } else {
+            let $pool = sqlx::PgPool::connect($url).await.unwrap();
+            let out = $body;
+            $pool.close().await;
+            out
+        }
+    };
+}
+
 /// Text columns read with a plain query, bypassing the store.
 async fn raw_texts(url: &str, sql: &str) -> Vec<String> {
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    }
+    with_raw_pool!(url, pool => sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap())
 }
 
 /// A statement with one text parameter, bypassing the store; Postgres has its own spelling.
 async fn raw_execute(url: &str, sqlite_sql: &str, postgres_sql: &str, text: &str) {
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query(sqlite_sql)
-            .bind(text)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+    let sql = if url.starts_with("sqlite:") {
+        sqlite_sql
     } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query(postgres_sql)
-            .bind(text)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
+        postgres_sql
+    };
+    with_raw_pool!(url, pool => {
+        sqlx::query(sql).bind(text).execute(&pool).await.unwrap();
+    })
 }
 
 /// Every byte SQLite has on disk (main file and WAL), to prove plaintext never reached it.
