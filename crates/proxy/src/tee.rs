@@ -45,6 +45,10 @@ pub struct TeeBody {
     /// Bytes still expected when the provider declared a length. hyper stops polling a body
     /// once it has that many bytes, so the exchange must be closed with the last chunk.
     remaining: Option<u64>,
+    /// A failure already recorded, whose error is returned on the next poll: one pending poll
+    /// in between lets the server write what is buffered, since hyper drops the unwritten
+    /// head and frames of a body that fails within the same poll.
+    broken: Option<&'static str>,
 }
 
 impl TeeBody {
@@ -65,6 +69,7 @@ impl TeeBody {
             deadline: Some(deadline),
             upstream_status,
             remaining: content_length,
+            broken: None,
         }
     }
 
@@ -208,6 +213,18 @@ fn strip_usage_null(event: &[u8], out: &mut BytesMut) {
     }
 }
 
+impl TeeBody {
+    fn break_after_flush(
+        &mut self,
+        why: &'static str,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.broken = Some(why);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 impl Body for TeeBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -218,6 +235,9 @@ impl Body for TeeBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         loop {
+            if let Some(why) = this.broken.take() {
+                return Poll::Ready(Some(Err(BodyError(why))));
+            }
             if this.exchange.is_none() {
                 return Poll::Ready(None);
             }
@@ -227,7 +247,7 @@ impl Body for TeeBody {
                         ErrorKind::Timeout,
                         "provider did not finish the answer in time",
                     )));
-                    return Poll::Ready(Some(Err(BodyError("provider timed out mid-answer"))));
+                    return this.break_after_flush("provider timed out mid-answer", cx);
                 }
             }
             match Pin::new(&mut this.upstream).poll_next(cx) {
@@ -252,7 +272,7 @@ impl Body for TeeBody {
                         ErrorKind::StreamAborted,
                         "provider broke the stream",
                     )));
-                    return Poll::Ready(Some(Err(BodyError("provider broke the stream"))));
+                    return this.break_after_flush("provider broke the stream", cx);
                 }
                 Poll::Ready(None) => {
                     let rest = match &this.mode {
@@ -273,7 +293,7 @@ impl Body for TeeBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.exchange.is_none()
+        self.exchange.is_none() && self.broken.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -384,6 +404,57 @@ mod tests {
             }
             assert_complete(&records);
         });
+    }
+
+    #[test]
+    fn a_broken_stream_yields_once_before_its_error_so_frames_so_far_are_written() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let event = Bytes::from_static(b"data: {\"choices\":[]}\n\n");
+            let chunks = vec![Ok(event.clone()), Err(crate::providers::UpstreamError::Body("reset".into()))];
+            let sink_dyn: Arc<dyn RecordSink> = sink.clone();
+            let mut body = TeeBody::new(
+                Box::pin(futures::stream::iter(chunks)),
+                Mode::Sse {
+                    splitter: SseSplitter::default(),
+                    hide_usage: false,
+                },
+                Accumulator::new(true, 1 << 20),
+                Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink_dyn),
+                Box::pin(tokio::time::sleep_until(
+                    Instant::now() + Duration::from_secs(60),
+                )),
+                200,
+                None,
+            );
+            let woken = Arc::new(WakeCount::default());
+            let waker = std::task::Waker::from(woken.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut body = Pin::new(&mut body);
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.into_data().unwrap(), event),
+                other => panic!("first poll: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+            }
+            assert!(body.as_mut().poll_frame(&mut cx).is_pending(), "one pending poll");
+            assert_eq!(woken.0.load(std::sync::atomic::Ordering::SeqCst), 1, "and a wake");
+            assert!(!body.is_end_stream(), "not a clean end");
+            assert!(matches!(body.as_mut().poll_frame(&mut cx), Poll::Ready(Some(Err(_)))));
+            let records = sink.taken();
+            assert_eq!(records.len(), 1);
+            assert!(
+                matches!(&records[0].status, Status::Error(e) if e.kind == ErrorKind::StreamAborted),
+                "recorded as a broken stream"
+            );
+        });
+    }
+
+    #[derive(Default)]
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     #[test]

@@ -4,20 +4,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use gatecast_proxy::forward::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::app::AppState;
 
-pub async fn completions(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// Takes the request whole: a `HeaderMap` extractor would copy the headers.
+pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let accepted = Instant::now();
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let accepted_unix_nanos = unix_nanos();
     crate::busy_poll::activity();
     let key_name = match super::authenticate(&state, &headers) {

@@ -2,6 +2,7 @@
 
 mod mock;
 mod openai;
+mod plain;
 mod transport;
 
 use std::pin::Pin;
