@@ -68,7 +68,8 @@ struct Idle {
 #[derive(Default)]
 struct Lane {
     idle: Mutex<Vec<Idle>>,
-    janitor: AtomicBool,
+    /// A janitor is on duty for this lane.
+    janitor: Arc<AtomicBool>,
 }
 
 struct Pool {
@@ -102,31 +103,48 @@ impl Pool {
         let Some(lane) = self.lanes.get(index) else {
             return;
         };
-        {
+        let evicted = {
             let mut idle = lane.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() >= self.max_idle {
-                // The oldest goes: the newest is the one whose socket is warm.
-                idle.remove(0);
-            }
+            // The oldest goes: the newest is the one whose socket is warm.
+            let evicted = (idle.len() >= self.max_idle).then(|| idle.remove(0));
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
             });
-        }
+            evicted
+        };
+        // Its socket is closed outside the lock.
+        drop(evicted);
         // The flag is cleared under the lock by a janitor that found the lane empty, so a
         // connection pushed after that check always finds it cleared and starts another.
         if !lane.janitor.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
-                Ok(handle) => drop(handle.spawn(janitor(Arc::downgrade(self), index))),
+                Ok(handle) => {
+                    let duty = Duty(Some(lane.janitor.clone()));
+                    drop(handle.spawn(janitor(Arc::downgrade(self), index, duty)));
+                }
                 Err(_) => lane.janitor.store(false, Ordering::Release),
             }
         }
     }
 }
 
+/// A janitor's hold on its lane's flag. A janitor that finds its lane empty clears the flag
+/// itself, under the lane's lock; one dropped with its runtime clears it here, so the next
+/// connection put back starts another on a live runtime.
+struct Duty(Option<Arc<AtomicBool>>);
+
+impl Drop for Duty {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// Closes the idle connections of one lane that timed out or that the provider closed, and
 /// stops once the lane is empty.
-async fn janitor(pool: Weak<Pool>, index: usize) {
+async fn janitor(pool: Weak<Pool>, index: usize, mut duty: Duty) {
     loop {
         let Some(period) = pool.upgrade().map(|p| {
             (p.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
@@ -158,6 +176,7 @@ async fn janitor(pool: Weak<Pool>, index: usize) {
             let empty = idle.is_empty();
             if empty {
                 lane.janitor.store(false, Ordering::Release);
+                duty.0 = None;
             }
             (closed, empty)
         };
@@ -600,6 +619,39 @@ mod tests {
         );
         assert_eq!(call(&client).await.unwrap(), b"ok");
         assert_eq!(p.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_janitor_dropped_with_its_runtime_leaves_the_lane_to_the_next_one() {
+        let rt = |threads| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let provider_rt = rt(1);
+        let p = provider_rt.block_on(provider(None));
+        let client = client(&p, Duration::from_millis(200));
+        let first = rt(1);
+        first.block_on(async { assert_eq!(call(&client).await.unwrap(), b"ok") });
+        drop(first);
+        rt(1).block_on(async {
+            // The idle connection belongs to the runtime just dropped: this call opens another.
+            assert_eq!(call(&client).await.unwrap(), b"ok");
+            for _ in 0..40 {
+                if p.closed_by_client.load(Ordering::SeqCst) == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        });
+        assert_eq!(p.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            p.closed_by_client.load(Ordering::SeqCst),
+            2,
+            "the second runtime's janitor closed its idle connection"
+        );
     }
 
     #[tokio::test]
