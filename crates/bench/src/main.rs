@@ -31,9 +31,10 @@ struct Cli {
     /// A built `gatecast` binary; without it, `cargo build` makes one.
     #[arg(long, value_name = "PATH")]
     gateway_bin: Option<PathBuf>,
-    /// A second built `gatecast` binary for the latency scenario: it gets a gateway of its own
-    /// with 2 destinations, interleaved with the others, so two builds are compared within one
-    /// run instead of across runs minutes apart.
+    /// A second built `gatecast` binary for the latency and streaming scenarios: it gets a
+    /// gateway of its own with 2 destinations, interleaved (latency) or alternated (streaming)
+    /// with the others, so two builds are compared within one run instead of across runs
+    /// minutes apart.
     #[arg(long, value_name = "PATH")]
     baseline_bin: Option<PathBuf>,
     /// A built `gatecast-mock` binary; default: beside --gateway-bin, else built.

@@ -153,6 +153,13 @@ pub struct StreamingReport {
     /// The TCP relay (the floor of any second hop), in the same alternating run.
     pub ttfc_relay: Summary,
     pub added_ttfc_relay: Added,
+    /// `--baseline-bin`'s gateway, 2 destinations, in the same alternating run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfc_baseline: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added_ttfc_baseline: Option<Added>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_bin: Option<String>,
     /// The streams' starts were spread over this long (one stream's length).
     pub start_spread_ms: u64,
     /// Direct and gateway alternated this many times.
@@ -565,26 +572,37 @@ impl Report {
                 s.start_spread_ms,
                 s.rounds
             );
-            for (name, d, g, a) in [
+            let mut rows = vec![
                 (
-                    "time to first chunk",
+                    "time to first chunk".to_owned(),
                     &s.ttfc_direct,
                     &s.ttfc_gateway,
                     &s.added_ttfc,
                 ),
                 (
-                    "time to first chunk, TCP relay (the floor of a second hop)",
+                    "time to first chunk, TCP relay (the floor of a second hop)".to_owned(),
                     &s.ttfc_direct,
                     &s.ttfc_relay,
                     &s.added_ttfc_relay,
                 ),
-                (
-                    "largest gap between chunks",
-                    &s.max_gap_direct,
-                    &s.max_gap_gateway,
-                    &s.added_max_gap,
-                ),
-            ] {
+            ];
+            if let (Some(b), Some(a), Some(bin)) =
+                (&s.ttfc_baseline, &s.added_ttfc_baseline, &s.baseline_bin)
+            {
+                rows.push((
+                    format!("time to first chunk, baseline build ({bin}), 2 destinations"),
+                    &s.ttfc_direct,
+                    b,
+                    a,
+                ));
+            }
+            rows.push((
+                "largest gap between chunks".to_owned(),
+                &s.max_gap_direct,
+                &s.max_gap_gateway,
+                &s.added_max_gap,
+            ));
+            for (name, d, g, a) in rows {
                 let _ = writeln!(
                     md,
                     "| {name} | {} | {} | **{}** | {} | {} | **{}** |",

@@ -516,8 +516,25 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     let gw = env
         .gateway("gateway-streaming", env.two_destinations(), None)
         .await?;
+    // Its own defaults and sink, as in the latency scenario.
+    let baseline = match (&env.opts.baseline_bin, &env.target) {
+        (Some(bin), None) => {
+            let sink = OtlpSink::start(SinkMode::Counting).await?;
+            let gw = env
+                .gateway_from(
+                    bin,
+                    "gateway-baseline-streaming",
+                    env.two_destinations(),
+                    Some(&sink),
+                    None,
+                )
+                .await?;
+            Some((bin.clone(), gw, sink))
+        }
+        _ => None,
+    };
     let relay = Relay::start(env.mock_addr())?;
-    let targets = [
+    let mut targets = vec![
         env.direct(true, &directives),
         workload(
             Endpoint::local(relay.addr, gwconfig::DIRECT_MODEL),
@@ -526,6 +543,9 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         ),
         via(&gw, true, &directives),
     ];
+    if let Some((_, base_gw, _)) = &baseline {
+        targets.push(via(base_gw, true, &directives));
+    }
     for t in &targets {
         load::warm_up(t, 5).await?;
     }
@@ -534,7 +554,17 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     let together =
         load::alternating(&burst, concurrency, burst_secs, rounds, Duration::ZERO).await?;
     gw.stop();
-    let [d, r, g] = &spread[..] else {
+    let (ttfc_baseline, baseline_bin) = match (baseline, spread.get(3)) {
+        (Some((bin, base_gw, _sink)), Some(b)) => {
+            base_gw.stop();
+            let Some(bs) = &b.stream else {
+                bail!("the baseline's streaming run kept no stream statistics");
+            };
+            (Some(bs.first_frame.summary()), Some(bin.display().to_string()))
+        }
+        _ => (None, None),
+    };
+    let [d, r, g, ..] = &spread[..] else {
         bail!("streaming run returned {} results, not 3", spread.len());
     };
     let [bd, bg] = &together[..] else {
@@ -586,6 +616,11 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         start_spread_ms: stream_length.as_millis() as u64,
         added_ttfc_relay: Added::between(&ds.first_frame.summary(), &relay_ttfc),
         ttfc_relay: relay_ttfc,
+        added_ttfc_baseline: ttfc_baseline
+            .as_ref()
+            .map(|b| Added::between(&ds.first_frame.summary(), b)),
+        ttfc_baseline,
+        baseline_bin,
         rounds,
         burst: Some(burst),
     })
