@@ -560,7 +560,10 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
             let Some(bs) = &b.stream else {
                 bail!("the baseline's streaming run kept no stream statistics");
             };
-            (Some(bs.first_frame.summary()), Some(bin.display().to_string()))
+            (
+                Some(bs.first_frame.summary()),
+                Some(bin.display().to_string()),
+            )
         }
         _ => (None, None),
     };
