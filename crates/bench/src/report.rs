@@ -155,11 +155,7 @@ pub struct StreamingReport {
     pub added_ttfc_relay: Added,
     /// `--baseline-bin`'s gateway, 2 destinations, in the same alternating run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttfc_baseline: Option<Summary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub added_ttfc_baseline: Option<Added>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline_bin: Option<String>,
+    pub baseline: Option<StreamBaseline>,
     /// The streams' starts were spread over this long (one stream's length).
     pub start_spread_ms: u64,
     /// Direct and gateway alternated this many times.
@@ -167,6 +163,14 @@ pub struct StreamingReport {
     /// All streams started together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<StreamBurst>,
+}
+
+/// The second build's time to first chunk, from the same rounds as the others.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamBaseline {
+    pub bin: String,
+    pub ttfc: Summary,
+    pub added_ttfc: Added,
 }
 
 /// Time to first chunk when every stream starts at the same moment: the closed loop keeps
@@ -586,14 +590,15 @@ impl Report {
                     &s.added_ttfc_relay,
                 ),
             ];
-            if let (Some(b), Some(a), Some(bin)) =
-                (&s.ttfc_baseline, &s.added_ttfc_baseline, &s.baseline_bin)
-            {
+            if let Some(b) = &s.baseline {
                 rows.push((
-                    format!("time to first chunk, baseline build ({bin}), 2 destinations"),
+                    format!(
+                        "time to first chunk, baseline build ({}), 2 destinations",
+                        b.bin
+                    ),
                     &s.ttfc_direct,
-                    b,
-                    a,
+                    &b.ttfc,
+                    &b.added_ttfc,
                 ));
             }
             rows.push((

@@ -18,7 +18,7 @@ use crate::procs::{self, Binaries, CpuMeter, PinLayout, Proc};
 use crate::relay::Relay;
 use crate::report::{
     CpuPerRequest, DeadDestination, LatencyReport, LatencyRow, MemoryReport, OpenLoopRow, Plateau,
-    StreamBurst, StreamingReport, ThroughputReport, ThroughputRow,
+    StreamBaseline, StreamBurst, StreamingReport, ThroughputReport, ThroughputRow,
 };
 use crate::sink::{OtlpSink, SinkMode};
 
@@ -554,18 +554,15 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     let together =
         load::alternating(&burst, concurrency, burst_secs, rounds, Duration::ZERO).await?;
     gw.stop();
-    let (ttfc_baseline, baseline_bin) = match (baseline, spread.get(3)) {
+    let baseline_ttfc = match (baseline, spread.get(3)) {
         (Some((bin, base_gw, _sink)), Some(b)) => {
             base_gw.stop();
             let Some(bs) = &b.stream else {
                 bail!("the baseline's streaming run kept no stream statistics");
             };
-            (
-                Some(bs.first_frame.summary()),
-                Some(bin.display().to_string()),
-            )
+            Some((bin, bs.first_frame.summary()))
         }
-        _ => (None, None),
+        _ => None,
     };
     let [d, r, g, ..] = &spread[..] else {
         bail!("streaming run returned {} results, not 3", spread.len());
@@ -619,11 +616,11 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         start_spread_ms: stream_length.as_millis() as u64,
         added_ttfc_relay: Added::between(&ds.first_frame.summary(), &relay_ttfc),
         ttfc_relay: relay_ttfc,
-        added_ttfc_baseline: ttfc_baseline
-            .as_ref()
-            .map(|b| Added::between(&ds.first_frame.summary(), b)),
-        ttfc_baseline,
-        baseline_bin,
+        baseline: baseline_ttfc.map(|(bin, ttfc)| StreamBaseline {
+            bin: bin.display().to_string(),
+            added_ttfc: Added::between(&ds.first_frame.summary(), &ttfc),
+            ttfc,
+        }),
         rounds,
         burst: Some(burst),
     })
