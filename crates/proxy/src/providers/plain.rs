@@ -37,25 +37,41 @@ type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 /// and reads them.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
+    driver: Driving,
+}
+
+/// A connection's state machine and whether it has returned. Apart from the sender, so that a
+/// request in flight (which borrows the sender) can drive it too.
+struct Driving {
     driver: Driver,
     /// The driver has returned: the connection is closed or failed.
     done: bool,
 }
 
-impl Conn {
+impl Driving {
     /// Polls the connection's reads and writes; a finished connection is only marked, because
     /// its error, if any, reaches the request or the body through hyper.
-    fn drive(&mut self, cx: &mut Context<'_>) {
+    fn poll(&mut self, cx: &mut Context<'_>) {
         if !self.done && Pin::new(&mut self.driver).poll(cx).is_ready() {
             self.done = true;
         }
+    }
+}
+
+impl Conn {
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        self.driver.poll(cx);
+    }
+
+    fn done(&self) -> bool {
+        self.driver.done
     }
 
     /// Whether an idle connection can take a request now. A provider that closed it while it
     /// sat in the pool shows up here as the driver finishing on its EOF.
     fn ready(&mut self, cx: &mut Context<'_>) -> bool {
         self.drive(cx);
-        !self.done && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+        !self.done() && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
     }
 }
 
@@ -96,7 +112,7 @@ impl Pool {
 
     /// Puts a connection whose exchange is complete back for the next request of this thread.
     fn put(self: &Arc<Self>, conn: Conn) {
-        if conn.done || self.max_idle == 0 {
+        if conn.done() || self.max_idle == 0 {
             return;
         }
         let index = self.lane_index();
@@ -166,7 +182,7 @@ async fn janitor(pool: Weak<Pool>, index: usize, mut duty: Duty) {
             let mut kept = Vec::with_capacity(idle.len());
             for mut entry in idle.drain(..) {
                 entry.conn.drive(&mut cx);
-                if entry.conn.done || entry.since.elapsed() >= pool.idle_timeout {
+                if entry.conn.done() || entry.since.elapsed() >= pool.idle_timeout {
                     closed.push(entry);
                 } else {
                     kept.push(entry);
@@ -338,8 +354,10 @@ async fn connect(addr: &(String, u16), timeout: Duration) -> Result<Conn, Connec
         .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
     Ok(Conn {
         sender,
-        driver,
-        done: false,
+        driver: Driving {
+            driver,
+            done: false,
+        },
     })
 }
 
@@ -354,16 +372,10 @@ async fn exchange(
     mut conn: Conn,
     request: Request<Full<Bytes>>,
 ) -> Result<(http::Response<Incoming>, Conn), Failure> {
-    let Conn {
-        sender,
-        driver,
-        done,
-    } = &mut conn;
+    let Conn { sender, driver } = &mut conn;
     let mut response = std::pin::pin!(sender.try_send_request(request));
     let result = poll_fn(|cx| {
-        if !*done && Pin::new(&mut *driver).poll(cx).is_ready() {
-            *done = true;
-        }
+        driver.poll(cx);
         response.as_mut().poll(cx)
     })
     .await;
