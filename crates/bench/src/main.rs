@@ -95,8 +95,9 @@ struct Cli {
     /// Seconds of load with a dead destination, measured for the plateau [default: 60; smoke 4].
     #[arg(long)]
     memory_seconds: Option<f64>,
-    /// Seconds of the same load before those, while the allocator's heaps reach their working
-    /// size; sampled and shown, not judged [default: 30; smoke 1].
+    /// Seconds of the same load before those, until the first batch sent to the dead
+    /// destination has used up its tries; sampled and shown, not judged [default: 58, the
+    /// retry schedule of the default timeout plus 5 s; smoke 1].
     #[arg(long)]
     memory_settle_seconds: Option<f64>,
     /// Open-loop rate [default: half the gateway's closed-loop maximum].

@@ -658,6 +658,17 @@ impl Sampler {
     }
 }
 
+/// How long the dead-destination load runs before RSS is judged: until the first batch sent
+/// to the blackhole has used up its tries (5 tries of the default 10 s timeout and their
+/// backoffs, 53 s), plus a few seconds. Until then each try's batch sits in flight besides the
+/// full queue and RSS climbs in steps; from then on the pipeline repeats the same cycle.
+fn dead_destination_settle() -> Duration {
+    let timeout = gatecast_telemetry::DestinationConfig::file("settle", "unused").timeout();
+    gatecast_telemetry::retry::RetryPolicy::default()
+        .longest_resolution(timeout)
+        .saturating_add(Duration::from_secs(5))
+}
+
 /// Idle, under load, and during a long load with one destination that never answers.
 pub async fn memory(env: &Env) -> Result<MemoryReport> {
     let load_secs = env.opts.secs(10.0, 1.0);
@@ -666,12 +677,11 @@ pub async fn memory(env: &Env) -> Result<MemoryReport> {
     } else {
         60.0
     }));
-    let settle_secs =
-        Duration::from_secs_f64(env.opts.memory_settle_seconds.unwrap_or(if env.opts.smoke {
-            1.0
-        } else {
-            30.0
-        }));
+    let settle_secs = match env.opts.memory_settle_seconds {
+        Some(secs) => Duration::from_secs_f64(secs),
+        None if env.opts.smoke => Duration::from_secs(1),
+        None => dead_destination_settle(),
+    };
     let concurrency = 64;
     let gw = env
         .gateway("gateway-memory", env.two_destinations(), None)
@@ -793,6 +803,11 @@ pub fn work_dir_beside(out: &Path) -> PathBuf {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_dead_destination_is_judged_after_its_first_batch_used_up_its_tries() {
+        assert_eq!(dead_destination_settle(), Duration::from_secs(58));
+    }
 
     #[test]
     fn parses_the_drop_counter() {

@@ -32,13 +32,29 @@ impl RetryPolicy {
         if let Some(after) = retry_after {
             return after.min(self.max_backoff.saturating_mul(3));
         }
-        let ceiling = self
-            .base
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
-            .min(self.max_backoff);
+        let ceiling = self.ceiling(retry);
         // "Equal jitter": at least half the ceiling, so waits still grow.
         let half = ceiling / 2;
         half + rand::rng().random_range(Duration::ZERO..=half)
+    }
+
+    /// The longest a batch can wait before it is resolved against a destination that accepts
+    /// connections and never answers: every try runs into `timeout`, every backoff is at its
+    /// ceiling. Until then the pipeline holds the batch in flight besides a full queue, which
+    /// is when its memory stops climbing.
+    pub fn longest_resolution(&self, timeout: Duration) -> Duration {
+        let backoffs = (0..self.max_attempts.saturating_sub(1))
+            .map(|retry| self.ceiling(retry))
+            .fold(Duration::ZERO, Duration::saturating_add);
+        timeout
+            .saturating_mul(self.max_attempts.max(1))
+            .saturating_add(backoffs)
+    }
+
+    fn ceiling(&self, retry: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
+            .min(self.max_backoff)
     }
 }
 
@@ -61,6 +77,33 @@ mod tests {
         assert_eq!(
             p.backoff(0, Some(Duration::from_secs(3600))),
             Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn the_longest_resolution_is_every_try_timing_out_after_the_longest_backoffs() {
+        let p = RetryPolicy::default();
+        // 5 tries of 10 s, and backoffs of 0.2 + 0.4 + 0.8 + 1.6 s between them.
+        assert_eq!(
+            p.longest_resolution(Duration::from_secs(10)),
+            Duration::from_millis(53_000)
+        );
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..p
+        };
+        assert_eq!(
+            once.longest_resolution(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        let capped = RetryPolicy {
+            max_attempts: 10,
+            ..p
+        };
+        // 0.2 .. 6.4 s, then 10 s (capped) three times: 12.6 + 30 s of backoff.
+        assert_eq!(
+            capped.longest_resolution(Duration::from_secs(1)),
+            Duration::from_millis(10_000 + 42_600)
         );
     }
 }
