@@ -18,18 +18,10 @@
 //! fell so far behind that their queues overflowed (over half of the records dropped at c=64
 //! on two cores, none without pacing). A worker whose queue is a quarter full reports
 //! [`pressure`]; until it reports relief, batch work runs unpaced, at its fair share.
-//!
-//! Batches also take turns ([`turn`]): destinations fed by the same requests fill their
-//! batches together, and two batches encoded at once on a two-core host leave no core for
-//! the request path until one of them yields. With one core kept back, a request that wakes
-//! finds a core free at once.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Destinations whose queue is at least a quarter full. Each destination's flag flips by
 /// `swap`, so its raises and reliefs alternate, but two threads may apply a raise and the
@@ -50,22 +42,6 @@ pub fn pressure(behind: bool) {
 /// Whether some destination is behind, so batch work is not paced.
 pub(crate) fn under_pressure() -> bool {
     BEHIND.load(Relaxed) > 0
-}
-
-/// Batches converted and encoded at once: all cores but one, and at least one.
-fn turns() -> &'static Semaphore {
-    static TURNS: OnceLock<Semaphore> = OnceLock::new();
-    TURNS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Semaphore::new(cores.saturating_sub(1).max(1))
-    })
-}
-
-/// Waits for this batch's turn to be converted and encoded; the turn ends when the permit
-/// drops. `None` only if the semaphore were closed, which nothing does: the batch then
-/// goes ahead without a turn rather than never.
-pub(crate) async fn turn() -> Option<SemaphorePermit<'static>> {
-    turns().acquire().await.ok()
 }
 
 /// The longest stretch of batch work between two offers of the core.
@@ -166,29 +142,6 @@ mod tests {
         assert!(under_pressure());
         pressure(false);
         assert!(!under_pressure());
-    }
-
-    #[tokio::test]
-    async fn batches_take_turns_leaving_one_core_to_requests() {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let turns = cores.saturating_sub(1).max(1);
-        let mut held = Vec::new();
-        for _ in 0..turns {
-            held.push(turn().await);
-        }
-        assert!(held.iter().all(Option::is_some));
-        let waiting = tokio::spawn(turn());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            !waiting.is_finished(),
-            "every turn is taken: the next batch waits"
-        );
-        held.pop();
-        let next = tokio::time::timeout(Duration::from_secs(5), waiting).await;
-        assert!(
-            matches!(next, Ok(Ok(Some(_)))),
-            "a turn given back goes to the waiting batch"
-        );
     }
 
     #[test]

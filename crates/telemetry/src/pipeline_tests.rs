@@ -209,8 +209,7 @@ async fn the_flush_interval_sends_partial_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_goes_out_long_before_the_flush_interval() {
-    // The doorbell rings at a batch's worth of records, so the batch leaves once full, not
-    // an hour later.
+    // The busy worker polls its queue, so the batch leaves once full, not an hour later.
     let mut c = config();
     c.flush_interval_ms = 3_600_000;
     c.max_batch_spans = 8;
@@ -250,77 +249,57 @@ fn spans_received(sink: &ScriptedSink) -> usize {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_below_a_batch_wake_nobody_and_leave_with_the_open_batch_at_its_deadline() {
-    // 20 records of one span each, below the doorbell (half of the 64-record queue) and
-    // far below a batch: the busy worker is not woken for them, so they stay queued, and
-    // they go out with the batch the first record opened, at that batch's deadline.
+/// A pipeline whose worker has just become busy (one record taken, a batch open) and whose
+/// batch is neither full nor due for an hour, with a queue of `queue_capacity`.
+async fn busy_pipeline(queue_capacity: usize) -> (Pipeline, ScriptedSink) {
     let mut c = config();
-    c.flush_interval_ms = 400;
+    c.flush_interval_ms = 3_600_000;
     c.max_batch_spans = 10_000;
-    c.queue_capacity = 64;
+    c.queue_capacity = queue_capacity;
     let sink = ScriptedSink::default();
     let p = start(&c, sink.clone());
-    let started = Instant::now();
     assert!(p.offer(shared(0), false));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(
-        p.stats().queue_depth,
-        0,
-        "the idle worker took the first record"
-    );
+    (p, sink)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
+    // Far below the doorbell (half of 64) and far below a batch: nothing rings and nothing
+    // is due, yet the queue empties into the open batch within a few polls.
+    let (p, sink) = busy_pipeline(64).await;
     for i in 1..=20 {
         assert!(p.offer(shared(i), false));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        p.stats().queue_depth,
-        20,
-        "nothing rang, so nothing took the queue"
-    );
+    let started = Instant::now();
+    while p.stats().queue_depth > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the busy worker never took its queue: {:?}",
+            p.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     assert!(sink.received().is_empty(), "nothing was due yet");
-    until("the batch's deadline", || !sink.received().is_empty()).await;
-    assert!(started.elapsed() >= Duration::from_millis(400));
-    assert_eq!(p.stats().queue_depth, 0);
-    assert_eq!(
-        sink.received().iter().map(|b| b.spans).collect::<Vec<_>>(),
-        vec![21],
-        "the queued records leave with the open batch, in one export"
-    );
     stop(&p).await;
-}
-
-#[test]
-fn the_doorbell_rings_at_a_batch_worth_of_records_and_never_past_half_the_queue() {
-    let depth = |spans: usize, queue: usize| {
-        let mut c = config();
-        c.max_batch_spans = spans;
-        c.queue_capacity = queue;
-        ring_depth(&c)
-    };
-    assert_eq!(
-        depth(512, 2048),
-        256,
-        "the defaults: one batch of two-span records"
-    );
-    assert_eq!(depth(10_000, 10), 5, "capped at half the queue");
-    assert_eq!(depth(1, 2048), 1, "a batch of one rings for every record");
-    assert_eq!(depth(512, 1), 1);
+    let spans = spans_received(&sink);
+    assert_eq!(spans, 21, "everything taken goes out at shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_that_half_fills_the_queue_rings_the_worker() {
-    // The batch is due in an hour and holds 10 000 spans here, so only the doorbell (at half
-    // of 10) can empty the queue: four bursts of five records each leave it within seconds,
-    // and nothing drops.
+    // The worker polls once an hour here, so only the doorbell (at half of 10) can empty the
+    // queue: four bursts of five records each leave it within seconds, and nothing drops.
     let mut c = config();
     c.flush_interval_ms = 3_600_000;
     c.max_batch_spans = 10_000;
     c.queue_capacity = 10;
+    let mut s = settings(&c);
+    s.poll_every = Duration::from_secs(3600);
     let p = Pipeline::spawn(
         &c,
         ScriptedSink::default(),
-        settings(&c),
+        s,
         &tokio::runtime::Handle::current(),
     );
     assert!(p.offer(shared(0), false));

@@ -31,7 +31,7 @@ pub(crate) struct Worker<S> {
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
     pub ledger: Ledger,
     pub stop: Arc<Notify>,
-    /// Rung by publishers once a batch's worth is queued; see `Pipeline::doorbell`.
+    /// Rung by publishers when the queue is half full; see `Pipeline::doorbell`.
     pub doorbell: Arc<Notify>,
     /// The queue is at least a quarter full: set by a publisher or by this worker, cleared
     /// by this worker, and counted in `pace` while set, so batch work runs unpaced.
@@ -52,13 +52,9 @@ struct State {
     batch_spans: usize,
     /// Set while a batch is open: when it goes out even if it is not full.
     flush_at: Option<Instant>,
-    /// Set while records keep arriving: when the worker next takes what is queued, unless
-    /// the doorbell rings first. `None` means idle, waiting on the queue itself, so the next
-    /// record wakes it.
+    /// Set while records keep arriving: when the worker next takes what is queued. `None`
+    /// means idle, waiting on the queue itself, so the next record wakes it.
     poll_at: Option<Instant>,
-    /// When the worker last took what was queued: whatever it takes next arrived after
-    /// this, so a batch's deadline counted from here is never later than its oldest record's.
-    looked_at: Option<Instant>,
     stopping: bool,
     replay_at: Option<Instant>,
     /// Replaying a backlog: the next spooled batch follows at once.
@@ -172,8 +168,8 @@ impl<S: Sink> Worker<S> {
                         continue;
                     }
                     // Idle: the first record wakes the worker. Busy: it takes what is queued
-                    // when a batch's worth rings the doorbell or at the batch's deadline, so
-                    // the records published in between wake nobody.
+                    // every `poll_every` (or at the batch's deadline, or when a burst rings),
+                    // so records published in between wake nobody.
                     item = self.rx.recv(), if !busy => item,
                     () = self.doorbell.notified(), if busy => {
                         self.poll(&mut st).await;
@@ -203,25 +199,22 @@ impl<S: Sink> Worker<S> {
                 self.flush(&mut st.batch).await;
                 return;
             };
-            let now = Instant::now();
-            self.add(&mut st, item, now + self.settings.flush_interval)
-                .await;
+            self.add(&mut st, item).await;
             // While shutting down, a steady queue keeps `recv` ready ahead of the timer.
             self.flush_if_due(&mut st).await;
             if !st.stopping {
-                st.looked_at = Some(now);
-                st.poll_at = Some(now + self.settings.flush_interval);
+                st.poll_at = Some(Instant::now() + self.settings.poll_every);
             }
         }
     }
 
-    /// Adds one record to the batch; flushes when the batch is full. `deadline` is when the
-    /// batch goes out if this record opens it.
-    async fn add(&self, st: &mut State, item: Queued, deadline: Instant) {
+    /// Adds one record to the batch; flushes when the batch is full.
+    async fn add(&self, st: &mut State, item: Queued) {
         // Counted, not built: building happens with the rest of the batch work.
         st.batch_spans += item.record.span_count();
         st.batch.push(item);
-        st.flush_at.get_or_insert(deadline);
+        st.flush_at
+            .get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
         if st.batch_spans >= self.settings.max_batch_spans {
             self.flush_batch(st).await;
         }
@@ -233,19 +226,16 @@ impl<S: Sink> Worker<S> {
     /// the busy spell: the worker goes back to waiting on the queue.
     async fn poll(&mut self, st: &mut State) {
         self.report_pressure();
-        let now = Instant::now();
-        let deadline = st.looked_at.unwrap_or(now) + self.settings.flush_interval;
-        st.looked_at = Some(now);
         let mut took = 0usize;
         while let Ok(item) = self.rx.try_recv() {
-            self.add(st, item, deadline).await;
+            self.add(st, item).await;
             took += 1;
         }
         self.flush_if_due(st).await;
         st.poll_at = if took == 0 && st.batch.is_empty() {
             None
         } else {
-            Some(now + self.settings.flush_interval)
+            Some(Instant::now() + self.settings.poll_every)
         };
     }
 
@@ -424,8 +414,6 @@ impl<S: Sink> Worker<S> {
         let settings = self.settings.clone();
         let encoding = self.sink.encoding();
         let gzip = self.sink.gzip();
-        // One batch at a time keeps a core for the request path (see `pace`).
-        let turn = crate::pace::turn().await;
         // Pure, as `background::run` needs: it may run twice.
         let work = crate::background::run(move |abandoned| {
             let mut views = Vec::with_capacity(items.len());
@@ -446,9 +434,7 @@ impl<S: Sink> Worker<S> {
             let encoded = Encoded::new(lens, &spans, &settings.resource, encoding);
             Some(if gzip { encoded.gzipped() } else { encoded })
         });
-        let work = work.await;
-        drop(turn);
-        match work {
+        match work.await {
             Ok(Some(encoded)) => self.deliver(encoded).await,
             // Only an abandoned run stops early, and its result is never returned.
             Ok(None) => {
