@@ -52,8 +52,15 @@ fn serve(
         config.server.listen = addr;
     }
     // Destinations, the store and signals run here; requests run on their own threads.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        // Batch work and file writes run on the blocking pool. Each new thread brings its own
+        // allocator heap and stack, which stay in RSS after it exits: a pool that may grow to
+        // 512 threads and lets idle ones go after 10 s stepped RSS up under a steady load with
+        // a dead destination. A small pool that keeps its threads holds RSS flat.
+        .max_blocking_threads((2 * cores).max(4))
+        .thread_keep_alive(std::time::Duration::from_secs(600))
         .thread_name("gatecast-control")
         // Delivery work here offers its core back every few tens of µs, so a batch being
         // encoded never keeps a request thread waiting for a CPU.

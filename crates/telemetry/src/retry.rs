@@ -82,28 +82,23 @@ mod tests {
 
     #[test]
     fn the_longest_resolution_is_every_try_timing_out_after_the_longest_backoffs() {
-        let p = RetryPolicy::default();
-        // 5 tries of 10 s, and backoffs of 0.2 + 0.4 + 0.8 + 1.6 s between them.
-        assert_eq!(
-            p.longest_resolution(Duration::from_secs(10)),
-            Duration::from_millis(53_000)
-        );
-        let once = RetryPolicy {
-            max_attempts: 1,
-            ..p
-        };
-        assert_eq!(
-            once.longest_resolution(Duration::from_secs(3)),
-            Duration::from_secs(3)
-        );
-        let capped = RetryPolicy {
-            max_attempts: 10,
-            ..p
-        };
-        // 0.2 .. 6.4 s, then 10 s (capped) three times: 12.6 + 30 s of backoff.
-        assert_eq!(
-            capped.longest_resolution(Duration::from_secs(1)),
-            Duration::from_millis(10_000 + 42_600)
-        );
+        let cases = [
+            // 5 tries of 10 s, and backoffs of 0.2 + 0.4 + 0.8 + 1.6 s between them.
+            (5, 10_000, 53_000),
+            (1, 3_000, 3_000),
+            // 0.2 .. 6.4 s, then 10 s (capped) three times: 12.6 + 30 s of backoff.
+            (10, 1_000, 10_000 + 42_600),
+        ];
+        for (max_attempts, timeout_ms, expected_ms) in cases {
+            let p = RetryPolicy {
+                max_attempts,
+                ..RetryPolicy::default()
+            };
+            assert_eq!(
+                p.longest_resolution(Duration::from_millis(timeout_ms)),
+                Duration::from_millis(expected_ms),
+                "{max_attempts} tries of {timeout_ms} ms"
+            );
+        }
     }
 }
