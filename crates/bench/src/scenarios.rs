@@ -660,8 +660,8 @@ impl Sampler {
 
 /// How long the dead-destination load runs before RSS is judged: until the first batch sent
 /// to the blackhole has used up its tries (5 tries of the default 10 s timeout and their
-/// backoffs, 53 s), plus a few seconds. Until then each try's batch sits in flight besides the
-/// full queue and RSS climbs in steps; from then on the pipeline repeats the same cycle.
+/// backoffs, 53 s), plus a few seconds. RSS climbs in steps until then; from then on the
+/// pipeline repeats the same cycle. The default config's timeout is the one the gateways run.
 fn dead_destination_settle() -> Duration {
     let timeout = gatecast_telemetry::DestinationConfig::file("settle", "unused").timeout();
     gatecast_telemetry::retry::RetryPolicy::default()

@@ -40,8 +40,8 @@ impl RetryPolicy {
 
     /// The longest a batch can wait before it is resolved against a destination that accepts
     /// connections and never answers: every try runs into `timeout`, every backoff is at its
-    /// ceiling. Until then the pipeline holds the batch in flight besides a full queue, which
-    /// is when its memory stops climbing.
+    /// ceiling. From then on a pipeline stuck on such a destination repeats the same cycle, so
+    /// this is when its memory can be judged.
     pub fn longest_resolution(&self, timeout: Duration) -> Duration {
         let backoffs = (0..self.max_attempts.saturating_sub(1))
             .map(|retry| self.ceiling(retry))
