@@ -565,7 +565,10 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         _ => None,
     };
     let [d, r, g, ..] = &spread[..] else {
-        bail!("streaming run returned {} results, not 3", spread.len());
+        bail!(
+            "streaming run returned {} results, fewer than 3",
+            spread.len()
+        );
     };
     let [bd, bg] = &together[..] else {
         bail!("burst run returned {} results, not 2", together.len());
