@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gatecast_bench::telemetry_work::{
-    encode_batch, prepare, run_batch_three, sample_record, Pipeline,
+    encode_batch, long_prompt, prepare, run_batch_three, sample_record, Pipeline,
 };
 use gatecast_telemetry::privacy::apply_privacy;
 use gatecast_telemetry::spans::SpanOptions;
@@ -33,6 +33,15 @@ fn per_request(c: &mut Criterion) {
             })
         });
     }
+    // A 4 KB user message (a pasted document): the content's escaping and rewriting dominate.
+    let pipeline = Pipeline::with_prompt(BATCH, true, &long_prompt(4096));
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("batch512_gzip_4k_prompt", |b| {
+        b.iter(|| {
+            #[allow(clippy::unwrap_used)]
+            black_box(pipeline.run_batch().unwrap())
+        })
+    });
     // Broadcasting to three destinations: a private OTLP collector, a file with content, and
     // Sentry with content and its flavor.
     let pipeline = Pipeline::new(BATCH, true);

@@ -21,8 +21,24 @@ use serde::Serialize;
 /// A chat exchange of the size the latency scenario sends: a system and a user message, a
 /// one-sentence answer, usage, one attempt, a session and a user.
 pub fn sample_record(seq: u64) -> GenerationRecord {
+    sample_record_with_prompt(seq, "Say hello to the benchmark.")
+}
+
+/// A user message of about `bytes` bytes of prose with a few quotes and line breaks, the
+/// shape of a pasted document or a retrieved context.
+pub fn long_prompt(bytes: usize) -> String {
+    const LINE: &str =
+        "Summarise the \"quarterly report\" below in three sentences, citing the page.\n";
+    LINE.repeat(bytes.div_ceil(LINE.len()))
+}
+
+/// [`sample_record`] with `prompt` as the user's message.
+pub fn sample_record_with_prompt(seq: u64, prompt: &str) -> GenerationRecord {
     let ms = Duration::from_millis;
-    let messages = r#"[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Say hello to the benchmark."}]"#;
+    let messages = format!(
+        r#"[{{"role":"system","content":"You are a terse assistant."}},{{"role":"user","content":{}}}]"#,
+        serde_json::Value::from(prompt)
+    );
     GenerationRecord {
         timings: Timings {
             accepted_unix_nanos: 1_700_000_000_000_000_000 + seq * 1_000_000,
@@ -45,7 +61,7 @@ pub fn sample_record(seq: u64) -> GenerationRecord {
             max_tokens: Some(256),
             temperature: Some(0.2),
             messages: Some(Content {
-                json: messages.into(),
+                json: messages,
                 truncated: false,
             }),
             ..RequestInfo::default()
@@ -143,8 +159,17 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(batch: usize, gzip: bool) -> Self {
+        Self::with_records(batch, gzip, sample_record)
+    }
+
+    /// Every record's user message is `prompt`.
+    pub fn with_prompt(batch: usize, gzip: bool, prompt: &str) -> Self {
+        Self::with_records(batch, gzip, |seq| sample_record_with_prompt(seq, prompt))
+    }
+
+    fn with_records(batch: usize, gzip: bool, record: impl FnMut(u64) -> GenerationRecord) -> Self {
         Self {
-            records: (0..batch.max(1) as u64).map(sample_record).collect(),
+            records: (0..batch.max(1) as u64).map(record).collect(),
             opts: SpanOptions::default(),
             resource: ResourceInfo::default().to_proto(),
             gzip,
@@ -284,6 +309,23 @@ mod tests {
             "{private:?}"
         );
         assert!(private.len() < full.len());
+    }
+
+    #[test]
+    fn a_long_prompt_reaches_the_content_attribute_whole() {
+        let prompt = long_prompt(4096);
+        assert!(prompt.len() >= 4096 && prompt.contains('"') && prompt.contains('\n'));
+        let spans = prepare(
+            &sample_record_with_prompt(1, &prompt),
+            &SpanOptions::default(),
+        );
+        let input = spans
+            .iter()
+            .find_map(|s| s.attr("gen_ai.input.messages"))
+            .and_then(|v| v.as_str())
+            .expect("input messages");
+        let parsed: serde_json::Value = serde_json::from_str(input).unwrap();
+        assert_eq!(parsed[0]["parts"][0]["content"], prompt.as_str());
     }
 
     #[test]

@@ -314,13 +314,13 @@ pub fn output_json(choices: &[Choice], failed: bool) -> String {
         write_text_message(&mut out, finish, &c.text, role);
     }
     out.push(b']');
-    // Only serde_json and ASCII literals wrote to the buffer.
+    // Only whole strings and ASCII literals were written to the buffer.
     String::from_utf8(out).unwrap_or_else(|_| to_json(&output(choices, failed)))
 }
 
-/// A JSON string as serde_json escapes it; writing to a `Vec` cannot fail.
+/// A JSON string as serde_json escapes it.
 fn write_string(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(out, s);
+    crate::json_string::write(out, s);
 }
 
 /// A message of at most one text part, as its `Value` serialises: keys sorted, so `first`

@@ -14,6 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod flavor;
 pub mod ids;
+mod json_string;
 pub mod limits;
 pub mod metadata;
 pub mod model;

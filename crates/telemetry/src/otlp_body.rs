@@ -357,9 +357,10 @@ fn comma(out: &mut Vec<u8>, index: usize) {
     }
 }
 
-/// A JSON string, escaped by serde_json exactly as the derive would.
+/// A JSON string, escaped exactly as serde_json and so the derive would.
 fn string(out: &mut Vec<u8>, s: &str) -> JsonResult {
-    serde(out, s)
+    crate::json_string::write(out, s);
+    Ok(())
 }
 
 /// Anything through serde_json: the once-per-export parts, strings and floats.
