@@ -122,13 +122,34 @@ pub fn to_private_proto_span(span: &SpanModel) -> Span {
 pub struct SpanView<'a> {
     span: &'a SpanModel,
     private: bool,
+    /// For a private view, bit `i` is whether attribute `i` passes the allow-list, decided once
+    /// here for the first [`KEPT_BITS`] attributes: the protobuf encoder reads the attributes
+    /// twice (to size, then to write), and the check was a seventh of a batch's work.
+    kept: u128,
 }
+
+/// Attributes whose privacy a view decides up front; any beyond are decided as they are read.
+const KEPT_BITS: usize = u128::BITS as usize;
 
 impl<'a> SpanView<'a> {
     /// `private` filters the attributes through the privacy allow-list and replaces an error
     /// status's message, as `privacy::apply_privacy` would.
     pub fn new(span: &'a SpanModel, private: bool) -> Self {
-        Self { span, private }
+        let kept = if private {
+            span.attributes
+                .iter()
+                .take(KEPT_BITS)
+                .enumerate()
+                .filter(|(_, (k, _))| privacy::is_allowed(k))
+                .fold(0, |bits, (i, _)| bits | 1 << i)
+        } else {
+            0
+        };
+        Self {
+            span,
+            private,
+            kept,
+        }
     }
 
     pub fn span(&self) -> &'a SpanModel {
@@ -137,12 +158,20 @@ impl<'a> SpanView<'a> {
 
     /// The attributes this destination may see, in the model's order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a AttrValue)> + 'a {
-        let private = self.private;
+        let (private, kept) = (self.private, self.kept);
         self.span
             .attributes
             .iter()
-            .filter(move |(k, _)| !private || privacy::is_allowed(k))
-            .map(|(k, v)| (k.as_str(), v))
+            .enumerate()
+            .filter(move |(i, (k, _))| {
+                !private
+                    || if *i < KEPT_BITS {
+                        kept >> i & 1 == 1
+                    } else {
+                        privacy::is_allowed(k)
+                    }
+            })
+            .map(|(_, (k, v))| (k.as_str(), v))
     }
 
     pub(crate) fn flags(&self) -> u32 {
@@ -261,4 +290,49 @@ pub fn protobuf_body(spans: &[SpanView<'_>], resource: &Resource) -> Vec<u8> {
 /// [`to_json_bytes`] makes of the converted request.
 pub fn json_body(spans: &[SpanView<'_>], resource: &Resource) -> Result<Vec<u8>, TelemetryError> {
     Ok(otlp_body::json(spans, resource)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AttrKey;
+    use crate::privacy::apply_privacy;
+
+    #[test]
+    fn a_private_view_keeps_what_privacy_keeps_past_the_attributes_it_decides_up_front() {
+        let mut span = SpanModel {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            parent_is_remote: false,
+            name: "chat".into(),
+            kind: SpanKind::Client,
+            role: crate::model::SpanRole::Generation,
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            attributes: Vec::new(),
+            status: SpanStatus::Unset,
+        };
+        for i in 0..3 * KEPT_BITS {
+            let key = match i % 3 {
+                0 => format!("trace.metadata.k{i}"),
+                1 => format!("gen_ai.input.messages{i}"),
+                _ => format!("x.k{i}"),
+            };
+            span.attributes
+                .push((AttrKey::from(key), AttrValue::Int(i as i64)));
+        }
+        let seen: Vec<(String, AttrValue)> = SpanView::new(&span, true)
+            .attributes()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
+        apply_privacy(std::slice::from_mut(&mut span));
+        let kept: Vec<(String, AttrValue)> = span
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(seen.len(), KEPT_BITS);
+        assert_eq!(seen, kept);
+    }
 }
