@@ -263,6 +263,19 @@ async fn busy_pipeline(queue_capacity: usize) -> (Pipeline, ScriptedSink) {
     (p, sink)
 }
 
+/// Waits up to 5 s for the queue to empty, failing with `what` and the stats.
+async fn queue_empties(p: &Pipeline, what: &str) {
+    let started = Instant::now();
+    while p.stats().queue_depth > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            p.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
     // Far below the doorbell (half of 64) and far below a batch: nothing rings and nothing
@@ -271,15 +284,7 @@ async fn a_busy_worker_takes_records_from_its_queue_without_being_woken() {
     for i in 1..=20 {
         assert!(p.offer(shared(i), false));
     }
-    let started = Instant::now();
-    while p.stats().queue_depth > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the busy worker never took its queue: {:?}",
-            p.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    queue_empties(&p, "the busy worker never took its queue").await;
     assert!(sink.received().is_empty(), "nothing was due yet");
     stop(&p).await;
     let spans = spans_received(&sink);
@@ -307,15 +312,11 @@ async fn a_burst_that_half_fills_the_queue_rings_the_worker() {
         for i in 0..5 {
             assert!(p.offer(shared(1 + burst * 5 + i), false));
         }
-        let started = Instant::now();
-        while p.stats().queue_depth > 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "burst {burst}: the doorbell never emptied the queue: {:?}",
-                p.stats()
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        queue_empties(
+            &p,
+            &format!("burst {burst}: the doorbell never emptied the queue"),
+        )
+        .await;
     }
     assert_eq!(p.stats().dropped_queue_full, 0);
     stop(&p).await;
