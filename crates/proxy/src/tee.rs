@@ -49,6 +49,12 @@ pub struct TeeBody {
     /// in between lets the server write what is buffered, since hyper drops the unwritten
     /// head and frames of a body that fails within the same poll.
     broken: Option<&'static str>,
+    /// A passed-through SSE chunk not yet folded into the record. hyper polls the body again
+    /// before it writes what it was given, so reading a chunk there would delay the chunk
+    /// itself (most of all the first, read by cold code); it is read on a later poll instead.
+    unread: Option<Bytes>,
+    /// Set when the body yielded so that hyper writes first: the next poll folds `unread`.
+    fold_next: bool,
 }
 
 impl TeeBody {
@@ -70,6 +76,8 @@ impl TeeBody {
             upstream_status,
             remaining: content_length,
             broken: None,
+            unread: None,
+            fold_next: false,
         }
     }
 
@@ -84,14 +92,10 @@ impl TeeBody {
                 Some(chunk)
             }
             Mode::Sse {
-                splitter,
-                hide_usage: false,
+                hide_usage: false, ..
             } => {
-                for event in splitter.push(&chunk) {
-                    if let Some(data) = event_data(&event) {
-                        acc.on_chunk(&data);
-                    }
-                }
+                self.fold_unread();
+                self.unread = Some(chunk.clone());
                 Some(chunk)
             }
             Mode::Sse {
@@ -113,8 +117,23 @@ impl TeeBody {
         }
     }
 
+    /// Folds the chunk passed through last into the record.
+    fn fold_unread(&mut self) {
+        let Some(chunk) = self.unread.take() else {
+            return;
+        };
+        if let (Some(acc), Mode::Sse { splitter, .. }) = (self.acc.as_mut(), &mut self.mode) {
+            for event in splitter.push(&chunk) {
+                if let Some(data) = event_data(&event) {
+                    acc.on_chunk(&data);
+                }
+            }
+        }
+    }
+
     /// What closing the exchange needs, taken out of the body: `None` once taken.
     fn closing(&mut self) -> Option<Closing> {
+        self.fold_unread();
         let (exchange, acc) = (self.exchange.take()?, self.acc.take()?);
         let chunks = match &mut self.mode {
             Mode::Whole { chunks } => std::mem::take(chunks),
@@ -241,6 +260,9 @@ impl Body for TeeBody {
             if this.exchange.is_none() {
                 return Poll::Ready(None);
             }
+            if std::mem::take(&mut this.fold_next) {
+                this.fold_unread();
+            }
             if let Some(deadline) = this.deadline.as_mut() {
                 if deadline.as_mut().poll(cx).is_ready() {
                     this.finish(Some((
@@ -286,6 +308,12 @@ impl Body for TeeBody {
                     };
                     this.finish_after_write();
                     return Poll::Ready(rest.map(|b| Ok(Frame::data(b))));
+                }
+                Poll::Pending if this.unread.is_some() => {
+                    // Nothing more to write yet: let hyper write what it has, then read it.
+                    this.fold_next = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 Poll::Pending => return Poll::Pending,
             }
@@ -445,6 +473,127 @@ mod tests {
                 matches!(&records[0].status, Status::Error(e) if e.kind == ErrorKind::StreamAborted),
                 "recorded as a broken stream"
             );
+        });
+    }
+
+    /// An SSE passthrough body fed by hand, so a test decides when the provider is pending.
+    fn sse_body(
+        sink: &Arc<Collect>,
+    ) -> (
+        TeeBody,
+        futures::channel::mpsc::UnboundedSender<Result<Bytes, crate::providers::UpstreamError>>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let sink: Arc<dyn RecordSink> = sink.clone();
+        let body = TeeBody::new(
+            Box::pin(rx),
+            Mode::Sse {
+                splitter: SseSplitter::default(),
+                hide_usage: false,
+            },
+            Accumulator::new(true, 1 << 20),
+            Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink),
+            Box::pin(tokio::time::sleep_until(
+                Instant::now() + Duration::from_secs(60),
+            )),
+            200,
+            None,
+        );
+        (body, tx)
+    }
+
+    fn delta(text: &str) -> Bytes {
+        Bytes::from(format!(
+            "data: {{\"id\":\"r1\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
+        ))
+    }
+
+    fn wakes(count: &WakeCount) -> usize {
+        count.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_passed_through_chunk_is_read_for_the_record_only_after_the_server_could_write_it() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let (mut body, tx) = sse_body(&sink);
+            let woken = Arc::new(WakeCount::default());
+            let waker = std::task::Waker::from(woken.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut body = Pin::new(&mut body);
+
+            tx.unbounded_send(Ok(delta("Hel"))).unwrap();
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    assert_eq!(frame.into_data().unwrap(), delta("Hel"))
+                }
+                other => panic!("first poll: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+            }
+            assert!(body.unread.is_some(), "handed over before it is read");
+            assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+            assert_eq!(
+                wakes(&woken),
+                1,
+                "one pending poll and a wake, so the server writes"
+            );
+            assert!(
+                body.unread.is_some(),
+                "still unread while the server writes"
+            );
+            assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+            assert!(body.unread.is_none(), "read on the poll after");
+            assert_eq!(
+                wakes(&woken),
+                1,
+                "and no more wakes while the provider is pending"
+            );
+
+            // Two chunks at once: the first is read before the second is handed over.
+            tx.unbounded_send(Ok(delta("lo"))).unwrap();
+            tx.unbounded_send(Ok(delta(" you"))).unwrap();
+            for expected in [delta("lo"), delta(" you")] {
+                match body.as_mut().poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        assert_eq!(frame.into_data().unwrap(), expected)
+                    }
+                    other => panic!("burst: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+                }
+            }
+            drop(tx);
+            assert!(matches!(
+                body.as_mut().poll_frame(&mut cx),
+                Poll::Ready(None)
+            ));
+            let mut records = Vec::new();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+                records.extend(sink.taken());
+            }
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].status, Status::Ok);
+            assert_eq!(
+                records[0].output.choices[0].text, "Hello you",
+                "every chunk is in the record"
+            );
+        });
+    }
+
+    #[test]
+    fn a_client_leaving_right_after_a_chunk_still_has_that_chunk_recorded() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let (mut body, tx) = sse_body(&sink);
+            tx.unbounded_send(Ok(delta("only"))).unwrap();
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), delta("only"));
+            drop(body);
+            let records = sink.taken();
+            assert_eq!(records.len(), 1);
+            assert!(
+                matches!(&records[0].status, Status::Error(e) if e.kind == ErrorKind::Cancelled),
+                "recorded as cancelled"
+            );
+            assert_eq!(records[0].output.choices[0].text, "only");
         });
     }
 
