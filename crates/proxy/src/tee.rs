@@ -22,6 +22,10 @@ use crate::sse::{event_data, SseSplitter};
 #[error("{0}")]
 pub struct BodyError(&'static str);
 
+/// Events left for a later poll at most: a provider that never leaves the body waiting
+/// (a whole answer in one burst) has its events parsed as they come, not kept.
+const MAX_UNREAD: usize = 32;
+
 /// How the provider's bytes are read on the side.
 pub enum Mode {
     /// An SSE stream. With `hide_usage`, the usage-only chunk that the gateway asked for (and
@@ -49,10 +53,11 @@ pub struct TeeBody {
     /// in between lets the server write what is buffered, since hyper drops the unwritten
     /// head and frames of a body that fails within the same poll.
     broken: Option<&'static str>,
-    /// A passed-through SSE chunk not yet folded into the record. hyper polls the body again
-    /// before it writes what it was given, so reading a chunk there would delay the chunk
-    /// itself (most of all the first, read by cold code); it is read on a later poll instead.
-    unread: Option<Bytes>,
+    /// The `data` of SSE events handed to the client but not yet folded into the record.
+    /// hyper polls the body again before it writes what it was given, so parsing an event
+    /// there would delay the event itself (most of all the first, run by cold code); the
+    /// parse waits for a later poll instead.
+    unread: Vec<Vec<u8>>,
     /// Set when the body yielded so that hyper writes first: the next poll folds `unread`.
     fold_next: bool,
 }
@@ -76,26 +81,33 @@ impl TeeBody {
             upstream_status,
             remaining: content_length,
             broken: None,
-            unread: None,
+            unread: Vec::new(),
             fold_next: false,
         }
     }
 
     /// Turns one provider chunk into what the client receives (possibly nothing yet).
     fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let Some(acc) = self.acc.as_mut() else {
+        if self.acc.is_none() {
             return Some(chunk);
-        };
+        }
+        if self.unread.len() >= MAX_UNREAD {
+            self.fold_unread();
+        }
         match &mut self.mode {
             Mode::Whole { chunks } => {
                 chunks.push(chunk.clone());
                 Some(chunk)
             }
             Mode::Sse {
-                hide_usage: false, ..
+                splitter,
+                hide_usage: false,
             } => {
-                self.fold_unread();
-                self.unread = Some(chunk.clone());
+                let data = splitter
+                    .push(&chunk)
+                    .into_iter()
+                    .filter_map(|e| event_data(&e));
+                self.unread.extend(data);
                 Some(chunk)
             }
             Mode::Sse {
@@ -105,11 +117,32 @@ impl TeeBody {
                 let events = splitter.push(&chunk);
                 let mut out = BytesMut::new();
                 for event in events {
-                    let kind = event_data(&event).map(|d| acc.on_chunk(&d));
-                    match kind {
-                        Some(ChunkKind::UsageOnly) => {}
-                        Some(ChunkKind::Regular) => strip_usage_null(&event, &mut out),
-                        _ => out.extend_from_slice(&event),
+                    let Some(data) = event_data(&event) else {
+                        out.extend_from_slice(&event);
+                        continue;
+                    };
+                    if !may_be_usage_only(&data) {
+                        // Not the hidden chunk, so it goes out now and is parsed later. Only
+                        // JSON objects carry the `"usage":null` to remove.
+                        if data.first() == Some(&b'{') {
+                            strip_usage_null(&event, &mut out);
+                        } else {
+                            out.extend_from_slice(&event);
+                        }
+                        self.unread.push(data);
+                        continue;
+                    }
+                    // Whether it is hidden takes a parse, after the events before it.
+                    let Some(acc) = self.acc.as_mut() else {
+                        continue;
+                    };
+                    for earlier in self.unread.drain(..) {
+                        acc.on_chunk(&earlier);
+                    }
+                    match acc.on_chunk(&data) {
+                        ChunkKind::UsageOnly => {}
+                        ChunkKind::Regular => strip_usage_null(&event, &mut out),
+                        ChunkKind::Other => out.extend_from_slice(&event),
                     }
                 }
                 (!out.is_empty()).then(|| out.freeze())
@@ -117,16 +150,11 @@ impl TeeBody {
         }
     }
 
-    /// Folds the chunk passed through last into the record.
+    /// Folds the events handed over so far into the record, in order.
     fn fold_unread(&mut self) {
-        let Some(chunk) = self.unread.take() else {
-            return;
-        };
-        if let (Some(acc), Mode::Sse { splitter, .. }) = (self.acc.as_mut(), &mut self.mode) {
-            for event in splitter.push(&chunk) {
-                if let Some(data) = event_data(&event) {
-                    acc.on_chunk(&data);
-                }
+        if let Some(acc) = self.acc.as_mut() {
+            for data in self.unread.drain(..) {
+                acc.on_chunk(&data);
             }
         }
     }
@@ -220,6 +248,17 @@ impl Drop for Deferred {
     }
 }
 
+/// Whether an event's data may be the usage-only chunk: it has a `"usage"` key whose value
+/// is an object. Anything else cannot be (its usage is absent or null), so it can go to the
+/// client before it is parsed. A false positive only costs a parse before the write.
+fn may_be_usage_only(data: &[u8]) -> bool {
+    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+        let rest = &data[at + 7..];
+        let mut bytes = rest.iter().skip_while(|b| b.is_ascii_whitespace());
+        bytes.next() == Some(&b':') && bytes.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    })
+}
+
 /// Removes the `"usage":null` that `include_usage` adds to every chunk.
 fn strip_usage_null(event: &[u8], out: &mut BytesMut) {
     const NEEDLE: &[u8] = b",\"usage\":null";
@@ -309,7 +348,7 @@ impl Body for TeeBody {
                     this.finish_after_write();
                     return Poll::Ready(rest.map(|b| Ok(Frame::data(b))));
                 }
-                Poll::Pending if this.unread.is_some() => {
+                Poll::Pending if !this.unread.is_empty() => {
                     // Nothing more to write yet: let hyper write what it has, then read it.
                     this.fold_next = true;
                     cx.waker().wake_by_ref();
@@ -529,7 +568,7 @@ mod tests {
                 }
                 other => panic!("first poll: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
             }
-            assert!(body.unread.is_some(), "handed over before it is read");
+            assert!(!body.unread.is_empty(), "handed over before it is read");
             assert!(body.as_mut().poll_frame(&mut cx).is_pending());
             assert_eq!(
                 wakes(&woken),
@@ -537,11 +576,11 @@ mod tests {
                 "one pending poll and a wake, so the server writes"
             );
             assert!(
-                body.unread.is_some(),
+                !body.unread.is_empty(),
                 "still unread while the server writes"
             );
             assert!(body.as_mut().poll_frame(&mut cx).is_pending());
-            assert!(body.unread.is_none(), "read on the poll after");
+            assert!(body.unread.is_empty(), "read on the poll after");
             assert_eq!(
                 wakes(&woken),
                 1,
@@ -594,6 +633,116 @@ mod tests {
                 "recorded as cancelled"
             );
             assert_eq!(records[0].output.choices[0].text, "only");
+        });
+    }
+
+    #[test]
+    fn the_usage_only_chunk_is_told_apart_without_a_parse() {
+        for yes in [
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"choices": [], "usage" :  {"prompt_tokens": 1}}"#,
+            "{\"usage\":\n{}}",
+            // A false positive: parsed before the write, as every event was before.
+            r#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#,
+        ] {
+            assert!(may_be_usage_only(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            r#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#,
+            r#"{"choices":[{"delta":{"content":"\"usage\":{"}}]}"#,
+            r#"{"choices":[]}"#,
+            "[DONE]",
+            r#"{"usage""#,
+            "",
+        ] {
+            assert!(!may_be_usage_only(no.as_bytes()), "{no}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every chunk the parse calls usage-only is caught by the scan, however the provider
+        /// lays out its JSON and whatever the text says.
+        #[test]
+        fn the_scan_never_misses_a_usage_only_chunk(
+            text in ".{0,24}",
+            choices in proptest::bool::ANY,
+            usage in 0u8..3,
+            pretty in proptest::bool::ANY,
+        ) {
+            let mut chunk = serde_json::json!({"id": "c", "model": text.clone()});
+            chunk["choices"] = if choices {
+                serde_json::json!([{"index": 0, "delta": {"content": text}}])
+            } else {
+                serde_json::json!([])
+            };
+            match usage {
+                0 => {}
+                1 => chunk["usage"] = serde_json::Value::Null,
+                _ => chunk["usage"] = serde_json::json!({"prompt_tokens": 2, "completion_tokens": 1}),
+            }
+            let data = if pretty {
+                serde_json::to_vec_pretty(&chunk).unwrap()
+            } else {
+                serde_json::to_vec(&chunk).unwrap()
+            };
+            let mut acc = Accumulator::new(true, 1 << 20);
+            if acc.on_chunk(&data) == ChunkKind::UsageOnly {
+                proptest::prop_assert!(may_be_usage_only(&data));
+            }
+        }
+    }
+
+    #[test]
+    fn with_usage_hidden_chunks_go_out_before_their_parse_and_the_usage_chunk_never_does() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let (mut body, tx) = sse_body(&sink);
+            body.mode = Mode::Sse {
+                splitter: SseSplitter::default(),
+                hide_usage: true,
+            };
+            let woken = Arc::new(WakeCount::default());
+            let waker = std::task::Waker::from(woken.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut body = Pin::new(&mut body);
+
+            let regular = |text: &str| {
+                Bytes::from(format!(
+                    "data: {{\"id\":\"r1\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}],\"usage\":null}}\n\n"
+                ))
+            };
+            tx.unbounded_send(Ok(regular("Hi"))).unwrap();
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.into_data().unwrap(), delta("Hi")),
+                other => panic!("first poll: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+            }
+            assert!(!body.unread.is_empty(), "handed over before it is parsed");
+            assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+            assert!(body.as_mut().poll_frame(&mut cx).is_pending());
+            assert!(body.unread.is_empty());
+
+            // The text, then the hidden usage chunk and the end in one read.
+            let usage = "data: {\"id\":\"r1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n";
+            let mut burst = regular(" there").to_vec();
+            burst.extend_from_slice(usage.as_bytes());
+            burst.extend_from_slice(b"data: [DONE]\n\n");
+            tx.unbounded_send(Ok(Bytes::from(burst))).unwrap();
+            let mut expected = delta(" there").to_vec();
+            expected.extend_from_slice(b"data: [DONE]\n\n");
+            match body.as_mut().poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.into_data().unwrap(), expected),
+                other => panic!("burst: {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+            }
+            drop(tx);
+            assert!(matches!(body.as_mut().poll_frame(&mut cx), Poll::Ready(None)));
+            let mut records = Vec::new();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+                records.extend(sink.taken());
+            }
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].output.choices[0].text, "Hi there");
+            assert_eq!(records[0].usage.as_ref().map(|u| u.input_tokens), Some(3));
         });
     }
 
