@@ -381,6 +381,10 @@ async fn models_health_and_the_builtin_mock() {
         env.mock.requests().is_empty(),
         "the built-in mock needs no network"
     );
+    let resp = env
+        .chat(json!({"model": "no-such-model", "messages": user("x")}))
+        .await;
+    assert_eq!(resp.status(), 404);
 
     let metrics = env
         .client
@@ -391,7 +395,13 @@ async fn models_health_and_the_builtin_mock() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("gatecast_requests_total"), "{metrics}");
+    for line in [
+        "gatecast_requests_total{status=\"200\"} 1",
+        "gatecast_requests_total{status=\"404\"} 1",
+        "gatecast_request_headers_seconds_count 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]

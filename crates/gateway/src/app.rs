@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::error::GatewayError;
 use crate::routes;
+use crate::routes::request_metrics::RequestMetrics;
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -27,6 +28,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
     pub service_name: String,
+    pub request_metrics: RequestMetrics,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl Gateway {
             metrics,
             max_body_bytes: config.server.max_body_bytes,
             service_name: config.telemetry.service_name.clone(),
+            request_metrics: RequestMetrics::new(),
         };
         Ok(Self {
             state: Arc::new(state),

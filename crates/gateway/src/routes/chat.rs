@@ -41,9 +41,8 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
     } else {
         state.proxy.chat(incoming).await
     };
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("gatecast_requests_total", "status" => status).increment(1);
-    metrics::histogram!("gatecast_request_headers_seconds")
-        .record(accepted.elapsed().as_secs_f64());
+    state
+        .request_metrics
+        .record(response.status(), accepted.elapsed());
     response.map(Body::new)
 }

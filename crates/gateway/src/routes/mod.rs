@@ -4,6 +4,7 @@ pub mod chat;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod request_metrics;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
