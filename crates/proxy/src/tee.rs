@@ -133,16 +133,16 @@ impl TeeBody {
                         continue;
                     }
                     // Whether it is hidden takes a parse, after the events before it.
-                    let Some(acc) = self.acc.as_mut() else {
-                        continue;
-                    };
-                    for earlier in self.unread.drain(..) {
-                        acc.on_chunk(&earlier);
-                    }
-                    match acc.on_chunk(&data) {
-                        ChunkKind::UsageOnly => {}
-                        ChunkKind::Regular => strip_usage_null(&event, &mut out),
-                        ChunkKind::Other => out.extend_from_slice(&event),
+                    let kind = self.acc.as_mut().map(|acc| {
+                        for earlier in self.unread.drain(..) {
+                            acc.on_chunk(&earlier);
+                        }
+                        acc.on_chunk(&data)
+                    });
+                    match kind {
+                        Some(ChunkKind::UsageOnly) => {}
+                        Some(ChunkKind::Regular) => strip_usage_null(&event, &mut out),
+                        _ => out.extend_from_slice(&event),
                     }
                 }
                 (!out.is_empty()).then(|| out.freeze())
