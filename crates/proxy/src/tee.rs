@@ -479,21 +479,7 @@ mod tests {
         runtime().block_on(async {
             let event = Bytes::from_static(b"data: {\"choices\":[]}\n\n");
             let chunks = vec![Ok(event.clone()), Err(crate::providers::UpstreamError::Body("reset".into()))];
-            let sink_dyn: Arc<dyn RecordSink> = sink.clone();
-            let mut body = TeeBody::new(
-                Box::pin(futures::stream::iter(chunks)),
-                Mode::Sse {
-                    splitter: SseSplitter::default(),
-                    hide_usage: false,
-                },
-                Accumulator::new(true, 1 << 20),
-                Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink_dyn),
-                Box::pin(tokio::time::sleep_until(
-                    Instant::now() + Duration::from_secs(60),
-                )),
-                200,
-                None,
-            );
+            let mut body = sse_tee(Box::pin(futures::stream::iter(chunks)), &sink);
             let woken = Arc::new(WakeCount::default());
             let waker = std::task::Waker::from(woken.clone());
             let mut cx = Context::from_waker(&waker);
@@ -515,17 +501,11 @@ mod tests {
         });
     }
 
-    /// An SSE passthrough body fed by hand, so a test decides when the provider is pending.
-    fn sse_body(
-        sink: &Arc<Collect>,
-    ) -> (
-        TeeBody,
-        futures::channel::mpsc::UnboundedSender<Result<Bytes, crate::providers::UpstreamError>>,
-    ) {
-        let (tx, rx) = futures::channel::mpsc::unbounded();
+    /// An SSE passthrough body over `upstream`, recording into `sink`.
+    fn sse_tee(upstream: crate::providers::BodyStream, sink: &Arc<Collect>) -> TeeBody {
         let sink: Arc<dyn RecordSink> = sink.clone();
-        let body = TeeBody::new(
-            Box::pin(rx),
+        TeeBody::new(
+            upstream,
             Mode::Sse {
                 splitter: SseSplitter::default(),
                 hide_usage: false,
@@ -537,8 +517,18 @@ mod tests {
             )),
             200,
             None,
-        );
-        (body, tx)
+        )
+    }
+
+    /// An SSE passthrough body fed by hand, so a test decides when the provider is pending.
+    fn sse_body(
+        sink: &Arc<Collect>,
+    ) -> (
+        TeeBody,
+        futures::channel::mpsc::UnboundedSender<Result<Bytes, crate::providers::UpstreamError>>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        (sse_tee(Box::pin(rx), sink), tx)
     }
 
     fn delta(text: &str) -> Bytes {
