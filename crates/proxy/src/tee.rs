@@ -133,12 +133,8 @@ impl TeeBody {
                         continue;
                     }
                     // Whether it is hidden takes a parse, after the events before it.
-                    let kind = self.acc.as_mut().map(|acc| {
-                        for earlier in self.unread.drain(..) {
-                            acc.on_chunk(&earlier);
-                        }
-                        acc.on_chunk(&data)
-                    });
+                    self.fold_unread();
+                    let kind = self.acc.as_mut().map(|acc| acc.on_chunk(&data));
                     match kind {
                         Some(ChunkKind::UsageOnly) => {}
                         Some(ChunkKind::Regular) => strip_usage_null(&event, &mut out),
