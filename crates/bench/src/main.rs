@@ -25,8 +25,9 @@ struct Cli {
     /// A few seconds per scenario: checks the harness works; the numbers mean nothing.
     #[arg(long)]
     smoke: bool,
-    /// Cargo profile to build the gateway and mock with when no binary is given.
-    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    /// Cargo profile to build the gateway and mock with when no binary is given; `dist` is the
+    /// build that ships.
+    #[arg(long, value_enum, default_value_t = Profile::Dist)]
     profile: Profile,
     /// A built `gatecast` binary; without it, `cargo build` makes one.
     #[arg(long, value_name = "PATH")]

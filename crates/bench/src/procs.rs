@@ -16,6 +16,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
+    /// What ships: fat LTO, one codegen unit (`[profile.dist]`).
+    Dist,
+    /// The quick optimised build (`cargo build --release`).
     Release,
     Debug,
 }
@@ -23,6 +26,7 @@ pub enum Profile {
 impl Profile {
     fn dir(self) -> &'static str {
         match self {
+            Profile::Dist => "dist",
             Profile::Release => "release",
             Profile::Debug => "debug",
         }
@@ -90,8 +94,14 @@ pub fn locate_or_build(
     let (root, target) = cargo_target_dir()?;
     let mut cmd = Command::new(cargo());
     cmd.arg("build").current_dir(&root);
-    if profile == Profile::Release {
-        cmd.arg("--release");
+    match profile {
+        Profile::Dist => {
+            cmd.args(["--profile", "dist"]);
+        }
+        Profile::Release => {
+            cmd.arg("--release");
+        }
+        Profile::Debug => {}
     }
     for p in &packages {
         cmd.args(["-p", p]);
