@@ -7,6 +7,7 @@
 mod admin;
 mod broadcast;
 mod cli;
+mod guard;
 mod harness;
 mod proxy;
 mod receivers;
