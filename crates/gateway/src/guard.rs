@@ -122,11 +122,13 @@ impl Policy {
     /// it is asked only for a `Host` outside the policy.
     fn check(&self, req: &Request, open: impl FnOnce() -> bool) -> Verdict {
         let headers = req.headers();
-        // HTTP/2 carries the host in the URI instead of a header.
+        // HTTP/2 carries the host in the URI instead of a header. A request with no host at all
+        // is not a browser's, so only a given host is checked.
         let host = headers
             .get(HOST)
             .map(HeaderValue::as_bytes)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+            .filter(|h| !h.is_empty());
         if let Some(host) = host {
             if !self.hosts.allows(host) && open() {
                 return Verdict::Answer(refusal(
@@ -548,7 +550,6 @@ mod tests {
             "localhost.evil.example",
             "10.0.0.5:8080",
             "[::2]",
-            "",
         ] {
             assert!(!p.hosts.allows(bad.as_bytes()), "{bad}");
         }
@@ -599,6 +600,42 @@ mod tests {
         assert!(normalize_host("").is_err());
         assert_eq!(normalize_host("[::1]").unwrap(), "::1");
         assert_eq!(normalize_host("Gatecast.Local.").unwrap(), "gatecast.local");
+    }
+
+    fn status(verdict: Verdict) -> Option<StatusCode> {
+        match verdict {
+            Verdict::Pass(_) => None,
+            Verdict::Answer(r) => Some(r.status()),
+        }
+    }
+
+    #[test]
+    fn the_host_comes_from_the_uri_without_a_header_and_is_checked_only_while_open() {
+        let p = policy("127.0.0.1:8080", &[], &[]);
+        let req = |uri: &str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header(CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        // As HTTP/2 sends it: `:authority` only.
+        let rebound = req("http://evil.example:8080/v1/chat/completions");
+        assert_eq!(
+            status(p.check(&rebound, || true)),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(status(p.check(&rebound, || false)), None, "keys decide");
+        let local = req("http://localhost:8080/v1/chat/completions");
+        assert_eq!(status(p.check(&local, || true)), None);
+        let no_host = req("/v1/chat/completions");
+        assert_eq!(status(p.check(&no_host, || true)), None);
+        let mut empty = req("/v1/chat/completions");
+        empty
+            .headers_mut()
+            .insert(HOST, HeaderValue::from_static(""));
+        assert_eq!(status(p.check(&empty, || true)), None);
     }
 
     #[test]
