@@ -26,11 +26,17 @@ pub struct Env {
 
 /// Providers every test can use, all pointing at the one mock server unless noted.
 fn config_text(mock: &str, dir: &str, traces: &str, extra: &str, server_extra: &str) -> String {
+    // A test may set its own body limit: TOML refuses a key given twice.
+    let body_limit = if server_extra.contains("max_body_bytes") {
+        ""
+    } else {
+        "max_body_bytes = 65536"
+    };
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
-max_body_bytes = 65536
+{body_limit}
 shutdown_timeout_ms = 2000
 {server_extra}
 

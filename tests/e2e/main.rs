@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod bounds;
 mod broadcast;
 mod cli;
+mod guard;
 mod harness;
 mod proxy;
 mod receivers;

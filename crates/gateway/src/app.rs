@@ -18,6 +18,7 @@ use crate::admin::{self, AdminToken};
 use crate::config::Config;
 use crate::control::Control;
 use crate::error::GatewayError;
+use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
 
@@ -43,6 +44,8 @@ pub struct Gateway {
     shutdown_timeout: Duration,
     /// `server.busy_poll_us`, when set.
     busy_poll: Option<Duration>,
+    /// What the client API accepts from browsers and under which `Host`.
+    guard: Arc<Policy>,
 }
 
 /// The proxy hands finished records to the broadcaster through this narrow seam.
@@ -63,6 +66,7 @@ impl Gateway {
     /// Must run inside a tokio runtime.
     pub async fn build(config: Config, admin_token: Option<String>) -> Result<Self, GatewayError> {
         let router = config.router()?;
+        let guard = Arc::new(Policy::new(&config.server)?);
         // The recorder goes in before any pipeline counts anything.
         let metrics = metrics_handle();
         let control = Arc::new(Control::start(&config).await?);
@@ -76,6 +80,9 @@ impl Gateway {
             settings,
         );
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());
+        if guard.any_origin() && !control.keys.enforced() {
+            tracing::warn!("server.cors_origins allows every origin and no virtual key exists: any web page can use this gateway");
+        }
         let state = AppState {
             proxy,
             control,
@@ -92,6 +99,7 @@ impl Gateway {
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
             busy_poll: (config.server.busy_poll_us > 0)
                 .then(|| Duration::from_micros(config.server.busy_poll_us)),
+            guard,
         })
     }
 
@@ -108,11 +116,19 @@ impl Gateway {
                 admin::router(self.state.clone(), token.clone()),
             );
         }
-        router
+        // The client API, behind the browser and DNS-rebinding guard. Probes, metrics and the
+        // token-protected admin API stay outside it.
+        let client = axum::Router::new()
             .route("/v1/chat/completions", post(routes::chat::completions))
             .route("/chat/completions", post(routes::chat::completions))
             .route("/v1/models", get(routes::models::list))
             .route("/models", get(routes::models::list))
+            .layer(GuardLayer::new(
+                self.guard.clone(),
+                self.state.control.clone(),
+            ));
+        router
+            .merge(client)
             .route("/health", get(routes::health::live))
             .route("/ready", get(routes::health::ready))
             .route("/metrics", get(routes::metrics::render))

@@ -103,6 +103,14 @@ pub struct ServerConfig {
     /// instead of sleeping; 0 turns busy polling off.
     #[serde(default)]
     pub busy_poll_us: u64,
+    /// Browser origins (`https://app.example.com`) allowed to call the client API, with CORS;
+    /// `"*"` allows every page. Any other browser request is refused (crate::guard).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// `Host` names the client API answers to while no virtual key exists, besides the
+    /// listen address (DNS-rebinding protection); `"*"` turns the check off.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Request threads are one per core by default; far more than cores only adds switching.
@@ -129,6 +137,8 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
             worker_threads: 0,
             busy_poll_us: 0,
+            cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -261,6 +271,7 @@ impl Config {
                 format!("must be at most {MAX_BUSY_POLL_US} (0 turns busy polling off)"),
             ));
         }
+        crate::guard::Policy::new(&self.server)?;
         for (name, p) in &self.providers {
             if p.timeout_ms == 0 {
                 return Err(GatewayError::config(
@@ -581,6 +592,14 @@ mod tests {
             ("[server]\nbogus = 1", "server"),
             ("[server]\nworker_threads = 5000", "server.worker_threads"),
             ("[server]\nbusy_poll_us = 2000000", "server.busy_poll_us"),
+            (
+                "[server]\ncors_origins = [\"*\", \"app.example\"]",
+                "server.cors_origins[1]: `app.example` is not an origin",
+            ),
+            (
+                "[server]\nallowed_hosts = [\"gatecast:8080\"]",
+                "server.allowed_hosts[0]",
+            ),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
             ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
             ("[auth]\nrequire = true", "auth"),

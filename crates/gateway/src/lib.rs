@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod guard;
 pub mod logging;
 pub mod routes;
 pub mod upkeep;

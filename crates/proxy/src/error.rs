@@ -17,6 +17,7 @@ pub enum ProxyError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unauthorized(String),
+    /// `model` is quoted bounded: see [`ProxyError::model_not_found`].
     #[error("the model `{model}` does not exist or is not served by this gateway")]
     ModelNotFound { model: String },
     #[error("provider `{provider}` is unreachable: {detail}")]
@@ -25,7 +26,19 @@ pub enum ProxyError {
     Timeout { provider: String, timeout_ms: u64 },
 }
 
+/// How many chars of a client's model an error message quotes; the rest becomes `…`.
+pub const QUOTED_MODEL_CHARS: usize = 256;
+
 impl ProxyError {
+    /// The 404 for `model`, quoting at most [`QUOTED_MODEL_CHARS`] of it: the model is the
+    /// client's text, and a 10 MiB one must not come back as a 10 MiB error (nor become the
+    /// span's status message).
+    pub fn model_not_found(model: &str) -> Self {
+        ProxyError::ModelNotFound {
+            model: bounded(model, QUOTED_MODEL_CHARS),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
@@ -72,6 +85,14 @@ impl ProxyError {
     }
 }
 
+/// `text` cut to `max_chars` chars, with `…` when anything was left out.
+pub(crate) fn bounded(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -87,5 +108,28 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_huge_model_is_quoted_bounded() {
+        let short = ProxyError::model_not_found("gpt-5");
+        assert_eq!(
+            short,
+            ProxyError::ModelNotFound {
+                model: "gpt-5".into()
+            }
+        );
+        let exact = "é".repeat(QUOTED_MODEL_CHARS);
+        assert_eq!(
+            ProxyError::model_not_found(&exact),
+            ProxyError::ModelNotFound { model: exact }
+        );
+        let huge = "é".repeat(1 << 20);
+        let e = ProxyError::model_not_found(&huge);
+        let message = e.to_string();
+        assert!(message.len() < 1024, "{}", message.len());
+        let quoted = format!("`{}…`", "é".repeat(QUOTED_MODEL_CHARS));
+        assert!(message.contains(&quoted), "{message}");
+        assert!(e.body().len() < 1024);
     }
 }

@@ -104,12 +104,7 @@ impl Proxy {
             Err(e) => return self.reject_exchange(exchange, e),
         };
         let Some(route) = self.router.resolve(req.model()) else {
-            return self.reject_exchange(
-                exchange,
-                ProxyError::ModelNotFound {
-                    model: req.model().to_owned(),
-                },
-            );
+            return self.reject_exchange(exchange, ProxyError::model_not_found(req.model()));
         };
         let mock_directives = header_str(&incoming.headers, "x-mock").map(str::to_owned);
         self.forward(exchange, &req, &route.targets, mock_directives)
@@ -319,12 +314,9 @@ impl Proxy {
         match (last_response, last_error) {
             (Some((resp, deadline)), _) => self.respond(exchange, req, resp, deadline),
             (None, Some(err)) => self.reject_exchange(exchange, err),
-            (None, None) => self.reject_exchange(
-                exchange,
-                ProxyError::ModelNotFound {
-                    model: req.model().to_owned(),
-                },
-            ),
+            (None, None) => {
+                self.reject_exchange(exchange, ProxyError::model_not_found(req.model()))
+            }
         }
     }
 

@@ -211,9 +211,15 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// serde quotes a mistyped string whole; the message keeps its start.
+const QUOTED_ERROR_CHARS: usize = 512;
+
 fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T, ProxyError> {
     serde_json::from_str(raw).map_err(|e| ProxyError::InvalidRequest {
-        message: format!("invalid value for `{key}`: {e}"),
+        message: crate::error::bounded(
+            &format!("invalid value for `{key}`: {e}"),
+            QUOTED_ERROR_CHARS,
+        ),
         param: Some(key.to_owned()),
     })
 }
@@ -365,6 +371,20 @@ mod tests {
             }
         }
         assert!(ChatRequest::parse(b"{not json", None).is_err());
+    }
+
+    #[test]
+    fn a_huge_mistyped_value_is_quoted_bounded() {
+        let body = json!({"model": "m", "messages": [], "max_tokens": "9".repeat(1 << 20)});
+        match ChatRequest::parse(body.to_string().as_bytes(), None) {
+            Err(e @ ProxyError::InvalidRequest { .. }) => {
+                let message = e.to_string();
+                assert!(message.starts_with("invalid value for `max_tokens`"));
+                assert!(message.len() < 2048, "{}", message.len());
+                assert!(message.ends_with('…'));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     proptest::proptest! {

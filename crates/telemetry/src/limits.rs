@@ -4,10 +4,15 @@
 //! start of a conversation and its latest turns survive. Other strings are cut at a char
 //! boundary. Every shortened value gets a `<key>.truncated = true` marker: nothing is cut
 //! silently.
+//!
+//! The span's name and status message obey the same limit: both can hold the client's text
+//! (`chat {model}`, `trace_name`, an error quoting the request), and a 10 MiB model once made a
+//! 10 MiB span name. They have no key, so their markers are `gatecast.span_name.truncated`
+//! and `gatecast.status_message.truncated`.
 
 use serde_json::Value;
 
-use crate::model::{AttrValue, SpanModel};
+use crate::model::{AttrKey, AttrValue, SpanModel, SpanStatus};
 
 pub const DEFAULT_MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
 
@@ -21,13 +26,27 @@ pub const LIST_KEYS: [&str; 4] = [
     "gen_ai.tool.definitions",
 ];
 
+/// Set when the span's name was cut to the limit.
+pub const SPAN_NAME_TRUNCATED: &str = "gatecast.span_name.truncated";
+/// Set when the span's error status message was cut to the limit.
+pub const STATUS_MESSAGE_TRUNCATED: &str = "gatecast.status_message.truncated";
+
 pub fn marker_key(key: &str) -> String {
     format!("{key}{TRUNCATED_SUFFIX}")
 }
 
-/// Shortens every attribute of `span` that exceeds `max_bytes`, and marks it.
+/// Shortens the name, the status message and every attribute of `span` that exceeds
+/// `max_bytes`, and marks each.
 pub fn enforce(span: &mut SpanModel, max_bytes: usize) {
-    let mut marked = Vec::new();
+    let mut marked: Vec<AttrKey> = Vec::new();
+    if shorten(&mut span.name, max_bytes) {
+        marked.push(SPAN_NAME_TRUNCATED.into());
+    }
+    if let SpanStatus::Error(message) = &mut span.status {
+        if shorten(message, max_bytes) {
+            marked.push(STATUS_MESSAGE_TRUNCATED.into());
+        }
+    }
     for (key, value) in &mut span.attributes {
         let shortened = match value {
             AttrValue::String(s) if s.len() > max_bytes => {
@@ -39,24 +58,49 @@ pub fn enforce(span: &mut SpanModel, max_bytes: usize) {
                 *s = fitted;
                 true
             }
-            AttrValue::StringArray(items) => {
-                let mut any = false;
-                for item in items.iter_mut().filter(|i| i.len() > max_bytes) {
-                    let end = cut(item, max_bytes).len();
-                    item.truncate(end);
-                    any = true;
-                }
-                any
-            }
+            AttrValue::StringArray(items) => fit_array(items, max_bytes),
             _ => false,
         };
         if shortened {
-            marked.push(marker_key(key));
+            marked.push(marker_key(key).into());
         }
     }
     for key in marked {
         span.set_attr(key, true);
     }
+}
+
+/// Cuts `s` to `max` bytes at a char boundary; whether it was longer. The spare capacity is
+/// released: a span can wait in a queue for a while.
+fn shorten(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let end = cut(s, max).len();
+    s.truncate(end);
+    s.shrink_to_fit();
+    true
+}
+
+/// Keeps the first items of a string array within `max` bytes in all; a first item that is
+/// alone too long is cut. Whether anything was dropped or cut.
+fn fit_array(items: &mut Vec<String>, max: usize) -> bool {
+    let mut left = max;
+    for i in 0..items.len() {
+        let len = items[i].len();
+        if len <= left {
+            left -= len;
+            continue;
+        }
+        if i == 0 {
+            shorten(&mut items[0], max);
+            items.truncate(1);
+        } else {
+            items.truncate(i);
+        }
+        return true;
+    }
+    false
 }
 
 /// The longest prefix of `s` within `max` bytes that ends on a char boundary.
@@ -226,6 +270,74 @@ mod tests {
         let (s, cut) = fit_list(&msgs(2, 10), 5);
         assert!(cut);
         assert_eq!(s, "[]");
+    }
+
+    fn span(name: &str, status: SpanStatus) -> SpanModel {
+        SpanModel {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            parent_span_id: None,
+            parent_is_remote: false,
+            name: name.into(),
+            kind: crate::model::SpanKind::Client,
+            role: crate::model::SpanRole::Generation,
+            start_unix_nanos: 0,
+            end_unix_nanos: 0,
+            attributes: Vec::new(),
+            status,
+        }
+    }
+
+    #[test]
+    fn names_and_status_messages_are_cut_and_marked() {
+        let mut s = span(
+            &format!("chat {}", "é".repeat(1000)),
+            SpanStatus::Error("ü".repeat(1000)),
+        );
+        enforce(&mut s, 100);
+        // 5 bytes of "chat " leave 95, and "é" takes two: the cut steps back to 99.
+        assert_eq!(s.name.len(), 99);
+        assert!(s.name.starts_with("chat é"));
+        assert_eq!(s.attr(SPAN_NAME_TRUNCATED), Some(&AttrValue::Bool(true)));
+        match &s.status {
+            SpanStatus::Error(m) => assert_eq!(m.len(), 100),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.attr(STATUS_MESSAGE_TRUNCATED),
+            Some(&AttrValue::Bool(true))
+        );
+
+        let mut small = span("chat m", SpanStatus::Error("no".into()));
+        enforce(&mut small, 100);
+        assert_eq!(small.name, "chat m");
+        assert!(
+            small.attributes.is_empty(),
+            "nothing is marked that was not cut"
+        );
+    }
+
+    #[test]
+    fn string_arrays_are_bounded_in_total() {
+        let mut s = span("n", SpanStatus::Unset);
+        s.set_attr("many", AttrValue::StringArray(vec!["abcd".into(); 100]));
+        s.set_attr(
+            "one",
+            AttrValue::StringArray(vec!["x".repeat(50), "y".into()]),
+        );
+        s.set_attr("fits", AttrValue::StringArray(vec!["abcd".into(); 2]));
+        enforce(&mut s, 10);
+        assert_eq!(
+            s.attr("many"),
+            Some(&AttrValue::StringArray(vec!["abcd".into(); 2]))
+        );
+        assert_eq!(
+            s.attr("one"),
+            Some(&AttrValue::StringArray(vec!["x".repeat(10)]))
+        );
+        assert_eq!(s.attr("many.truncated"), Some(&AttrValue::Bool(true)));
+        assert_eq!(s.attr("one.truncated"), Some(&AttrValue::Bool(true)));
+        assert!(s.attr("fits.truncated").is_none());
     }
 
     #[test]

@@ -784,6 +784,83 @@ fn truncation_is_never_silent() {
     }
 }
 
+/// A client's 10 MiB `model` once made a 10 MiB span name and a 21 MB export line.
+#[test]
+fn a_huge_model_or_name_is_bounded_and_marked() {
+    let huge = "é".repeat(5 << 20);
+    let mut r = with_trace(base(), json!({"trace_name": huge.clone()}), None);
+    r.route = None;
+    r.attempts.clear();
+    r.request.model = huge.clone();
+    // As a proxy that quoted the model whole would have recorded it.
+    r.status = Status::Error(ErrorInfo {
+        kind: ErrorKind::ModelNotFound,
+        http_status: Some(404),
+        message: format!("the model `{huge}` does not exist"),
+    });
+    let limit = 4096;
+    let spans = build_spans(
+        &r,
+        &SpanOptions {
+            max_attribute_bytes: limit,
+            id_seed: Some(1),
+        },
+    );
+    assert_eq!(spans.len(), 2, "root and generation");
+    let marked = Some(&AttrValue::Bool(true));
+    for span in &spans {
+        assert!(
+            span.name.len() <= limit,
+            "{:?}: {}",
+            span.role,
+            span.name.len()
+        );
+        assert!(span.name.len() > limit - 4, "cut, not emptied");
+        assert_eq!(span.attr("gatecast.span_name.truncated"), marked);
+    }
+    assert!(spans[0].name.starts_with("éé"));
+    let g = generation(&spans);
+    assert!(g.name.starts_with("chat éé"));
+    assert_eq!(g.attr("gen_ai.request.model.truncated"), marked);
+    assert!(
+        g.attr("gen_ai.request.model")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .len()
+            <= limit
+    );
+    match &g.status {
+        SpanStatus::Error(m) => {
+            assert!(
+                m.len() <= limit && m.starts_with("the model `éé"),
+                "{}",
+                m.len()
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.attr("gatecast.status_message.truncated"), marked);
+
+    // The markers survive privacy, and Sentry's copies of the name are the bounded name.
+    let mut private = spans.clone();
+    apply_privacy(&mut private);
+    apply_sentry_flavor(&mut private);
+    for span in &private {
+        assert_eq!(span.attr("gatecast.span_name.truncated"), marked);
+        assert_eq!(span.attr("sentry.description"), Some(&s(&span.name)));
+    }
+    assert_eq!(
+        private[0].attr("gen_ai.agent.name"),
+        Some(&s(&private[0].name))
+    );
+
+    // Short names are left alone and unmarked.
+    let g = build(&base()).remove(0);
+    assert_eq!(g.name, "chat gpt-4o-mini");
+    assert!(g.attributes.iter().all(|(k, _)| !k.ends_with(".truncated")));
+}
+
 const CANARY: &str = "canary-7f3a9c";
 
 fn canary_record() -> GenerationRecord {
