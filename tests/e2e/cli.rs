@@ -270,3 +270,113 @@ fn every_store_command_has_help_with_an_example() {
         assert!(text.contains("Example"), "{args:?} has no example:\n{text}");
     }
 }
+
+/// Every file and directory under `dir`, relative to it, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Relative paths in the config are relative to its directory: run from anywhere, the CLI
+/// edits the database the config names, and creates nothing where it runs.
+#[test]
+fn the_cli_edits_the_configs_database_from_any_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let conf_dir = home.path().join("conf");
+    std::fs::create_dir(&conf_dir).unwrap();
+    let config = conf_dir.join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/cli.db\"\n\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(home.path(), &config, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        conf_dir.join("data/cli.db").exists(),
+        "the database is under the config's directory: {:?}",
+        tree(home.path())
+    );
+
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &[
+            "destinations",
+            "add",
+            "hook",
+            "--type",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:1/hook",
+            "--skip-test",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(elsewhere.path(), &config, &["keys", "create", "team-a"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        tree(elsewhere.path()),
+        Vec::<String>::new(),
+        "nothing is created where the CLI runs"
+    );
+
+    let (ok, out, err) = run(&conf_dir, &config, &["destinations", "list", "--json"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["name"], "hook", "{out}");
+    let (ok, out, _) = run(&conf_dir, &config, &["keys", "list"]);
+    assert!(ok && out.contains("team-a"), "{out}");
+}
+
+/// On a database that does not exist, the store commands fail naming the path they looked
+/// at and create nothing (no database, no directory, no secret key); `--create` or
+/// `gatecast migrate` creates it.
+#[test]
+fn the_cli_on_a_missing_database_fails_naming_the_path_and_creates_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = home.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/missing.db\"\n\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let db = home.path().join("data/missing.db");
+    for args in [
+        vec!["destinations", "list"],
+        vec!["destinations", "privacy", "x", "on"],
+        vec!["keys", "create", "team-a"],
+        vec!["keys", "list"],
+    ] {
+        let (ok, out, err) = run(elsewhere.path(), &config, &args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("gatecast migrate"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(tree(elsewhere.path()), Vec::<String>::new(), "{args:?}");
+        assert_eq!(tree(home.path()), ["gatecast.toml"], "{args:?}");
+    }
+
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &["destinations", "list", "--create"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(db.exists(), "--create creates it: {:?}", tree(home.path()));
+    assert_eq!(tree(elsewhere.path()), Vec::<String>::new());
+}

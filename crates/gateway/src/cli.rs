@@ -62,20 +62,33 @@ pub enum Command {
         after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys list\n  gatecast keys revoke team-a"
     )]
     Keys(KeysCommand),
-    /// Apply pending database migrations and exit.
+    /// Create the database if there is none yet, and apply pending migrations; then exit.
     #[command(after_help = "Example:\n  gatecast migrate --config /etc/gatecast/gatecast.toml")]
     Migrate {
         #[command(flatten)]
-        target: StoreTarget,
+        target: ConfigTarget,
     },
 }
 
-/// Which store a command works on: the `[store]` of this config file.
+/// The config file a command reads.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigTarget {
+    /// Config file whose `[store]` to use [default: $GATECAST_CONFIG, else config/gatecast.toml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// Which store a command works on: the `[store]` of this config file. Relative paths in it
+/// are relative to the file's directory, not to where the command runs.
 #[derive(Debug, Clone, Args)]
 pub struct StoreTarget {
     /// Config file whose `[store]` to use [default: $GATECAST_CONFIG, else config/gatecast.toml].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Create the database if it does not exist yet; without it the command refuses, naming
+    /// the database it looked for (as `gatecast migrate` would create it).
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,9 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("no Gatecast database at `{location}`")]
+    NoDatabase { location: String },
+
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 

@@ -16,7 +16,9 @@ pub use record::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Source, MIN_SAMPLING_RATE,
 };
 pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
-pub use store::{key_hash, redact_url, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL};
+pub use store::{
+    key_hash, redact_url, sqlite_file, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL,
+};
 pub use watch::DEFAULT_WATCH_INTERVAL;
 
 /// Default database URL, relative to the working directory like the rest of `./data`.

@@ -6,6 +6,7 @@
 //! compiles one body once per backend.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -268,7 +269,27 @@ impl Store {
         secret: SecretKey,
         run_migrations: bool,
     ) -> Result<Store, StoreError> {
-        let pool = open_pool(url).await?;
+        Self::open(url, secret, run_migrations, true).await
+    }
+
+    /// As [`Store::connect`], for tools that must not start a new database by mistake: when
+    /// the SQLite file does not exist, or the database has no Gatecast tables yet, it fails
+    /// with [`StoreError::NoDatabase`] and creates nothing.
+    pub async fn connect_existing(
+        url: &str,
+        secret: SecretKey,
+        run_migrations: bool,
+    ) -> Result<Store, StoreError> {
+        Self::open(url, secret, run_migrations, false).await
+    }
+
+    async fn open(
+        url: &str,
+        secret: SecretKey,
+        run_migrations: bool,
+        create: bool,
+    ) -> Result<Store, StoreError> {
+        let pool = open_pool(url, create).await?;
         let store = Store {
             inner: Arc::new(Inner {
                 pool,
@@ -276,6 +297,18 @@ impl Store {
                 local: watch::Sender::new(0),
             }),
         };
+        if !create {
+            if let Err(StoreError::Database(e)) = store.config_version().await {
+                store.close().await;
+                return Err(if is_missing_table(&e) {
+                    StoreError::NoDatabase {
+                        location: redact_url(url),
+                    }
+                } else {
+                    StoreError::Database(e)
+                });
+            }
+        }
         if run_migrations {
             store.apply_migrations().await?;
         }
@@ -942,7 +975,22 @@ fn is_missing_table(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn open_pool(url: &str) -> Result<Pool, StoreError> {
+/// The database file a `sqlite:` URL names, as the driver reads it; `None` for in-memory
+/// databases and other URLs.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") || sqlite_in_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
+fn sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// `create`: a missing SQLite file (and its directory) is created; otherwise it is an error.
+async fn open_pool(url: &str, create: bool) -> Result<Pool, StoreError> {
     let shown = redact_url(url);
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
@@ -950,13 +998,18 @@ async fn open_pool(url: &str) -> Result<Pool, StoreError> {
                 url: shown.clone(),
                 source,
             })?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
+        let in_memory = sqlite_in_memory(url);
+        if !create && !in_memory && !options.get_filename().exists() {
+            return Err(StoreError::NoDatabase {
+                location: options.get_filename().display().to_string(),
+            });
+        }
+        if create && !in_memory {
             if let Some(parent) = options.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {

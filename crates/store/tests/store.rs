@@ -112,6 +112,7 @@ both_backends!(
     watch_sees_local_changes_at_once,
     concurrent_mutations_serialize,
     not_migrated_is_a_clear_error,
+    connect_existing_refuses_a_new_database,
 );
 
 fn key_a() -> SecretKey {
@@ -929,6 +930,31 @@ async fn not_migrated_is_a_clear_error(url: &str) {
     let store = Store::connect(url, key_a(), true).await.unwrap();
     store.migrate().await.unwrap();
     assert_eq!(store.config_version().await.unwrap(), 0);
+}
+
+async fn connect_existing_refuses_a_new_database(url: &str) {
+    let err = Store::connect_existing(url, key_a(), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoDatabase { .. }), "{err}");
+    if let Some(file) = gatecast_store::sqlite_file(url) {
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert!(!file.exists(), "nothing is created");
+        assert!(!file.parent().unwrap().exists(), "not even the directory");
+    } else {
+        assert!(!err.to_string().contains("password"), "{err}");
+        // Nothing was migrated into the empty database either.
+        let err = Store::connect(url, key_a(), false).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotMigrated { .. }), "{err}");
+    }
+    let store = open(url).await;
+    store.create_key("k", "a").await.unwrap();
+    store.close().await;
+    let store = Store::connect_existing(url, key_a(), true).await.unwrap();
+    assert_eq!(store.list_keys().await.unwrap().len(), 1);
 }
 
 // ----- SQLite-only -------------------------------------------------------------------------

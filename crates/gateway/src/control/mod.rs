@@ -6,4 +6,4 @@ pub mod keys;
 mod runtime;
 
 pub use keys::{AuthFailure, KeyRing};
-pub use runtime::{open_store, Control};
+pub use runtime::{open_existing_store, open_store, Control};

@@ -13,10 +13,29 @@ use super::keys::KeyRing;
 use crate::config::{Config, StoreConfig};
 use crate::error::GatewayError;
 
-/// Opens the store with the secret key from `GATECAST_SECRET_KEY` or the data directory.
+/// Opens the store with the secret key from `GATECAST_SECRET_KEY` or the data directory,
+/// creating the database on first start.
 pub async fn open_store(config: &StoreConfig, migrate: bool) -> Result<Store, GatewayError> {
     let secret = SecretKey::from_env_or_file(&config.data_dir())?;
     Ok(Store::connect(&config.url, secret, migrate).await?)
+}
+
+/// Opens a store that must already exist: a missing SQLite file fails before anything (the
+/// secret key file included) is created, with [`StoreError::NoDatabase`].
+///
+/// [`StoreError::NoDatabase`]: gatecast_store::StoreError::NoDatabase
+pub async fn open_existing_store(
+    config: &StoreConfig,
+    migrate: bool,
+) -> Result<Store, GatewayError> {
+    if let Some(file) = config.sqlite_file().filter(|f| !f.exists()) {
+        return Err(gatecast_store::StoreError::NoDatabase {
+            location: file.display().to_string(),
+        }
+        .into());
+    }
+    let secret = SecretKey::from_env_or_file(&config.data_dir())?;
+    Ok(Store::connect_existing(&config.url, secret, migrate).await?)
 }
 
 pub struct Control {
