@@ -2,6 +2,7 @@
 //! and client authentication with virtual keys.
 
 pub mod bridge;
+pub mod heartbeat;
 pub mod keys;
 mod runtime;
 
