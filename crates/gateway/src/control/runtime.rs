@@ -135,7 +135,8 @@ impl Control {
     }
 
     /// Follows the config version until the process ends: a poll every `interval`, plus
-    /// NOTIFY on Postgres.
+    /// NOTIFY on Postgres. Also beats every [`HEARTBEAT_INTERVAL`], so writers see this
+    /// replica as running.
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
         let mut versions = self.store.watch(interval);
         let control = Arc::downgrade(self);
