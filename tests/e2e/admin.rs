@@ -105,12 +105,13 @@ async fn admin_routes_need_the_token_and_are_absent_without_one() {
         (Some("file"), Some("file"))
     );
 
-    // Destinations from the config file are read-only here.
+    // Destinations from the config file are read-only here, but for overrides of their
+    // switches (see `a_config_file_destination_takes_privacy_and_enabled_overrides`).
     let (status, body) = admin(
         &env,
         reqwest::Method::PATCH,
         "/destinations/file",
-        Some(json!({"privacy_mode": true})),
+        Some(json!({"sampling_rate": 0.5})),
     )
     .await;
     assert_eq!(status, 409, "{body}");
@@ -516,5 +517,226 @@ async fn cli_adds_sentry_and_turns_privacy_on_under_a_running_gateway() {
     assert!(attr(generation, "gen_ai.input.messages").is_none());
     assert!(attr(generation, "gen_ai.usage.input_tokens").is_some());
     assert!(!ingest.dump().contains("canary-sentry-private"));
+    env.stop().await;
+}
+
+/// The generation span of `trace_id` in the env's trace file, and whether it carried content.
+async fn content_reached_the_file(env: &Env, trace_id: &str) -> bool {
+    let spans = env.spans_of(trace_id, 1).await;
+    let generation = spans
+        .iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("generation span");
+    assert!(
+        attr(generation, "gen_ai.usage.input_tokens").is_some(),
+        "usage is kept either way"
+    );
+    attr(generation, "gen_ai.input.messages").is_some()
+}
+
+/// Sends one request and says whether the file destination received its content.
+async fn round_trip(env: &Env, text: &str) -> bool {
+    let resp = env.chat(ask(text)).await;
+    assert_eq!(resp.status(), 200);
+    let trace = trace_id_of(&resp);
+    content_reached_the_file(env, &trace).await
+}
+
+/// `gatecast ARGS --config` the env's config; returns (success, stdout + stderr).
+fn cli(env: &Env, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatecast"))
+        .args(args)
+        .arg("--config")
+        .arg(&env.config_path)
+        .env_remove("GATECAST_SECRET_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Privacy and enabled of a destination declared in the config file are runtime overrides
+/// through the admin API: applied to the next request, shown beside the file's values, kept
+/// across a restart, cleared by DELETE .../overrides; every other field stays read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_destination_takes_privacy_and_enabled_overrides() {
+    let env = Env::with_options("", Some(TOKEN)).await;
+    assert!(round_trip(&env, "file-open").await, "the file says off");
+
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/file",
+        Some(json!({"privacy_mode": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["privacy_mode"], true, "{body}");
+    assert_eq!(body["config_file"]["privacy_mode"], false, "{body}");
+    assert_eq!(body["overrides"], json!({"privacy_mode": true}), "{body}");
+    assert_eq!(body["source"], "file");
+    assert!(
+        !round_trip(&env, "file-private").await,
+        "the next request is private"
+    );
+    assert!(!std::fs::read_to_string(&env.traces)
+        .unwrap()
+        .contains("canary-file-private"));
+
+    // Other fields stay the file's, even beside a switch; a refused PATCH saves nothing.
+    for patch in [
+        json!({"sampling_rate": 0.5}),
+        json!({"privacy_mode": false, "path": "/tmp/elsewhere.jsonl"}),
+    ] {
+        let (status, body) = admin(
+            &env,
+            reqwest::Method::PATCH,
+            "/destinations/file",
+            Some(patch),
+        )
+        .await;
+        assert_eq!(status, 409, "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config file"));
+    }
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/file",
+        Some(json!({"enabled": "no"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["param"], "enabled");
+    let (_, body) = admin(&env, reqwest::Method::GET, "/destinations/file", None).await;
+    assert_eq!(body["privacy_mode"], true, "{body}");
+    assert_eq!(body["sampling_rate"], 1.0, "{body}");
+    let (_, audit) = admin(&env, reqwest::Method::GET, "/audit", None).await;
+    let last = &audit["data"][0];
+    assert_eq!(
+        (last["action"].as_str(), last["target"].as_str()),
+        (Some("destination.override"), Some("file")),
+        "{audit}"
+    );
+    assert!(last["actor"].as_str().unwrap().starts_with("admin:"));
+
+    // A restart syncs the file again and keeps the override.
+    let env = env.restart().await;
+    let (_, body) = admin(&env, reqwest::Method::GET, "/destinations/file", None).await;
+    assert_eq!(body["overrides"], json!({"privacy_mode": true}), "{body}");
+    assert!(
+        !round_trip(&env, "file-restarted").await,
+        "still private after a restart"
+    );
+
+    // enabled: set, then reset with null.
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/file",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["enabled"].clone(),
+            body["config_file"]["enabled"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    let (_, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/file",
+        Some(json!({"enabled": null})),
+    )
+    .await;
+    assert_eq!(body["enabled"], true, "{body}");
+    assert_eq!(body["overrides"], json!({"privacy_mode": true}), "{body}");
+
+    // DELETE .../overrides: back to the file's values.
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::DELETE,
+        "/destinations/file/overrides",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["privacy_mode"], false, "{body}");
+    assert_eq!(body["overrides"], json!({}), "{body}");
+    assert!(round_trip(&env, "file-reset").await, "content again");
+    env.stop().await;
+}
+
+/// The same through the CLI, against a running gateway: each change says when the gateway
+/// has applied it, and then the next request already follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_overrides_privacy_of_a_config_file_destination_and_reports_the_apply() {
+    let env = Env::start().await;
+    let (ok, out) = cli(&env, &["destinations", "privacy", "file", "on"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("privacy: on (override; file says off)"),
+        "{out}"
+    );
+    assert!(out.contains("applied by 1 running gateway(s)"), "{out}");
+    assert!(
+        !round_trip(&env, "cli-private").await,
+        "applied means the next request is private"
+    );
+
+    let (ok, out) = cli(&env, &["destinations", "list"]);
+    assert!(ok && out.contains("on (override; file says off)"), "{out}");
+    let (_, out) = cli(&env, &["destinations", "list", "--json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            list[0]["privacy_mode"].clone(),
+            list[0]["config_file"]["privacy_mode"].clone(),
+            list[0]["overrides"].clone()
+        ),
+        (json!(true), json!(false), json!({"privacy_mode": true})),
+        "{out}"
+    );
+    let (ok, out) = cli(
+        &env,
+        &["destinations", "update", "file", "--sampling-rate", "0.5"],
+    );
+    assert!(!ok && out.contains("config file"), "{out}");
+
+    let env = env.restart().await;
+    assert!(
+        !round_trip(&env, "cli-restarted").await,
+        "kept across a restart"
+    );
+
+    let (ok, out) = cli(&env, &["destinations", "privacy", "file", "reset"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("privacy: off,"), "{out}");
+    assert!(out.contains("applied by 1 running gateway(s)"), "{out}");
+    assert!(
+        round_trip(&env, "cli-reset").await,
+        "back to the file's value"
+    );
+
+    let (ok, out) = cli(&env, &["destinations", "disable", "file", "--no-wait"]);
+    assert!(
+        ok && out.contains("enabled: false (override; file says true)"),
+        "{out}"
+    );
+    assert!(out.contains("not waiting"), "{out}");
+    let (ok, out) = cli(&env, &["destinations", "reset", "file"]);
+    assert!(ok && out.contains("follows the config file again"), "{out}");
+    assert!(out.contains("applied by 1 running gateway(s)"), "{out}");
     env.stop().await;
 }

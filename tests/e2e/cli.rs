@@ -255,6 +255,9 @@ fn every_store_command_has_help_with_an_example() {
         vec!["destinations", "update", "--help"],
         vec!["destinations", "remove", "--help"],
         vec!["destinations", "privacy", "--help"],
+        vec!["destinations", "enable", "--help"],
+        vec!["destinations", "disable", "--help"],
+        vec!["destinations", "reset", "--help"],
         vec!["destinations", "test", "--help"],
         vec!["destinations", "send-test-trace", "--help"],
         vec!["destinations", "list", "--help"],
@@ -269,4 +272,196 @@ fn every_store_command_has_help_with_an_example() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Example"), "{args:?} has no example:\n{text}");
     }
+}
+
+/// Every file and directory under `dir`, relative to it, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Relative paths in the config are relative to its directory: run from anywhere, the CLI
+/// edits the database the config names, and creates nothing where it runs.
+#[test]
+fn the_cli_edits_the_configs_database_from_any_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let conf_dir = home.path().join("conf");
+    std::fs::create_dir(&conf_dir).unwrap();
+    let config = conf_dir.join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/cli.db\"\n\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(home.path(), &config, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        conf_dir.join("data/cli.db").exists(),
+        "the database is under the config's directory: {:?}",
+        tree(home.path())
+    );
+
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &[
+            "destinations",
+            "add",
+            "hook",
+            "--type",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:1/hook",
+            "--skip-test",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(elsewhere.path(), &config, &["keys", "create", "team-a"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        tree(elsewhere.path()),
+        Vec::<String>::new(),
+        "nothing is created where the CLI runs"
+    );
+
+    let (ok, out, err) = run(&conf_dir, &config, &["destinations", "list", "--json"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["name"], "hook", "{out}");
+    let (ok, out, _) = run(&conf_dir, &config, &["keys", "list"]);
+    assert!(ok && out.contains("team-a"), "{out}");
+}
+
+/// On a database that does not exist, the store commands fail naming the path they looked
+/// at and create nothing (no database, no directory, no secret key); `--create` or
+/// `gatecast migrate` creates it.
+#[test]
+fn the_cli_on_a_missing_database_fails_naming_the_path_and_creates_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = home.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/missing.db\"\n\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let db = home.path().join("data/missing.db");
+    for args in [
+        vec!["destinations", "list"],
+        vec!["destinations", "privacy", "x", "on"],
+        vec!["keys", "create", "team-a"],
+        vec!["keys", "list"],
+    ] {
+        let (ok, out, err) = run(elsewhere.path(), &config, &args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("gatecast migrate"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(tree(elsewhere.path()), Vec::<String>::new(), "{args:?}");
+        assert_eq!(tree(home.path()), ["gatecast.toml"], "{args:?}");
+    }
+
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &["destinations", "list", "--create"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(db.exists(), "--create creates it: {:?}", tree(home.path()));
+    assert_eq!(tree(elsewhere.path()), Vec::<String>::new());
+}
+
+/// `gatecast serve` run from another directory creates its database under the config's
+/// directory at first start; the CLI, run from elsewhere again, changes a config-file
+/// destination there and reports when the gateway applied it, and stops counting the gateway
+/// once it has shut down.
+#[test]
+fn the_cli_reports_when_the_running_gateway_applied_a_change() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = home.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"sqlite://data/gc.db\"\nwatch_interval_ms = 200\n\n[providers.m]\nkind = \"mock\"\n\n[[destinations]]\nname = \"local\"\ntype = \"file\"\npath = \"data/traces.jsonl\"\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(home.path().join("serve.log")).unwrap();
+    let mut serve = gatecast()
+        .current_dir(elsewhere.path())
+        .env_remove("GATECAST_SECRET_KEY")
+        .env_remove("SENTRY_DSN")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the gateway did not start: {}",
+            std::fs::read_to_string(home.path().join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        home.path().join("data/gc.db").exists(),
+        "{:?}",
+        tree(home.path())
+    );
+    assert_eq!(tree(elsewhere.path()), Vec::<String>::new());
+
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &["destinations", "privacy", "local", "on"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("applied by 1 running gateway(s)"), "{out}");
+
+    // SIGTERM: a graceful stop removes the gateway's heartbeat.
+    let term = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = serve.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+    let (ok, out, err) = run(
+        elsewhere.path(),
+        &config,
+        &["destinations", "privacy", "local", "reset"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("no running gateway has applied it yet (none seen in the last 15s)"),
+        "{out}"
+    );
+    assert_eq!(tree(elsewhere.path()), Vec::<String>::new());
 }

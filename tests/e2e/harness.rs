@@ -19,6 +19,7 @@ pub struct Env {
     pub traces: PathBuf,
     /// The config the gateway runs with, written out for CLI commands on the same store.
     pub config_path: PathBuf,
+    admin_token: Option<String>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -120,32 +121,36 @@ impl Env {
         );
         let config_path = dir.path().join("gatecast.toml");
         std::fs::write(&config_path, &text).unwrap();
-        let config = Config::parse(&text, |_| None).unwrap();
-        let gateway = Gateway::build(config, admin_token.map(str::to_owned))
-            .await
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        // Two request threads, as on a two-core machine, so every test crosses them.
-        let server = tokio::spawn(async move {
-            gateway
-                .serve(listener, 2, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let admin_token = admin_token.map(str::to_owned);
+        let (addr, stop, server) = launch(&text, admin_token.clone()).await;
         Env {
             mock,
             addr,
             client: reqwest::Client::new(),
             traces,
             config_path,
+            admin_token,
             _dir: dir,
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// Stops the gateway, waits for it to flush, and starts a new one on the same config,
+    /// store and trace file, as a restart does.
+    pub async fn restart(mut self) -> Env {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let (addr, stop, server) = launch(&text, self.admin_token.clone()).await;
+        self.addr = addr;
+        self.stop = Some(stop);
+        self.server = Some(server);
+        self
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,6 +220,28 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Builds a gateway from `text` and serves it on a free port until the sender is used.
+async fn launch(
+    text: &str,
+    admin_token: Option<String>,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let config = Config::parse(text, |_| None).unwrap();
+    let gateway = Gateway::build(config, admin_token).await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    // Two request threads, as on a two-core machine, so every test crosses them.
+    let server = tokio::spawn(async move {
+        gateway
+            .serve(listener, 2, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop, server)
 }
 
 impl Drop for Env {

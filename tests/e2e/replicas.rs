@@ -282,4 +282,15 @@ async fn two_replicas_on_postgres_follow_each_other_and_the_cli() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(chat(&a.base, "revoked-a", Some(&key)).await.0, 401);
     assert_eq!(chat(&b.base, "revoked-b", Some(&key)).await.0, 401);
+
+    // A change made with the CLI waits for, and says, both replicas applied it.
+    let toggle = gatecast(dir.path())
+        .args(["destinations", "privacy", "collector", "off", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&toggle.stdout).to_string()
+        + &String::from_utf8_lossy(&toggle.stderr);
+    assert!(toggle.status.success(), "{out}");
+    assert!(out.contains("applied by 2 running gateway(s)"), "{out}");
 }

@@ -85,6 +85,8 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
     if setup.busy_poll_us > 0 {
         let _ = writeln!(s, "[server]\nbusy_poll_us = {}\n", setup.busy_poll_us);
     }
+    // Paths go in absolute: the gateway reads relative ones against the config's directory.
+    let dir = std::path::absolute(setup.dir).unwrap_or_else(|_| setup.dir.to_path_buf());
     // Each instance gets its own store. Gateways sharing the default store are replicas: the
     // one started with destinations would hand them to the one meant to have none.
     let _ = writeln!(
@@ -92,7 +94,7 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
         "[store]\nurl = {}\n",
         toml_string(&format!(
             "sqlite://{}",
-            setup.dir.join(STORE_FILE).to_string_lossy()
+            dir.join(STORE_FILE).to_string_lossy()
         ))
     );
     let _ = writeln!(s, "[telemetry]\nservice_name = \"gatecast-bench\"");
@@ -105,7 +107,7 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
         setup.mock
     );
     let file = |s: &mut String, name: &str, private: bool| {
-        let path = setup.dir.join(format!("{name}.jsonl"));
+        let path = dir.join(format!("{name}.jsonl"));
         let _ = writeln!(
             s,
             "[[destinations]]\nname = \"{name}\"\ntype = \"file\"\npath = {}\nprivacy_mode = {private}\n",
@@ -251,6 +253,34 @@ mod tests {
             v["store"]["url"].as_str(),
             Some("sqlite:///tmp/b/gatecast.db")
         );
+    }
+
+    #[test]
+    fn paths_are_absolute_whatever_the_work_directory() {
+        let text = render(&GatewaySetup {
+            mock: "127.0.0.1:9".parse().unwrap(),
+            destinations: Some(DestinationSet::OtlpFile),
+            otlp_endpoint: None,
+            compression: Compression::None,
+            busy_poll_us: 0,
+            delivery_priority: None,
+            dir: Path::new("target/bench/work/x"),
+        });
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        let url = v["store"]["url"].as_str().unwrap();
+        let file = url.strip_prefix("sqlite://").unwrap();
+        assert!(Path::new(file).is_absolute(), "{url}");
+        assert!(file.ends_with("target/bench/work/x/gatecast.db"), "{url}");
+        let paths: Vec<&str> = v["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d.get("path").and_then(toml::Value::as_str))
+            .collect();
+        assert!(!paths.is_empty());
+        for path in paths {
+            assert!(Path::new(path).is_absolute(), "{path}");
+        }
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl Gateway {
                 () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
             }
         }
+        self.state.control.leave().await;
         self.state.broadcaster().shutdown(deadline).await;
         failure.map_or(Ok(()), Err)
     }

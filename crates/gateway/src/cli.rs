@@ -50,7 +50,7 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Manage telemetry destinations in the store; running gateways apply changes within
-    /// about a second.
+    /// about a second, and each change waits (a few seconds at most) to say they did.
     #[command(
         subcommand,
         after_help = "Examples:\n  gatecast destinations list\n  gatecast destinations add sentry --type sentry --dsn \"$SENTRY_DSN\"\n  gatecast destinations privacy sentry on\n  gatecast destinations test"
@@ -62,20 +62,33 @@ pub enum Command {
         after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys list\n  gatecast keys revoke team-a"
     )]
     Keys(KeysCommand),
-    /// Apply pending database migrations and exit.
+    /// Create the database if there is none yet, and apply pending migrations; then exit.
     #[command(after_help = "Example:\n  gatecast migrate --config /etc/gatecast/gatecast.toml")]
     Migrate {
         #[command(flatten)]
-        target: StoreTarget,
+        target: ConfigTarget,
     },
 }
 
-/// Which store a command works on: the `[store]` of this config file.
+/// The config file a command reads.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigTarget {
+    /// Config file whose `[store]` to use [default: $GATECAST_CONFIG, else config/gatecast.toml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// Which store a command works on: the `[store]` of this config file. Relative paths in it
+/// are relative to the file's directory, not to where the command runs.
 #[derive(Debug, Clone, Args)]
 pub struct StoreTarget {
     /// Config file whose `[store]` to use [default: $GATECAST_CONFIG, else config/gatecast.toml].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Create the database if it does not exist yet; without it the command refuses, naming
+    /// the database it looked for (as `gatecast migrate` would create it).
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,8 +116,12 @@ pub enum DestinationsCommand {
         skip_test: bool,
         #[command(flatten)]
         target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
     },
     /// Change some fields of a destination; a change to how it is reached re-runs the test.
+    /// Of a destination declared in the config file only --privacy/--no-privacy and
+    /// --enable/--disable can be changed, as runtime overrides.
     #[command(
         after_help = "Examples:\n  gatecast destinations update collector --sampling-rate 0.1\n  gatecast destinations update collector --set 'filters={\"include_keys\":[\"team-a\"]}'"
     )]
@@ -116,6 +133,8 @@ pub enum DestinationsCommand {
         skip_test: bool,
         #[command(flatten)]
         target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
     },
     /// Delete a destination; gateways flush what they hold for it, then stop sending.
     #[command(after_help = "Example:\n  gatecast destinations remove collector")]
@@ -123,14 +142,51 @@ pub enum DestinationsCommand {
         name: String,
         #[command(flatten)]
         target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
     },
-    /// Turn privacy mode on or off: content is stripped, tokens, cost and metadata stay.
-    #[command(after_help = "Example:\n  gatecast destinations privacy sentry on")]
+    /// Turn privacy mode on or off: content is stripped, tokens, cost and metadata stay. On a
+    /// destination of the config file this is a runtime override, kept across restarts until
+    /// `reset` (back to the file's value).
+    #[command(
+        after_help = "Examples:\n  gatecast destinations privacy sentry on\n  gatecast destinations privacy local-file reset"
+    )]
     Privacy {
         name: String,
-        state: OnOff,
+        state: Switch,
         #[command(flatten)]
         target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
+    },
+    /// Deliver to a destination again (a runtime override on one of the config file).
+    #[command(after_help = "Example:\n  gatecast destinations enable collector")]
+    Enable {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
+    },
+    /// Stop delivering to a destination, keeping it (a runtime override on one of the config
+    /// file).
+    #[command(after_help = "Example:\n  gatecast destinations disable collector")]
+    Disable {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
+    },
+    /// Clear every runtime override of a config-file destination: privacy mode and enabled
+    /// follow the file again.
+    #[command(after_help = "Example:\n  gatecast destinations reset local-file")]
+    Reset {
+        name: String,
+        #[command(flatten)]
+        target: StoreTarget,
+        #[command(flatten)]
+        wait: ApplyWait,
     },
     /// Send an empty export marked `X-Test-Connection: true` to one destination, or to all.
     #[command(
@@ -151,9 +207,19 @@ pub enum DestinationsCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OnOff {
+pub enum Switch {
     On,
     Off,
+    /// Back to the config file's value (config-file destinations only).
+    Reset,
+}
+
+/// After a change: whether to wait for the running gateways to apply it.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ApplyWait {
+    /// Do not wait (a few seconds at most) to report whether running gateways applied it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Destination fields as flags; the names are the config file's. `--set` covers the rest.

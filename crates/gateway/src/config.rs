@@ -67,12 +67,16 @@ impl StoreConfig {
         if let Some(dir) = &self.data_dir {
             return dir.clone();
         }
-        self.url
-            .strip_prefix("sqlite://")
-            .map(|rest| rest.split('?').next().unwrap_or(rest))
-            .and_then(|file| Path::new(file).parent())
+        self.sqlite_file()
+            .as_deref()
+            .and_then(Path::parent)
             .filter(|dir| !dir.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("data"), Path::to_path_buf)
+    }
+
+    /// The SQLite database file the URL names; `None` for Postgres and in-memory databases.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        gatecast_store::sqlite_file(&self.url)
     }
 }
 
@@ -220,12 +224,31 @@ impl Config {
         }
     }
 
+    /// Reads, validates and resolves a config file: relative paths in it (and the relative
+    /// defaults) are taken against the file's own directory, see [`Config::resolve_paths`].
     pub fn load(path: &Path) -> Result<Self, GatewayError> {
         let text = std::fs::read_to_string(path).map_err(|source| GatewayError::ReadConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, |name| std::env::var(name).ok())
+        let mut config = Self::parse(&text, |name| std::env::var(name).ok())?;
+        config.resolve_paths(&config_dir(path));
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`: the SQLite file of `store.url`,
+    /// `store.data_dir` (also when defaulted), and each destination's `path` and `spool_dir`.
+    /// Without it a command run from another directory would open, or create, another
+    /// database there.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.store.url = resolve_sqlite_url(&self.store.url, base);
+        let data_dir = self.store.data_dir();
+        self.store.data_dir = Some(base.join(data_dir));
+        for d in &mut self.destinations {
+            for p in [&mut d.path, &mut d.spool_dir].into_iter().flatten() {
+                *p = base.join(&*p);
+            }
+        }
     }
 
     /// Parses and fully validates a config, expanding `${VAR}` with `env`.
@@ -325,6 +348,36 @@ impl Config {
         Router::new(&self.providers, &self.models)
             .map_err(|e| GatewayError::config(e.path, e.message))
     }
+}
+
+/// The directory relative paths of the config file at `path` are taken against: the file's
+/// own, made absolute so the store and logs name one place whatever the working directory.
+fn config_dir(path: &Path) -> PathBuf {
+    std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `sqlite://REL` → `sqlite:///BASE/REL`; absolute, in-memory and non-SQLite URLs unchanged.
+/// The URL's path is percent-decoded by the driver, so the base is encoded where it must be.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (file, query) = rest.split_at(rest.find('?').unwrap_or(rest.len()));
+    let in_memory = file.is_empty() || file == ":memory:" || query.contains("mode=memory");
+    if in_memory || Path::new(file).is_absolute() {
+        return url.to_owned();
+    }
+    let base = base
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    let sep = if base.ends_with('/') { "" } else { "/" };
+    format!("sqlite://{base}{sep}{file}{query}")
 }
 
 /// Destinations defined by the environment: `SENTRY_DSN`, and the standard
@@ -568,6 +621,53 @@ mod tests {
         let c = parse("[store]\nurl = \"postgres://u:p@db/g\"").unwrap();
         assert_eq!(c.store.data_dir(), PathBuf::from("data"));
         assert!(!c.auth.require_key);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_files_directory() {
+        let mut c = parse(
+            "[store]\nurl = \"sqlite://data/x.db?mode=rwc\"\n\n[[destinations]]\nname = \"f\"\ntype = \"file\"\npath = \"../t.jsonl\"\nspool_dir = \"spool\"\n\n[[destinations]]\nname = \"g\"\ntype = \"file\"\npath = \"/abs/t.jsonl\"",
+        )
+        .unwrap();
+        c.resolve_paths(Path::new("/etc/gc"));
+        assert_eq!(c.store.url, "sqlite:///etc/gc/data/x.db?mode=rwc");
+        assert_eq!(
+            c.store.sqlite_file(),
+            Some(PathBuf::from("/etc/gc/data/x.db"))
+        );
+        assert_eq!(c.store.data_dir(), PathBuf::from("/etc/gc/data"));
+        let f = &c.destinations[0];
+        assert_eq!(f.path.as_deref(), Some(Path::new("/etc/gc/../t.jsonl")));
+        assert_eq!(f.spool_dir.as_deref(), Some(Path::new("/etc/gc/spool")));
+        assert_eq!(
+            c.destinations[1].path.as_deref(),
+            Some(Path::new("/abs/t.jsonl"))
+        );
+
+        // The defaults resolve too; absolute and in-memory URLs and Postgres stay as written.
+        let mut c = parse("").unwrap();
+        c.resolve_paths(Path::new("/srv/gc"));
+        assert_eq!(c.store.url, "sqlite:///srv/gc/data/gatecast.db");
+        for url in [
+            "sqlite:///var/x.db",
+            "sqlite::memory:",
+            "sqlite://?mode=memory",
+            "postgres://u:p@db/g",
+        ] {
+            let mut c = parse(&format!("[store]\nurl = \"{url}\"")).unwrap();
+            c.resolve_paths(Path::new("/srv/gc"));
+            assert_eq!(c.store.url, url);
+        }
+        let mut c = parse("[store]\nurl = \"postgres://u:p@db/g\"").unwrap();
+        c.resolve_paths(Path::new("/srv/gc"));
+        assert_eq!(c.store.data_dir(), PathBuf::from("/srv/gc/data"));
+        let mut c = parse("[store]\nurl = \"sqlite:db.sqlite\"").unwrap();
+        c.resolve_paths(Path::new("/a dir/50%?"));
+        assert_eq!(c.store.url, "sqlite:///a dir/50%25%3F/db.sqlite");
+        assert_eq!(
+            c.store.sqlite_file(),
+            Some(PathBuf::from("/a dir/50%?/db.sqlite"))
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("no Gatecast database at `{location}`")]
+    NoDatabase { location: String },
+
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 
@@ -60,10 +63,16 @@ pub enum StoreError {
     CorruptRow { table: &'static str, reason: String },
 
     #[error(
-        "destination `{name}` is declared in the config file and is read-only here: change it in \
-         the config file instead"
+        "destination `{name}` is declared in the config file and is read-only here, but for \
+         runtime overrides of `privacy_mode` and `enabled`: change the rest in the config file"
     )]
     ReadOnly { name: String },
+
+    #[error(
+        "destination `{name}` was created through the admin API or CLI: it has no config-file \
+         values to override or reset to; change its fields directly"
+    )]
+    NotOverridable { name: String },
 
     #[error(
         "destination `{name}` is declared in the config file but a destination with that name was \

@@ -1,8 +1,9 @@
 //! Database: runtime destinations, virtual keys, config version.
 //!
 //! The database is the runtime truth that every replica shares (DESIGN §5): destinations
-//! declared in the config file are synced into it as read-only rows, the admin API and CLI
-//! add their own, and each change bumps one config version that replicas watch to reload.
+//! declared in the config file are synced into it as read-only rows (but for runtime overrides
+//! of their `privacy_mode` and `enabled`), the admin API and CLI add their own, and each change
+//! bumps one config version that replicas watch to reload and report having applied.
 //! Destination secrets are sealed with a key that never enters the database.
 
 mod error;
@@ -13,10 +14,13 @@ mod watch;
 
 pub use error::StoreError;
 pub use record::{
-    AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Source, MIN_SAMPLING_RATE,
+    AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
+    ReplicaStatus, Source, MIN_SAMPLING_RATE,
 };
 pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
-pub use store::{key_hash, redact_url, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL};
+pub use store::{
+    key_hash, redact_url, sqlite_file, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL,
+};
 pub use watch::DEFAULT_WATCH_INTERVAL;
 
 /// Default database URL, relative to the working directory like the rest of `./data`.

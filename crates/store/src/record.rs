@@ -9,7 +9,8 @@ use crate::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
-    /// Declared in the config file; the file is the truth, so API writes are refused.
+    /// Declared in the config file; the file is the truth, so API writes are refused, except
+    /// for [`Overrides`] of `privacy_mode` and `enabled`.
     File,
     /// Created through the admin API or the CLI.
     #[default]
@@ -56,6 +57,11 @@ pub struct DestinationRecord {
     pub filters: Value,
     #[serde(default)]
     pub source: Source,
+    /// Runtime overrides, only ever set on config-file destinations. `enabled` and
+    /// `privacy_mode` above stay the file's values; the effective ones are
+    /// [`DestinationRecord::effective_enabled`] and [`DestinationRecord::effective_privacy_mode`].
+    #[serde(default, skip_serializing_if = "Overrides::is_empty")]
+    pub overrides: Overrides,
 }
 
 impl DestinationRecord {
@@ -67,6 +73,71 @@ impl DestinationRecord {
             ..self.clone()
         }
     }
+
+    /// Whether the gateway delivers here: the override if one is set, else the declared value.
+    pub fn effective_enabled(&self) -> bool {
+        self.overrides.enabled.unwrap_or(self.enabled)
+    }
+
+    /// Whether content is stripped here: the override if one is set, else the declared value.
+    pub fn effective_privacy_mode(&self) -> bool {
+        self.overrides.privacy_mode.unwrap_or(self.privacy_mode)
+    }
+}
+
+/// The switches of a config-file destination changed at runtime (admin API, CLI). They are kept
+/// in the database, so every replica applies them and a restart keeps them; `None` means the
+/// file's value applies. Only an explicit reset clears them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_mode: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl Overrides {
+    pub fn is_empty(&self) -> bool {
+        self == &Overrides::default()
+    }
+}
+
+/// A change to [`Overrides`]: per field, `None` leaves it, `Some(Some(v))` sets it and
+/// `Some(None)` clears it, back to the file's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverridesPatch {
+    pub privacy_mode: Option<Option<bool>>,
+    pub enabled: Option<Option<bool>>,
+}
+
+impl OverridesPatch {
+    /// Clears every override.
+    pub const RESET: OverridesPatch = OverridesPatch {
+        privacy_mode: Some(None),
+        enabled: Some(None),
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self == &OverridesPatch::default()
+    }
+
+    pub(crate) fn apply(&self, current: Overrides) -> Overrides {
+        Overrides {
+            privacy_mode: self.privacy_mode.unwrap_or(current.privacy_mode),
+            enabled: self.enabled.unwrap_or(current.enabled),
+        }
+    }
+}
+
+/// A running gateway as its heartbeat describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: String,
+    /// The config version this replica runs.
+    pub applied_version: i64,
+    pub started_at: DateTime<Utc>,
+    /// By the replica's clock.
+    pub last_seen: DateTime<Utc>,
 }
 
 /// A partial update (`PATCH`): `None` leaves the field as it is. `config` replaces the whole

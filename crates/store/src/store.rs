@@ -6,6 +6,7 @@
 //! compiles one body once per backend.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,8 @@ use tokio::sync::watch;
 use crate::record::{validate_name, validate_record};
 use crate::secret::{decrypt_config, encrypt_config, restore_masked};
 use crate::{
-    AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, SecretKey, Source, StoreError,
+    AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
+    ReplicaStatus, SecretKey, Source, StoreError,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -51,9 +53,20 @@ const KEY_RANDOM_LEN: usize = 40;
 const KEY_DISPLAY_LEN: usize = 8;
 
 const SELECT_DEST_BY_NAME: &str = "SELECT id, name, type, config, enabled, privacy_mode, \
-     sampling_rate, filters, source FROM destinations WHERE name = $1";
+     sampling_rate, filters, source, privacy_mode_override, enabled_override \
+     FROM destinations WHERE name = $1";
 const SELECT_ALL_DEST: &str = "SELECT id, name, type, config, enabled, privacy_mode, \
-     sampling_rate, filters, source FROM destinations ORDER BY name";
+     sampling_rate, filters, source, privacy_mode_override, enabled_override \
+     FROM destinations ORDER BY name";
+const UPDATE_OVERRIDES: &str = "UPDATE destinations SET privacy_mode_override = $1, \
+     enabled_override = $2, updated_at = $3 WHERE id = $4";
+/// A heartbeat; the applied version only moves forward, so a late write of an older reading
+/// cannot hide a newer one.
+const UPSERT_REPLICA: &str = "INSERT INTO replicas (id, applied_version, started_at, last_seen) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
+     applied_version = CASE WHEN excluded.applied_version > replicas.applied_version \
+     THEN excluded.applied_version ELSE replicas.applied_version END, \
+     started_at = excluded.started_at, last_seen = excluded.last_seen";
 const INSERT_DEST: &str = "INSERT INTO destinations (id, name, type, config, enabled, \
      privacy_mode, sampling_rate, filters, source, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)";
@@ -160,6 +173,8 @@ struct DestRow {
     sampling_rate: f64,
     filters: Json<Value>,
     source: String,
+    privacy_mode_override: Option<bool>,
+    enabled_override: Option<bool>,
 }
 
 impl DestRow {
@@ -186,8 +201,20 @@ impl DestRow {
             sampling_rate: self.sampling_rate,
             filters: self.filters.0,
             source,
+            overrides: Overrides {
+                privacy_mode: self.privacy_mode_override,
+                enabled: self.enabled_override,
+            },
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReplicaRow {
+    id: String,
+    applied_version: i64,
+    started_at: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -268,7 +295,27 @@ impl Store {
         secret: SecretKey,
         run_migrations: bool,
     ) -> Result<Store, StoreError> {
-        let pool = open_pool(url).await?;
+        Self::open(url, secret, run_migrations, true).await
+    }
+
+    /// As [`Store::connect`], for tools that must not start a new database by mistake: when
+    /// the SQLite file does not exist, or the database has no Gatecast tables yet, it fails
+    /// with [`StoreError::NoDatabase`] and creates nothing.
+    pub async fn connect_existing(
+        url: &str,
+        secret: SecretKey,
+        run_migrations: bool,
+    ) -> Result<Store, StoreError> {
+        Self::open(url, secret, run_migrations, false).await
+    }
+
+    async fn open(
+        url: &str,
+        secret: SecretKey,
+        run_migrations: bool,
+        create: bool,
+    ) -> Result<Store, StoreError> {
+        let pool = open_pool(url, create).await?;
         let store = Store {
             inner: Arc::new(Inner {
                 pool,
@@ -276,6 +323,18 @@ impl Store {
                 local: watch::Sender::new(0),
             }),
         };
+        if !create {
+            if let Err(StoreError::Database(e)) = store.config_version().await {
+                store.close().await;
+                return Err(if is_missing_table(&e) {
+                    StoreError::NoDatabase {
+                        location: redact_url(url),
+                    }
+                } else {
+                    StoreError::Database(e)
+                });
+            }
+        }
         if run_migrations {
             store.apply_migrations().await?;
         }
@@ -564,6 +623,57 @@ impl Store {
         Ok(())
     }
 
+    /// Sets or clears runtime overrides of a config-file destination's `privacy_mode` and
+    /// `enabled`, and returns the destination. They live beside the file's values, which the
+    /// start-up sync keeps writing, so they hold across restarts until cleared. A destination
+    /// created through the API has none: change it with [`Store::update_destination`]. A patch
+    /// that changes nothing writes nothing and leaves the config version alone.
+    pub async fn set_destination_overrides(
+        &self,
+        name: &str,
+        patch: OverridesPatch,
+        actor: &str,
+    ) -> Result<DestinationRecord, StoreError> {
+        let postgres = self.is_postgres();
+        let key = &self.inner.key;
+        let (version, rec) = on_pool!(&self.inner.pool, p => {
+            let mut tx = p.begin().await?;
+            let version = bump_version!(tx, postgres);
+            let row: Option<DestRow> = sqlx::query_as(SELECT_DEST_BY_NAME)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound { what: "destination", name: name.to_owned() });
+            };
+            if row.source()? != Source::File {
+                return Err(StoreError::NotOverridable { name: name.to_owned() });
+            }
+            let mut rec = row.into_record(key)?;
+            let next = patch.apply(rec.overrides);
+            if next == rec.overrides {
+                drop(tx);
+                (None, rec)
+            } else {
+                sqlx::query(UPDATE_OVERRIDES)
+                    .bind(next.privacy_mode)
+                    .bind(next.enabled)
+                    .bind(Utc::now())
+                    .bind(&rec.id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit!(tx, actor, "destination.override", name, override_detail(&rec, next));
+                rec.overrides = next;
+                tx.commit().await?;
+                (Some(version), rec)
+            }
+        });
+        if let Some(version) = version {
+            self.published(version);
+        }
+        Ok(rec)
+    }
+
     /// Makes the `source = file` destinations equal to `records` (the config file's list):
     /// creates and updates them, removes file destinations the file no longer declares, and
     /// never touches API-owned ones. A file destination whose name an API destination already
@@ -787,6 +897,79 @@ impl Store {
         Ok(count)
     }
 
+    // ----- replicas -----------------------------------------------------------------------
+
+    /// Records that replica `id` (started at `started_at`) runs config version `applied`, now.
+    /// Not a configuration change: the version does not move and nothing is audited.
+    pub async fn record_replica(
+        &self,
+        id: &str,
+        applied: i64,
+        started_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(&self.inner.pool, p => {
+            sqlx::query(UPSERT_REPLICA)
+                .bind(id)
+                .bind(applied)
+                .bind(started_at)
+                .bind(Utc::now())
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Every replica that has sent a heartbeat and not left, most recently seen first.
+    pub async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
+        let rows: Vec<ReplicaRow> = on_pool!(&self.inner.pool, p => {
+            sqlx::query_as("SELECT id, applied_version, started_at, last_seen FROM replicas")
+                .fetch_all(p)
+                .await?
+        });
+        let mut out: Vec<ReplicaStatus> = rows
+            .into_iter()
+            .map(|r| ReplicaStatus {
+                id: r.id,
+                applied_version: r.applied_version,
+                started_at: r.started_at,
+                last_seen: r.last_seen,
+            })
+            .collect();
+        // Sorted here rather than in SQL: SQLite keeps timestamps as text.
+        out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Removes replica `id`'s heartbeat, when it stops.
+    pub async fn forget_replica(&self, id: &str) -> Result<(), StoreError> {
+        on_pool!(&self.inner.pool, p => {
+            sqlx::query("DELETE FROM replicas WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes the heartbeats of replicas last seen before `cutoff` (those that crashed, or
+    /// were killed), and returns how many.
+    pub async fn forget_replicas_unseen_since(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let stale: Vec<String> = self
+            .replicas()
+            .await?
+            .into_iter()
+            .filter(|r| r.last_seen < cutoff)
+            .map(|r| r.id)
+            .collect();
+        for id in &stale {
+            self.forget_replica(id).await?;
+        }
+        Ok(stale.len())
+    }
+
     // ----- audit --------------------------------------------------------------------------
 
     /// The newest `limit` audit entries (at most 10 000), newest first.
@@ -900,6 +1083,27 @@ fn update_detail(rec: &DestinationRecord, changed: &[&'static str]) -> Value {
     Value::Object(detail)
 }
 
+/// Audit detail for an override change: the fields that changed with their new override
+/// (`null`: cleared), and the file's values they override.
+fn override_detail(rec: &DestinationRecord, next: Overrides) -> Value {
+    let mut detail = serde_json::Map::new();
+    let mut changed = Vec::new();
+    if next.privacy_mode != rec.overrides.privacy_mode {
+        changed.push("privacy_mode");
+        detail.insert("privacy_mode".to_owned(), json!(next.privacy_mode));
+    }
+    if next.enabled != rec.overrides.enabled {
+        changed.push("enabled");
+        detail.insert("enabled".to_owned(), json!(next.enabled));
+    }
+    detail.insert("changed".to_owned(), json!(changed));
+    detail.insert(
+        "config_file".to_owned(),
+        json!({ "privacy_mode": rec.privacy_mode, "enabled": rec.enabled }),
+    );
+    Value::Object(detail)
+}
+
 fn config_fields(config: &Value) -> Vec<&str> {
     config
         .as_object()
@@ -942,7 +1146,22 @@ fn is_missing_table(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn open_pool(url: &str) -> Result<Pool, StoreError> {
+/// The database file a `sqlite:` URL names, as the driver reads it; `None` for in-memory
+/// databases and other URLs.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") || sqlite_in_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
+fn sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// `create`: a missing SQLite file (and its directory) is created; otherwise it is an error.
+async fn open_pool(url: &str, create: bool) -> Result<Pool, StoreError> {
     let shown = redact_url(url);
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
@@ -950,13 +1169,18 @@ async fn open_pool(url: &str) -> Result<Pool, StoreError> {
                 url: shown.clone(),
                 source,
             })?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
+        let in_memory = sqlite_in_memory(url);
+        if !create && !in_memory && !options.get_filename().exists() {
+            return Err(StoreError::NoDatabase {
+                location: options.get_filename().display().to_string(),
+            });
+        }
+        if create && !in_memory {
             if let Some(parent) = options.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use gatecast_store::{DestinationPatch, DestinationRecord, SecretKey, Source, Store, StoreError};
+use gatecast_store::{
+    DestinationPatch, DestinationRecord, Overrides, OverridesPatch, SecretKey, Source, Store,
+    StoreError,
+};
 use rand::RngCore as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
@@ -112,6 +115,9 @@ both_backends!(
     watch_sees_local_changes_at_once,
     concurrent_mutations_serialize,
     not_migrated_is_a_clear_error,
+    connect_existing_refuses_a_new_database,
+    overrides_of_file_destinations_outlive_the_sync_until_reset,
+    replica_heartbeats,
 );
 
 fn key_a() -> SecretKey {
@@ -136,6 +142,7 @@ fn sentry(name: &str) -> DestinationRecord {
         sampling_rate: 1.0,
         filters: json!({}),
         source: Source::Api,
+        overrides: Overrides::default(),
     }
 }
 
@@ -929,6 +936,216 @@ async fn not_migrated_is_a_clear_error(url: &str) {
     let store = Store::connect(url, key_a(), true).await.unwrap();
     store.migrate().await.unwrap();
     assert_eq!(store.config_version().await.unwrap(), 0);
+}
+
+async fn connect_existing_refuses_a_new_database(url: &str) {
+    let err = Store::connect_existing(url, key_a(), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoDatabase { .. }), "{err}");
+    if let Some(file) = gatecast_store::sqlite_file(url) {
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert!(!file.exists(), "nothing is created");
+        assert!(!file.parent().unwrap().exists(), "not even the directory");
+    } else {
+        assert!(!err.to_string().contains("password"), "{err}");
+        // Nothing was migrated into the empty database either.
+        let err = Store::connect(url, key_a(), false).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotMigrated { .. }), "{err}");
+    }
+    let store = open(url).await;
+    store.create_key("k", "a").await.unwrap();
+    store.close().await;
+    let store = Store::connect_existing(url, key_a(), true).await.unwrap();
+    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+}
+
+async fn overrides_of_file_destinations_outlive_the_sync_until_reset(url: &str) {
+    let store = open(url).await;
+    store
+        .sync_file_destinations(vec![file_dest("local", "a.jsonl")])
+        .await
+        .unwrap();
+    store
+        .create_destination(sentry("api"), "alice")
+        .await
+        .unwrap();
+    let v0 = store.config_version().await.unwrap();
+
+    let privacy_on = OverridesPatch {
+        privacy_mode: Some(Some(true)),
+        ..Default::default()
+    };
+    let rec = store
+        .set_destination_overrides("local", privacy_on, "alice")
+        .await
+        .unwrap();
+    assert_eq!(rec.overrides.privacy_mode, Some(true));
+    assert!(rec.effective_privacy_mode() && !rec.privacy_mode, "{rec:?}");
+    assert_eq!(store.config_version().await.unwrap(), v0 + 1);
+    let entry = &store.audit_log(1).await.unwrap()[0];
+    assert_eq!(
+        (
+            entry.actor.as_str(),
+            entry.action.as_str(),
+            entry.target.as_str()
+        ),
+        ("alice", "destination.override", "local")
+    );
+    assert_eq!(entry.detail["privacy_mode"], true);
+    assert_eq!(entry.detail["config_file"]["privacy_mode"], false);
+
+    // The same override again writes nothing.
+    store
+        .set_destination_overrides("local", privacy_on, "alice")
+        .await
+        .unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v0 + 1);
+
+    // A start-up sync of the same file keeps it; so does one that changes the file.
+    assert!(store
+        .sync_file_destinations(vec![file_dest("local", "a.jsonl")])
+        .await
+        .unwrap()
+        .is_empty());
+    let mut changed = file_dest("local", "b.jsonl");
+    changed.enabled = false;
+    let summary = store.sync_file_destinations(vec![changed]).await.unwrap();
+    assert_eq!(summary.updated, ["local"]);
+    let rec = store.get_destination("local").await.unwrap().unwrap();
+    assert_eq!(rec.config["path"], "b.jsonl");
+    assert_eq!(
+        rec.overrides,
+        Overrides {
+            privacy_mode: Some(true),
+            enabled: None
+        }
+    );
+    assert!(!rec.effective_enabled(), "no override: the file's value");
+    assert_eq!(
+        store.list_destinations().await.unwrap()[1].overrides,
+        rec.overrides
+    );
+
+    // Both switches, then a reset of one, then of all.
+    let v1 = store.config_version().await.unwrap();
+    store
+        .set_destination_overrides(
+            "local",
+            OverridesPatch {
+                enabled: Some(Some(true)),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    let rec = store
+        .set_destination_overrides(
+            "local",
+            OverridesPatch {
+                privacy_mode: Some(None),
+                ..Default::default()
+            },
+            "bob",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.overrides,
+        Overrides {
+            privacy_mode: None,
+            enabled: Some(true)
+        }
+    );
+    assert!(rec.effective_enabled() && !rec.effective_privacy_mode());
+    let rec = store
+        .set_destination_overrides("local", OverridesPatch::RESET, "bob")
+        .await
+        .unwrap();
+    assert!(rec.overrides.is_empty());
+    assert_eq!(store.config_version().await.unwrap(), v1 + 3);
+    let entry = &store.audit_log(1).await.unwrap()[0];
+    assert_eq!(entry.detail["changed"], json!(["enabled"]));
+    assert_eq!(entry.detail["enabled"], Value::Null, "cleared");
+
+    // Only config-file destinations have overrides.
+    let err = store
+        .set_destination_overrides("api", privacy_on, "bob")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotOverridable { .. }), "{err}");
+    let err = store
+        .set_destination_overrides("nope", privacy_on, "bob")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    // Removed from the file, the destination goes with its overrides; re-added, it has none.
+    store
+        .set_destination_overrides("local", privacy_on, "bob")
+        .await
+        .unwrap();
+    store.sync_file_destinations(vec![]).await.unwrap();
+    store
+        .sync_file_destinations(vec![file_dest("local", "a.jsonl")])
+        .await
+        .unwrap();
+    let rec = store.get_destination("local").await.unwrap().unwrap();
+    assert!(rec.overrides.is_empty(), "{rec:?}");
+}
+
+async fn replica_heartbeats(url: &str) {
+    let store = open(url).await;
+    let version = store.config_version().await.unwrap();
+    let started = chrono::Utc::now();
+    store.record_replica("a", 3, started).await.unwrap();
+    store.record_replica("b", 5, started).await.unwrap();
+    let seen = store.replicas().await.unwrap();
+    let ids: Vec<_> = seen.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"], "most recently seen first");
+    let a_first_seen = seen[1].last_seen;
+    assert!(a_first_seen >= started);
+
+    // A late, older reading never moves a replica's version back.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.record_replica("a", 2, started).await.unwrap();
+    let a = |all: Vec<gatecast_store::ReplicaStatus>| all.into_iter().find(|r| r.id == "a");
+    let now = a(store.replicas().await.unwrap()).unwrap();
+    assert_eq!(now.applied_version, 3);
+    assert!(now.last_seen > a_first_seen, "but it is seen again");
+    assert_eq!(
+        now.started_at.timestamp_micros(),
+        started.timestamp_micros()
+    );
+    store.record_replica("a", 7, started).await.unwrap();
+    assert_eq!(
+        a(store.replicas().await.unwrap()).unwrap().applied_version,
+        7
+    );
+
+    store.forget_replica("b").await.unwrap();
+    assert_eq!(store.replicas().await.unwrap().len(), 1);
+    let pruned = store
+        .forget_replicas_unseen_since(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 0, "seen just now");
+    let pruned = store
+        .forget_replicas_unseen_since(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    assert!(store.replicas().await.unwrap().is_empty());
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        version,
+        "heartbeats are not configuration"
+    );
+    assert!(store.audit_log(10).await.unwrap().is_empty());
 }
 
 // ----- SQLite-only -------------------------------------------------------------------------

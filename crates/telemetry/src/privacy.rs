@@ -10,6 +10,18 @@ use crate::model::{SpanModel, SpanStatus};
 pub const ALLOWED_KEYS: &[&str] = &[
     "gen_ai.operation.name",
     "gen_ai.provider.name",
+    // Request parameters by name, not by prefix: only numbers, flags and the model. `stop`
+    // sequences (`gen_ai.request.stop_sequences`) are client text and are dropped.
+    "gen_ai.request.model",
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.top_k",
+    "gen_ai.request.frequency_penalty",
+    "gen_ai.request.presence_penalty",
+    "gen_ai.request.seed",
+    "gen_ai.request.choice.count",
+    "gen_ai.request.stream",
     "gen_ai.response.model",
     "gen_ai.response.id",
     "gen_ai.response.finish_reasons",
@@ -31,7 +43,6 @@ pub const ALLOWED_KEYS: &[&str] = &[
 
 /// Attributes kept by prefix.
 pub const ALLOWED_PREFIXES: &[&str] = &[
-    "gen_ai.request.",
     "gen_ai.usage.",
     "gen_ai.cost.",
     "trace.metadata.",
@@ -39,8 +50,8 @@ pub const ALLOWED_PREFIXES: &[&str] = &[
     "gatecast.",
 ];
 
-/// Words that mark a `gen_ai.*` attribute as content even under an allowed prefix, such as
-/// the deprecated `gen_ai.request.messages`.
+/// Words that mark a `gen_ai.*` attribute as content even under an allowed prefix
+/// (`gen_ai.usage.`, `gen_ai.cost.`), a second guard against a name that carries text.
 const CONTENT_WORDS: &[&str] = &[
     "message",
     "content",
@@ -156,6 +167,11 @@ mod tests {
     fn allow_list_decisions() {
         for key in [
             "gen_ai.request.model",
+            "gen_ai.request.max_tokens",
+            "gen_ai.request.temperature",
+            "gen_ai.request.seed",
+            "gen_ai.request.choice.count",
+            "gen_ai.request.stream",
             "gen_ai.usage.input_tokens",
             "gen_ai.response.finish_reasons",
             "trace.metadata.message_count",
@@ -173,6 +189,10 @@ mod tests {
             "gen_ai.request.messages",
             "gen_ai.response.text",
             "gen_ai.request.tool_call.arguments",
+            "gen_ai.request.stop_sequences",
+            "gen_ai.request.stop_sequences.truncated",
+            "gen_ai.request.encoding_formats",
+            "gen_ai.request.something_new",
             "gen_ai.input.messages.truncated",
             "url.full",
             "something.new",

@@ -983,6 +983,48 @@ fn privacy_on_drops_all_content_and_keeps_the_rest() {
     assert!(attempt.attr("http.response.status_code").is_some());
 }
 
+/// `stop` sequences are client text: a private span drops them and keeps every numeric or
+/// flag parameter of the request.
+#[test]
+fn privacy_drops_stop_sequences_and_keeps_the_numeric_parameters() {
+    let mut r = base();
+    r.request.max_tokens = Some(256);
+    r.request.temperature = Some(0.2);
+    r.request.top_p = Some(0.9);
+    r.request.frequency_penalty = Some(0.1);
+    r.request.presence_penalty = Some(-0.5);
+    r.request.seed = Some(7);
+    r.request.stop_sequences = vec![format!("stop {CANARY}")];
+    r.request.choice_count = Some(2);
+    r.request.stream = true;
+    let mut spans = build(&r);
+    assert!(generation(&spans)
+        .attr("gen_ai.request.stop_sequences")
+        .is_some());
+    apply_privacy(&mut spans);
+    assert!(!all_text(&spans).contains(CANARY), "{spans:#?}");
+    let g = generation(&spans);
+    assert!(g.attr("gen_ai.request.stop_sequences").is_none());
+    let params: Vec<(&str, AttrValue)> = g
+        .attributes
+        .iter()
+        .filter(|(k, _)| k.starts_with("gen_ai.request."))
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let want: Vec<(&str, AttrValue)> = vec![
+        ("gen_ai.request.model", s("gpt-4o-mini")),
+        ("gen_ai.request.max_tokens", AttrValue::Int(256)),
+        ("gen_ai.request.temperature", AttrValue::Double(0.2)),
+        ("gen_ai.request.top_p", AttrValue::Double(0.9)),
+        ("gen_ai.request.frequency_penalty", AttrValue::Double(0.1)),
+        ("gen_ai.request.presence_penalty", AttrValue::Double(-0.5)),
+        ("gen_ai.request.seed", AttrValue::Int(7)),
+        ("gen_ai.request.choice.count", AttrValue::Int(2)),
+        ("gen_ai.request.stream", AttrValue::Bool(true)),
+    ];
+    assert_eq!(params, want);
+}
+
 #[test]
 fn sentry_flavor_after_privacy() {
     for private in [false, true] {

@@ -87,6 +87,16 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Clears the runtime overrides of a config-file destination; answers it as it now runs.
+pub async fn reset_overrides(
+    State(state): State<Arc<AppState>>,
+    actor: ActorExt,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let saved = ops::reset_overrides(&state.control.store, &name, &actor.0 .0).await?;
+    Ok(Json(applied(&state, &saved, None).await?))
+}
+
 /// Tests a destination that is not saved; the answer is the report, passed or not.
 pub async fn test_unsaved(body: Bytes) -> Result<Json<ProbeReport>, AdminError> {
     let config =
@@ -166,11 +176,9 @@ async fn saved_config(state: &AppState, name: &str) -> Result<DestinationConfig,
     bridge::from_record(&record).map_err(AdminError::Field)
 }
 
-/// What a read shows: the flat shape with secrets masked, where it came from, and whether
-/// this replica is delivering to it.
+/// What a read shows ([`bridge::view`]), and whether this replica is delivering to it.
 fn view(state: &AppState, record: &DestinationRecord) -> Value {
-    let mut flat = bridge::flat_json(&record.masked());
-    flat.insert("source".into(), json!(record.source.as_str()));
+    let mut flat = bridge::view(record);
     if let Some(stats) = state.broadcaster().stats_for(&record.name) {
         flat.insert("stats".into(), json!(stats));
     }

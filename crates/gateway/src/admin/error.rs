@@ -44,6 +44,7 @@ impl AdminError {
                 StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found_error"),
                 StoreError::AlreadyExists { .. }
                 | StoreError::ReadOnly { .. }
+                | StoreError::NotOverridable { .. }
                 | StoreError::NameClash { .. } => (StatusCode::CONFLICT, "conflict_error"),
                 StoreError::Invalid { .. } => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error")

@@ -64,6 +64,10 @@ pub fn router(state: Arc<AppState>, token: AdminToken) -> Router<Arc<AppState>> 
                 .patch(destinations::update)
                 .delete(destinations::remove),
         )
+        .route(
+            "/destinations/{name}/overrides",
+            axum::routing::delete(destinations::reset_overrides),
+        )
         .route("/destinations/{name}/test", post(destinations::test_saved))
         .route(
             "/destinations/{name}/send-test-trace",

@@ -1,8 +1,9 @@
 //! Destination writes shared by the admin API and the CLI: parse the flat shape, test the
-//! connection when delivery could break, then store. Applying the change is the caller's job.
+//! connection when delivery could break, then store (as overrides, for a destination of the
+//! config file). Applying the change is the caller's job.
 
 use gatecast_store::{
-    restore_masked, DestinationPatch, DestinationRecord, Source, Store, StoreError,
+    restore_masked, DestinationPatch, DestinationRecord, OverridesPatch, Source, Store, StoreError,
 };
 use gatecast_telemetry::probe::{self, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
@@ -53,8 +54,15 @@ pub async fn create(
     Ok((saved, test))
 }
 
+/// The fields of a config-file destination that can be changed at runtime, as overrides.
+const OVERRIDABLE: [&str; 2] = ["privacy_mode", "enabled"];
+
 /// Applies a partial update in the flat shape. A change to how the destination is reached
 /// (endpoint, DSN, headers...) re-runs the test unless skipped.
+///
+/// On a config-file destination only `privacy_mode` and `enabled` may be given: they become
+/// runtime overrides, and `null` clears one (back to the file's value). Any other field is
+/// refused as read-only, and nothing is saved.
 pub async fn update(
     store: &Store,
     name: &str,
@@ -78,10 +86,20 @@ pub async fn update(
             name: name.to_owned(),
         })?;
     if current.source == Source::File {
-        return Err(StoreError::ReadOnly {
-            name: name.to_owned(),
-        }
-        .into());
+        let change = overrides_patch(name, patch)?;
+        let saved = store.set_destination_overrides(name, change, actor).await?;
+        return Ok((saved, None));
+    }
+    if let Some(field) = OVERRIDABLE
+        .iter()
+        .find(|f| patch.get(**f).is_some_and(Value::is_null))
+    {
+        return Err(AdminError::Field(bridge::FieldError {
+            path: (*field).into(),
+            message: "null resets a config-file destination's override; this destination was \
+                      created at runtime and has no file value: send true or false"
+                .into(),
+        }));
     }
     let before = bridge::flat_json(&current);
     let merged = merge(&before, patch);
@@ -105,6 +123,49 @@ pub async fn update(
     };
     let saved = store.update_destination(name, changes, actor).await?;
     Ok((saved, test))
+}
+
+/// Clears every override of a config-file destination: it runs as the file says again.
+pub async fn reset_overrides(
+    store: &Store,
+    name: &str,
+    actor: &str,
+) -> Result<DestinationRecord, AdminError> {
+    Ok(store
+        .set_destination_overrides(name, OverridesPatch::RESET, actor)
+        .await?)
+}
+
+/// A PATCH of a config-file destination as overrides: `true`/`false` sets one, `null` clears
+/// it; a field other than the switches (and an unchanged `name`) makes it read-only.
+fn overrides_patch(name: &str, patch: &Map<String, Value>) -> Result<OverridesPatch, AdminError> {
+    let mut change = OverridesPatch::default();
+    for (field, value) in patch {
+        let slot = match field.as_str() {
+            "name" => continue,
+            "privacy_mode" => &mut change.privacy_mode,
+            "enabled" => &mut change.enabled,
+            _ => {
+                return Err(StoreError::ReadOnly {
+                    name: name.to_owned(),
+                }
+                .into())
+            }
+        };
+        *slot = Some(match value {
+            Value::Bool(on) => Some(*on),
+            Value::Null => None,
+            _ => {
+                return Err(AdminError::Field(bridge::FieldError {
+                    path: field.clone(),
+                    message:
+                        "must be true or false, or null to reset it to the config file's value"
+                            .into(),
+                }))
+            }
+        });
+    }
+    Ok(change)
 }
 
 /// Runs the connection test unless skipped; a failure stops the write.
@@ -154,5 +215,26 @@ mod tests {
             json!({"authorization": "Bearer s3cret", "y": "2"})
         );
         assert_eq!(out["privacy_mode"], true);
+    }
+
+    #[test]
+    fn a_config_file_destination_takes_only_its_switches() {
+        let patch = |v: Value| overrides_patch("f", v.as_object().unwrap());
+        let change = patch(json!({"name": "f", "privacy_mode": true, "enabled": null})).unwrap();
+        assert_eq!(
+            change,
+            OverridesPatch {
+                privacy_mode: Some(Some(true)),
+                enabled: Some(None)
+            }
+        );
+        assert!(matches!(
+            patch(json!({"privacy_mode": true, "sampling_rate": 0.5})),
+            Err(AdminError::Store(StoreError::ReadOnly { .. }))
+        ));
+        assert!(matches!(
+            patch(json!({"enabled": "yes"})),
+            Err(AdminError::Field(f)) if f.path == "enabled"
+        ));
     }
 }

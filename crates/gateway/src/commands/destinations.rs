@@ -1,15 +1,17 @@
 //! `gatecast destinations`.
 
-use gatecast_store::{Source, Store};
+use std::time::Duration;
+
+use gatecast_store::{DestinationRecord, Source, Store};
 use gatecast_telemetry::probe::{self, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
 use serde_json::{json, Map, Value};
 
 use super::{actor, block_on, open};
 use crate::admin::ops;
-use crate::cli::{DestinationFields, DestinationsCommand, OnOff};
+use crate::cli::{ApplyWait, DestinationFields, DestinationsCommand, StoreTarget, Switch};
 use crate::config::Config;
-use crate::control::bridge;
+use crate::control::{bridge, heartbeat};
 use crate::error::GatewayError;
 
 pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
@@ -25,14 +27,16 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
                 fields,
                 skip_test,
                 target,
+                wait,
             } => {
-                let (_, store) = open(&target).await?;
+                let (config, store) = open(&target).await?;
                 let mut flat = fields_to_json(&fields)?;
                 flat.insert("name".into(), json!(name));
                 let (saved, test) =
                     ops::create(&store, Value::Object(flat), &actor(), skip_test).await?;
                 print_test(test.as_ref());
                 println!("added destination `{}` ({})", saved.name, saved.kind);
+                report_apply(&store, &config, wait).await;
                 store.close().await;
             }
             DestinationsCommand::Update {
@@ -40,37 +44,53 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
                 fields,
                 skip_test,
                 target,
+                wait,
             } => {
-                let (_, store) = open(&target).await?;
                 let patch = fields_to_json(&fields)?;
                 if patch.is_empty() {
                     return Err(usage("nothing to change: give at least one field flag"));
                 }
+                let (config, store) = open(&target).await?;
                 let (saved, test) = ops::update(&store, &name, &patch, &actor(), skip_test).await?;
                 print_test(test.as_ref());
                 println!("updated destination `{}`", saved.name);
+                report_apply(&store, &config, wait).await;
                 store.close().await;
             }
-            DestinationsCommand::Remove { name, target } => {
-                let (_, store) = open(&target).await?;
+            DestinationsCommand::Remove { name, target, wait } => {
+                let (config, store) = open(&target).await?;
                 store.delete_destination(&name, &actor()).await?;
                 println!("removed destination `{name}`");
+                report_apply(&store, &config, wait).await;
                 store.close().await;
             }
             DestinationsCommand::Privacy {
                 name,
                 state,
                 target,
+                wait,
             } => {
-                let (_, store) = open(&target).await?;
-                let on = matches!(state, OnOff::On);
-                let mut patch = Map::new();
-                patch.insert("privacy_mode".into(), json!(on));
-                ops::update(&store, &name, &patch, &actor(), true).await?;
+                let value = match state {
+                    Switch::On => json!(true),
+                    Switch::Off => json!(false),
+                    Switch::Reset => Value::Null,
+                };
+                switch(&target, wait, &name, "privacy_mode", value).await?;
+            }
+            DestinationsCommand::Enable { name, target, wait } => {
+                switch(&target, wait, &name, "enabled", json!(true)).await?;
+            }
+            DestinationsCommand::Disable { name, target, wait } => {
+                switch(&target, wait, &name, "enabled", json!(false)).await?;
+            }
+            DestinationsCommand::Reset { name, target, wait } => {
+                let (config, store) = open(&target).await?;
+                let saved = ops::reset_overrides(&store, &name, &actor()).await?;
                 println!(
-                    "privacy mode {} for `{name}`",
-                    if on { "on" } else { "off" }
+                    "`{name}` follows the config file again: {}",
+                    describe_switches(&saved)
                 );
+                report_apply(&store, &config, wait).await;
                 store.close().await;
             }
             DestinationsCommand::Test { name, target } => {
@@ -120,16 +140,81 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
     })
 }
 
+/// Sets one switch (`privacy_mode` or `enabled`; `null` resets it) the way the admin API's
+/// PATCH does: an update of a runtime destination, an override of a config-file one.
+async fn switch(
+    target: &StoreTarget,
+    wait: ApplyWait,
+    name: &str,
+    field: &str,
+    value: Value,
+) -> Result<(), GatewayError> {
+    let (config, store) = open(target).await?;
+    let mut patch = Map::new();
+    patch.insert(field.into(), value);
+    let (saved, _) = ops::update(&store, name, &patch, &actor(), true).await?;
+    println!("`{name}`: {}", describe_switches(&saved));
+    report_apply(&store, &config, wait).await;
+    store.close().await;
+    Ok(())
+}
+
+/// After a write: says whether the running gateways have applied it, waiting a few seconds
+/// at most. The change is saved either way, so this never fails the command.
+async fn report_apply(store: &Store, config: &Config, wait: ApplyWait) {
+    if wait.no_wait {
+        println!("saved; running gateways apply it within about a second (not waiting)");
+        return;
+    }
+    let watch = Duration::from_millis(config.store.watch_interval_ms);
+    let bound = (watch * 3).clamp(Duration::from_secs(5), Duration::from_secs(30));
+    let reached = match store.config_version().await {
+        Ok(version) => heartbeat::wait_until_applied(store, version, bound).await,
+        Err(e) => Err(e),
+    };
+    match reached {
+        Ok(reach) => println!("{}", reach.describe()),
+        Err(e) => println!("saved; cannot tell whether running gateways applied it: {e}"),
+    }
+}
+
+/// `privacy: on (override; file says off), enabled: true`.
+fn describe_switches(r: &DestinationRecord) -> String {
+    format!("privacy: {}, enabled: {}", privacy_cell(r), enabled_cell(r))
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn privacy_cell(r: &DestinationRecord) -> String {
+    match r.overrides.privacy_mode {
+        Some(on) => format!(
+            "{} (override; file says {})",
+            on_off(on),
+            on_off(r.privacy_mode)
+        ),
+        None => on_off(r.privacy_mode).to_owned(),
+    }
+}
+
+fn enabled_cell(r: &DestinationRecord) -> String {
+    match r.overrides.enabled {
+        Some(on) => format!("{on} (override; file says {})", r.enabled),
+        None => r.enabled.to_string(),
+    }
+}
+
 async fn list(store: &Store, json_out: bool) -> Result<(), GatewayError> {
     let records = store.list_destinations().await?;
     if json_out {
         let views: Vec<Value> = records
             .iter()
-            .map(|r| {
-                let mut flat = bridge::flat_json(&r.masked());
-                flat.insert("source".into(), json!(r.source.as_str()));
-                Value::Object(flat)
-            })
+            .map(|r| Value::Object(bridge::view(r)))
             .collect();
         println!(
             "{}",
@@ -137,26 +222,50 @@ async fn list(store: &Store, json_out: bool) -> Result<(), GatewayError> {
         );
         return Ok(());
     }
-    println!(
-        "{:<20} {:<8} {:<7} {:<8} {:<8} {:<8} WHERE",
-        "NAME", "TYPE", "SOURCE", "ENABLED", "PRIVACY", "SAMPLING"
-    );
-    for r in records {
-        let masked = r.masked();
-        let target = ["endpoint", "otlp_endpoint", "url", "path", "dsn"]
-            .iter()
-            .find_map(|k| masked.config.get(*k).and_then(Value::as_str))
-            .unwrap_or("-")
-            .to_owned();
-        println!(
-            "{:<20} {:<8} {:<7} {:<8} {:<8} {:<8} {target}",
-            r.name,
-            r.kind,
-            r.source.as_str(),
-            r.enabled,
-            if r.privacy_mode { "on" } else { "off" },
-            r.sampling_rate
-        );
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            let masked = r.masked();
+            let target = ["endpoint", "otlp_endpoint", "url", "path", "dsn"]
+                .iter()
+                .find_map(|k| masked.config.get(*k).and_then(Value::as_str))
+                .unwrap_or("-")
+                .to_owned();
+            [
+                r.name.clone(),
+                r.kind.clone(),
+                r.source.as_str().to_owned(),
+                enabled_cell(r),
+                privacy_cell(r),
+                r.sampling_rate.to_string(),
+                target,
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME", "TYPE", "SOURCE", "ENABLED", "PRIVACY", "SAMPLING", "WHERE",
+    ];
+    // Columns as wide as their widest cell, so an override's note keeps the table aligned.
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$} "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
     }
     Ok(())
 }

@@ -7,11 +7,11 @@ mod keys;
 pub use destinations::run as destinations;
 pub use keys::run as keys;
 
-use gatecast_store::Store;
+use gatecast_store::{Store, StoreError};
 
-use crate::cli::StoreTarget;
+use crate::cli::{ConfigTarget, StoreTarget};
 use crate::config::Config;
-use crate::control::open_store;
+use crate::control::{open_existing_store, open_store};
 use crate::error::GatewayError;
 
 /// A tokio runtime for one command: the CLI is synchronous at the top.
@@ -25,10 +25,31 @@ fn block_on<T>(
         .block_on(work)
 }
 
+/// Opens the config's store. Unless `--create` is given, a database that does not exist yet
+/// is an error naming where it was looked for: a wrong `--config` or a relative path must not
+/// silently start an empty database and report success.
 async fn open(target: &StoreTarget) -> Result<(Config, Store), GatewayError> {
     let path = Config::locate(target.config.as_deref());
     let config = Config::load(&path)?;
-    let store = open_store(&config.store, config.store.run_migrations).await?;
+    let migrate = config.store.run_migrations;
+    let store = if target.create {
+        open_store(&config.store, migrate).await?
+    } else {
+        open_existing_store(&config.store, migrate)
+            .await
+            .map_err(|e| match e {
+                GatewayError::Store(StoreError::NoDatabase { location }) => {
+                    GatewayError::Failed(format!(
+                        "no Gatecast database at `{location}` (the `[store] url` of {}); nothing \
+                         was created. Check --config, or create it with `gatecast migrate \
+                         --config {}` or by adding --create",
+                        path.display(),
+                        path.display()
+                    ))
+                }
+                other => other,
+            })?
+    };
     Ok((config, store))
 }
 
@@ -40,7 +61,7 @@ fn actor() -> String {
     format!("cli:{user}")
 }
 
-pub fn migrate(target: &StoreTarget) -> Result<(), GatewayError> {
+pub fn migrate(target: &ConfigTarget) -> Result<(), GatewayError> {
     block_on(async {
         let path = Config::locate(target.config.as_deref());
         let config = Config::load(&path)?;

@@ -6,7 +6,7 @@
 
 use gatecast_store::{DestinationRecord, Source};
 use gatecast_telemetry::{DestinationConfig, TelemetryError};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 /// Fields the store keeps in their own columns; everything else goes into `config`.
 const COLUMNS: [&str; 6] = [
@@ -51,10 +51,12 @@ pub fn to_record(config: &DestinationConfig, source: Source) -> DestinationRecor
         sampling_rate: config.sampling_rate,
         filters,
         source,
+        overrides: Default::default(),
     }
 }
 
-/// The flat JSON of a record, as the API shows it (call on a masked record for reads).
+/// The flat JSON of a record with its effective switches (overrides applied), as the gateway
+/// runs it and the API shows it (call on a masked record for reads).
 pub fn flat_json(record: &DestinationRecord) -> Map<String, Value> {
     let mut flat = match &record.config {
         Value::Object(map) => map.clone(),
@@ -62,8 +64,11 @@ pub fn flat_json(record: &DestinationRecord) -> Map<String, Value> {
     };
     flat.insert("name".into(), record.name.clone().into());
     flat.insert("type".into(), record.kind.clone().into());
-    flat.insert("enabled".into(), record.enabled.into());
-    flat.insert("privacy_mode".into(), record.privacy_mode.into());
+    flat.insert("enabled".into(), record.effective_enabled().into());
+    flat.insert(
+        "privacy_mode".into(),
+        record.effective_privacy_mode().into(),
+    );
     flat.insert("sampling_rate".into(), record.sampling_rate.into());
     let filters_empty = record.filters.as_object().is_some_and(Map::is_empty);
     if !record.filters.is_null() && !filters_empty {
@@ -72,6 +77,23 @@ pub fn flat_json(record: &DestinationRecord) -> Map<String, Value> {
     flat
 }
 
+/// What a read shows (admin API, `destinations list --json`): the flat shape with secrets
+/// masked and the effective switches, where the destination came from, the `overrides` in
+/// force and, for a config-file destination, the file's own values under `config_file`.
+pub fn view(record: &DestinationRecord) -> Map<String, Value> {
+    let mut flat = flat_json(&record.masked());
+    flat.insert("source".into(), record.source.as_str().into());
+    flat.insert("overrides".into(), json!(record.overrides));
+    if record.source == Source::File {
+        flat.insert(
+            "config_file".into(),
+            json!({"enabled": record.enabled, "privacy_mode": record.privacy_mode}),
+        );
+    }
+    flat
+}
+
+/// The config a gateway runs for `record`: overrides applied.
 pub fn from_record(record: &DestinationRecord) -> Result<DestinationConfig, FieldError> {
     parse_flat(Value::Object(flat_json(record)))
 }
@@ -132,6 +154,31 @@ mod tests {
         );
         assert!(record.config.get("name").is_none());
         assert_eq!(from_record(&record).unwrap(), config);
+    }
+
+    #[test]
+    fn overrides_decide_the_running_config_and_show_beside_the_files_values() {
+        let config = parse_flat(json!({"name": "f", "type": "file", "path": "t.jsonl"})).unwrap();
+        let mut record = to_record(&config, Source::File);
+        assert!(record.overrides.is_empty());
+        record.overrides.privacy_mode = Some(true);
+        record.overrides.enabled = Some(false);
+        let running = from_record(&record).unwrap();
+        assert!(running.privacy_mode && !running.enabled);
+        let shown = view(&record);
+        assert_eq!(shown["privacy_mode"], true);
+        assert_eq!(shown["enabled"], false);
+        assert_eq!(
+            shown["config_file"],
+            json!({"privacy_mode": false, "enabled": true})
+        );
+        assert_eq!(
+            shown["overrides"],
+            json!({"privacy_mode": true, "enabled": false})
+        );
+        let api = view(&to_record(&config, Source::Api));
+        assert_eq!(api["overrides"], json!({}));
+        assert!(api.get("config_file").is_none());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! and client authentication with virtual keys.
 
 pub mod bridge;
+pub mod heartbeat;
 pub mod keys;
 mod runtime;
 
 pub use keys::{AuthFailure, KeyRing};
-pub use runtime::{open_store, Control};
+pub use runtime::{open_existing_store, open_store, Control};

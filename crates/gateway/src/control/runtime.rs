@@ -1,5 +1,6 @@
 //! The replica's view of the store: destinations and keys loaded at start, and reloaded
-//! whenever the config version moves (a local write, another replica, or the CLI).
+//! whenever the config version moves (a local write, another replica, or the CLI); each
+//! version applied is reported back through the heartbeat.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,14 +10,34 @@ use gatecast_telemetry::{Broadcaster, DestinationConfig};
 use tokio::sync::Mutex;
 
 use super::bridge;
+use super::heartbeat::{Heartbeat, HEARTBEAT_INTERVAL};
 use super::keys::KeyRing;
 use crate::config::{Config, StoreConfig};
 use crate::error::GatewayError;
 
-/// Opens the store with the secret key from `GATECAST_SECRET_KEY` or the data directory.
+/// Opens the store with the secret key from `GATECAST_SECRET_KEY` or the data directory,
+/// creating the database on first start.
 pub async fn open_store(config: &StoreConfig, migrate: bool) -> Result<Store, GatewayError> {
     let secret = SecretKey::from_env_or_file(&config.data_dir())?;
     Ok(Store::connect(&config.url, secret, migrate).await?)
+}
+
+/// Opens a store that must already exist: a missing SQLite file fails before anything (the
+/// secret key file included) is created, with [`StoreError::NoDatabase`].
+///
+/// [`StoreError::NoDatabase`]: gatecast_store::StoreError::NoDatabase
+pub async fn open_existing_store(
+    config: &StoreConfig,
+    migrate: bool,
+) -> Result<Store, GatewayError> {
+    if let Some(file) = config.sqlite_file().filter(|f| !f.exists()) {
+        return Err(gatecast_store::StoreError::NoDatabase {
+            location: file.display().to_string(),
+        }
+        .into());
+    }
+    let secret = SecretKey::from_env_or_file(&config.data_dir())?;
+    Ok(Store::connect_existing(&config.url, secret, migrate).await?)
 }
 
 pub struct Control {
@@ -26,6 +47,8 @@ pub struct Control {
     /// The config version this replica runs. Held across a reload, so reloads run one at a
     /// time and an older read never overwrites a newer one.
     applied: Mutex<i64>,
+    /// Tells the store which version that is, for the CLI to report.
+    heartbeat: Heartbeat,
 }
 
 impl Control {
@@ -44,7 +67,13 @@ impl Control {
         }
         // Read before the rows: a write in between is then applied again at the next change.
         let version = store.config_version().await?;
-        let destinations = load_destinations(&store).await?;
+        let records = store.list_destinations().await?;
+        for r in records.iter().filter(|r| !r.overrides.is_empty()) {
+            // Else an operator who edits the file sees no effect and no reason.
+            tracing::info!(destination = %r.name, overrides = ?r.overrides, file_privacy_mode = r.privacy_mode, file_enabled = r.enabled,
+                "runtime overrides win over the config file for this destination; `gatecast destinations reset NAME` clears them");
+        }
+        let destinations = configs_of(&records);
         // Started through `reconfigure`, so one destination that cannot start (a file it
         // cannot open) is reported in its stats and logs instead of keeping the gateway down.
         let broadcaster = Broadcaster::new(gatecast_telemetry::BroadcastConfig {
@@ -64,11 +93,15 @@ impl Control {
             virtual_keys = keys.active_count(),
             "runtime config loaded"
         );
+        let heartbeat = Heartbeat::new();
+        heartbeat.forget_the_dead(&store).await;
+        heartbeat.beat(&store, version).await;
         Ok(Self {
             store,
             broadcaster,
             keys,
             applied: Mutex::new(version),
+            heartbeat,
         })
     }
 
@@ -92,11 +125,18 @@ impl Control {
             tracing::info!(added = ?summary.added, restarted = ?summary.restarted, updated = ?summary.updated, removed = ?summary.removed, "destinations reloaded");
         }
         *applied = version;
+        self.heartbeat.beat(&self.store, version).await;
         Ok(())
     }
 
+    /// At shutdown: this replica stops counting as running for writers waiting on it.
+    pub async fn leave(&self) {
+        self.heartbeat.leave(&self.store).await;
+    }
+
     /// Follows the config version until the process ends: a poll every `interval`, plus
-    /// NOTIFY on Postgres.
+    /// NOTIFY on Postgres. Also beats every [`HEARTBEAT_INTERVAL`], so writers see this
+    /// replica as running.
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
         let mut versions = self.store.watch(interval);
         let control = Arc::downgrade(self);
@@ -114,6 +154,21 @@ impl Control {
                 }
             }
         });
+        let control = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate, and `start` has just beaten.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(control) = control.upgrade() else {
+                    break;
+                };
+                let applied = *control.applied.lock().await;
+                control.heartbeat.beat(&control.store, applied).await;
+            }
+        });
     }
 }
 
@@ -127,8 +182,11 @@ async fn load_keys(store: &Store, ring: &KeyRing) -> Result<(), GatewayError> {
 /// Every stored destination as a config. A row that no longer parses (written by a newer
 /// version, say) is skipped with an error rather than taking every destination down.
 async fn load_destinations(store: &Store) -> Result<Vec<DestinationConfig>, GatewayError> {
-    let records = store.list_destinations().await?;
-    Ok(records
+    Ok(configs_of(&store.list_destinations().await?))
+}
+
+fn configs_of(records: &[gatecast_store::DestinationRecord]) -> Vec<DestinationConfig> {
+    records
         .iter()
         .filter_map(|r| match bridge::from_record(r) {
             Ok(c) => Some(c),
@@ -137,5 +195,5 @@ async fn load_destinations(store: &Store) -> Result<Vec<DestinationConfig>, Gate
                 None
             }
         })
-        .collect())
+        .collect()
 }
