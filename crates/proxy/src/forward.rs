@@ -289,7 +289,8 @@ impl Proxy {
                         break;
                     }
                     Err(e) => {
-                        attempt.error = Some(e.to_string());
+                        // The class only: the message may quote the provider's URL.
+                        attempt.error = Some(e.class().to_owned());
                         attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
                         exchange.record.attempts.push(attempt);
                         if tries < cfg.max_retries {
