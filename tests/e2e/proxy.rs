@@ -637,3 +637,115 @@ fallbacks = ["keyed/gpt-4o-mini"]
     assert_eq!(attr(private_dead, "error.type"), Some(json!("connect")));
     keyed_mock.shutdown().await;
 }
+
+/// A provider whose answers the gateway may hold only 1 MiB of, whole or per event.
+async fn capped_env() -> (Env, gatecast_mock::MockServer) {
+    let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let extra = format!(
+        "\n[providers.capped]\nkind = \"openai\"\nbase_url = \"{}\"\nmax_response_bytes = 1048576\nmax_sse_event_bytes = 1048576\n",
+        mock.base_url()
+    );
+    (Env::with_extra(&extra).await, mock)
+}
+
+/// Reads a body to its end: the text, and whether it broke.
+async fn read_through(resp: reqwest::Response) -> (String, bool) {
+    let mut stream = resp.bytes_stream();
+    let mut seen = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => seen.extend_from_slice(&b),
+            Err(_) => return (String::from_utf8_lossy(&seen).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&seen).into_owned(), false)
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_a_502_and_traced() {
+    let (env, _mock) = capped_env().await;
+    let resp = env
+        .chat(json!({"model": "capped/m", "messages": user("#mock:answer_bytes=600000 fits")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), 600_000);
+
+    let resp = env
+        .chat(
+            json!({"model": "capped/m", "messages": user("#mock:answer_bytes=3000000 too big"),
+                     "trace": {"trace_id": "too-big"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 502);
+    let trace_id = trace_id_of(&resp);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_response_too_large");
+    assert_eq!(v["error"]["type"], "api_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("capped") && message.contains("max_response_bytes"),
+        "{message}"
+    );
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
+    assert_eq!(
+        attr(&spans[0], "gatecast.response.status_code"),
+        Some(json!(502))
+    );
+    assert_eq!(spans[0].status.as_ref().unwrap().code, 2, "ERROR");
+}
+
+#[tokio::test]
+async fn an_event_larger_than_max_sse_event_bytes_breaks_the_stream_and_is_traced() {
+    let (env, _mock) = capped_env().await;
+    // Without usage asked for, the client has seen only whole events: it gets the reason as
+    // an error event, then the break.
+    let resp = env
+        .chat(json!({"model": "capped/m", "stream": true,
+                     "messages": user("#mock:event_bytes=3000000 huge"),
+                     "trace": {"trace_id": "huge-event"}}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let (seen, broke) = read_through(resp).await;
+    assert!(broke, "the client's stream breaks");
+    assert!(
+        seen.len() < 1 << 20,
+        "the huge event never went out: {}",
+        seen.len()
+    );
+    let reason = seen
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .expect("an error event before the break");
+    assert_eq!(reason["error"]["code"], "upstream_response_too_large");
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
+
+    // With usage asked for, events pass through as they come: the stream just breaks.
+    let resp = env
+        .chat(json!({"model": "capped/m", "stream": true,
+                     "stream_options": {"include_usage": true},
+                     "messages": user("#mock:event_bytes=3000000 huge"),
+                     "trace": {"trace_id": "huge-event-usage"}}))
+        .await;
+    let trace_id = trace_id_of(&resp);
+    let (seen, broke) = read_through(resp).await;
+    assert!(broke);
+    assert!(seen.len() < 2 << 20, "{}", seen.len());
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
+}

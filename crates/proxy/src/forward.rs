@@ -218,7 +218,7 @@ impl Proxy {
         targets: &[Target],
         mock_directives: Option<String>,
     ) -> Response<ProxyBody> {
-        let mut last_response: Option<(UpstreamResponse, Instant)> = None;
+        let mut last_response: Option<(UpstreamResponse, Instant, &Target)> = None;
         let mut last_error: Option<ProxyError> = None;
         for (ti, target) in targets.iter().enumerate() {
             let provider = &target.provider;
@@ -252,7 +252,7 @@ impl Proxy {
                     Ok(resp) if resp.status.is_success() => {
                         attempt.http_status = Some(resp.status.as_u16());
                         exchange.record.attempts.push(attempt);
-                        return self.respond(exchange, req, resp, deadline);
+                        return self.respond(exchange, req, resp, deadline, target);
                     }
                     Ok(resp) => {
                         let status = resp.status.as_u16();
@@ -262,14 +262,14 @@ impl Proxy {
                         exchange.record.attempts.push(attempt);
                         let retryable = cfg.retry_on.contains(&status);
                         if !retryable {
-                            return self.respond(exchange, req, resp, deadline);
+                            return self.respond(exchange, req, resp, deadline, target);
                         }
                         if tries < cfg.max_retries {
                             match retry_after(&resp.headers) {
                                 Some(wait)
                                     if wait > Duration::from_millis(cfg.max_retry_after_ms) =>
                                 {
-                                    return self.respond(exchange, req, resp, deadline);
+                                    return self.respond(exchange, req, resp, deadline, target);
                                 }
                                 wait => {
                                     drop(resp);
@@ -285,7 +285,7 @@ impl Proxy {
                             }
                         }
                         last_error = None;
-                        last_response = Some((resp, deadline));
+                        last_response = Some((resp, deadline, target));
                         break;
                     }
                     Err(e) => {
@@ -318,7 +318,9 @@ impl Proxy {
             }
         }
         match (last_response, last_error) {
-            (Some((resp, deadline)), _) => self.respond(exchange, req, resp, deadline),
+            (Some((resp, deadline, target)), _) => {
+                self.respond(exchange, req, resp, deadline, target)
+            }
             (None, Some(err)) => self.reject_exchange(exchange, err),
             (None, None) => self.reject_exchange(
                 exchange,
@@ -336,24 +338,37 @@ impl Proxy {
         req: &ChatRequest,
         resp: UpstreamResponse,
         deadline: Instant,
+        target: &Target,
     ) -> Response<ProxyBody> {
+        let cfg = target.provider.config();
         let status = resp.status;
         let is_sse = header_str(&resp.headers, CONTENT_TYPE.as_str())
             .is_some_and(|ct| ct.contains("text/event-stream"));
         let mode = if is_sse && status.is_success() {
             Mode::Sse {
-                splitter: SseSplitter::default(),
+                splitter: SseSplitter::new(cfg.max_sse_event_bytes),
                 hide_usage: req.stream() && !req.client_wants_usage,
             }
         } else {
-            Mode::Whole { chunks: Vec::new() }
+            Mode::whole(cfg.max_response_bytes)
         };
-        let content_length = match mode {
+        let content_length: Option<u64> = match mode {
             Mode::Whole { .. } => {
                 header_str(&resp.headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok())
             }
             Mode::Sse { .. } => None,
         };
+        // A body declared too big to hold is refused before anything reaches the client.
+        if let Some(length) = content_length.filter(|&n| n > cfg.max_response_bytes as u64) {
+            return self.reject_exchange(
+                exchange,
+                ProxyError::ResponseTooLarge {
+                    provider: target.provider.name().to_owned(),
+                    length,
+                    limit: cfg.max_response_bytes,
+                },
+            );
+        }
         let mut builder = Response::builder().status(status);
         if let Some(headers) = builder.headers_mut() {
             for (name, value) in &resp.headers {
