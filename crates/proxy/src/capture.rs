@@ -94,6 +94,20 @@ impl ErrorView {
     }
 }
 
+/// A provider's error message is kept only this long: it may be as large as its body.
+const MAX_ERROR_MESSAGE_BYTES: usize = 8 * 1024;
+
+fn clip_message(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
 /// OpenAI allows `n` up to 128; a provider sending more indexes is not kept.
 const MAX_CHOICES: usize = 128;
 /// Tool calls kept per choice; the index comes from the provider, so it is bounded before use.
@@ -180,7 +194,7 @@ impl Accumulator {
             });
         }
         if let Some(e) = env.error {
-            self.error_message = e.message();
+            self.error_message = e.message().map(clip_message);
         }
         for c in env.choices {
             let pos = match self.output.choices.iter().position(|x| x.index == c.index) {
@@ -408,5 +422,11 @@ mod tests {
         let mut acc = Accumulator::new(true, 100);
         acc.on_body(br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
         assert_eq!(acc.finish().2.as_deref(), Some("Rate limit reached"));
+
+        let huge = format!(r#"{{"error":{{"message":"{}"}}}}"#, "é".repeat(10_000));
+        let mut acc = Accumulator::new(true, 100);
+        acc.on_body(huge.as_bytes());
+        let message = acc.finish().2.unwrap();
+        assert!(message.len() <= MAX_ERROR_MESSAGE_BYTES && message.len() > 8000);
     }
 }
