@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::harness::{sse_events, trace_id_of, Env};
+use crate::harness::{attr, sse_events, trace_id_of, Env};
+use crate::receivers::{self, Behaviour};
 
 fn user(text: &str) -> Value {
     json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": text}])
@@ -519,4 +520,232 @@ async fn keep_alive_connections_are_spread_evenly_over_the_request_threads() {
     );
     drop(clients);
     env.stop().await;
+}
+
+/// A key in a provider's URL (`?key=…`, as some services want) goes to that provider and
+/// nowhere else: not into a client's error, not into any span, open or private.
+#[tokio::test]
+async fn provider_url_credentials_never_reach_clients_or_spans() {
+    const SECRET: &str = "SECRET-k7q2";
+    let keyed_mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let private = receivers::http(Behaviour::Ok).await;
+    let extra = format!(
+        r#"
+[[destinations]]
+name = "private"
+type = "otlp"
+endpoint = "{private}"
+protocol = "http/json"
+flush_interval_ms = 20
+privacy_mode = true
+
+[providers.keyed]
+kind = "openai"
+base_url = "{keyed}?key={SECRET}"
+max_retries = 1
+retry_backoff_ms = 10
+
+[providers.keyed_dead]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1?key={SECRET}"
+connect_timeout_ms = 500
+
+[models.keyed-fallback]
+provider = "keyed_dead"
+model = "gpt-4o-mini"
+fallbacks = ["keyed/gpt-4o-mini"]
+"#,
+        private = private.url("/v1/traces"),
+        keyed = keyed_mock.base_url(),
+    );
+    let env = Env::with_extra(&extra).await;
+
+    // A dead provider: the 502 names the provider and its host, never the key.
+    let resp = env
+        .chat(json!({"model": "keyed_dead/x", "messages": user("anyone?"),
+                     "trace": {"trace_id": "leak-dead"}}))
+        .await;
+    assert_eq!(resp.status(), 502);
+    let dead_trace = trace_id_of(&resp);
+    let text = resp.text().await.unwrap();
+    assert!(
+        !text.contains(SECRET),
+        "the client's 502 quotes the key: {text}"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("keyed_dead") && message.contains("127.0.0.1:1"),
+        "{message}"
+    );
+
+    // A dead primary, then a live provider that fails once: four attempt spans with URLs.
+    let resp = env
+        .chat(json!({"model": "keyed-fallback",
+                     "messages": user("#mock:error=503,fail_times=1 keyed"),
+                     "trace": {"trace_id": "leak-fallback"}}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let fallback_trace = trace_id_of(&resp);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains(SECRET));
+
+    // The key reaches the provider, at the end of the URL.
+    let forwarded = keyed_mock.requests();
+    assert_eq!(forwarded.len(), 2, "one 503 and one success");
+    for r in &forwarded {
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(r.query.as_deref(), Some(format!("key={SECRET}").as_str()));
+    }
+
+    let spans = env.spans_of(&fallback_trace, 4).await;
+    env.spans_of(&dead_trace, 1).await;
+    let attempts: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("attempt "))
+        .collect();
+    assert_eq!(attempts.len(), 3, "dead, 503, success");
+    let dead = attempts
+        .iter()
+        .find(|s| s.name.ends_with("keyed_dead"))
+        .unwrap();
+    assert_eq!(attr(dead, "error.type"), Some(json!("connect")));
+    assert_eq!(
+        attr(dead, "url.full"),
+        Some(json!("http://127.0.0.1:1/v1/chat/completions?key=REDACTED"))
+    );
+    assert_eq!(attr(dead, "server.address"), Some(json!("127.0.0.1")));
+    let exported = std::fs::read_to_string(&env.traces).unwrap();
+    assert!(
+        !exported.contains(SECRET),
+        "the file destination got the key"
+    );
+
+    let private_spans = private.wait_spans(5, Duration::from_secs(10)).await;
+    assert!(private_spans.len() >= 5, "{}", private_spans.len());
+    assert!(
+        !private.dump().contains(SECRET),
+        "the private destination got the key"
+    );
+    let private_dead = private_spans
+        .iter()
+        .find(|s| s.name.ends_with("keyed_dead") && s.name.starts_with("attempt "))
+        .unwrap();
+    assert_eq!(attr(private_dead, "error.type"), Some(json!("connect")));
+    keyed_mock.shutdown().await;
+}
+
+/// A provider whose answers the gateway may hold only 1 MiB of, whole or per event.
+async fn capped_env() -> (Env, gatecast_mock::MockServer) {
+    let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let extra = format!(
+        "\n[providers.capped]\nkind = \"openai\"\nbase_url = \"{}\"\nmax_response_bytes = 1048576\nmax_sse_event_bytes = 1048576\n",
+        mock.base_url()
+    );
+    (Env::with_extra(&extra).await, mock)
+}
+
+/// Reads a body to its end: the text, and whether it broke.
+async fn read_through(resp: reqwest::Response) -> (String, bool) {
+    let mut stream = resp.bytes_stream();
+    let mut seen = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => seen.extend_from_slice(&b),
+            Err(_) => return (String::from_utf8_lossy(&seen).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&seen).into_owned(), false)
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_a_502_and_traced() {
+    let (env, _mock) = capped_env().await;
+    let resp = env
+        .chat(json!({"model": "capped/m", "messages": user("#mock:answer_bytes=600000 fits")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), 600_000);
+
+    let resp = env
+        .chat(
+            json!({"model": "capped/m", "messages": user("#mock:answer_bytes=3000000 too big"),
+                     "trace": {"trace_id": "too-big"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 502);
+    let trace_id = trace_id_of(&resp);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_response_too_large");
+    assert_eq!(v["error"]["type"], "api_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("capped") && message.contains("max_response_bytes"),
+        "{message}"
+    );
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
+    assert_eq!(
+        attr(&spans[0], "gatecast.response.status_code"),
+        Some(json!(502))
+    );
+    assert_eq!(spans[0].status.as_ref().unwrap().code, 2, "ERROR");
+}
+
+#[tokio::test]
+async fn an_event_larger_than_max_sse_event_bytes_breaks_the_stream_and_is_traced() {
+    let (env, _mock) = capped_env().await;
+    // Without usage asked for, the client has seen only whole events: it gets the reason as
+    // an error event, then the break.
+    let resp = env
+        .chat(json!({"model": "capped/m", "stream": true,
+                     "messages": user("#mock:event_bytes=3000000 huge"),
+                     "trace": {"trace_id": "huge-event"}}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let (seen, broke) = read_through(resp).await;
+    assert!(broke, "the client's stream breaks");
+    assert!(
+        seen.len() < 1 << 20,
+        "the huge event never went out: {}",
+        seen.len()
+    );
+    let reason = seen
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .expect("an error event before the break");
+    assert_eq!(reason["error"]["code"], "upstream_response_too_large");
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
+
+    // With usage asked for, events pass through as they come: the stream just breaks.
+    let resp = env
+        .chat(json!({"model": "capped/m", "stream": true,
+                     "stream_options": {"include_usage": true},
+                     "messages": user("#mock:event_bytes=3000000 huge"),
+                     "trace": {"trace_id": "huge-event-usage"}}))
+        .await;
+    let trace_id = trace_id_of(&resp);
+    let (seen, broke) = read_through(resp).await;
+    assert!(broke);
+    assert!(seen.len() < 2 << 20, "{}", seen.len());
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some(json!("response_too_large"))
+    );
 }

@@ -1,5 +1,7 @@
 //! Every exchange becomes a faithful GenAI trace in the exported OTLP.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -275,4 +277,82 @@ async fn shutdown_flushes_the_file_destination() {
             "trace {id} flushed on shutdown"
         );
     }
+}
+
+/// A 200 stream that fails (an error event, or an end with neither `[DONE]` nor a finish
+/// reason) is an ERROR span with `error.type = "stream_error"`; the provider's message is its
+/// status message only where content is allowed, and the client's bytes are the provider's.
+#[tokio::test]
+async fn an_error_inside_a_200_stream_is_traced_as_a_stream_error() {
+    let private = crate::receivers::http(crate::receivers::Behaviour::Ok).await;
+    let extra = format!(
+        "\n[[destinations]]\nname = \"private\"\ntype = \"otlp\"\nendpoint = \"{}\"\nprotocol = \"http/json\"\nflush_interval_ms = 20\nprivacy_mode = true\n",
+        private.url("/v1/traces")
+    );
+    let env = Env::with_extra(&extra).await;
+    let cases = [
+        ("#mock:stream_error_after=2 fail", "mock stream error"),
+        (
+            "#mock:truncate_after=3 cut short",
+            "the provider ended the stream without [DONE] or a finish reason",
+        ),
+    ];
+    for (i, (text, message)) in cases.iter().enumerate() {
+        let messages = json!([{"role": "user", "content": text}]);
+        let resp = env
+            .chat(json!({"model": "up/gpt-4o-mini", "stream": true, "messages": messages,
+                         "trace": {"trace_id": format!("stream-error-{i}"), "generation_name": "streamer"}}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let trace_id = trace_id_of(&resp);
+        let through = resp.text().await.unwrap();
+        let direct = env
+            .client
+            .post(format!("{}/chat/completions", env.mock.base_url()))
+            .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": messages}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The response id is derived from the request body, which the gateway changes.
+        let id = |s: &str| {
+            s.split("\"id\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            through.replace(&id(&through), "ID"),
+            direct.replace(&id(&direct), "ID"),
+            "the client gets the provider's bytes"
+        );
+        assert!(!through.contains("[DONE]"));
+
+        let spans = env.spans_of(&trace_id, 1).await;
+        let generation = span_named(&spans, "streamer");
+        assert_eq!(attr(generation, "error.type"), Some(json!("stream_error")));
+        let status = generation.status.as_ref().unwrap();
+        assert_eq!(status.code, 2, "ERROR");
+        assert_eq!(
+            status.message, *message,
+            "the message at the open destination"
+        );
+
+        let private_spans = private.wait_spans(i + 1, Duration::from_secs(10)).await;
+        let private_generation = private_spans
+            .iter()
+            .find(|s| hex(&s.trace_id) == trace_id)
+            .expect("the private destination got the span");
+        assert_eq!(
+            attr(private_generation, "error.type"),
+            Some(json!("stream_error"))
+        );
+        let status = private_generation.status.as_ref().unwrap();
+        assert_eq!(status.code, 2);
+        assert_eq!(status.message, "stream_error", "no provider message");
+    }
+    assert!(!private.dump().contains("mock stream error"));
 }

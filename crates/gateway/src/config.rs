@@ -302,6 +302,17 @@ impl Config {
                     "must be greater than 0",
                 ));
             }
+            for (key, value) in [
+                ("max_response_bytes", p.max_response_bytes),
+                ("max_sse_event_bytes", p.max_sse_event_bytes),
+            ] {
+                if value == 0 {
+                    return Err(GatewayError::config(
+                        format!("providers.{name}.{key}"),
+                        "must be greater than 0",
+                    ));
+                }
+            }
             if let Some(s) = p.retry_on.iter().find(|s| !(100..=599).contains(*s)) {
                 return Err(GatewayError::config(
                     format!("providers.{name}.retry_on"),
@@ -708,6 +719,18 @@ mod tests {
                 "providers.up.base_url: invalid URL",
             ),
             ("[providers.up]\nkind = \"telepathy\"", "providers.up.kind"),
+            (
+                "[providers.up]\nkind = \"mock\"\nmax_response_bytes = 0",
+                "providers.up.max_response_bytes: must be greater than 0",
+            ),
+            (
+                "[providers.up]\nkind = \"mock\"\nmax_sse_event_bytes = 0",
+                "providers.up.max_sse_event_bytes: must be greater than 0",
+            ),
+            (
+                "[providers.up]\nkind = \"openai\"\nbase_url = \"http://h/v1?key=SECRET#x\"",
+                "providers.up.base_url: invalid URL",
+            ),
             (
                 "[providers.up]\nkind = \"mock\"\nretry_on = [42]",
                 "providers.up.retry_on",

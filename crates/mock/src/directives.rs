@@ -7,8 +7,8 @@ use thiserror::Error;
 /// Marks a directive token inside a message.
 pub(crate) const MARKER: &str = "#mock:";
 
-const KNOWN_KEYS: &str =
-    "error, retry_after, latency_ms, chunk_delay_ms, abort_after, chunks, fail_times";
+const KNOWN_KEYS: &str = "error, retry_after, latency_ms, chunk_delay_ms, abort_after, chunks, \
+fail_times, stream_error_after, truncate_after, answer_bytes, event_bytes";
 
 /// Error messages quote user input; clipping keeps a hostile token from bloating the reply.
 const QUOTE_LIMIT: usize = 64;
@@ -23,6 +23,16 @@ pub struct Directives {
     pub abort_after: Option<usize>,
     pub chunks: Option<usize>,
     pub fail_times: Option<u32>,
+    /// Streams only: after this many events, an OpenAI `data: {"error":…}` event, then a
+    /// clean end with no `[DONE]`.
+    pub stream_error_after: Option<usize>,
+    /// Streams only: a clean end after this many events, before any finish reason or `[DONE]`.
+    pub truncate_after: Option<usize>,
+    /// Non-streamed answers: a completion of this many bytes, made as it is sent.
+    pub answer_bytes: Option<u64>,
+    /// Streams only: after the first event, one event of this many bytes that never ends,
+    /// made as it is sent.
+    pub event_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -93,6 +103,14 @@ impl Directives {
                 self.chunks = Some(chunks);
             }
             "fail_times" => self.fail_times = Some(number(key, value, "a number of requests")?),
+            "stream_error_after" => {
+                self.stream_error_after = Some(number(key, value, "a number of events")?)
+            }
+            "truncate_after" => {
+                self.truncate_after = Some(number(key, value, "a number of events")?)
+            }
+            "answer_bytes" => self.answer_bytes = Some(number(key, value, "a number of bytes")?),
+            "event_bytes" => self.event_bytes = Some(number(key, value, "a number of bytes")?),
             _ => return Err(DirectiveError::UnknownKey(clip(key))),
         }
         Ok(())
@@ -178,7 +196,8 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let d = Directives::parse(
-            "error=429,retry_after=7;latency_ms=15 chunk_delay_ms=3,abort_after=2,chunks=4,fail_times=1",
+            "error=429,retry_after=7;latency_ms=15 chunk_delay_ms=3,abort_after=2,chunks=4,fail_times=1 \
+             stream_error_after=5,truncate_after=6,answer_bytes=1048576,event_bytes=2097152",
         )
         .unwrap();
         assert_eq!(
@@ -191,6 +210,10 @@ mod tests {
                 abort_after: Some(2),
                 chunks: Some(4),
                 fail_times: Some(1),
+                stream_error_after: Some(5),
+                truncate_after: Some(6),
+                answer_bytes: Some(1 << 20),
+                event_bytes: Some(2 << 20),
             }
         );
     }

@@ -21,7 +21,11 @@ latency_ms=MS       wait before sending the headers\n  \
 chunk_delay_ms=MS   wait between streamed events\n  \
 abort_after=N       break the connection after N events\n  \
 chunks=N            stream the text in N pieces instead of one per word\n  \
-fail_times=N        the error applies to the first N identical requests only"
+fail_times=N        the error applies to the first N identical requests only\n  \
+stream_error_after=N  a `data: {\"error\":...}` event after N streamed events, then the end\n  \
+truncate_after=N    end the stream after N events, with no finish reason or [DONE]\n  \
+answer_bytes=N      a non-streamed answer of N bytes, made as it is sent\n  \
+event_bytes=N       one streamed event of N bytes that never ends, made as it is sent"
 )]
 struct Cli {
     /// Address to listen on; port 0 picks a free port.

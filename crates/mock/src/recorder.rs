@@ -12,6 +12,9 @@ const MAX_RECORDED: usize = 10_000;
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// The query string, without the `?`, when the request had one.
+    #[serde(default)]
+    pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     /// `Value::Null` when the body was not JSON.
     pub body: serde_json::Value,
@@ -63,6 +66,7 @@ mod tests {
         RecordedRequest {
             method: "POST".into(),
             path: format!("/{i}"),
+            query: None,
             headers: vec![],
             body: serde_json::Value::Null,
         }

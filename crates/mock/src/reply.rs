@@ -24,8 +24,21 @@ pub enum MockBody {
         events: Vec<Bytes>,
         chunk_delay: Duration,
         abort_after: Option<usize>,
+        /// Bytes of filler that continue the last event without ever ending it
+        /// (`event_bytes`); 0 for a normal stream.
+        fill: u64,
+    },
+    /// A body too big to hold (`answer_bytes`): `head`, then `fill` bytes of filler, then
+    /// `tail`, made as they are sent.
+    Padded {
+        head: Bytes,
+        fill: u64,
+        tail: Bytes,
     },
 }
+
+/// Filler is sent in slices of this, so a huge body costs no memory.
+static FILLER: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 
 /// The error that ends an aborted body stream; an HTTP server turns it into a torn connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -49,6 +62,17 @@ impl MockReply {
         }
     }
 
+    /// The body's length when it is known before it is made.
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            MockBody::Json(bytes) => Some(bytes.len() as u64),
+            MockBody::Padded { head, fill, tail } => {
+                Some(head.len() as u64 + fill + tail.len() as u64)
+            }
+            MockBody::TruncatedJson(_) | MockBody::Sse { .. } => None,
+        }
+    }
+
     /// Never yields `[DONE]` on an aborted stream: the abort comes before the last event at
     /// the latest, so a client can always tell a broken stream from a finished one.
     pub fn into_body_stream(self) -> impl Stream<Item = Result<Bytes, MockAbort>> + Send + 'static {
@@ -66,27 +90,43 @@ struct Plan {
     delay: Duration,
     abort_at: Option<usize>,
     finished: bool,
+    /// Filler still to send once the events are out.
+    fill: u64,
+    /// Sent after the filler.
+    tail: Option<Bytes>,
 }
 
 impl From<MockBody> for Plan {
     fn from(body: MockBody) -> Self {
-        let (events, delay, abort_at) = match body {
-            MockBody::Json(bytes) => (vec![bytes], Duration::ZERO, None),
+        let (events, delay, abort_at, fill, tail) = match body {
+            MockBody::Json(bytes) => (vec![bytes], Duration::ZERO, None, 0, None),
             MockBody::TruncatedJson(bytes) => {
                 let half = bytes.len() / 2;
                 (
                     vec![bytes.slice(..half), bytes.slice(half..)],
                     Duration::ZERO,
                     Some(1),
+                    0,
+                    None,
                 )
             }
             MockBody::Sse {
                 events,
                 chunk_delay,
                 abort_after,
+                fill,
             } => {
                 let last = events.len().saturating_sub(1);
-                (events, chunk_delay, abort_after.map(|n| n.min(last)))
+                (
+                    events,
+                    chunk_delay,
+                    abort_after.map(|n| n.min(last)),
+                    fill,
+                    None,
+                )
+            }
+            MockBody::Padded { head, fill, tail } => {
+                (vec![head], Duration::ZERO, None, fill, Some(tail))
             }
         };
         Plan {
@@ -95,6 +135,8 @@ impl From<MockBody> for Plan {
             delay,
             abort_at,
             finished: false,
+            fill,
+            tail,
         }
     }
 }
@@ -113,8 +155,13 @@ impl Plan {
             return Some(Err(MockAbort));
         }
         let Some(event) = self.events.next() else {
+            if self.fill > 0 {
+                let n = self.fill.min(FILLER.len() as u64);
+                self.fill -= n;
+                return Some(Ok(Bytes::from_static(&FILLER[..n as usize])));
+            }
             self.finished = true;
-            return None;
+            return self.tail.take().filter(|t| !t.is_empty()).map(Ok);
         };
         if self.sent > 0 && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -142,8 +189,30 @@ mod tests {
                 events,
                 chunk_delay,
                 abort_after,
+                fill: 0,
             },
         }
+    }
+
+    #[tokio::test]
+    async fn a_padded_body_is_made_as_it_is_sent_to_its_declared_length() {
+        let reply = MockReply {
+            status: 200,
+            headers: vec![],
+            latency: Duration::ZERO,
+            body: MockBody::Padded {
+                head: Bytes::from_static(b"{\"a\":\""),
+                fill: 200_000,
+                tail: Bytes::from_static(b"\"}"),
+            },
+        };
+        assert_eq!(reply.content_length(), Some(200_000 + 8));
+        let items: Vec<Bytes> = reply.into_body_stream().map(Result::unwrap).collect().await;
+        assert!(items.iter().all(|c| c.len() <= FILLER.len()));
+        let body = items.concat();
+        assert_eq!(body.len(), 200_008);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["a"].as_str().unwrap().len(), 200_000);
     }
 
     #[tokio::test]

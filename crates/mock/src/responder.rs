@@ -78,10 +78,12 @@ fn success(
             include_usage: request.include_usage,
             chunks: directives.chunks,
         };
+        let (events, fill) = sse::shaped(sse::events(&ctx, &answers, &usage), &ctx, directives);
         let body = MockBody::Sse {
-            events: sse::events(&ctx, &answers, &usage),
+            events,
             chunk_delay: Duration::from_millis(directives.chunk_delay_ms),
             abort_after: directives.abort_after,
+            fill,
         };
         let mut headers = headers(EVENT_STREAM, tag);
         headers.push(("cache-control".into(), "no-cache".into()));
@@ -92,8 +94,31 @@ fn success(
             body,
         };
     }
-    let completion = Completion {
-        id: &id,
+    if let Some(size) = directives.answer_bytes {
+        return padded(request, &id, &usage, size, tag, latency);
+    }
+    let bytes = Bytes::from(wire::to_bytes(&completion(request, &id, &answers, &usage)));
+    let body = if directives.abort_after.is_some() {
+        MockBody::TruncatedJson(bytes)
+    } else {
+        MockBody::Json(bytes)
+    };
+    MockReply {
+        status: 200,
+        headers: headers(JSON, tag),
+        latency,
+        body,
+    }
+}
+
+fn completion<'a>(
+    request: &'a ChatRequest<'_>,
+    id: &'a str,
+    answers: &'a [Answer<'_>],
+    usage: &'a wire::Usage,
+) -> Completion<'a> {
+    Completion {
+        id,
         object: "chat.completion",
         created: wire::CREATED,
         model: request.model,
@@ -108,20 +133,43 @@ fn success(
                 finish_reason: a.finish_reason(),
             })
             .collect(),
-        usage: &usage,
-    };
-    let bytes = Bytes::from(wire::to_bytes(&completion));
-    let body = if directives.abort_after.is_some() {
-        MockBody::TruncatedJson(bytes)
-    } else {
-        MockBody::Json(bytes)
-    };
-    MockReply {
+        usage,
+    }
+}
+
+/// `answer_bytes`: a one-choice completion of `size` bytes (at least its JSON frame), whose
+/// text is filler made as it is sent, with its length declared as a provider would.
+fn padded(
+    request: &ChatRequest<'_>,
+    id: &str,
+    usage: &wire::Usage,
+    size: u64,
+    tag: &str,
+    latency: Duration,
+) -> MockReply {
+    const MARK: &str = "@@mock-fill@@";
+    let answers = [Answer::Text(MARK.to_owned())];
+    let whole = wire::to_bytes(&completion(request, id, &answers, usage));
+    let at = whole
+        .windows(MARK.len())
+        .position(|w| w == MARK.as_bytes())
+        .unwrap_or(whole.len());
+    let head = Bytes::copy_from_slice(&whole[..at]);
+    let tail = Bytes::copy_from_slice(whole.get(at + MARK.len()..).unwrap_or_default());
+    let fill = size.saturating_sub((head.len() + tail.len()) as u64);
+    let body = MockBody::Padded { head, fill, tail };
+    let mut reply = MockReply {
         status: 200,
         headers: headers(JSON, tag),
         latency,
         body,
+    };
+    if let Some(length) = reply.content_length() {
+        reply
+            .headers
+            .push(("content-length".into(), length.to_string()));
     }
+    reply
 }
 
 fn error(

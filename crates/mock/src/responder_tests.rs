@@ -476,3 +476,77 @@ async fn unbroken_streams_end_with_done() {
     assert_eq!(last.as_ref(), b"data: [DONE]\n\n");
     assert!(items.iter().all(Result::is_ok));
 }
+
+async fn stream_items(text: &str) -> Vec<Bytes> {
+    let body = with(chat(text), json!({"stream": true}));
+    Mock::new()
+        .respond(&body, None)
+        .into_body_stream()
+        .map(Result::unwrap)
+        .collect()
+        .await
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn stream_error_after_sends_an_error_event_and_ends_without_done() {
+    let items = stream_items("#mock:stream_error_after=2 fail mid-way").await;
+    assert_eq!(items.len(), 3);
+    assert!(items[..2].iter().all(|b| b.starts_with(b"data: {\"id\"")));
+    let error: Value = serde_json::from_slice(
+        items[2]
+            .strip_prefix(b"data: ")
+            .and_then(|b| b.strip_suffix(b"\n\n"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(error["error"]["message"], "mock stream error");
+    assert!(!items.iter().any(|b| contains(b, b"[DONE]")));
+}
+
+#[tokio::test]
+async fn truncate_after_ends_cleanly_before_any_finish_reason() {
+    let items = stream_items("#mock:truncate_after=99 a few words here").await;
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|b| b.ends_with(b"\n\n")));
+    assert!(!items.iter().any(|b| contains(b, b"[DONE]")));
+    assert!(!items.iter().any(|b| contains(b, b"\"finish_reason\":\"")));
+    assert_eq!(
+        stream_items("#mock:truncate_after=2 a few words here")
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn answer_bytes_makes_a_whole_answer_of_that_size_with_its_length_declared() {
+    let reply = Mock::new().respond(&chat("#mock:answer_bytes=300000 big"), None);
+    let length: u64 = reply.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(length, 300_000);
+    assert!(matches!(reply.body, MockBody::Padded { .. }));
+    let body: Vec<Bytes> = reply.into_body_stream().map(Result::unwrap).collect().await;
+    let body = body.concat();
+    assert_eq!(body.len(), 300_000);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn event_bytes_makes_one_event_that_never_ends() {
+    let items = stream_items("#mock:event_bytes=500000 huge").await;
+    let first_end = items[0].len();
+    assert!(items[0].ends_with(b"\n\n"), "the first event is whole");
+    let rest = items.concat();
+    assert_eq!(rest.len() - first_end, 500_000);
+    assert!(
+        !contains(&rest[first_end..], b"\n\n"),
+        "the second event never ends"
+    );
+    assert!(rest[first_end..].starts_with(b"data: {\"id\""));
+}

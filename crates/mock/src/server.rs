@@ -128,6 +128,7 @@ async fn chat(
     state.recorder.push(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers: header_pairs(&headers),
         body,
     });

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::answer::Answer;
+use crate::directives::Directives;
 use crate::wire::{self, Chunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
 
 /// Enough pieces to exercise argument reassembly in clients without bloating the stream.
@@ -45,6 +46,49 @@ pub(crate) fn events(ctx: &StreamContext<'_>, answers: &[Answer<'_>], usage: &Us
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
     events
+}
+
+/// Applies the stream directives that change the event sequence: `stream_error_after`,
+/// `truncate_after` and `event_bytes`. Returns the events and the filler that follows them.
+pub(crate) fn shaped(
+    mut events: Vec<Bytes>,
+    ctx: &StreamContext<'_>,
+    directives: &Directives,
+) -> (Vec<Bytes>, u64) {
+    // Never past the events before `[DONE]`, so a cut stream never looks finished.
+    let before_done = events.len().saturating_sub(1);
+    if let Some(n) = directives.truncate_after {
+        // Nor past the first finish reason.
+        let first_finish = events
+            .iter()
+            .position(|e| memfind(e, b"\"finish_reason\":\""))
+            .unwrap_or(before_done);
+        events.truncate(n.min(first_finish));
+    }
+    if let Some(n) = directives.stream_error_after {
+        events.truncate(n.min(before_done));
+        events.push(Bytes::from_static(STREAM_ERROR_EVENT));
+    }
+    if let Some(size) = directives.event_bytes {
+        events.truncate(1);
+        let head = format!(
+            "data: {{\"id\":\"{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"",
+            ctx.id,
+            wire::CREATED,
+            serde_json::to_string(ctx.model).unwrap_or_default(),
+        );
+        let fill = size.saturating_sub(head.len() as u64);
+        events.push(Bytes::from(head));
+        return (events, fill);
+    }
+    (events, 0)
+}
+
+/// What OpenAI sends when it fails after a stream has started.
+pub(crate) const STREAM_ERROR_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn chunk<'a>(

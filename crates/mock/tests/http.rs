@@ -217,3 +217,23 @@ fn with_stream(mut body: Value) -> Value {
     body["stream"] = json!(true);
     body
 }
+
+#[tokio::test]
+async fn a_padded_answer_is_sent_with_its_declared_length() {
+    let server = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", server.base_url()))
+        .json(&chat("#mock:answer_bytes=2000000 big"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), Some(2_000_000));
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), 2_000_000);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    server.shutdown().await;
+}

@@ -1,7 +1,10 @@
 //! Accumulating what a provider answered into the record's [`Output`] and [`Usage`].
 //!
 //! Streamed answers are folded in chunk by chunk; whole JSON answers are read once at the end.
-//! Text is kept only when some destination wants content, and never beyond the capture limit.
+//! Text is kept only when some destination wants content, and never beyond the capture limit;
+//! the number of choices and tool calls is bounded too, so no answer can grow the record
+//! without limit. Streams are also checked for how they ended: an error event, or an end with
+//! neither `[DONE]` nor a finish reason, makes the exchange a `stream_error`.
 
 use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
 use serde::Deserialize;
@@ -68,10 +71,47 @@ struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
+/// `error` as providers send it: OpenAI's object with a message, a bare string, or anything
+/// else, which still marks the chunk as an error.
 #[derive(Deserialize)]
-struct ErrorView {
-    message: Option<String>,
+#[serde(untagged)]
+enum ErrorView {
+    Detailed {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    Text(String),
+    Other(serde::de::IgnoredAny),
 }
+
+impl ErrorView {
+    fn message(self) -> Option<String> {
+        match self {
+            ErrorView::Detailed { message } => message,
+            ErrorView::Text(text) => Some(text),
+            ErrorView::Other(_) => None,
+        }
+    }
+}
+
+/// A provider's error message is kept only this long: it may be as large as its body.
+const MAX_ERROR_MESSAGE_BYTES: usize = 8 * 1024;
+
+fn clip_message(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+/// OpenAI allows `n` up to 128; a provider sending more indexes is not kept.
+const MAX_CHOICES: usize = 128;
+/// Tool calls kept per choice; the index comes from the provider, so it is bounded before use.
+const MAX_TOOL_CALLS: usize = 128;
 
 /// What a streamed chunk turned out to be, for the tee's filtering decision.
 #[derive(Debug, PartialEq, Eq)]
@@ -91,6 +131,10 @@ pub struct Accumulator {
     keep_content: bool,
     /// Content bytes still allowed before the capture limit.
     budget: usize,
+    /// A streamed chunk carried `error`.
+    error_event: bool,
+    /// The stream's `[DONE]` arrived.
+    done: bool,
 }
 
 impl Accumulator {
@@ -101,18 +145,22 @@ impl Accumulator {
             error_message: None,
             keep_content,
             budget: limit,
+            error_event: false,
+            done: false,
         }
     }
 
     /// Folds one SSE `data` payload in.
     pub fn on_chunk(&mut self, data: &[u8]) -> ChunkKind {
         if data == b"[DONE]" {
+            self.done = true;
             return ChunkKind::Other;
         }
         let Ok(env) = serde_json::from_slice::<Envelope>(data) else {
             return ChunkKind::Other;
         };
         let usage_only = env.choices.is_empty() && env.usage.is_some();
+        self.error_event |= env.error.is_some();
         self.fold(env);
         if usage_only {
             ChunkKind::UsageOnly
@@ -146,11 +194,15 @@ impl Accumulator {
             });
         }
         if let Some(e) = env.error {
-            self.error_message = e.message;
+            self.error_message = e.message().map(clip_message);
         }
         for c in env.choices {
             let pos = match self.output.choices.iter().position(|x| x.index == c.index) {
                 Some(p) => p,
+                None if self.output.choices.len() >= MAX_CHOICES => {
+                    self.output.truncated = true;
+                    continue;
+                }
                 None => {
                     self.output.choices.push(Choice {
                         index: c.index,
@@ -180,6 +232,10 @@ impl Accumulator {
             }
             for (i, call) in delta.tool_calls.into_iter().enumerate() {
                 let slot = call.index.unwrap_or(i);
+                if slot >= MAX_TOOL_CALLS {
+                    self.output.truncated = true;
+                    continue;
+                }
                 while choice.tool_calls.len() <= slot {
                     choice.tool_calls.push(ToolCall::default());
                 }
@@ -189,7 +245,12 @@ impl Accumulator {
                 }
                 if let Some(f) = call.function {
                     if let Some(name) = f.name {
-                        tc.name.push_str(&name);
+                        append_bounded(
+                            &mut tc.name,
+                            &name,
+                            &mut self.budget,
+                            &mut self.output.truncated,
+                        );
                     }
                     if let Some(args) = f.arguments {
                         append_bounded(
@@ -202,6 +263,25 @@ impl Accumulator {
                 }
             }
         }
+    }
+
+    /// What was wrong with how a 200 stream ended, as the record's message: an error event
+    /// (with the provider's message), or an end with neither `[DONE]` nor a finish reason.
+    pub fn stream_error(&self) -> Option<String> {
+        if self.error_event {
+            return Some(
+                self.error_message
+                    .clone()
+                    .unwrap_or_else(|| "the provider sent an error event".to_owned()),
+            );
+        }
+        let finished = self
+            .output
+            .choices
+            .iter()
+            .any(|c| c.finish_reason.is_some());
+        (!self.done && !finished)
+            .then(|| "the provider ended the stream without [DONE] or a finish reason".to_owned())
     }
 
     pub fn finish(mut self) -> (Output, Option<Usage>, Option<String>) {
@@ -226,6 +306,7 @@ fn append_bounded(dst: &mut String, src: &str, budget: &mut usize, truncated: &m
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -287,9 +368,65 @@ mod tests {
     }
 
     #[test]
+    fn how_a_stream_ended_is_told_from_its_events() {
+        let delta = br#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#;
+        let finish = br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let fold = |events: &[&[u8]]| {
+            let mut acc = Accumulator::new(false, 100);
+            for e in events {
+                acc.on_chunk(e);
+            }
+            acc.stream_error()
+        };
+        assert_eq!(fold(&[delta, finish, b"[DONE]"]), None);
+        assert_eq!(fold(&[delta, finish]), None, "a finish reason is enough");
+        assert_eq!(fold(&[delta, b"[DONE]"]), None, "so is [DONE]");
+        assert!(fold(&[delta]).unwrap().contains("without [DONE]"));
+        assert!(fold(&[]).is_some(), "an empty stream did not finish");
+        for error in [
+            &br#"{"error":{"message":"overloaded","type":"server_error"}}"#[..],
+            br#"{"error":"overloaded"}"#,
+        ] {
+            assert_eq!(
+                fold(&[delta, error, b"[DONE]"]).as_deref(),
+                Some("overloaded"),
+                "an error event wins even before [DONE]"
+            );
+        }
+        assert!(fold(&[delta, br#"{"error":{"code":5}}"#]).is_some());
+        assert_eq!(
+            fold(&[delta, br#"{"error":null,"choices":[]}"#, finish]),
+            None,
+            "a null error is no error"
+        );
+    }
+
+    #[test]
+    fn choice_and_tool_call_indexes_from_the_provider_are_bounded() {
+        let mut acc = Accumulator::new(true, 1 << 20);
+        acc.on_chunk(
+            br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":18446744073709551615,"function":{"name":"x"}}]}}]}"#,
+        );
+        for i in 0..1000u32 {
+            let chunk = format!(r#"{{"choices":[{{"index":{i},"delta":{{"content":"a"}}}}]}}"#);
+            acc.on_chunk(chunk.as_bytes());
+        }
+        let (out, _, _) = acc.finish();
+        assert_eq!(out.choices.len(), MAX_CHOICES);
+        assert!(out.choices[0].tool_calls.is_empty());
+        assert!(out.truncated);
+    }
+
+    #[test]
     fn provider_error_message_is_read() {
         let mut acc = Accumulator::new(true, 100);
         acc.on_body(br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
         assert_eq!(acc.finish().2.as_deref(), Some("Rate limit reached"));
+
+        let huge = format!(r#"{{"error":{{"message":"{}"}}}}"#, "é".repeat(10_000));
+        let mut acc = Accumulator::new(true, 100);
+        acc.on_body(huge.as_bytes());
+        let message = acc.finish().2.unwrap();
+        assert!(message.len() <= MAX_ERROR_MESSAGE_BYTES && message.len() > 8000);
     }
 }

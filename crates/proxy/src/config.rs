@@ -44,6 +44,14 @@ pub struct ProviderConfig {
     /// Longest `Retry-After` the gateway will wait out; a longer one goes to the client.
     #[serde(default = "defaults::max_retry_after_ms")]
     pub max_retry_after_ms: u64,
+    /// Largest body the gateway holds whole to read it for the record: a non-streamed answer
+    /// or an error. A longer one is a 502 (or a broken answer once it has started).
+    #[serde(default = "defaults::max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Largest single event of a stream. A stream is never limited as a whole: only what the
+    /// gateway must hold at once is.
+    #[serde(default = "defaults::max_sse_event_bytes")]
+    pub max_sse_event_bytes: usize,
 }
 
 impl ProviderConfig {
@@ -82,5 +90,11 @@ mod defaults {
     }
     pub fn max_retry_after_ms() -> u64 {
         10_000
+    }
+    pub fn max_response_bytes() -> usize {
+        64 << 20
+    }
+    pub fn max_sse_event_bytes() -> usize {
+        crate::sse::DEFAULT_MAX_EVENT_BYTES
     }
 }

@@ -24,6 +24,12 @@ pub enum ProxyError {
     Unreachable { provider: String, detail: String },
     #[error("provider `{provider}` did not answer within {timeout_ms} ms")]
     Timeout { provider: String, timeout_ms: u64 },
+    #[error("provider `{provider}` answered with {length} bytes, more than its max_response_bytes ({limit})")]
+    ResponseTooLarge {
+        provider: String,
+        length: u64,
+        limit: usize,
+    },
 }
 
 /// How many chars of a client's model an error message quotes; the rest becomes `…`.
@@ -45,7 +51,9 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
-            ProxyError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Unreachable { .. } | ProxyError::ResponseTooLarge { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -59,6 +67,7 @@ impl ProxyError {
             ProxyError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             ProxyError::Unreachable { .. } => ErrorKind::Unreachable,
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
+            ProxyError::ResponseTooLarge { .. } => ErrorKind::ResponseTooLarge,
         }
     }
 
@@ -79,6 +88,9 @@ impl ProxyError {
             ),
             ProxyError::Unreachable { .. } => ("api_error", Some("upstream_unreachable"), None),
             ProxyError::Timeout { .. } => ("api_error", Some("upstream_timeout"), None),
+            ProxyError::ResponseTooLarge { .. } => {
+                ("api_error", Some("upstream_response_too_large"), None)
+            }
         };
         let body = json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}});
         body.to_string().into_bytes()

@@ -213,7 +213,7 @@ impl Proxy {
         targets: &[Target],
         mock_directives: Option<String>,
     ) -> Response<ProxyBody> {
-        let mut last_response: Option<(UpstreamResponse, Instant)> = None;
+        let mut last_response: Option<(UpstreamResponse, Instant, &Target)> = None;
         let mut last_error: Option<ProxyError> = None;
         for (ti, target) in targets.iter().enumerate() {
             let provider = &target.provider;
@@ -247,7 +247,7 @@ impl Proxy {
                     Ok(resp) if resp.status.is_success() => {
                         attempt.http_status = Some(resp.status.as_u16());
                         exchange.record.attempts.push(attempt);
-                        return self.respond(exchange, req, resp, deadline);
+                        return self.respond(exchange, req, resp, deadline, target);
                     }
                     Ok(resp) => {
                         let status = resp.status.as_u16();
@@ -257,14 +257,14 @@ impl Proxy {
                         exchange.record.attempts.push(attempt);
                         let retryable = cfg.retry_on.contains(&status);
                         if !retryable {
-                            return self.respond(exchange, req, resp, deadline);
+                            return self.respond(exchange, req, resp, deadline, target);
                         }
                         if tries < cfg.max_retries {
                             match retry_after(&resp.headers) {
                                 Some(wait)
                                     if wait > Duration::from_millis(cfg.max_retry_after_ms) =>
                                 {
-                                    return self.respond(exchange, req, resp, deadline);
+                                    return self.respond(exchange, req, resp, deadline, target);
                                 }
                                 wait => {
                                     drop(resp);
@@ -280,11 +280,12 @@ impl Proxy {
                             }
                         }
                         last_error = None;
-                        last_response = Some((resp, deadline));
+                        last_response = Some((resp, deadline, target));
                         break;
                     }
                     Err(e) => {
-                        attempt.error = Some(e.to_string());
+                        // The class only: the message may quote the provider's URL.
+                        attempt.error = Some(e.class().to_owned());
                         attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
                         exchange.record.attempts.push(attempt);
                         if tries < cfg.max_retries {
@@ -312,7 +313,9 @@ impl Proxy {
             }
         }
         match (last_response, last_error) {
-            (Some((resp, deadline)), _) => self.respond(exchange, req, resp, deadline),
+            (Some((resp, deadline, target)), _) => {
+                self.respond(exchange, req, resp, deadline, target)
+            }
             (None, Some(err)) => self.reject_exchange(exchange, err),
             (None, None) => {
                 self.reject_exchange(exchange, ProxyError::model_not_found(req.model()))
@@ -327,24 +330,37 @@ impl Proxy {
         req: &ChatRequest,
         resp: UpstreamResponse,
         deadline: Instant,
+        target: &Target,
     ) -> Response<ProxyBody> {
+        let cfg = target.provider.config();
         let status = resp.status;
         let is_sse = header_str(&resp.headers, CONTENT_TYPE.as_str())
             .is_some_and(|ct| ct.contains("text/event-stream"));
         let mode = if is_sse && status.is_success() {
             Mode::Sse {
-                splitter: SseSplitter::default(),
+                splitter: SseSplitter::new(cfg.max_sse_event_bytes),
                 hide_usage: req.stream() && !req.client_wants_usage,
             }
         } else {
-            Mode::Whole { chunks: Vec::new() }
+            Mode::whole(cfg.max_response_bytes)
         };
-        let content_length = match mode {
+        let content_length: Option<u64> = match mode {
             Mode::Whole { .. } => {
                 header_str(&resp.headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok())
             }
             Mode::Sse { .. } => None,
         };
+        // A body declared too big to hold is refused before anything reaches the client.
+        if let Some(length) = content_length.filter(|&n| n > cfg.max_response_bytes as u64) {
+            return self.reject_exchange(
+                exchange,
+                ProxyError::ResponseTooLarge {
+                    provider: target.provider.name().to_owned(),
+                    length,
+                    limit: cfg.max_response_bytes,
+                },
+            );
+        }
         let mut builder = Response::builder().status(status);
         if let Some(headers) = builder.headers_mut() {
             for (name, value) in &resp.headers {

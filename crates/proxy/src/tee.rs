@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 use crate::capture::{Accumulator, ChunkKind};
 use crate::exchange::Exchange;
 use crate::providers::BodyStream;
-use crate::sse::{event_data, SseSplitter};
+use crate::sse::{event_data, EventTooLarge, SseSplitter};
 
 /// Why the body ended early; hyper then aborts the connection, so the client sees a broken
 /// stream rather than a clean end.
@@ -25,6 +25,8 @@ pub struct BodyError(&'static str);
 /// Events left for a later poll at most: a provider that never leaves the body waiting
 /// (a whole answer in one burst) has its events parsed as they come, not kept.
 const MAX_UNREAD: usize = 32;
+/// Bytes of events left for a later poll at most, so big events are not held 32 at a time.
+const MAX_UNREAD_BYTES: usize = 1 << 20;
 
 /// How the provider's bytes are read on the side.
 pub enum Mode {
@@ -35,9 +37,27 @@ pub enum Mode {
         splitter: SseSplitter,
         hide_usage: bool,
     },
-    /// A whole JSON body, read once at the end. The chunks are reference-counted, not copied.
-    Whole { chunks: Vec<Bytes> },
+    /// A whole JSON body, read once at the end. The chunks are reference-counted, not copied,
+    /// and held only up to `limit` bytes (`max_response_bytes`).
+    Whole {
+        chunks: Vec<Bytes>,
+        held: usize,
+        limit: usize,
+    },
 }
+
+impl Mode {
+    pub fn whole(limit: usize) -> Self {
+        Mode::Whole {
+            chunks: Vec::new(),
+            held: 0,
+            limit,
+        }
+    }
+}
+
+/// The provider sent more than the gateway holds; the message goes into the record.
+struct TooLarge(String);
 
 pub struct TeeBody {
     upstream: BodyStream,
@@ -58,8 +78,13 @@ pub struct TeeBody {
     /// there would delay the event itself (most of all the first, run by cold code); the
     /// parse waits for a later poll instead.
     unread: Vec<Vec<u8>>,
+    /// Bytes in `unread`.
+    unread_bytes: usize,
     /// Set when the body yielded so that hyper writes first: the next poll folds `unread`.
     fold_next: bool,
+    /// A failure already recorded whose last frame (an error event) has just been handed
+    /// over: the stream breaks after the server has written it.
+    break_next: Option<&'static str>,
 }
 
 impl TeeBody {
@@ -82,39 +107,57 @@ impl TeeBody {
             remaining: content_length,
             broken: None,
             unread: Vec::new(),
+            unread_bytes: 0,
             fold_next: false,
+            break_next: None,
         }
     }
 
+    fn push_unread(&mut self, data: Vec<u8>) {
+        self.unread_bytes += data.len();
+        self.unread.push(data);
+    }
+
     /// Turns one provider chunk into what the client receives (possibly nothing yet).
-    fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+    fn on_chunk(&mut self, chunk: Bytes) -> Result<Option<Bytes>, TooLarge> {
         if self.acc.is_none() {
-            return Some(chunk);
+            return Ok(Some(chunk));
         }
-        if self.unread.len() >= MAX_UNREAD {
+        if self.unread.len() >= MAX_UNREAD || self.unread_bytes >= MAX_UNREAD_BYTES {
             self.fold_unread();
         }
         match &mut self.mode {
-            Mode::Whole { chunks } => {
+            Mode::Whole {
+                chunks,
+                held,
+                limit,
+            } => {
+                *held += chunk.len();
+                if *held > *limit {
+                    let limit = *limit;
+                    chunks.clear();
+                    return Err(TooLarge(format!(
+                        "the provider's answer is larger than max_response_bytes ({limit} bytes)"
+                    )));
+                }
                 chunks.push(chunk.clone());
-                Some(chunk)
+                Ok(Some(chunk))
             }
             Mode::Sse {
                 splitter,
                 hide_usage: false,
             } => {
-                let data = splitter
-                    .push(&chunk)
-                    .into_iter()
-                    .filter_map(|e| event_data(&e));
-                self.unread.extend(data);
-                Some(chunk)
+                let events = splitter.push(&chunk).map_err(event_too_large)?;
+                for data in events.iter().filter_map(|e| event_data(e)) {
+                    self.push_unread(data);
+                }
+                Ok(Some(chunk))
             }
             Mode::Sse {
                 splitter,
                 hide_usage: true,
             } => {
-                let events = splitter.push(&chunk);
+                let events = splitter.push(&chunk).map_err(event_too_large)?;
                 let mut out = BytesMut::new();
                 for event in events {
                     let Some(data) = event_data(&event) else {
@@ -129,7 +172,7 @@ impl TeeBody {
                         } else {
                             out.extend_from_slice(&event);
                         }
-                        self.unread.push(data);
+                        self.push_unread(data);
                         continue;
                     }
                     // Whether it is hidden takes a parse, after the events before it.
@@ -141,13 +184,14 @@ impl TeeBody {
                         _ => out.extend_from_slice(&event),
                     }
                 }
-                (!out.is_empty()).then(|| out.freeze())
+                Ok((!out.is_empty()).then(|| out.freeze()))
             }
         }
     }
 
     /// Folds the events handed over so far into the record, in order.
     fn fold_unread(&mut self) {
+        self.unread_bytes = 0;
         if let Some(acc) = self.acc.as_mut() {
             for data in self.unread.drain(..) {
                 acc.on_chunk(&data);
@@ -155,19 +199,32 @@ impl TeeBody {
         }
     }
 
+    /// A stream's last, unterminated event (`data: [DONE]` with one newline, say) is read for
+    /// the record, so that how the stream ended is judged on everything the provider sent.
+    fn read_remainder(&mut self) {
+        let data = match &self.mode {
+            Mode::Sse { splitter, .. } => event_data(splitter.remainder()),
+            Mode::Whole { .. } => None,
+        };
+        if let Some(data) = data {
+            self.push_unread(data);
+        }
+    }
+
     /// What closing the exchange needs, taken out of the body: `None` once taken.
     fn closing(&mut self) -> Option<Closing> {
         self.fold_unread();
         let (exchange, acc) = (self.exchange.take()?, self.acc.take()?);
-        let chunks = match &mut self.mode {
-            Mode::Whole { chunks } => std::mem::take(chunks),
-            Mode::Sse { .. } => Vec::new(),
+        let (chunks, stream) = match &mut self.mode {
+            Mode::Whole { chunks, .. } => (std::mem::take(chunks), false),
+            Mode::Sse { .. } => (Vec::new(), true),
         };
         Some(Closing {
             exchange,
             acc,
             chunks,
             upstream_status: self.upstream_status,
+            stream,
         })
     }
 
@@ -203,6 +260,8 @@ struct Closing {
     acc: Accumulator,
     chunks: Vec<Bytes>,
     upstream_status: u16,
+    /// An SSE stream, whose end is checked: a 200 that carried an error is not a success.
+    stream: bool,
 }
 
 impl Closing {
@@ -212,6 +271,7 @@ impl Closing {
             mut acc,
             chunks,
             upstream_status: status,
+            stream,
         } = self;
         match chunks.len() {
             0 => {}
@@ -219,6 +279,11 @@ impl Closing {
             _ => acc.on_body(&chunks.concat()),
         }
         drop(chunks);
+        let stream_error = if stream && failure.is_none() {
+            acc.stream_error()
+        } else {
+            None
+        };
         let (output, usage, provider_message) = acc.finish();
         exchange.record.output = output;
         exchange.record.usage = usage;
@@ -227,6 +292,8 @@ impl Closing {
         } else if status >= 400 {
             let message = provider_message.unwrap_or_else(|| format!("provider answered {status}"));
             exchange.fail(ErrorKind::Provider, Some(status), message);
+        } else if let Some(message) = stream_error {
+            exchange.fail(ErrorKind::StreamError, Some(status), message);
         }
         exchange.publish();
     }
@@ -254,6 +321,17 @@ fn may_be_usage_only(data: &[u8]) -> bool {
         bytes.next() == Some(&b':') && bytes.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
     })
 }
+
+fn event_too_large(e: EventTooLarge) -> TooLarge {
+    TooLarge(format!(
+        "a provider event is larger than max_sse_event_bytes ({} bytes)",
+        e.limit
+    ))
+}
+
+/// What a client whose stream the gateway ends for a too-large event gets before the break:
+/// the error event OpenAI's SDKs raise as an API error.
+const TOO_LARGE_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the provider sent an event larger than the gateway's max_sse_event_bytes\",\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_response_too_large\"}}\n\n";
 
 /// Removes the `"usage":null` that `include_usage` adds to every chunk.
 fn strip_usage_null(event: &[u8], out: &mut BytesMut) {
@@ -292,6 +370,9 @@ impl Body for TeeBody {
             if let Some(why) = this.broken.take() {
                 return Poll::Ready(Some(Err(BodyError(why))));
             }
+            if let Some(why) = this.break_next.take() {
+                return this.break_after_flush(why, cx);
+            }
             if this.exchange.is_none() {
                 return Poll::Ready(None);
             }
@@ -314,14 +395,31 @@ impl Body for TeeBody {
                             ex.record.timings.first_chunk = Some(ex.elapsed());
                         }
                     }
-                    if let Some(out) = this.on_chunk(chunk) {
-                        if let Some(left) = this.remaining.as_mut() {
-                            *left = left.saturating_sub(out.len() as u64);
-                            if *left == 0 {
-                                this.finish_after_write();
+                    match this.on_chunk(chunk) {
+                        Ok(Some(out)) => {
+                            if let Some(left) = this.remaining.as_mut() {
+                                *left = left.saturating_sub(out.len() as u64);
+                                if *left == 0 {
+                                    this.finish_after_write();
+                                }
                             }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                        Ok(None) => {}
+                        Err(TooLarge(message)) => {
+                            this.finish(Some((ErrorKind::ResponseTooLarge, &message)));
+                            const WHY: &str = "the provider's answer is too large";
+                            // A client that has seen only whole events gets a reason first.
+                            if let Mode::Sse {
+                                hide_usage: true, ..
+                            } = this.mode
+                            {
+                                this.break_next = Some(WHY);
+                                let event = Bytes::from_static(TOO_LARGE_EVENT);
+                                return Poll::Ready(Some(Ok(Frame::data(event))));
+                            }
+                            return this.break_after_flush(WHY, cx);
+                        }
                     }
                 }
                 Poll::Ready(Some(Err(_))) => {
@@ -332,6 +430,7 @@ impl Body for TeeBody {
                     return this.break_after_flush("provider broke the stream", cx);
                 }
                 Poll::Ready(None) => {
+                    this.read_remainder();
                     let rest = match &this.mode {
                         Mode::Sse {
                             splitter,
@@ -356,7 +455,7 @@ impl Body for TeeBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.exchange.is_none() && self.broken.is_none()
+        self.exchange.is_none() && self.broken.is_none() && self.break_next.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -415,7 +514,7 @@ mod tests {
         let sink: Arc<dyn RecordSink> = sink.clone();
         TeeBody::new(
             Box::pin(futures::stream::iter(chunks)),
-            Mode::Whole { chunks: Vec::new() },
+            Mode::whole(1 << 20),
             Accumulator::new(true, 1 << 20),
             Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink),
             Box::pin(tokio::time::sleep_until(
@@ -573,10 +672,13 @@ mod tests {
                 "and no more wakes while the provider is pending"
             );
 
-            // Two chunks at once: the first is read before the second is handed over.
+            // Two chunks at once: the first is read before the second is handed over. The
+            // stream ends as a finished one does, with `[DONE]`.
+            let done = Bytes::from_static(b"data: [DONE]\n\n");
             tx.unbounded_send(Ok(delta("lo"))).unwrap();
             tx.unbounded_send(Ok(delta(" you"))).unwrap();
-            for expected in [delta("lo"), delta(" you")] {
+            tx.unbounded_send(Ok(done.clone())).unwrap();
+            for expected in [delta("lo"), delta(" you"), done] {
                 match body.as_mut().poll_frame(&mut cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         assert_eq!(frame.into_data().unwrap(), expected)
@@ -758,5 +860,223 @@ mod tests {
             sink.taken().is_empty(),
             "dropping the finished body publishes nothing more"
         );
+    }
+
+    /// A body over `chunks` in `mode`, recording into `sink`.
+    fn tee_over(chunks: Vec<Bytes>, mode: Mode, sink: &Arc<Collect>) -> TeeBody {
+        let sink: Arc<dyn RecordSink> = sink.clone();
+        let chunks = chunks.into_iter().map(Ok).collect::<Vec<_>>();
+        TeeBody::new(
+            Box::pin(futures::stream::iter(chunks)),
+            mode,
+            Accumulator::new(true, 1 << 20),
+            Exchange::new(GenerationRecord::default(), std::time::Instant::now(), sink),
+            Box::pin(tokio::time::sleep_until(
+                Instant::now() + Duration::from_secs(60),
+            )),
+            200,
+            None,
+        )
+    }
+
+    fn sse_mode(limit: usize, hide_usage: bool) -> Mode {
+        Mode::Sse {
+            splitter: SseSplitter::new(limit),
+            hide_usage,
+        }
+    }
+
+    /// Everything the client receives, and whether the body ended in an error.
+    async fn drain(body: &mut TeeBody) -> (Vec<u8>, bool) {
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => got.extend_from_slice(&frame.into_data().unwrap()),
+                Err(_) => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
+    async fn published(sink: &Collect) -> Vec<GenerationRecord> {
+        let mut records = Vec::new();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+            records.extend(sink.taken());
+        }
+        records
+    }
+
+    fn error_of(record: &GenerationRecord) -> Option<(ErrorKind, &str)> {
+        match &record.status {
+            Status::Error(e) => Some((e.kind, e.message.as_str())),
+            Status::Ok => None,
+        }
+    }
+
+    #[test]
+    fn a_whole_answer_past_its_limit_breaks_and_lets_go_of_what_it_held() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let chunks = vec![Bytes::from(vec![b'x'; 600]), Bytes::from(vec![b'x'; 600])];
+            let mut body = tee_over(chunks, Mode::whole(1000), &sink);
+            let (got, broken) = drain(&mut body).await;
+            assert_eq!(got.len(), 600, "what came before the limit went out");
+            assert!(broken, "then the answer breaks");
+            match &body.mode {
+                Mode::Whole { chunks, .. } => assert!(chunks.is_empty()),
+                Mode::Sse { .. } => unreachable!(),
+            }
+            let records = published(&sink).await;
+            assert_eq!(records.len(), 1);
+            let (kind, message) = error_of(&records[0]).unwrap();
+            assert_eq!(kind, ErrorKind::ResponseTooLarge);
+            assert!(
+                message.contains("max_response_bytes (1000 bytes)"),
+                "{message}"
+            );
+        });
+    }
+
+    #[test]
+    fn an_event_that_never_ends_breaks_the_stream_at_the_event_limit() {
+        for hide_usage in [false, true] {
+            let sink = Arc::new(Collect::default());
+            runtime().block_on(async {
+                let first = delta("Hi");
+                let mut chunks = vec![first.clone(), Bytes::from_static(b"data: {\"choices\":")];
+                chunks.extend((0..100).map(|_| Bytes::from(vec![b'x'; 100])));
+                let mut body = tee_over(chunks, sse_mode(1000, hide_usage), &sink);
+                let (got, broken) = drain(&mut body).await;
+                assert!(
+                    broken,
+                    "hide_usage={hide_usage}: the client's stream breaks"
+                );
+                assert!(got.starts_with(&first));
+                assert!(got.len() < 1000 + first.len() + 200, "{}", got.len());
+                if hide_usage {
+                    // It has seen only whole events, so it gets the reason as one.
+                    let rest = &got[first.len()..];
+                    assert_eq!(rest, TOO_LARGE_EVENT);
+                    let data = event_data(rest).unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+                    assert_eq!(v["error"]["code"], "upstream_response_too_large");
+                }
+                let records = published(&sink).await;
+                assert_eq!(records.len(), 1);
+                let (kind, message) = error_of(&records[0]).unwrap();
+                assert_eq!(kind, ErrorKind::ResponseTooLarge);
+                assert!(
+                    message.contains("max_sse_event_bytes (1000 bytes)"),
+                    "{message}"
+                );
+                assert_eq!(records[0].output.choices[0].text, "Hi");
+            });
+        }
+    }
+
+    /// A stream cut into chunks at `cuts`.
+    fn cut(stream: &[u8], cuts: &[usize]) -> Vec<Bytes> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut chunks = Vec::new();
+        let mut prev = 0;
+        for p in points.into_iter().chain([stream.len()]) {
+            if p > prev {
+                chunks.push(Bytes::copy_from_slice(&stream[prev..p]));
+            }
+            prev = p;
+        }
+        chunks
+    }
+
+    proptest::proptest! {
+        /// Wherever the chunks split the stream, an error event in a 200 stream makes the
+        /// exchange a `stream_error` carrying the provider's message, and the client's bytes
+        /// are the provider's.
+        #[test]
+        fn an_error_event_is_found_on_any_chunk_boundary(
+            texts in proptest::collection::vec("[a-z ]{0,12}", 0..6),
+            error_at in 0usize..6,
+            done_after in proptest::bool::ANY,
+            crlf in proptest::bool::ANY,
+            hide_usage in proptest::bool::ANY,
+            cuts in proptest::collection::vec(0usize..2000, 0..12),
+        ) {
+            let sep = if crlf { "\r\n\r\n" } else { "\n\n" };
+            let mut events: Vec<String> = texts
+                .iter()
+                .map(|t| format!(r#"data: {{"choices":[{{"index":0,"delta":{{"content":"{t}"}}}}]}}{sep}"#))
+                .collect();
+            let error = format!(r#"data: {{"error":{{"message":"overloaded mid-way","type":"server_error"}}}}{sep}"#);
+            events.insert(error_at.min(events.len()), error);
+            if done_after {
+                events.push(format!("data: [DONE]{sep}"));
+            }
+            let stream = events.concat().into_bytes();
+            let sink = Arc::new(Collect::default());
+            let (got, broken, records) = runtime().block_on(async {
+                let mut body = tee_over(cut(&stream, &cuts), sse_mode(1 << 20, hide_usage), &sink);
+                let (got, broken) = drain(&mut body).await;
+                (got, broken, published(&sink).await)
+            });
+            proptest::prop_assert!(!broken);
+            proptest::prop_assert_eq!(got, stream, "the client gets the provider's bytes");
+            proptest::prop_assert_eq!(records.len(), 1);
+            let failure = error_of(&records[0]);
+            proptest::prop_assert_eq!(failure, Some((ErrorKind::StreamError, "overloaded mid-way")));
+        }
+
+        /// Arbitrary bytes on arbitrary boundaries, with a small event limit: no panic, one
+        /// record, and the client never gets more than the provider sent (plus the reason).
+        #[test]
+        fn any_bytes_on_any_boundary_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..8),
+            limit in 1usize..300,
+            hide_usage in proptest::bool::ANY,
+        ) {
+            let sent: usize = chunks.iter().map(Vec::len).sum();
+            let chunks = chunks.into_iter().map(Bytes::from).collect();
+            let sink = Arc::new(Collect::default());
+            let (got, records) = runtime().block_on(async {
+                let mut body = tee_over(chunks, sse_mode(limit, hide_usage), &sink);
+                let (got, _) = drain(&mut body).await;
+                drop(body);
+                (got, published(&sink).await)
+            });
+            proptest::prop_assert_eq!(records.len(), 1);
+            proptest::prop_assert!(got.len() <= sent + TOO_LARGE_EVENT.len());
+        }
+    }
+
+    #[test]
+    fn a_stream_that_stops_without_done_or_a_finish_reason_is_a_stream_error() {
+        let sink = Arc::new(Collect::default());
+        runtime().block_on(async {
+            let mut body = tee_over(
+                vec![delta("Hel"), delta("lo")],
+                sse_mode(1 << 20, false),
+                &sink,
+            );
+            let (got, broken) = drain(&mut body).await;
+            assert!(
+                !broken,
+                "the client's bytes are the provider's, ending as they ended"
+            );
+            assert_eq!(got, [delta("Hel"), delta("lo")].concat());
+            let records = published(&sink).await;
+            let (kind, message) = error_of(&records[0]).unwrap();
+            assert_eq!(kind, ErrorKind::StreamError);
+            assert!(message.contains("without [DONE]"), "{message}");
+            assert_eq!(records[0].output.choices[0].text, "Hello");
+
+            // `[DONE]` with a single newline at the very end still counts.
+            let sink = Arc::new(Collect::default());
+            let chunks = vec![delta("ok"), Bytes::from_static(b"data: [DONE]\n")];
+            let mut body = tee_over(chunks, sse_mode(1 << 20, true), &sink);
+            drain(&mut body).await;
+            assert_eq!(published(&sink).await[0].status, Status::Ok);
+        });
     }
 }

@@ -159,6 +159,11 @@ pub enum ErrorKind {
     Timeout,
     /// The provider broke the stream mid-way.
     StreamAborted,
+    /// A 200 stream that carried an error event, or ended with neither `[DONE]` nor a
+    /// finish reason.
+    StreamError,
+    /// The provider's answer, or one of its events, was larger than the gateway holds.
+    ResponseTooLarge,
     /// The client went away before the answer was complete.
     Cancelled,
 }
@@ -174,6 +179,8 @@ impl ErrorKind {
             ErrorKind::Unreachable => "upstream_unreachable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::StreamAborted => "stream_aborted",
+            ErrorKind::StreamError => "stream_error",
+            ErrorKind::ResponseTooLarge => "response_too_large",
             ErrorKind::Cancelled => "cancelled",
         }
     }
@@ -184,11 +191,13 @@ impl ErrorKind {
 pub struct Attempt {
     pub provider: String,
     pub model: String,
-    /// The full upstream URL, for `url.full` on attempt spans.
+    /// The upstream URL, for `url.full` on attempt spans, without userinfo and with query
+    /// values redacted.
     pub url: Option<String>,
     /// The HTTP status received, if any.
     pub http_status: Option<u16>,
-    /// Why the try failed (`timeout`, `connect`, `http 500`), when it did.
+    /// Why the try failed, as a fixed class (`timeout`, `connect`, `http 500`), never a
+    /// message: it becomes `error.type`.
     pub error: Option<String>,
     pub start: Duration,
     pub end: Duration,

@@ -188,6 +188,9 @@ fn at(start: u64, offset: Duration) -> u64 {
     start.saturating_add(u64::try_from(offset.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// What broke in a try that got no HTTP status, as `error.type` on its attempt span.
+pub const ATTEMPT_ERROR_TYPES: &[&str] = &["connect", "timeout", "stream_aborted"];
+
 /// Attempt spans are the only ones with `http.*` and `url.*`: they are the HTTP calls.
 fn attempt_attributes(attempt: &Attempt) -> (Vec<(AttrKey, AttrValue)>, SpanStatus) {
     let mut attrs: Vec<(AttrKey, AttrValue)> = vec![
@@ -209,16 +212,22 @@ fn attempt_attributes(attempt: &Attempt) -> (Vec<(AttrKey, AttrValue)>, SpanStat
             }
         }
     }
-    // HTTP conventions: a client error status is the error type; otherwise what broke.
-    let error_type = match (attempt.http_status, &attempt.error) {
-        (Some(code), _) if code >= 400 => Some(code.to_string()),
-        (_, Some(e)) => Some(e.clone()),
-        _ => None,
+    // HTTP conventions: an error status is the error type; otherwise what broke, as one of
+    // a fixed set of classes, so that no message (which may quote a URL) becomes a type.
+    let known = |e: &String| ATTEMPT_ERROR_TYPES.contains(&e.as_str());
+    let (error_type, message) = match (attempt.http_status, &attempt.error) {
+        (Some(code), e) if code >= 400 || e.is_some() => {
+            let t = code.to_string();
+            (Some(t.clone()), e.clone().unwrap_or(t))
+        }
+        (None, Some(e)) if known(e) => (Some(e.clone()), e.clone()),
+        (None, Some(_)) => (Some("error".to_owned()), "error".to_owned()),
+        _ => (None, String::new()),
     };
     let status = match error_type {
         Some(t) => {
-            attrs.push(("error.type".into(), t.as_str().into()));
-            SpanStatus::Error(attempt.error.clone().unwrap_or(t))
+            attrs.push(("error.type".into(), t.into()));
+            SpanStatus::Error(message)
         }
         None => SpanStatus::Unset,
     };
@@ -263,6 +272,42 @@ mod tests {
             Some(("::1", Some(9)))
         );
         assert_eq!(host_port("http:///nohost"), None);
+    }
+
+    #[test]
+    fn an_attempt_error_type_is_always_a_fixed_class() {
+        let attempt = |http_status, error: &str| Attempt {
+            provider: "p".into(),
+            http_status,
+            error: Some(error.to_owned()),
+            ..Attempt::default()
+        };
+        let error_type = |a: &Attempt| {
+            let (attrs, status) = attempt_attributes(a);
+            let t = attrs
+                .iter()
+                .find(|(k, _)| k == "error.type")
+                .and_then(|(_, v)| v.as_str().map(str::to_owned));
+            (t, status)
+        };
+        assert_eq!(
+            error_type(&attempt(None, "connect")),
+            (Some("connect".into()), SpanStatus::Error("connect".into()))
+        );
+        assert_eq!(
+            error_type(&attempt(Some(503), "http 503")),
+            (Some("503".into()), SpanStatus::Error("http 503".into()))
+        );
+        assert_eq!(
+            error_type(&attempt(Some(304), "http 304")).0,
+            Some("304".into())
+        );
+        // A sentence (which may quote a URL) never becomes the type or the message.
+        let sentence = "connection failed: error sending request for url (http://h/v1?key=SECRET)";
+        assert_eq!(
+            error_type(&attempt(None, sentence)),
+            (Some("error".into()), SpanStatus::Error("error".into()))
+        );
     }
 
     fn name_value() -> impl proptest::strategy::Strategy<Value = Option<Value>> {

@@ -511,6 +511,8 @@ fn every_error_kind() {
         (ErrorKind::Unreachable, "upstream_unreachable", Some(502)),
         (ErrorKind::Timeout, "timeout", Some(504)),
         (ErrorKind::StreamAborted, "stream_aborted", None),
+        (ErrorKind::StreamError, "stream_error", Some(200)),
+        (ErrorKind::ResponseTooLarge, "response_too_large", Some(502)),
         (ErrorKind::Cancelled, "cancelled", None),
     ];
     for (kind, want, http) in kinds {

@@ -4,6 +4,7 @@ mod mock;
 mod openai;
 mod plain;
 mod transport;
+mod upstream_url;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ pub struct UpstreamResponse {
     pub body: BodyStream,
 }
 
-/// Why a provider call failed at the transport level.
+/// Why a provider call failed at the transport level. Messages name the provider's host and
+/// never the credentials its URL may carry.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum UpstreamError {
     #[error("connection failed: {0}")]
@@ -47,9 +49,21 @@ pub enum UpstreamError {
     Body(String),
 }
 
+impl UpstreamError {
+    /// The fixed class an attempt span shows as `error.type`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Body(_) => "stream_aborted",
+        }
+    }
+}
+
 /// Where a provider lives, for `server.address`, `server.port` and `url.full`.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoint {
+    /// Without userinfo and with query values redacted: it goes on spans.
     pub url: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,

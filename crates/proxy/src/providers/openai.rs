@@ -7,6 +7,7 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 
 use super::transport::{PoolSettings, Transport};
+use super::upstream_url::{chat_url, redacted};
 use super::{Endpoint, Provider, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::config::ProviderConfig;
 
@@ -26,11 +27,7 @@ impl OpenAiProvider {
             .base_url
             .as_deref()
             .ok_or("`base_url` is required for kind = \"openai\"")?;
-        let url = reqwest::Url::parse(&format!("{}/chat/completions", base.trim_end_matches('/')))
-            .map_err(|e| format!("invalid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("invalid URL: the scheme must be http or https".into());
-        }
+        let url = chat_url(base)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
@@ -56,7 +53,8 @@ impl OpenAiProvider {
             },
         )?;
         let endpoint = Endpoint {
-            url: Some(url.to_string()),
+            // Spans show the URL without the credentials it may carry.
+            url: Some(redacted(&url).to_string()),
             host: url.host_str().map(str::to_owned),
             port: url.port_or_known_default(),
         };

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::transport::{error_chain, PoolSettings};
+use super::upstream_url::redacted;
 use super::{UpstreamError, UpstreamResponse};
 
 type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
@@ -213,7 +214,7 @@ pub(crate) struct PlainHttp {
 
 /// What a request's future needs after `send` returns, shared so that it costs one count.
 struct Upstream {
-    /// For error messages; the URL never carries credentials on this path.
+    /// For error messages: redacted, since a query may carry a key.
     url: String,
     addr: (String, u16),
     connect_timeout: Duration,
@@ -253,7 +254,7 @@ impl PlainHttp {
             host: host_header,
             headers,
             upstream: Arc::new(Upstream {
-                url: url.as_str().to_owned(),
+                url: redacted(url).to_string(),
                 addr: (socket_host, port),
                 connect_timeout: pool.connect_timeout,
                 pool: Arc::new(Pool {

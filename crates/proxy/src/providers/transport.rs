@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use http::HeaderMap;
 
+use super::upstream_url::{redacted, scrub};
 use super::{UpstreamError, UpstreamResponse};
 
 /// Connection-pool settings shared by both clients.
@@ -81,13 +82,14 @@ impl TlsHttp {
             .headers(self.headers.clone())
             .body(body)
             .send();
+        let url = self.url.clone();
         async move {
-            let resp = call.await.map_err(classify)?;
+            let resp = call.await.map_err(|e| classify(e, &url))?;
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
                 .bytes_stream()
-                .map(|chunk| chunk.map_err(|e| UpstreamError::Body(e.to_string())));
+                .map(|chunk| chunk.map_err(|e| UpstreamError::Body(e.without_url().to_string())));
             Ok(UpstreamResponse {
                 status,
                 headers,
@@ -98,12 +100,14 @@ impl TlsHttp {
     }
 }
 
-fn classify(e: reqwest::Error) -> UpstreamError {
+/// reqwest's message names the URL, which may carry credentials (userinfo, a key in the
+/// query): it is swapped for the redacted form before anything reads it.
+fn classify(e: reqwest::Error, url: &reqwest::Url) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout
     } else {
-        // reqwest's message names the URL; the URL never carries credentials here.
-        UpstreamError::Connect(e.to_string())
+        let e = e.with_url(redacted(url));
+        UpstreamError::Connect(scrub(&error_chain(&e), url))
     }
 }
 
@@ -120,4 +124,48 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::providers::upstream_url::chat_url;
+
+    /// Credentials in the URL send a request through the TLS-capable client, whose errors
+    /// quote the URL: the message keeps the host and loses the userinfo and query values.
+    #[tokio::test]
+    async fn a_connect_error_never_quotes_url_credentials() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        for base in [
+            format!("http://bob:SECRET@127.0.0.1:{port}/v1?key=SECRET"),
+            format!("http://127.0.0.1:{port}/v1?key=SECRET&api-version=1"),
+        ] {
+            let url = chat_url(&base).unwrap();
+            let transport = Transport::new(
+                &url,
+                HeaderMap::new(),
+                &PoolSettings {
+                    connect_timeout: Duration::from_secs(2),
+                    idle_timeout: Duration::from_secs(1),
+                    max_idle_per_host: 1,
+                },
+            )
+            .unwrap();
+            match transport.send(Bytes::from_static(b"{}")).await {
+                Err(UpstreamError::Connect(message)) => {
+                    assert!(!message.contains("SECRET"), "{message}");
+                    assert!(
+                        message.contains(&format!("127.0.0.1:{port}")),
+                        "the host is named: {message}"
+                    );
+                    assert!(message.contains("key=REDACTED"), "{message}");
+                }
+                Err(other) => panic!("expected a connect error, got {other:?}"),
+                Ok(_) => panic!("nothing listens on port {port}"),
+            }
+        }
+    }
 }
