@@ -11,4 +11,5 @@ mod harness;
 mod proxy;
 mod receivers;
 mod replicas;
+mod spool;
 mod traces;
