@@ -71,7 +71,7 @@ fn write_config(dir: &Path, run: &str, mock: &str, endpoint: &str, extra: &str) 
     let text = format!(
         r#"
 [server]
-shutdown_timeout_ms = 2000
+shutdown_timeout_ms = 4000
 
 [store]
 url = "sqlite://{dir}/gatecast.db"
@@ -340,7 +340,7 @@ async fn sigterm_while_an_export_hangs_keeps_every_record_in_the_spool() {
         .unwrap();
     let hanging = receivers::http(Behaviour::Hang).await;
     let client = reqwest::Client::new();
-    // The export outlasts the 2 s shutdown; the records make several batches.
+    // The export outlasts the 4 s shutdown; the records make several batches.
     let config = write_config(
         dir.path(),
         "first",

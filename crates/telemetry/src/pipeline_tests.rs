@@ -776,9 +776,9 @@ async fn at_the_deadline_a_batch_waiting_for_its_retry_is_spooled() {
     assert!(p.offer(shared(3), false), "queued behind the waiting batch");
     p.begin_shutdown();
     let started = Instant::now();
-    p.finish_shutdown(Instant::now() + Duration::from_millis(800))
+    p.finish_shutdown(Instant::now() + Duration::from_secs(2))
         .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "bounded");
+    assert!(started.elapsed() < Duration::from_secs(4), "bounded");
     let s = p.stats();
     assert_eq!(s.spooled_spans, 4, "the waiting batch and the queue: {s:?}");
     assert_eq!(s.dropped_shutdown + s.dropped_export_failed, 0, "{s:?}");

@@ -1,5 +1,6 @@
-//! A destination's disk spool: encoded batches the destination could not take, one file
-//! each, kept until it takes them, across outages and restarts.
+//! A destination's disk spool: encoded batches the destination could not take (with
+//! `spool_mode = "always"`, every batch not yet taken), one file each, kept until it takes
+//! them, across outages, restarts and crashes.
 //!
 //! A file is named `{unix_nanos:020}-{seq:010}[h{half}]-{records}r-{spans}s.{encoding}.batch`,
 //! so names sort oldest first and carry what a resend and the counters need; the body is exactly the

@@ -1,6 +1,7 @@
 //! The task behind one pipeline: batch, apply the destination's view, encode, export with
-//! timeout and retries, spool what the destination cannot take and replay it later, count
-//! every outcome.
+//! timeout and retries, spool what the destination cannot take (or, with `spool_mode =
+//! "always"`, every batch before its first send) and replay it later, spill what it holds to
+//! the spool at the shutdown deadline, count every outcome.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -648,6 +649,7 @@ impl<S: Sink> Worker<S> {
         }
         delivered
     }
+
     /// The halves of a batch on disk that was refused as too large take its place in the
     /// spool before they are sent, so a crash in between still finds them. `None` when they
     /// could not be written: the whole stays spooled and is split when it is replayed.

@@ -177,7 +177,8 @@ async fn shutdown_during_a_hanging_export_spools_everything_for_the_next_start()
     })
     .await;
     let started = Instant::now();
-    first.shutdown(Duration::from_millis(1500)).await;
+    // Short beside the export's timeout; its last quarter is left for the spool writes.
+    first.shutdown(Duration::from_secs(3)).await;
     let took = started.elapsed();
     let s = stats(&first);
     eprintln!(
@@ -186,7 +187,10 @@ async fn shutdown_during_a_hanging_export_spools_everything_for_the_next_start()
         s.spooled_spans,
         s.dropped_shutdown
     );
-    assert!(took < Duration::from_secs(5), "bounded by its deadline");
+    assert!(
+        took < Duration::from_secs(6),
+        "bounded by its deadline: {took:?}"
+    );
 
     // Next start, the collector is healthy: what the spool kept is replayed.
     let rx = HttpReceiver::start(vec![(200, "{}")]).await;
