@@ -13,4 +13,5 @@ mod harness;
 mod proxy;
 mod receivers;
 mod replicas;
+mod spool;
 mod traces;

@@ -60,6 +60,26 @@ impl Compression {
     }
 }
 
+/// `spool_mode` of every destination of the gateways the bench starts, each with a spool in
+/// the instance's directory: `always` writes and deletes a file per batch, so comparing it
+/// with `on_failure` (which writes nothing while the destinations are healthy) measures that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolMode {
+    #[value(name = "on_failure")]
+    OnFailure,
+    Always,
+}
+
+impl SpoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpoolMode::OnFailure => "on_failure",
+            SpoolMode::Always => "always",
+        }
+    }
+}
+
 /// What one gateway instance is started with.
 #[derive(Clone, Debug)]
 pub struct GatewaySetup<'a> {
@@ -73,7 +93,9 @@ pub struct GatewaySetup<'a> {
     pub busy_poll_us: u64,
     /// `telemetry.delivery_priority`; `None` leaves the gateway's default.
     pub delivery_priority: Option<DeliveryPriority>,
-    /// Where file destinations write.
+    /// A spool for every destination, in this mode; `None`: no spool.
+    pub spool_mode: Option<SpoolMode>,
+    /// Where file destinations write (and the spool, when there is one).
     pub dir: &'a Path,
 }
 
@@ -106,11 +128,19 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
         "\n[providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
         setup.mock
     );
+    let spool = setup.spool_mode.map(|mode| {
+        format!(
+            "spool_dir = {}\nspool_mode = \"{}\"\n",
+            toml_string(&setup.dir.join("spool").to_string_lossy()),
+            mode.as_str()
+        )
+    });
+    let spool = spool.as_deref().unwrap_or_default();
     let file = |s: &mut String, name: &str, private: bool| {
         let path = dir.join(format!("{name}.jsonl"));
         let _ = writeln!(
             s,
-            "[[destinations]]\nname = \"{name}\"\ntype = \"file\"\npath = {}\nprivacy_mode = {private}\n",
+            "[[destinations]]\nname = \"{name}\"\ntype = \"file\"\npath = {}\nprivacy_mode = {private}\n{spool}",
             toml_string(&path.to_string_lossy())
         );
     };
@@ -121,7 +151,7 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
             let _ = writeln!(
                 s,
                 "[[destinations]]\nname = \"otlp-sink\"\ntype = \"otlp\"\nendpoint = {}\n\
-                 protocol = \"http/protobuf\"\ncompression = \"{}\"\nprivacy_mode = true\n",
+                 protocol = \"http/protobuf\"\ncompression = \"{}\"\nprivacy_mode = true\n{spool}",
                 toml_string(endpoint),
                 setup.compression.as_str()
             );
@@ -164,6 +194,7 @@ mod tests {
             compression: Compression::Gzip,
             busy_poll_us: 0,
             delivery_priority: None,
+            spool_mode: None,
             dir: Path::new("/tmp/b"),
         })
     }
@@ -218,6 +249,7 @@ mod tests {
                 compression: Compression::None,
                 busy_poll_us: 0,
                 delivery_priority: None,
+                spool_mode: None,
                 dir: Path::new("/tmp/b"),
             }
         });
@@ -236,6 +268,7 @@ mod tests {
             compression: Compression::None,
             busy_poll_us: 0,
             delivery_priority: Some(DeliveryPriority::Idle),
+            spool_mode: None,
             dir: Path::new("/tmp/b"),
         });
         let idle: toml::Value = toml::from_str(&idle).unwrap();
@@ -244,6 +277,33 @@ mod tests {
             Some("idle")
         );
         assert_eq!(idle["providers"]["up"]["kind"].as_str(), Some("openai"));
+    }
+
+    #[test]
+    fn a_spool_mode_gives_every_destination_a_spool_in_the_instance_directory() {
+        let none: toml::Value = toml::from_str(&setup(Some(DestinationSet::OtlpFile))).unwrap();
+        for d in none["destinations"].as_array().unwrap() {
+            assert!(d.get("spool_dir").is_none() && d.get("spool_mode").is_none());
+        }
+        for mode in [SpoolMode::Always, SpoolMode::OnFailure] {
+            let text = render(&GatewaySetup {
+                mock: "127.0.0.1:9".parse().unwrap(),
+                destinations: Some(DestinationSet::OtlpFile),
+                otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
+                compression: Compression::Gzip,
+                busy_poll_us: 0,
+                delivery_priority: None,
+                spool_mode: Some(mode),
+                dir: Path::new("/tmp/b"),
+            });
+            let v: toml::Value = toml::from_str(&text).unwrap();
+            let dests = v["destinations"].as_array().unwrap();
+            assert_eq!(dests.len(), 2);
+            for d in dests {
+                assert_eq!(d["spool_dir"].as_str(), Some("/tmp/b/spool"));
+                assert_eq!(d["spool_mode"].as_str(), Some(mode.as_str()));
+            }
+        }
     }
 
     #[test]

@@ -73,6 +73,12 @@ struct Cli {
     /// --baseline-bin X --delivery-priority idle` compares the two settings in one run.
     #[arg(long, value_enum, value_name = "PRIORITY")]
     delivery_priority: Option<gwconfig::DeliveryPriority>,
+    /// Give every destination of the gateways the bench starts a disk spool in this
+    /// `spool_mode` (default: no spool). `always` writes each batch to disk before sending it;
+    /// the `--baseline-bin` gateway keeps no spool, so `--gateway-bin X --baseline-bin X
+    /// --spool-mode always` measures its cost in one run.
+    #[arg(long, value_enum, value_name = "MODE")]
+    spool_mode: Option<gwconfig::SpoolMode>,
     /// Pin each process to cores (taskset). On 2 cores: bench and mock on CPU 0, the gateway
     /// on CPU 1.
     #[arg(long)]
@@ -173,6 +179,7 @@ fn run(cli: Cli) -> Result<()> {
         work_dir: scenarios::work_dir_beside(&cli.out),
         busy_poll_us: cli.busy_poll_us,
         delivery_priority: cli.delivery_priority,
+        spool_mode: cli.spool_mode,
         latency_requests: cli.latency_requests,
         baseline_bin: cli.baseline_bin.clone(),
         streams: cli.streams.map(|n| n as usize),
@@ -319,6 +326,7 @@ fn meta(cli: &Cli, pin: Option<PinLayout>) -> Meta {
         pin,
         busy_poll_us: cli.busy_poll_us,
         delivery_priority: cli.delivery_priority.map(|p| p.as_str().to_owned()),
+        spool_mode: cli.spool_mode.map(|m| m.as_str().to_owned()),
         client_threads: cli.client_threads,
         cpu_model,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

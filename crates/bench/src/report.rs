@@ -47,6 +47,9 @@ pub struct Meta {
     /// The gateways' `telemetry.delivery_priority`, when the run set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_priority: Option<String>,
+    /// The destinations' `spool_mode`, when the run gave them a spool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_mode: Option<String>,
     pub client_threads: usize,
     pub cpu_model: String,
     pub cores: usize,
@@ -410,7 +413,7 @@ impl Report {
         let _ = writeln!(
             md,
             "## gatecast-bench {}{}\n\n`{}`\n\n{} × {} ({} cores), kernel {}; gateway: {}; destinations: {}; \
-             OTLP compression: {}; busy poll: {}; delivery priority: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
+             OTLP compression: {}; busy poll: {}; delivery priority: {}; spool: {}; profile: {}; pin: {}; load before/after: {} / {}; took {:.0} s\n",
             m.version,
             if m.smoke { " (smoke: numbers not meaningful)" } else { "" },
             m.command,
@@ -426,6 +429,7 @@ impl Report {
                 us => format!("{us} µs"),
             },
             m.delivery_priority.as_deref().unwrap_or("gateway default"),
+            m.spool_mode.as_deref().unwrap_or("none"),
             m.profile,
             m.pin
                 .as_ref()

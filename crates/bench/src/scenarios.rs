@@ -43,6 +43,8 @@ pub struct Options {
     pub pin: Option<PinLayout>,
     pub busy_poll_us: u64,
     pub delivery_priority: Option<gwconfig::DeliveryPriority>,
+    /// A spool in this mode for every destination of the gateways the bench starts.
+    pub spool_mode: Option<gwconfig::SpoolMode>,
     pub target: Option<ExternalTarget>,
     pub mock_listen: Option<std::net::SocketAddr>,
     pub work_dir: PathBuf,
@@ -68,6 +70,14 @@ impl Options {
     fn warm_secs(&self) -> Duration {
         Duration::from_secs_f64(if self.smoke { 0.2 } else { 1.0 })
     }
+}
+
+/// The settings a run gives the gateways it starts; a `--baseline-bin` gateway keeps the
+/// gateway's defaults.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tuning {
+    delivery_priority: Option<gwconfig::DeliveryPriority>,
+    spool_mode: Option<gwconfig::SpoolMode>,
 }
 
 /// What every scenario shares: the mock, the counting OTLP sink, and how to start gateways.
@@ -170,7 +180,11 @@ impl Env {
         let Some(bin) = &self.bins.gateway else {
             bail!("no gateway binary");
         };
-        self.gateway_from(bin, name, destinations, otlp, self.opts.delivery_priority)
+        let tuning = Tuning {
+            delivery_priority: self.opts.delivery_priority,
+            spool_mode: self.opts.spool_mode,
+        };
+        self.gateway_from(bin, name, destinations, otlp, tuning)
             .await
     }
 
@@ -181,7 +195,7 @@ impl Env {
         name: &str,
         destinations: Option<DestinationSet>,
         otlp: Option<&OtlpSink>,
-        delivery_priority: Option<gwconfig::DeliveryPriority>,
+        tuning: Tuning,
     ) -> Result<Gateway> {
         let dir = self.opts.work_dir.join(name);
         std::fs::create_dir_all(&dir)?;
@@ -195,7 +209,8 @@ impl Env {
             otlp_endpoint: Some(otlp.unwrap_or(&self.sink).endpoint()),
             compression: self.opts.compression,
             busy_poll_us: self.opts.busy_poll_us,
-            delivery_priority,
+            delivery_priority: tuning.delivery_priority,
+            spool_mode: tuning.spool_mode,
             dir: &dir,
         });
         let config_path = dir.join("gatecast.toml");
@@ -301,7 +316,7 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
                 "gateway-baseline",
                 env.two_destinations(),
                 Some(sink),
-                None,
+                Tuning::default(),
             )
             .await?,
         ));
@@ -526,7 +541,7 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
                     "gateway-baseline-streaming",
                     env.two_destinations(),
                     Some(&sink),
-                    None,
+                    Tuning::default(),
                 )
                 .await?;
             Some((bin.clone(), gw, sink))

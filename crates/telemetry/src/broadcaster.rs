@@ -296,7 +296,9 @@ impl Broadcaster {
     }
 
     /// Stops taking records and flushes every queue, all destinations in parallel, within
-    /// `deadline`. What cannot be delivered in time is logged and counted as dropped.
+    /// `deadline`. A destination with a spool writes what it still holds to disk shortly
+    /// before the deadline (see `Pipeline::finish_shutdown`); what cannot be delivered or
+    /// spooled in time is logged and counted as dropped.
     pub async fn shutdown(&self, deadline: Duration) {
         if self.inner.closed.swap(true, Relaxed) {
             return;
@@ -314,9 +316,14 @@ impl Broadcaster {
         for r in &snapshot.routes {
             r.pipeline.begin_shutdown();
         }
+        // Waited for together: each pipeline spills at its own moment before `until`, which
+        // a pipeline waited for after another would miss.
+        let mut waits = tokio::task::JoinSet::new();
         for p in snapshot.routes.iter().map(|r| &r.pipeline).chain(&retiring) {
-            p.finish_shutdown(until).await;
+            let p = p.clone();
+            waits.spawn(async move { p.finish_shutdown(until).await });
         }
+        while waits.join_next().await.is_some() {}
         for s in snapshot.routes.iter().map(route_stats) {
             tracing::info!(
                 destination = %s.name,
@@ -324,6 +331,7 @@ impl Broadcaster {
                 dropped_queue_full = s.dropped_queue_full,
                 dropped_export_failed = s.dropped_export_failed,
                 dropped_shutdown = s.dropped_shutdown,
+                spooled_batches = s.spooled_batches,
                 "destination flushed"
             );
         }

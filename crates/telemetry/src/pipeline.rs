@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::destination::file::FileSink;
 use crate::destination::NetworkSink;
-use crate::destination::{DestinationConfig, DestinationType, Sink};
+use crate::destination::{DestinationConfig, DestinationType, Sink, SpoolMode};
 use crate::error::TelemetryError;
 use crate::model::SpanModel;
 use crate::otlp::ResourceInfo;
@@ -88,6 +88,19 @@ pub struct Queued {
 /// doorbell at half the queue wakes the worker early.
 pub const POLL_EVERY: Duration = Duration::from_millis(5);
 
+/// The most of a shutdown window a spooling destination keeps for writing what it still
+/// holds to disk; see [`spill_at`].
+pub const SPILL_RESERVE: Duration = Duration::from_secs(2);
+
+/// When a destination with a spool stops waiting for its exports and writes everything it
+/// holds to disk instead: a quarter of the window before `deadline`, at most
+/// [`SPILL_RESERVE`]. The write then runs inside the deadline; what it has not committed
+/// when the deadline passes is counted lost.
+pub fn spill_at(now: Instant, deadline: Instant) -> Instant {
+    let window = deadline.saturating_duration_since(now);
+    deadline - (window / 4).min(SPILL_RESERVE)
+}
+
 /// What a worker needs from its destination's config, resolved once. Privacy is not here:
 /// it can change while the worker runs, and travels with each [`Queued`] record instead.
 #[derive(Debug, Clone)]
@@ -103,6 +116,8 @@ pub struct WorkerSettings {
     pub retry: RetryPolicy,
     /// The disk spool, when the destination has one.
     pub spool: Option<SpoolSettings>,
+    /// Whether every batch goes to the spool before its first send, or only failed ones.
+    pub spool_mode: SpoolMode,
     /// How often a non-empty spool is offered to the destination again while it is down.
     pub spool_retry_interval: Duration,
 }
@@ -133,6 +148,7 @@ impl WorkerSettings {
                 .spool_dir
                 .as_deref()
                 .map(|dir| SpoolSettings::new(dir, &config.name, config.spool_max_bytes)),
+            spool_mode: config.spool_mode,
             spool_retry_interval: (config.flush_interval() * 5)
                 .clamp(Duration::from_secs(1), Duration::from_secs(30)),
         }
@@ -158,6 +174,11 @@ pub struct Pipeline {
     /// Set at shutdown, so records stop entering even while the worker is busy exporting,
     /// and a worker with a spool stops retrying.
     closed: Arc<AtomicBool>,
+    /// Set near the shutdown deadline for a worker with a spool: it abandons the export in
+    /// flight and spools everything it holds.
+    spill: watch::Sender<bool>,
+    /// The worker has a spool, so shutdown spills instead of waiting to the end.
+    spools: bool,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -228,6 +249,8 @@ impl Pipeline {
             wake_depth: wake_depth(config),
             behind: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
+            spill: watch::channel(false).0,
+            spools: false,
             worker: Mutex::new(None),
         }
     }
@@ -245,9 +268,9 @@ impl Pipeline {
             .spool
             .clone()
             .map(|s| Spool::new(s, pipeline.counters.clone()));
+        pipeline.spools = spool.is_some();
         let worker = Worker {
             sink,
-            rx,
             settings,
             counters: pipeline.counters.clone(),
             ledger: pipeline.ledger.clone(),
@@ -255,12 +278,13 @@ impl Pipeline {
             doorbell: pipeline.doorbell.clone(),
             behind: pipeline.behind.clone(),
             closing: pipeline.closed.clone(),
+            spill: pipeline.spill.subscribe(),
             spool,
             down: AtomicBool::new(false),
             name: config.name.clone(),
         };
         pipeline.tx = Some(tx);
-        pipeline.worker = Mutex::new(Some(runtime.spawn(worker.run())));
+        pipeline.worker = Mutex::new(Some(runtime.spawn(worker.run(rx))));
         pipeline
     }
 
@@ -332,6 +356,8 @@ impl Pipeline {
             dropped_spool_full: c.dropped_spool_full.load(Relaxed),
             spooled_batches: c.spooled_batches.load(Relaxed),
             spooled_spans: c.spooled_spans.load(Relaxed),
+            replayed_batches: c.replayed_batches.load(Relaxed),
+            replayed_spans: c.replayed_spans.load(Relaxed),
             spool_files: c.spool_files.load(Relaxed),
             spool_bytes: c.spool_bytes.load(Relaxed),
             last_success_unix_ms: Some(c.last_success_unix_ms.load(Relaxed)).filter(|&t| t > 0),
@@ -346,9 +372,18 @@ impl Pipeline {
     }
 
     /// Waits for the worker until `deadline`; whatever is still pending then is counted lost.
+    /// A worker with a spool is told to spill at [`spill_at`]: what it still holds (queue,
+    /// open batch, the batch in flight or waiting for a retry) goes to disk before the deadline.
     pub async fn finish_shutdown(&self, deadline: Instant) {
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut handle) = handle else { return };
+        if self.spools {
+            let spill = spill_at(Instant::now(), deadline);
+            if tokio::time::timeout_at(spill, &mut handle).await.is_ok() {
+                return;
+            }
+            self.spill.send_replace(true);
+        }
         if tokio::time::timeout_at(deadline, &mut handle)
             .await
             .is_err()

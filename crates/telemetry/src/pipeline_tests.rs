@@ -17,6 +17,9 @@ struct ScriptedSink {
     hang: bool,
     /// While set, every export fails as if the destination refused connections.
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// A spool directory whose batch files each export counts, before it answers.
+    watch: Option<std::path::PathBuf>,
+    on_disk_at_export: Arc<StdMutex<Vec<usize>>>,
 }
 
 impl ScriptedSink {
@@ -40,6 +43,12 @@ impl Sink for ScriptedSink {
     }
 
     async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
+        if let Some(dir) = &self.watch {
+            self.on_disk_at_export
+                .lock()
+                .unwrap()
+                .push(spooled_files(dir).len());
+        }
         if self.hang {
             std::future::pending::<()>().await;
         }
@@ -512,6 +521,7 @@ async fn a_down_destination_spools_then_replays_oldest_first() {
     assert_eq!(starts, sorted, "oldest first");
     let s = p.stats();
     assert_eq!((s.exported_batches, s.exported_spans), (3, 3));
+    assert_eq!((s.replayed_batches, s.replayed_spans), (3, 3));
     assert_eq!(s.spool_bytes, 0);
     assert!(spooled_files(dir.path()).is_empty());
     stop(&p).await;
@@ -743,4 +753,250 @@ async fn spooled_batches_in_another_encoding_are_dropped() {
     until("deleted", || spooled_files(dir.path()).is_empty()).await;
     assert!(sink.received().is_empty());
     stop(&second).await;
+}
+
+#[tokio::test]
+async fn at_the_deadline_a_batch_waiting_for_its_retry_is_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = spool_config(dir.path());
+    // The destination asks for a minute's pause: the batch waits in its backoff at shutdown.
+    let sink = ScriptedSink::failing(vec![ExportError {
+        kind: ExportErrorKind::Retryable {
+            retry_after: Some(Duration::from_secs(60)),
+        },
+        message: "HTTP 503".into(),
+    }]);
+    let mut s = settings(&c);
+    s.retry.max_backoff = Duration::from_secs(60);
+    let p = Pipeline::spawn(&c, sink.clone(), s, &tokio::runtime::Handle::current());
+    for i in 0..3 {
+        assert!(p.offer(shared(i), false));
+    }
+    until("first try refused", || p.stats().retries == 1).await;
+    assert!(p.offer(shared(3), false), "queued behind the waiting batch");
+    p.begin_shutdown();
+    let started = Instant::now();
+    p.finish_shutdown(Instant::now() + Duration::from_secs(2))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(4), "bounded");
+    let s = p.stats();
+    assert_eq!(s.spooled_spans, 4, "the waiting batch and the queue: {s:?}");
+    assert_eq!(s.dropped_shutdown + s.dropped_export_failed, 0, "{s:?}");
+    assert!(sink.received().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_spool_the_deadline_still_counts_what_is_left_as_lost() {
+    let mut c = config();
+    c.timeout_ms = 60_000;
+    let sink = ScriptedSink {
+        hang: true,
+        ..Default::default()
+    };
+    let p = start(&c, sink);
+    for i in 0..3 {
+        assert!(p.offer(shared(i), false));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    p.begin_shutdown();
+    let started = Instant::now();
+    p.finish_shutdown(Instant::now() + Duration::from_millis(300))
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited to the end"
+    );
+    let s = p.stats();
+    assert_eq!(s.dropped_shutdown, 3, "{s:?}");
+    assert_eq!(s.spooled_batches, 0);
+}
+
+// ---- spool_mode = "always" ----
+
+fn always_config(dir: &std::path::Path) -> DestinationConfig {
+    let mut c = spool_config(dir);
+    c.spool_mode = crate::destination::SpoolMode::Always;
+    c
+}
+
+/// A sink that counts the spool files of destination `t` under `dir` at each export.
+fn watching(dir: &std::path::Path) -> ScriptedSink {
+    ScriptedSink {
+        watch: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn always_writes_each_batch_before_its_first_send_and_deletes_it_once_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = watching(dir.path());
+    let p = start_spooling(&always_config(dir.path()), sink.clone(), None);
+    for i in 0..3 {
+        assert!(p.offer(shared(i), false));
+        until("sent", || sink.received().len() as u64 > i).await;
+    }
+    until("deleted", || p.stats().spool_files == 0).await;
+    stop(&p).await;
+    assert_eq!(
+        *sink.on_disk_at_export.lock().unwrap(),
+        vec![1, 1, 1],
+        "each batch was on disk while it was sent"
+    );
+    let s = p.stats();
+    assert_eq!((s.spooled_batches, s.exported_batches), (3, 3));
+    assert_eq!(s.replayed_batches, 0, "sent live, not replayed");
+    assert_eq!(s.spool_bytes, 0);
+    assert!(spooled_files(dir.path()).is_empty());
+    assert_eq!(s.dropped_export_failed + s.dropped_shutdown, 0);
+}
+
+#[tokio::test]
+async fn always_keeps_a_failed_batch_on_disk_once_and_replays_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::default();
+    sink.down.store(true, Relaxed);
+    let p = start_spooling(&always_config(dir.path()), sink.clone(), None);
+    assert!(p.offer(shared(1), false));
+    // Three tries live (two retries), then the periodic replays retry it too.
+    until("live tries used up", || p.stats().retries >= 4).await;
+    let s = p.stats();
+    assert_eq!(s.spooled_batches, 1, "written once, before the first send");
+    assert_eq!(s.spool_files, 1);
+    sink.down.store(false, Relaxed);
+    until("replayed", || p.stats().spool_files == 0).await;
+    stop(&p).await;
+    let s = p.stats();
+    assert_eq!(s.spooled_batches, 1, "not written again after the failure");
+    assert_eq!((s.replayed_batches, s.exported_batches), (1, 1));
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(s.dropped_export_failed + s.dropped_shutdown, 0);
+}
+
+#[tokio::test]
+async fn always_deletes_a_batch_refused_for_good_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ScriptedSink::failing(vec![ExportError::from_status(400, None, "bad")]);
+    let p = start_spooling(&always_config(dir.path()), sink, None);
+    p.offer(shared(1), false);
+    until("dropped", || p.stats().dropped_export_failed == 1).await;
+    stop(&p).await;
+    let s = p.stats();
+    assert_eq!((s.spooled_batches, s.spool_files), (1, 0));
+    assert!(spooled_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn always_splits_a_batch_too_large_on_disk_by_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let too_large = ExportError {
+        kind: ExportErrorKind::TooLarge,
+        message: "413".into(),
+    };
+    let mut sink = ScriptedSink::failing(vec![too_large.clone(), too_large]);
+    sink.watch = Some(dir.path().to_path_buf());
+    let mut c = always_config(dir.path());
+    c.flush_interval_ms = 200;
+    let p = start_spooling(&c, sink.clone(), None);
+    for i in 0..4 {
+        p.offer(shared(i), false);
+    }
+    stop(&p).await;
+    let per_batch: Vec<usize> = sink.received().iter().map(|b| b.spans).collect();
+    assert_eq!(per_batch, vec![1, 1, 2], "4 → 2+2, then the first 2 → 1+1");
+    assert_eq!(
+        *sink.on_disk_at_export.lock().unwrap(),
+        vec![1, 2, 3, 2, 1],
+        "the whole, then its halves in its place, until each is taken"
+    );
+    let s = p.stats();
+    assert_eq!(s.exported_spans, 4);
+    assert_eq!(s.dropped_export_failed + s.dropped_shutdown, 0, "{s:?}");
+    assert!(spooled_files(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_keeps_writing_batches_to_disk_while_an_export_hangs() {
+    // What a crash would lose: with the export stuck, records published since are still
+    // written out one flush interval at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = always_config(dir.path());
+    c.timeout_ms = 60_000;
+    let hanging = ScriptedSink {
+        hang: true,
+        ..Default::default()
+    };
+    let p = start_spooling(&c, hanging, None);
+    assert!(p.offer(shared(0), false));
+    until("first batch on disk", || p.stats().spooled_batches == 1).await;
+    for i in 1..6 {
+        assert!(p.offer(shared(i), false));
+        until("next batch on disk", || p.stats().spooled_spans == i + 1).await;
+    }
+    assert_eq!(
+        p.stats().exported_batches,
+        0,
+        "the first export still hangs"
+    );
+    assert_eq!(spooled_files(dir.path()).len(), 6);
+
+    // The next run finds them all: each record exactly once.
+    p.begin_shutdown();
+    p.finish_shutdown(Instant::now() + Duration::from_millis(400))
+        .await;
+    assert_eq!(p.stats().dropped_shutdown, 0);
+    let healthy = ScriptedSink::default();
+    let next = start_spooling(&c, healthy.clone(), None);
+    until("replayed", || next.stats().spool_files == 0).await;
+    stop(&next).await;
+    let mut starts: Vec<u64> = healthy.received().iter().map(start_time).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), 6);
+    assert_eq!(next.stats().replayed_spans, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_with_a_full_spool_drops_the_oldest_batches_but_not_the_one_out() {
+    // The size of one single-record batch.
+    let probe_dir = tempfile::tempdir().unwrap();
+    let down = ScriptedSink::default();
+    down.down.store(true, Relaxed);
+    let probe = start_spooling(&spool_config(probe_dir.path()), down, None);
+    spool_batches(&probe, 0, 1).await;
+    let size = probe.stats().spool_bytes;
+    stop(&probe).await;
+
+    // Room for two and a half batches; the first export hangs while three more are written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = always_config(dir.path());
+    c.timeout_ms = 60_000;
+    let hanging = ScriptedSink {
+        hang: true,
+        ..Default::default()
+    };
+    let p = start_spooling(&c, hanging, Some(size * 5 / 2));
+    for i in 0..4 {
+        assert!(p.offer(shared(i), false));
+        until("batch on disk", || p.stats().spooled_batches == i + 1).await;
+    }
+    let s = p.stats();
+    assert_eq!(s.dropped_spool_full, 2, "two batches evicted: {s:?}");
+    assert_eq!(s.spool_files, 2);
+    assert!(s.spool_bytes <= size * 5 / 2);
+    p.begin_shutdown();
+    p.finish_shutdown(Instant::now() + Duration::from_millis(400))
+        .await;
+    assert_eq!(p.stats().dropped_shutdown, 0);
+
+    let healthy = ScriptedSink::default();
+    let next = start_spooling(&c, healthy.clone(), None);
+    until("replayed", || next.stats().spool_files == 0).await;
+    stop(&next).await;
+    let starts: Vec<u64> = healthy.received().iter().map(start_time).collect();
+    let expected: Vec<u64> = [0u64, 3]
+        .iter()
+        .map(|&i| shared(i).spans()[0].start_unix_nanos)
+        .collect();
+    assert_eq!(starts, expected, "the batch out and the newest one stay");
 }

@@ -1,5 +1,6 @@
-//! A destination's disk spool: encoded batches the destination could not take, one file
-//! each, kept until it takes them, across outages and restarts.
+//! A destination's disk spool: encoded batches the destination could not take (with
+//! `spool_mode = "always"`, every batch not yet taken), one file each, kept until it takes
+//! them, across outages, restarts and crashes.
 //!
 //! A file is named `{unix_nanos:020}-{seq:010}[h{half}]-{records}r-{spans}s.{encoding}.batch`,
 //! so names sort oldest first and carry what a resend and the counters need; the body is exactly the
@@ -179,10 +180,10 @@ struct Index {
 }
 
 /// What became of a batch handed to [`Spool::store`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stored {
     /// On disk; its records are resolved and counted as spooled.
-    Spooled,
+    Spooled(Entry),
     /// Larger than the whole spool; nothing was written or evicted.
     TooLarge,
     /// Shutdown already counted its records as lost; nothing was written.
@@ -210,6 +211,10 @@ pub(crate) struct Ledger {
 pub(crate) struct Spool {
     settings: SpoolSettings,
     index: Arc<Mutex<Index>>,
+    /// The batch being sent from the spool right now. With `spool_mode = "always"` batches
+    /// are written while it is out, and eviction spares it while anything else can go, so a
+    /// batch is not counted as dropped and then delivered.
+    sending: Arc<Mutex<Option<String>>>,
     seq: AtomicU64,
     counters: Arc<Counters>,
     warned: Mutex<BTreeMap<&'static str, Instant>>,
@@ -232,6 +237,7 @@ impl Spool {
         Self {
             settings,
             index: Arc::new(Mutex::new(Index::default())),
+            sending: Arc::new(Mutex::new(None)),
             seq: AtomicU64::new(0),
             counters,
             warned: Mutex::new(BTreeMap::new()),
@@ -244,6 +250,11 @@ impl Spool {
 
     pub(crate) fn oldest(&self) -> Option<Entry> {
         lock(&self.index).files.values().next().cloned()
+    }
+
+    /// Marks the batch being sent (`None` once it is done); see `sending`.
+    pub(crate) fn sending(&self, entry: Option<&Entry>) {
+        *lock(&self.sending) = entry.map(|e| e.name.clone());
     }
 
     /// Rebuilds the index from the directory: batches of an earlier run, or of the previous
@@ -330,6 +341,7 @@ impl Spool {
         let index = self.index.clone();
         let counters = self.counters.clone();
         let ledger = ledger.clone();
+        let spared = lock(&self.sending).clone();
         blocking(move || {
             if entry.size > max_bytes {
                 return Ok(Stored::TooLarge);
@@ -347,7 +359,14 @@ impl Spool {
             let mut index = lock(&index);
             let mut evicted = 0u64;
             while index.bytes + entry.size > max_bytes {
-                let Some((old_name, old)) = index.files.pop_first() else {
+                let victim = index
+                    .files
+                    .keys()
+                    .find(|name| Some(name.as_str()) != spared.as_deref())
+                    .or_else(|| index.files.keys().next())
+                    .cloned();
+                let Some((old_name, old)) = victim.and_then(|v| index.files.remove_entry(&v))
+                else {
                     break;
                 };
                 index.bytes = index.bytes.saturating_sub(old.size);
@@ -371,10 +390,10 @@ impl Spool {
                     return Err(e);
                 }
                 index.bytes += entry.size;
-                index.files.insert(name, entry);
+                index.files.insert(name, entry.clone());
                 ledger.pending.fetch_sub(records, Relaxed);
                 counters.spooled(spans as u64);
-                Stored::Spooled
+                Stored::Spooled(entry)
             };
             drop(abandoned);
             counters.spool_size(index.files.len() as u64, index.bytes);
@@ -386,8 +405,9 @@ impl Spool {
     /// Puts the two halves of `entry` in its place, so they are replayed next, the first half
     /// first. Both halves are on disk before the whole goes, so a crash in between
     /// can resend spans but never loses them. The records were resolved when the whole was
-    /// spooled, so the ledger is not touched; on failure the whole stays as it was.
-    pub(crate) async fn split(&self, entry: &Entry, halves: [Half; 2]) -> io::Result<()> {
+    /// spooled, so the ledger is not touched; on failure the whole stays as it was. Returns
+    /// the halves' entries, first half first.
+    pub(crate) async fn split(&self, entry: &Entry, halves: [Half; 2]) -> io::Result<[Entry; 2]> {
         let dir = self.settings.dir.clone();
         let index = self.index.clone();
         let counters = self.counters.clone();
@@ -444,12 +464,16 @@ impl Spool {
             if index.files.remove(&whole.name).is_some() {
                 index.bytes = index.bytes.saturating_sub(whole.size);
             }
-            for (_, half) in written {
+            for (_, half) in &written {
                 index.bytes += half.size;
-                index.files.insert(half.name.clone(), half);
+                index.files.insert(half.name.clone(), half.clone());
             }
             counters.spool_size(index.files.len() as u64, index.bytes);
-            Ok(())
+            let mut entries = written.into_iter().map(|(_, half)| half);
+            match (entries.next(), entries.next()) {
+                (Some(first), Some(second)) => Ok([first, second]),
+                _ => Err(io::Error::other("a split wrote fewer than two halves")),
+            }
         })
         .await
     }

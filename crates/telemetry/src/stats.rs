@@ -56,6 +56,11 @@ pub struct DestinationStats {
     /// Batches (and their spans) written to the disk spool instead of being dropped.
     pub spooled_batches: u64,
     pub spooled_spans: u64,
+    /// Spooled batches (and their spans) delivered from the spool: after an outage, at a
+    /// restart, or written there while another export was out. Delivery is at least once, so
+    /// a batch delivered just before a crash, and not yet deleted, is replayed again.
+    pub replayed_batches: u64,
+    pub replayed_spans: u64,
     /// What the disk spool holds right now.
     pub spool_files: u64,
     pub spool_bytes: u64,
@@ -75,6 +80,8 @@ pub struct Counters {
     pub dropped_spool_full: AtomicU64,
     pub spooled_batches: AtomicU64,
     pub spooled_spans: AtomicU64,
+    pub replayed_batches: AtomicU64,
+    pub replayed_spans: AtomicU64,
     /// Gauges: the spool's current content.
     pub spool_files: AtomicU64,
     pub spool_bytes: AtomicU64,
@@ -97,6 +104,8 @@ struct Metrics {
     dropped_spool_full: Counter,
     spooled_batches: Counter,
     spooled_spans: Counter,
+    replayed_batches: Counter,
+    replayed_spans: Counter,
     spool_bytes: Gauge,
 }
 
@@ -118,6 +127,8 @@ impl Metrics {
             dropped_spool_full: dropped(DropReason::SpoolFull),
             spooled_batches: metrics::counter!("gatecast_destination_spooled_batches_total", "destination" => name.clone()),
             spooled_spans: metrics::counter!("gatecast_destination_spooled_spans_total", "destination" => name.clone()),
+            replayed_batches: metrics::counter!("gatecast_destination_replayed_batches_total", "destination" => name.clone()),
+            replayed_spans: metrics::counter!("gatecast_destination_replayed_spans_total", "destination" => name.clone()),
             spool_bytes: metrics::gauge!("gatecast_destination_spool_bytes", "destination" => name.clone()),
         }
     }
@@ -136,6 +147,8 @@ impl Counters {
             dropped_spool_full: AtomicU64::new(0),
             spooled_batches: AtomicU64::new(0),
             spooled_spans: AtomicU64::new(0),
+            replayed_batches: AtomicU64::new(0),
+            replayed_spans: AtomicU64::new(0),
             spool_files: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(0),
             last_success_unix_ms: AtomicU64::new(0),
@@ -194,6 +207,15 @@ impl Counters {
         let m = self.metrics();
         m.spooled_batches.increment(1);
         m.spooled_spans.increment(spans);
+    }
+
+    /// One spooled batch delivered from the spool (it is counted as exported too).
+    pub fn replayed(&self, spans: u64) {
+        self.replayed_batches.fetch_add(1, Relaxed);
+        self.replayed_spans.fetch_add(spans, Relaxed);
+        let m = self.metrics();
+        m.replayed_batches.increment(1);
+        m.replayed_spans.increment(spans);
     }
 
     /// The spool's current content, after every change to it.

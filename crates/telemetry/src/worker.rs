@@ -1,6 +1,7 @@
 //! The task behind one pipeline: batch, apply the destination's view, encode, export with
-//! timeout and retries, spool what the destination cannot take and replay it later, count
-//! every outcome.
+//! timeout and retries, spool what the destination cannot take (or, with `spool_mode =
+//! "always"`, every batch before its first send) and replay it later, spill what it holds to
+//! the spool at the shutdown deadline, count every outcome.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink};
+use crate::background::Abandoned;
+use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
 use crate::error::TelemetryError;
 use crate::flavor::apply_sentry_flavor;
 use crate::limits;
@@ -25,7 +27,6 @@ use crate::stats::{Counters, DropReason};
 
 pub(crate) struct Worker<S> {
     pub sink: S,
-    pub rx: mpsc::Receiver<Queued>,
     pub settings: WorkerSettings,
     pub counters: Arc<Counters>,
     /// Shared with the pipeline handle, which counts what is still pending at a missed deadline.
@@ -38,16 +39,20 @@ pub(crate) struct Worker<S> {
     pub behind: Arc<AtomicBool>,
     /// Set by the pipeline handle at shutdown, before the worker sees `stop`.
     pub closing: Arc<AtomicBool>,
+    /// Set by the pipeline handle near the shutdown deadline (see `Pipeline::finish_shutdown`):
+    /// exports are abandoned and everything held goes to the spool.
+    pub spill: watch::Receiver<bool>,
     pub spool: Option<Spool>,
     /// The last export, live or replayed, failed with a retryable error.
     pub down: AtomicBool,
     pub name: String,
 }
 
-/// The batch being collected and the replay schedule, apart from the worker so that both
-/// can be borrowed at once.
-#[derive(Default)]
+/// The queue, the batch being collected and the replay schedule, apart from the worker so
+/// that both can be borrowed at once: an export in flight borrows the worker while records
+/// keep being taken from the queue (see `Worker::send_keeping_up`).
 struct State {
+    rx: mpsc::Receiver<Queued>,
     batch: Vec<Queued>,
     batch_spans: usize,
     /// Set while a batch is open: when it goes out even if it is not full.
@@ -59,6 +64,9 @@ struct State {
     replay_at: Option<Instant>,
     /// Replaying a backlog: the next spooled batch follows at once.
     draining: bool,
+    /// Batches collected while an export was out that the spool could not take (too large,
+    /// disk error): sent after it, as without the spool.
+    held: Vec<Encoded>,
 }
 
 /// A worker that ends, or is aborted, while behind must not leave batch work unpaced.
@@ -71,12 +79,47 @@ impl<S> Drop for Worker<S> {
 }
 
 impl State {
+    fn new(rx: mpsc::Receiver<Queued>) -> Self {
+        Self {
+            rx,
+            batch: Vec::new(),
+            batch_spans: 0,
+            flush_at: None,
+            poll_at: None,
+            stopping: false,
+            replay_at: None,
+            draining: false,
+            held: Vec::new(),
+        }
+    }
+
     /// The earlier of the next poll and the open batch's deadline.
     fn next_look(&self) -> Option<Instant> {
         match (self.poll_at, self.flush_at) {
             (Some(p), Some(f)) => Some(p.min(f)),
             (p, f) => p.or(f),
         }
+    }
+
+    /// Adds one record to the open batch; whether the batch is now full. Counted, not built:
+    /// building happens with the rest of the batch work.
+    fn push(&mut self, item: Queued, settings: &WorkerSettings) -> bool {
+        self.batch_spans += item.record.span_count();
+        self.batch.push(item);
+        self.flush_at
+            .get_or_insert_with(|| Instant::now() + settings.flush_interval);
+        self.batch_spans >= settings.max_batch_spans
+    }
+
+    fn due(&self) -> bool {
+        self.flush_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// The open batch, taken for encoding.
+    fn take_batch(&mut self) -> Vec<Queued> {
+        self.batch_spans = 0;
+        self.flush_at = None;
+        std::mem::take(&mut self.batch)
     }
 }
 
@@ -141,11 +184,9 @@ impl Encoded {
 }
 
 impl<S: Sink> Worker<S> {
-    pub(crate) async fn run(mut self) {
-        let mut st = State {
-            draining: true,
-            ..State::default()
-        };
+    pub(crate) async fn run(self, rx: mpsc::Receiver<Queued>) {
+        let mut st = State::new(rx);
+        st.draining = true;
         // Batches spooled by an earlier run go out first, as soon as the queue is idle.
         if let Some(spool) = &self.spool {
             if let Err(e) = spool.rescan(true).await {
@@ -155,7 +196,7 @@ impl<S: Sink> Worker<S> {
         }
         loop {
             let next = if st.stopping {
-                self.rx.recv().await
+                st.rx.recv().await
             } else {
                 let busy = st.poll_at.is_some();
                 let look = st.next_look();
@@ -163,14 +204,14 @@ impl<S: Sink> Worker<S> {
                     biased;
                     () = self.stop.notified() => {
                         // Nothing new gets in; what is queued still goes out.
-                        self.rx.close();
+                        st.rx.close();
                         st.stopping = true;
                         continue;
                     }
                     // Idle: the first record wakes the worker. Busy: it takes what is queued
                     // every `poll_every` (or at the batch's deadline, or when a burst rings),
                     // so records published in between wake nobody.
-                    item = self.rx.recv(), if !busy => item,
+                    item = st.rx.recv(), if !busy => item,
                     () = self.doorbell.notified(), if busy => {
                         self.poll(&mut st).await;
                         continue;
@@ -189,14 +230,14 @@ impl<S: Sink> Worker<S> {
                                 }
                             }
                         }
-                        let outcome = self.replay_one().await;
+                        let outcome = self.replay_one(&mut st).await;
                         st.replay_at = self.next_replay(outcome, &mut st.draining);
                         continue;
                     }
                 }
             };
             let Some(item) = next else {
-                self.flush(&mut st.batch).await;
+                self.finish(&mut st).await;
                 return;
             };
             self.add(&mut st, item).await;
@@ -210,12 +251,7 @@ impl<S: Sink> Worker<S> {
 
     /// Adds one record to the batch; flushes when the batch is full.
     async fn add(&self, st: &mut State, item: Queued) {
-        // Counted, not built: building happens with the rest of the batch work.
-        st.batch_spans += item.record.span_count();
-        st.batch.push(item);
-        st.flush_at
-            .get_or_insert_with(|| Instant::now() + self.settings.flush_interval);
-        if st.batch_spans >= self.settings.max_batch_spans {
+        if st.push(item, &self.settings) {
             self.flush_batch(st).await;
         }
     }
@@ -224,10 +260,10 @@ impl<S: Sink> Worker<S> {
     /// due. Overdue batches are checked only after the queue is empty, so records that
     /// queued together leave together. A look that finds nothing, with no batch open, ends
     /// the busy spell: the worker goes back to waiting on the queue.
-    async fn poll(&mut self, st: &mut State) {
-        self.report_pressure();
+    async fn poll(&self, st: &mut State) {
+        self.report_pressure(&st.rx);
         let mut took = 0usize;
-        while let Ok(item) = self.rx.try_recv() {
+        while let Ok(item) = st.rx.try_recv() {
             self.add(st, item).await;
             took += 1;
         }
@@ -239,42 +275,55 @@ impl<S: Sink> Worker<S> {
         };
     }
 
+    /// The queue is closed and empty: the open batch goes out. With `spool_mode = "always"`
+    /// the batches written to the spool while an export was out follow, while the destination
+    /// takes them; whatever it does not take stays on disk for the next start.
+    async fn finish(&self, st: &mut State) {
+        while !st.batch.is_empty() || !st.held.is_empty() {
+            self.flush(st).await;
+        }
+        if self.always() {
+            while !self.down.load(Relaxed) && !self.spilling() {
+                if self.replay_one(st).await != Replay::Progress {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Tells `pace` when this worker's queue is back below a quarter of its capacity, or has
     /// reached it (publishers report that too, the moment it happens).
-    fn report_pressure(&self) {
-        let behind = self.rx.len().saturating_mul(4) >= self.rx.max_capacity();
+    fn report_pressure(&self, rx: &mpsc::Receiver<Queued>) {
+        let behind = rx.len().saturating_mul(4) >= rx.max_capacity();
         if self.behind.swap(behind, Relaxed) != behind {
             crate::pace::pressure(behind);
         }
     }
 
     async fn flush_if_due(&self, st: &mut State) {
-        if st.flush_at.is_some_and(|at| Instant::now() >= at) {
+        if st.due() {
             self.flush_batch(st).await;
         }
     }
 
     async fn flush_batch(&self, st: &mut State) {
         // A batch is encoded, compressed and written unpaced when the queue has backed up.
-        self.report_pressure();
-        let delivered = self.flush(&mut st.batch).await;
+        self.report_pressure(&st.rx);
+        let delivered = self.flush(st).await;
         if delivered && !st.stopping {
-            self.replay_after_success(&mut st.replay_at, &mut st.draining)
-                .await;
+            self.replay_after_success(st).await;
         }
-        st.batch_spans = 0;
-        st.flush_at = None;
     }
 
     /// The destination just took a live batch: one spooled batch follows it, so a backlog
     /// drains alongside live traffic without holding it up.
-    async fn replay_after_success(&self, replay_at: &mut Option<Instant>, draining: &mut bool) {
+    async fn replay_after_success(&self, st: &mut State) {
         let Some(spool) = &self.spool else { return };
         if spool.is_empty() {
             return;
         }
-        let outcome = self.replay_one().await;
-        *replay_at = self.next_replay(outcome, draining);
+        let outcome = self.replay_one(st).await;
+        st.replay_at = self.next_replay(outcome, &mut st.draining);
     }
 
     fn next_replay(&self, outcome: Replay, draining: &mut bool) -> Option<Instant> {
@@ -286,8 +335,18 @@ impl<S: Sink> Worker<S> {
         })
     }
 
+    /// Every batch goes to the spool before its first send.
+    fn always(&self) -> bool {
+        self.spool.is_some() && self.settings.spool_mode == SpoolMode::Always
+    }
+
+    /// The shutdown deadline is near: exports are abandoned, and what is held goes to disk.
+    fn spilling(&self) -> bool {
+        *self.spill.borrow()
+    }
+
     /// Sends the oldest spooled batch with the usual timeout and retries.
-    async fn replay_one(&self) -> Replay {
+    async fn replay_one(&self, st: &mut State) -> Replay {
         let Some(spool) = &self.spool else {
             return Replay::Empty;
         };
@@ -321,11 +380,12 @@ impl<S: Sink> Worker<S> {
             spans: entry.spans,
             wire: None,
         };
-        match self.send(&batch).await {
+        let outcome = match self.send_keeping_up(st, &batch, Some(&entry)).await {
             Ok(()) => {
                 self.down.store(false, Relaxed);
                 // Counted before the delete: a cancelled worker still completes the delete.
                 self.counters.exported(entry.spans as u64);
+                self.counters.replayed(entry.spans as u64);
                 if let Err(e) = spool.remove(&entry).await {
                     spool.io_error(&self.name, "delete", &e);
                 }
@@ -342,7 +402,12 @@ impl<S: Sink> Worker<S> {
                 self.discard(spool, &entry, &e.message).await;
                 Replay::Progress
             }
+        };
+        // Batches the spool could not take while this one was out are sent as they are.
+        if !st.held.is_empty() {
+            self.deliver(st, None).await;
         }
+        outcome
     }
 
     /// A spooled batch refused as too large goes back into the spool as two halves, in its
@@ -381,7 +446,7 @@ impl<S: Sink> Worker<S> {
             },
         ];
         match spool.split(entry, halves).await {
-            Ok(()) => Replay::Progress,
+            Ok(_) => Replay::Progress,
             // The whole stays spooled; the next try splits it again.
             Err(e) => {
                 spool.io_error(&self.name, "split", &e);
@@ -401,21 +466,30 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// Whether anything of the batch reached the destination. Span building, conversion,
-    /// encoding and gzip of a whole batch take milliseconds of CPU, so they run off the
-    /// runtime's threads: on the blocking pool, paced, or at idle priority when the lane is
-    /// started (see `background`). On the blocking pool the records are released there too.
-    async fn flush(&self, batch: &mut Vec<Queued>) -> bool {
-        if batch.is_empty() {
+    /// Whether anything of the batch reached the destination. Also sends what `held` has.
+    async fn flush(&self, st: &mut State) -> bool {
+        let encoded = self.encode(st, self.sink.gzip()).await;
+        if encoded.is_none() && st.held.is_empty() {
             return false;
         }
-        let items = std::mem::take(batch);
+        self.deliver(st, encoded).await
+    }
+
+    /// Takes the open batch and encodes it (and gzips it when `gzip`). Span building,
+    /// conversion, encoding and gzip of a whole batch take milliseconds of CPU, so they run
+    /// off the runtime's threads: on the blocking pool, paced, or at idle priority when the
+    /// lane is started (see `background`); when spilling at shutdown, never on the idle lane.
+    /// On the blocking pool the records are released there too.
+    async fn encode(&self, st: &mut State, gzip: bool) -> Option<Encoded> {
+        if st.batch.is_empty() {
+            return None;
+        }
+        let items = st.take_batch();
         let records = items.len();
         let settings = self.settings.clone();
         let encoding = self.sink.encoding();
-        let gzip = self.sink.gzip();
         // Pure, as `background::run` needs: it may run twice.
-        let work = crate::background::run(move |abandoned| {
+        let work = move |abandoned: &Abandoned| {
             let mut views = Vec::with_capacity(items.len());
             for item in &items {
                 if abandoned.is_set() {
@@ -433,32 +507,49 @@ impl<S: Sink> Worker<S> {
             let spans: Vec<SpanView<'_>> = views.iter().flat_map(View::spans).collect();
             let encoded = Encoded::new(lens, &spans, &settings.resource, encoding);
             Some(if gzip { encoded.gzipped() } else { encoded })
-        });
-        match work.await {
-            Ok(Some(encoded)) => self.deliver(encoded).await,
+        };
+        let done = if self.spilling() {
+            tokio::task::spawn_blocking(move || work(&Abandoned::default())).await
+        } else {
+            crate::background::run(work).await
+        };
+        match done {
+            Ok(Some(encoded)) => Some(encoded),
             // Only an abandoned run stops early, and its result is never returned.
             Ok(None) => {
                 self.fail(records, "encoding a batch was abandoned");
-                false
+                None
             }
             Err(e) => {
                 self.fail(records, &format!("encoding a batch failed: {e}"));
-                false
+                None
             }
         }
     }
 
-    async fn deliver(&self, first: Encoded) -> bool {
+    /// Sends `first`, then what `held` has. Each batch carries its spool entry once it is on
+    /// disk (`spool_mode = "always"`): its records were resolved when it was written, and the
+    /// outcome deletes the file instead.
+    async fn deliver(&self, st: &mut State, first: Option<Encoded>) -> bool {
         let mut delivered = false;
         // Work stack: a batch refused as too large comes back as two halves, encoded again.
-        let mut stack = vec![first];
-        while let Some(next) = stack.pop() {
-            let Encoded {
-                lens,
-                span_count,
-                body,
-                wire,
-            } = next;
+        let mut stack: Vec<(Encoded, Option<Entry>)> =
+            first.into_iter().map(|e| (e, None)).collect();
+        loop {
+            let next = match stack.pop() {
+                Some(next) => next,
+                None if !st.held.is_empty() => (st.held.remove(0), None),
+                None => break,
+            };
+            let (
+                Encoded {
+                    lens,
+                    span_count,
+                    body,
+                    wire,
+                },
+                entry,
+            ) = next;
             let records = lens.len();
             if span_count == 0 {
                 self.resolved(records);
@@ -467,14 +558,14 @@ impl<S: Sink> Worker<S> {
             let body = match body {
                 Ok(body) => body,
                 Err(e) => {
-                    self.fail(records, &e.to_string());
+                    self.give_up(records, entry.as_ref(), &e.to_string()).await;
                     continue;
                 }
             };
             let wire = match wire.transpose() {
                 Ok(wire) => wire,
                 Err(e) => {
-                    self.fail(records, &e.message);
+                    self.give_up(records, entry.as_ref(), &e.message).await;
                     continue;
                 }
             };
@@ -483,19 +574,32 @@ impl<S: Sink> Worker<S> {
                 spans: span_count,
                 wire,
             };
-            // Shutting down with a destination known to be down: straight to the spool,
-            // before the deadline runs out.
-            if self.spool.is_some() && self.closing.load(Relaxed) && self.down.load(Relaxed) {
-                self.spool_or_fail(records, batch, "destination down at shutdown")
-                    .await;
+            // Shutting down with a destination known to be down, or at the deadline:
+            // straight to the spool (a batch already there stays).
+            if self.spool.is_some()
+                && self.closing.load(Relaxed)
+                && (self.down.load(Relaxed) || self.spilling())
+            {
+                if entry.is_none() {
+                    self.spool_or_fail(records, batch, "destination down at shutdown")
+                        .await;
+                }
                 continue;
             }
-            match self.send(&batch).await {
+            let entry = match entry {
+                None if self.always() => match self.write_ahead(records, &batch).await {
+                    Ahead::OnDisk(entry) => Some(entry),
+                    Ahead::InMemory => None,
+                    Ahead::Lost => continue,
+                },
+                entry => entry,
+            };
+            match self.send_keeping_up(st, &batch, entry.as_ref()).await {
                 Ok(()) => {
                     self.down.store(false, Relaxed);
                     delivered = true;
                     self.counters.exported(span_count as u64);
-                    self.resolved(records);
+                    self.settle(records, entry.as_ref()).await;
                 }
                 Err(e) if e.kind == ExportErrorKind::TooLarge && records > 1 => {
                     let mid = records / 2;
@@ -504,24 +608,235 @@ impl<S: Sink> Worker<S> {
                     let body = batch.body.clone();
                     let work =
                         tokio::task::spawn_blocking(move || split_body(&body, encoding, cut));
-                    match work.await {
-                        Ok(Ok([first, second])) => {
-                            // Pushed second half first, so the first half is sent first.
-                            stack.push(Encoded::half(&lens[mid..], second));
-                            stack.push(Encoded::half(&lens[..mid], first));
+                    let [first, second] = match work.await {
+                        Ok(Ok(halves)) => halves,
+                        Ok(Err(e)) => {
+                            self.give_up(records, entry.as_ref(), &e.to_string()).await;
+                            continue;
                         }
-                        Ok(Err(e)) => self.fail(records, &e.to_string()),
-                        Err(e) => self.fail(records, &format!("splitting a batch failed: {e}")),
-                    }
+                        Err(e) => {
+                            let message = format!("splitting a batch failed: {e}");
+                            self.give_up(records, entry.as_ref(), &message).await;
+                            continue;
+                        }
+                    };
+                    let [first, second] = match entry {
+                        None => [
+                            (Encoded::half(&lens[..mid], first), None),
+                            (Encoded::half(&lens[mid..], second), None),
+                        ],
+                        Some(whole) => match self.split_on_disk(&whole, &lens, first, second).await
+                        {
+                            Some(halves) => halves,
+                            None => continue,
+                        },
+                    };
+                    // Pushed second half first, so the first half is sent first.
+                    stack.push(second);
+                    stack.push(first);
                 }
                 Err(e) if e.is_retryable() => {
                     self.down.store(true, Relaxed);
-                    self.spool_or_fail(records, batch, &e.message).await;
+                    match entry {
+                        Some(_) => {
+                            tracing::warn!(destination = %self.name, records, spans = span_count, error = %e.message, "export failed; batch kept in the spool");
+                        }
+                        None => self.spool_or_fail(records, batch, &e.message).await,
+                    }
                 }
-                Err(e) => self.fail(records, &e.message),
+                Err(e) => self.give_up(records, entry.as_ref(), &e.message).await,
             }
         }
         delivered
+    }
+
+    /// The halves of a batch on disk that was refused as too large take its place in the
+    /// spool before they are sent, so a crash in between still finds them. `None` when they
+    /// could not be written: the whole stays spooled and is split when it is replayed.
+    async fn split_on_disk(
+        &self,
+        whole: &Entry,
+        lens: &[usize],
+        first: Result<Vec<u8>, TelemetryError>,
+        second: Result<Vec<u8>, TelemetryError>,
+    ) -> Option<[(Encoded, Option<Entry>); 2]> {
+        let spool = self.spool.as_ref()?;
+        let (first, second) = match (first, second) {
+            (Ok(first), Ok(second)) => (first, second),
+            (Err(e), _) | (_, Err(e)) => {
+                let message = format!("batch refused as too large and not split: {e}");
+                self.discard(spool, whole, &message).await;
+                return None;
+            }
+        };
+        let (head, tail) = lens.split_at(lens.len() / 2);
+        let halves = [
+            Half {
+                body: first.clone(),
+                records: head.len() as u64,
+                spans: head.iter().sum(),
+            },
+            Half {
+                body: second.clone(),
+                records: tail.len() as u64,
+                spans: tail.iter().sum(),
+            },
+        ];
+        match spool.split(whole, halves).await {
+            Ok([a, b]) => Some([
+                (Encoded::half(head, Ok(first)), Some(a)),
+                (Encoded::half(tail, Ok(second)), Some(b)),
+            ]),
+            Err(e) => {
+                spool.io_error(&self.name, "split", &e);
+                None
+            }
+        }
+    }
+
+    /// Writes a batch to the spool before its first send (`spool_mode = "always"`). A batch
+    /// the spool cannot take is sent all the same, and spooled on failure as without it.
+    async fn write_ahead(&self, records: usize, batch: &EncodedBatch) -> Ahead {
+        let Some(spool) = &self.spool else {
+            return Ahead::InMemory;
+        };
+        match self
+            .store(spool, records, batch.body.clone(), batch.spans)
+            .await
+        {
+            Ok(Stored::Spooled(entry)) => Ahead::OnDisk(entry),
+            Ok(Stored::Abandoned) => Ahead::Lost,
+            Ok(Stored::TooLarge) => Ahead::InMemory,
+            Err(e) => {
+                spool.io_error(&self.name, "write", &e);
+                Ahead::InMemory
+            }
+        }
+    }
+
+    async fn store(
+        &self,
+        spool: &Spool,
+        records: usize,
+        body: bytes::Bytes,
+        spans: usize,
+    ) -> std::io::Result<Stored> {
+        spool
+            .store(
+                body,
+                records as u64,
+                spans,
+                self.sink.encoding(),
+                &self.ledger,
+            )
+            .await
+    }
+
+    /// Sends a batch. With `spool_mode = "always"` the worker meanwhile keeps taking records
+    /// from its queue and writes each batch that comes due to the spool, so a slow or failing
+    /// export (its timeout, its retries) never keeps more than a flush interval of records in
+    /// memory; those batches go out from the spool afterwards.
+    async fn send_keeping_up(
+        &self,
+        st: &mut State,
+        batch: &EncodedBatch,
+        entry: Option<&Entry>,
+    ) -> Result<(), ExportError> {
+        let Some(spool) = self.spool.as_ref().filter(|_| self.always()) else {
+            return self.send(batch).await;
+        };
+        spool.sending(entry);
+        let send = self.send(batch);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut send => {
+                    spool.sending(None);
+                    return result;
+                }
+                () = self.doorbell.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_every) => {}
+            }
+            self.report_pressure(&st.rx);
+            while let Ok(item) = st.rx.try_recv() {
+                if st.push(item, &self.settings) {
+                    self.stash(st).await;
+                }
+            }
+            if st.due() {
+                self.stash(st).await;
+            }
+            // What was taken and not yet written keeps the worker looking once this returns.
+            if !st.batch.is_empty() && !st.stopping {
+                st.poll_at
+                    .get_or_insert_with(|| Instant::now() + self.settings.poll_every);
+            }
+        }
+    }
+
+    /// Encodes the open batch and writes it to the spool without sending it: it goes out
+    /// from there once the export in flight is done. A batch the spool cannot take waits in
+    /// `held` instead.
+    async fn stash(&self, st: &mut State) {
+        let Some(spool) = &self.spool else { return };
+        let Some(encoded) = self.encode(st, false).await else {
+            return;
+        };
+        let Encoded {
+            lens,
+            span_count,
+            body,
+            ..
+        } = encoded;
+        let records = lens.len();
+        if span_count == 0 {
+            self.resolved(records);
+            return;
+        }
+        let body = match body {
+            Ok(body) => bytes::Bytes::from(body),
+            Err(e) => return self.fail(records, &e.to_string()),
+        };
+        let resolved = match self.store(spool, records, body.clone(), span_count).await {
+            // Abandoned: shutdown counted these records as lost already.
+            Ok(Stored::Spooled(_) | Stored::Abandoned) => true,
+            Ok(Stored::TooLarge) => false,
+            Err(e) => {
+                spool.io_error(&self.name, "write", &e);
+                false
+            }
+        };
+        if !resolved {
+            st.held.push(Encoded {
+                lens,
+                span_count,
+                body: Ok(Vec::from(body)),
+                wire: None,
+            });
+        }
+    }
+
+    /// A batch the destination took: deleted from the spool when it is there, resolved
+    /// otherwise.
+    async fn settle(&self, records: usize, entry: Option<&Entry>) {
+        match (entry, &self.spool) {
+            (Some(entry), Some(spool)) => {
+                if let Err(e) = spool.remove(entry).await {
+                    spool.io_error(&self.name, "delete", &e);
+                }
+            }
+            _ => self.resolved(records),
+        }
+    }
+
+    /// A batch that can never be delivered: counted as failed, and deleted from the spool
+    /// when it is there.
+    async fn give_up(&self, records: usize, entry: Option<&Entry>, message: &str) {
+        match (entry, &self.spool) {
+            (Some(entry), Some(spool)) => self.discard(spool, entry, message).await,
+            _ => self.fail(records, message),
+        }
     }
 
     /// A batch the destination could not take for now: kept in the spool when there is one,
@@ -531,17 +846,8 @@ impl<S: Sink> Worker<S> {
             return self.fail(records, message);
         };
         let spans = batch.spans;
-        match spool
-            .store(
-                batch.body,
-                records as u64,
-                spans,
-                self.sink.encoding(),
-                &self.ledger,
-            )
-            .await
-        {
-            Ok(Stored::Spooled) => {
+        match self.store(spool, records, batch.body, spans).await {
+            Ok(Stored::Spooled(_)) => {
                 tracing::warn!(destination = %self.name, records, spans, error = %message, "export failed; batch spooled to disk");
             }
             // Shutdown counted these records as lost already.
@@ -574,7 +880,29 @@ impl<S: Sink> Worker<S> {
         tracing::warn!(destination = %self.name, records, error = %message, "export failed; batch dropped");
     }
 
+    /// One export with the timeout and retries. With a spool, it gives up at once when the
+    /// pipeline spills at the shutdown deadline: the batch is then kept on disk.
     async fn send(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
+        if self.spool.is_none() {
+            return self.attempts(batch).await;
+        }
+        let mut spill = self.spill.clone();
+        let spilled = async move {
+            // A pipeline handle that is gone never spills.
+            if spill.wait_for(|&spill| spill).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = spilled => Err(ExportError::retryable(
+                "shutdown deadline near: export abandoned, batch kept in the spool",
+            )),
+            result = self.attempts(batch) => result,
+        }
+    }
+
+    async fn attempts(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
         let policy = self.settings.retry;
         let mut retry = 0u32;
         loop {
@@ -607,6 +935,16 @@ impl<S: Sink> Worker<S> {
             retry += 1;
         }
     }
+}
+
+/// Where a batch stands after `Worker::write_ahead`.
+enum Ahead {
+    /// On disk; its records are resolved.
+    OnDisk(Entry),
+    /// Not on disk (too large for the spool, or the write failed): sent as without `always`.
+    InMemory,
+    /// Shutdown already counted its records as lost.
+    Lost,
 }
 
 /// One record's spans as one destination exports them.

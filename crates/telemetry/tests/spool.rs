@@ -140,3 +140,81 @@ async fn spooled_batches_survive_a_restart_and_reach_the_collector_when_it_is_up
     assert_eq!(spans, 8, "every span exactly once");
     second.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Trace ids of every span the receiver decoded, with how often each arrived.
+fn spans_by_trace(rx: &HttpReceiver) -> std::collections::BTreeMap<Vec<u8>, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for r in rx.requests() {
+        for span in r
+            .export_protobuf()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+        {
+            *seen.entry(span.trace_id).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_hanging_export_spools_everything_for_the_next_start() {
+    const RECORDS: usize = 40;
+    let spool = tempfile::tempdir().unwrap();
+    let hanging = HttpReceiver::silent().await;
+    let mut d = otlp(hanging.url("/v1/traces"), spool.path());
+    // The export outlasts the shutdown deadline, and the records make several batches: one
+    // in flight, the others still queued or open when shutdown begins.
+    d.timeout_ms = 60_000;
+    d.max_batch_spans = 16;
+    let first = broadcaster(d);
+    for i in 0..RECORDS {
+        first.publish(record_saying(&format!("hang-{i}"), "hello"));
+    }
+    until("an export reached the hanging receiver", || {
+        hanging.connections() > 0
+    })
+    .await;
+    let started = Instant::now();
+    // Short beside the export's timeout; its last quarter is left for the spool writes.
+    first.shutdown(Duration::from_secs(3)).await;
+    let took = started.elapsed();
+    let s = stats(&first);
+    eprintln!(
+        "shutdown took {took:?}: spooled {} records' spans {}, dropped_shutdown {}",
+        s.spooled_spans / 2,
+        s.spooled_spans,
+        s.dropped_shutdown
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "bounded by its deadline: {took:?}"
+    );
+
+    // Next start, the collector is healthy: what the spool kept is replayed.
+    let rx = HttpReceiver::start(vec![(200, "{}")]).await;
+    let second = broadcaster(otlp(rx.url("/v1/traces"), spool.path()));
+    until("spool replayed", || batch_files(spool.path()).is_empty()).await;
+    until("replay counted", || {
+        stats(&second).exported_spans == s.spooled_spans
+    })
+    .await;
+    let seen = spans_by_trace(&rx);
+    eprintln!(
+        "records kept across the shutdown: {} of {RECORDS}",
+        seen.len()
+    );
+    assert_eq!(seen.len(), RECORDS, "every record reaches the collector");
+    assert!(
+        seen.values().all(|&n| n == 2),
+        "each record's two spans exactly once: {seen:?}"
+    );
+    assert_eq!(
+        s.dropped_shutdown + s.dropped_export_failed,
+        0,
+        "nothing counted lost: {s:?}"
+    );
+    assert_eq!(s.spooled_spans, 2 * RECORDS as u64, "counted as spooled");
+    second.shutdown(Duration::from_secs(5)).await;
+}

@@ -53,6 +53,19 @@ pub enum Compression {
     None,
 }
 
+/// When a destination's batches are written to its spool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolMode {
+    /// Only what the destination could not take after the retries, and what is left at
+    /// shutdown. A crash loses what is still in memory (up to the whole retry window).
+    #[default]
+    OnFailure,
+    /// Every batch before its first send, deleted once the destination takes it (or refuses it
+    /// for good): a crash loses at most the records of the last flush interval.
+    Always,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum WebhookMethod {
@@ -128,6 +141,9 @@ pub struct DestinationConfig {
     /// are deleted and counted as dropped (`spool_full`).
     #[serde(default = "defaults::spool_max_bytes")]
     pub spool_max_bytes: u64,
+    /// `on_failure` (default) or `always`; `always` needs `spool_dir`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub spool_mode: SpoolMode,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -194,6 +210,7 @@ impl DestinationConfig {
             filters: Default::default(),
             spool_dir: None,
             spool_max_bytes: defaults::spool_max_bytes(),
+            spool_mode: SpoolMode::OnFailure,
         }
     }
 
@@ -236,6 +253,8 @@ impl DestinationConfig {
                     self.spool_max_bytes
                 ));
             }
+        } else if self.spool_mode == SpoolMode::Always {
+            return fail("spool_mode: \"always\" needs spool_dir".into());
         }
         if let Err(e) = crate::filter::CompiledFilters::compile(&self.filters) {
             return fail(e.to_string());
@@ -533,6 +552,42 @@ mod tests {
         // Without a spool the bound is not used, so it is not checked.
         small.spool_dir = None;
         assert!(small.validate().is_ok());
+    }
+
+    #[test]
+    fn spool_mode_defaults_to_on_failure_and_always_needs_a_spool() {
+        let plain = DestinationConfig::file("f", "x");
+        assert_eq!(plain.spool_mode, SpoolMode::OnFailure);
+        assert!(serde_json::to_value(&plain)
+            .unwrap()
+            .get("spool_mode")
+            .is_none());
+        let c: DestinationConfig = serde_json::from_str(
+            r#"{"name": "f", "type": "file", "path": "x", "spool_dir": "/s", "spool_mode": "always"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.spool_mode, SpoolMode::Always);
+        assert!(c.validate().is_ok());
+        let back: DestinationConfig =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let on_failure: DestinationConfig = serde_json::from_str(
+            r#"{"name": "f", "type": "file", "path": "x", "spool_mode": "on_failure"}"#,
+        )
+        .unwrap();
+        assert_eq!(on_failure.spool_mode, SpoolMode::OnFailure);
+        assert!(serde_json::from_str::<DestinationConfig>(
+            r#"{"name": "f", "type": "file", "path": "x", "spool_mode": "sometimes"}"#
+        )
+        .is_err());
+
+        let mut no_dir = c;
+        no_dir.spool_dir = None;
+        let message = no_dir.validate().unwrap_err().to_string();
+        assert!(
+            message.contains(r#"spool_mode: "always" needs spool_dir"#),
+            "{message}"
+        );
     }
 
     #[test]

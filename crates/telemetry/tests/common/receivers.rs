@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -62,6 +63,9 @@ impl Received {
 pub struct HttpReceiver {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted so far: a silent receiver records no requests, but an export
+    /// has reached it once a connection is open.
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -96,6 +100,8 @@ impl HttpReceiver {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let answers = answers.map(Arc::new);
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
@@ -103,6 +109,7 @@ impl HttpReceiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let seen = seen.clone();
                 let answers = answers.clone();
                 held.push(tokio::spawn(serve(stream, seen, answers)));
@@ -111,6 +118,7 @@ impl HttpReceiver {
         Self {
             addr,
             requests,
+            connections,
             task,
         }
     }
@@ -121,6 +129,10 @@ impl HttpReceiver {
 
     pub fn requests(&self) -> Vec<Received> {
         self.requests.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
