@@ -131,7 +131,7 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
     let spool = setup.spool_mode.map(|mode| {
         format!(
             "spool_dir = {}\nspool_mode = \"{}\"\n",
-            toml_string(&setup.dir.join("spool").to_string_lossy()),
+            toml_string(&dir.join("spool").to_string_lossy()),
             mode.as_str()
         )
     });
