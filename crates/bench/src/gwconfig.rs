@@ -324,6 +324,7 @@ mod tests {
             compression: Compression::None,
             busy_poll_us: 0,
             delivery_priority: None,
+            spool_mode: Some(SpoolMode::Always),
             dir: Path::new("target/bench/work/x"),
         });
         let v: toml::Value = toml::from_str(&text).unwrap();
@@ -340,6 +341,10 @@ mod tests {
         assert!(!paths.is_empty());
         for path in paths {
             assert!(Path::new(path).is_absolute(), "{path}");
+        }
+        for d in v["destinations"].as_array().unwrap() {
+            let spool = d["spool_dir"].as_str().unwrap();
+            assert!(Path::new(spool).is_absolute(), "{spool}");
         }
     }
 
