@@ -2,8 +2,10 @@
 //! and client authentication with virtual keys.
 
 pub mod bridge;
+mod guard;
 pub mod keys;
 mod runtime;
 
+pub use guard::Guard;
 pub use keys::{AuthFailure, KeyRing};
 pub use runtime::{open_store, Control};
