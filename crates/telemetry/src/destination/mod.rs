@@ -578,6 +578,68 @@ mod tests {
     }
 
     #[test]
+    fn urls_must_be_http_and_errors_name_the_field() {
+        let with = |kind: DestinationType, set: fn(&mut DestinationConfig)| {
+            let mut c = DestinationConfig::file("d", "x");
+            c.kind = kind;
+            c.path = None;
+            set(&mut c);
+            c.validate().map_err(|e| e.to_string())
+        };
+        let e = with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("file:///etc/passwd".into())
+        });
+        assert!(e
+            .unwrap_err()
+            .ends_with("endpoint: the scheme must be http or https, not `file`"),);
+        let e = with(DestinationType::Webhook, |c| {
+            c.url = Some("gopher://h:70/".into())
+        });
+        assert!(e
+            .unwrap_err()
+            .contains("url: the scheme must be http or https"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1".into());
+            c.otlp_endpoint = Some("ftp://h/".into());
+        });
+        assert!(e.unwrap_err().contains("otlp_endpoint: the scheme"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("gopher://0123456789abcdef0123456789abcdef@h/1".into());
+        });
+        assert!(e
+            .unwrap_err()
+            .contains("dsn: invalid DSN: the scheme must be http or https"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("file://0123456789abcdef0123456789abcdef@h/1".into());
+        });
+        assert!(e.unwrap_err().contains("dsn: invalid DSN"));
+        let e = with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("collector:4318".into())
+        });
+        assert!(e.unwrap_err().contains("endpoint: "));
+        assert!(with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("https://collector:4318/v1/traces".into())
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn targets_name_the_field_they_come_from() {
+        let mut c = DestinationConfig::file("d", "x");
+        assert_eq!(c.target(), None);
+        c.kind = DestinationType::Sentry;
+        c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42".into());
+        let t = c.target().unwrap();
+        assert_eq!(t.field, "dsn");
+        assert_eq!(
+            t.url.unwrap().as_str(),
+            "https://o1.ingest.sentry.io/api/42/integration/otlp/v1/traces"
+        );
+        c.otlp_endpoint = Some("https://eu.example/v1/traces".into());
+        assert_eq!(c.target().unwrap().field, "otlp_endpoint");
+    }
+
+    #[test]
     fn spool_fields_round_trip_and_are_validated() {
         let c: DestinationConfig = serde_json::from_str(
             r#"{"name": "f", "type": "file", "path": "x", "spool_dir": "/var/spool/gatecast",
