@@ -6,7 +6,6 @@
 //! address a name resolves to when a connection is made (see [`super::resolve`]), so a name
 //! that resolves elsewhere later (DNS rebinding) is caught as well.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::LazyLock;
 
@@ -363,16 +362,6 @@ impl HostPolicy {
     }
 }
 
-impl fmt::Display for HostPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_restricted() {
-            write!(f, "{} listed host(s)", self.listed.len())
-        } else {
-            f.write_str("any host but link-local and metadata addresses")
-        }
-    }
-}
-
 /// Host names compare without case and without the root's trailing dot.
 fn normalize_name(name: &str) -> String {
     name.trim()
@@ -383,7 +372,7 @@ fn normalize_name(name: &str) -> String {
 }
 
 /// An IPv4 address written as IPv6 (`::ffff:169.254.169.254`) is that IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
