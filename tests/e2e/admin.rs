@@ -740,3 +740,266 @@ async fn the_cli_overrides_privacy_of_a_config_file_destination_and_reports_the_
     assert!(out.contains("applied by 1 running gateway(s)"), "{out}");
     env.stop().await;
 }
+
+/// Refused targets answer 422 naming the field and save nothing; skipping the test does not
+/// skip the policy.
+async fn refused(env: &Env, path: &str, body: Value, field: &str, says: &str) {
+    let (status, answer) = admin(env, reqwest::Method::POST, path, Some(body)).await;
+    assert_eq!(status, 422, "{path}: {answer}");
+    assert_eq!(answer["error"]["param"], field, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    assert!(answer.get("test").is_none(), "nothing was probed: {answer}");
+}
+
+#[tokio::test]
+async fn runtime_destinations_cannot_target_metadata_other_schemes_or_files_elsewhere() {
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let dir = env.traces.parent().unwrap().to_path_buf();
+    let metadata = "http://169.254.169.254/latest/meta-data/";
+    for path in [
+        "/destinations",
+        "/destinations?skip_test=true",
+        "/destinations/test",
+    ] {
+        refused(
+            &env,
+            path,
+            otlp_body("meta", metadata),
+            "endpoint",
+            "cloud metadata address",
+        )
+        .await;
+    }
+    refused(
+        &env,
+        "/destinations",
+        otlp_body(
+            "meta",
+            "http://metadata.google.internal/computeMetadata/v1/",
+        ),
+        "endpoint",
+        "cloud metadata host",
+    )
+    .await;
+    refused(
+        &env,
+        "/destinations",
+        otlp_body("meta", "http://[::ffff:169.254.169.254]/"),
+        "endpoint",
+        "cloud metadata address",
+    )
+    .await;
+    refused(
+        &env,
+        "/destinations?skip_test=true",
+        json!({"name": "meta", "type": "sentry",
+               "dsn": "http://0123456789abcdef0123456789abcdef@169.254.169.254/42"}),
+        "dsn",
+        "cloud metadata address",
+    )
+    .await;
+    refused(
+        &env,
+        "/destinations",
+        json!({"name": "hook", "type": "webhook", "url": "file:///etc/passwd"}),
+        "url",
+        "the scheme must be http or https, not `file`",
+    )
+    .await;
+    refused(
+        &env,
+        "/destinations/test",
+        otlp_body("gopher", "gopher://127.0.0.1:70/"),
+        "endpoint",
+        "not `gopher`",
+    )
+    .await;
+    let escape = dir.join("../escaped.jsonl");
+    let outside =
+        std::env::temp_dir().join(format!("gatecast-outside-{}.jsonl", std::process::id()));
+    for (path, says) in [(&escape, "must not contain `..`"), (&outside, "is outside")] {
+        for route in ["/destinations", "/destinations/test"] {
+            refused(
+                &env,
+                route,
+                json!({"name": "f", "type": "file", "path": path}),
+                "path",
+                says,
+            )
+            .await;
+        }
+        assert!(!path.exists(), "{} was created", path.display());
+    }
+    let (status, _) = admin(&env, reqwest::Method::GET, "/destinations/meta", None).await;
+    assert_eq!(status, 404, "nothing saved");
+
+    // Inside the data directory, a file destination is fine; an update out of it is refused.
+    let inside = dir.join("runtime/inside.jsonl");
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(json!({"name": "inside", "type": "file", "path": inside})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(inside.exists());
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::PATCH,
+        "/destinations/inside",
+        Some(json!({"path": escape})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["param"], "path");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_list_admits_only_listed_hosts_and_opens_metadata_when_it_names_it() {
+    let rx = receivers::http(Behaviour::Ok).await;
+    let security = format!(
+        "\n[security]\ndestination_hosts = [\"127.0.0.1:{}\", \"169.254.169.254\"]\n",
+        rx.addr.port()
+    );
+    let env = Env::with_options(&security, Some(TOKEN)).await;
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("listed", &rx.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["test"]["passed"], true, "{body}");
+    // The same receiver by another name, or another port, is not listed.
+    let other_port = format!("http://127.0.0.1:{}/v1/traces", rx.addr.port() + 1);
+    let by_name = format!("http://localhost:{}/v1/traces", rx.addr.port());
+    for endpoint in [other_port.as_str(), "http://10.1.2.3/v1/traces"] {
+        refused(
+            &env,
+            "/destinations",
+            otlp_body("other", endpoint),
+            "endpoint",
+            "is not in security.destination_hosts",
+        )
+        .await;
+    }
+    // `localhost` is not listed by name; its addresses decide, and only 127.0.0.1 is.
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("by-name", &by_name)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Listed explicitly, the metadata address may be saved (not probed here: nothing answers).
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations?skip_test=true",
+        Some(otlp_body("meta", "http://169.254.169.254/v1/traces")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    refused(
+        &env,
+        "/destinations",
+        otlp_body("meta2", "http://169.254.170.2/"),
+        "endpoint",
+        "link-local",
+    )
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_create_runs_no_test_and_creates_no_file() {
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let dir = env.traces.parent().unwrap().to_path_buf();
+    let first = dir.join("first.jsonl");
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(json!({"name": "taken", "type": "file", "path": first})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (name, want) in [("bad name!", 422), ("taken", 409), ("file", 409), ("", 422)] {
+        let path = dir.join(format!("never-{}.jsonl", want));
+        let (status, body) = admin(
+            &env,
+            reqwest::Method::POST,
+            "/destinations",
+            Some(json!({"name": name, "type": "file", "path": path})),
+        )
+        .await;
+        assert_eq!(status, want, "{name:?}: {body}");
+        assert!(body.get("test").is_none(), "{body}");
+        assert!(!path.exists(), "{name:?}: {} was created", path.display());
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_destination_that_redirects_fails_its_test_naming_the_location() {
+    let second = receivers::http(Behaviour::Ok).await;
+    let first = receivers::http(Behaviour::RedirectTo(second.addr)).await;
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let (status, body) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/destinations",
+        Some(otlp_body("moved", &first.url("/v1/traces"))),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["test"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "redirected to http://{}/v1/traces?token=*** (HTTP 307)",
+            second.addr
+        )),
+        "{message}"
+    );
+    assert!(!body.to_string().contains("redirect-secret"), "{body}");
+    assert_eq!(first.calls(), 1);
+    assert_eq!(second.calls(), 0, "the redirect was not followed");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_metadata_endpoints_naming_the_field() {
+    let env = Env::start().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatecast"))
+        .args([
+            "destinations",
+            "add",
+            "meta",
+            "--type",
+            "otlp",
+            "--endpoint",
+        ])
+        .arg("http://169.254.169.254/v1/traces")
+        .arg("--skip-test")
+        .arg("--config")
+        .arg(&env.config_path)
+        .env_remove("GATECAST_SECRET_KEY")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("endpoint: 169.254.169.254 is a cloud metadata address"),
+        "{text}"
+    );
+    env.stop().await;
+}

@@ -332,6 +332,45 @@ async fn gateway_errors_use_openai_shape() {
 }
 
 #[tokio::test]
+async fn a_bad_trace_is_a_400_that_says_what_is_wrong() {
+    let env = Env::start().await;
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for (trace, says) in [
+        (
+            format!(r#"{{"a": {deep}}}"#),
+            "`trace` is nested too deeply: at most 64 levels",
+        ),
+        (
+            r#"{"customer": "\ud800"}"#.to_owned(),
+            r"`\ud800` is a lone UTF-16 surrogate",
+        ),
+        (
+            r#"[1]"#.to_owned(),
+            "`trace` must be a JSON object, not an array",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"model": "up/gpt-4o-mini", "messages": [{{"role": "user", "content": "x"}}], "trace": {trace}}}"#
+        );
+        let resp = env
+            .client
+            .post(env.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert_eq!(v["error"]["param"], "trace", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    assert!(env.mock.requests().is_empty());
+}
+
+#[tokio::test]
 async fn models_health_and_the_builtin_mock() {
     let env = Env::start().await;
     let v: Value = env

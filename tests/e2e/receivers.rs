@@ -34,6 +34,8 @@ pub enum Behaviour {
     Always(u16),
     /// Accepts the request and never answers.
     Hang,
+    /// Answers 307 to this address's `/v1/traces`, with a credential in the location.
+    RedirectTo(SocketAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +138,14 @@ async fn handle(
             std::future::pending::<()>().await;
         }
         Behaviour::Always(status) => return StatusCode::from_u16(status).unwrap().into_response(),
+        Behaviour::RedirectTo(to) => {
+            let location = format!("http://{to}/v1/traces?token=redirect-secret");
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", location.as_str())],
+            )
+                .into_response();
+        }
         Behaviour::FailFirst {
             status,
             n,

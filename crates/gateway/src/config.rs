@@ -30,6 +30,24 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// What destinations may reach. Destinations and their connection tests can be created at
+/// runtime (admin API, CLI), so without bounds they make the gateway fetch any URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Hosts (`collector.internal`, `*.example.com`), `host:port`, IP addresses and CIDR
+    /// ranges that runtime destinations may reach. Empty: any host but link-local and
+    /// cloud-metadata addresses, which are refused unless listed here.
+    #[serde(default)]
+    pub destination_hosts: Vec<String>,
+    /// The directory file destinations created at runtime must write inside; default the
+    /// data directory.
+    #[serde(default)]
+    pub file_destination_dir: Option<PathBuf>,
 }
 
 /// The database every replica shares: runtime destinations, virtual keys, config version.
@@ -213,6 +231,14 @@ mod defaults {
 }
 
 impl Config {
+    /// Where file destinations created at runtime may write.
+    pub fn file_destination_dir(&self) -> PathBuf {
+        self.security
+            .file_destination_dir
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir())
+    }
+
     /// `--config`, else `GATECAST_CONFIG`, else `config/gatecast.toml`.
     pub fn locate(explicit: Option<&Path>) -> PathBuf {
         if let Some(p) = explicit {
@@ -351,6 +377,19 @@ impl Config {
             d.validate()
                 .map_err(|e| GatewayError::config(format!("destinations[{i}]"), e.to_string()))?;
         }
+        if self
+            .security
+            .file_destination_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(GatewayError::config(
+                "security.file_destination_dir",
+                "must not be empty",
+            ));
+        }
+        // The host list, and the config file's destinations against the refused ranges.
+        crate::control::Guard::from_config(self)?;
         Ok(())
     }
 

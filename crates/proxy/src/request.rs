@@ -19,6 +19,10 @@ use crate::error::ProxyError;
 /// Fields that exist only for the gateway and are never forwarded.
 const GATEWAY_FIELDS: [&str; 2] = ["trace", "session_id"];
 
+/// Levels of objects and arrays a `trace` may nest, itself included: far more than metadata
+/// needs, and well inside what the JSON parser accepts.
+pub const MAX_TRACE_DEPTH: usize = 64;
+
 /// A chat request as the client sent it, with the gateway's fields decoded.
 #[derive(Debug)]
 pub struct ChatRequest {
@@ -93,16 +97,7 @@ impl ChatRequest {
                 }
                 "user" => req.user = decode::<Option<String>>(key, raw)?,
                 "session_id" => req.session_id = scalar_string(key, raw)?,
-                "trace" => match serde_json::from_str::<Value>(raw) {
-                    Ok(Value::Object(map)) => req.trace = Some(map),
-                    Ok(Value::Null) => {}
-                    _ => {
-                        return Err(ProxyError::InvalidRequest {
-                            message: "`trace` must be a JSON object".into(),
-                            param: Some("trace".into()),
-                        })
-                    }
-                },
+                "trace" => req.trace = trace_object(raw)?,
                 "max_tokens" | "max_completion_tokens" => {
                     if let Some(v) = decode::<Option<u64>>(key, raw)? {
                         req.info.max_tokens = Some(v);
@@ -213,6 +208,90 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// serde quotes a mistyped string whole; the message keeps its start.
 const QUOTED_ERROR_CHARS: usize = 512;
+
+/// The `trace` object, or a 400 that says what is wrong with it.
+fn trace_object(raw: &str) -> Result<Option<Map<String, Value>>, ProxyError> {
+    let invalid = |message: String| ProxyError::InvalidRequest {
+        message,
+        param: Some("trace".into()),
+    };
+    check_trace_text(raw).map_err(invalid)?;
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(Value::Null) => Ok(None),
+        Ok(other) => Err(invalid(format!(
+            "`trace` must be a JSON object, not {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(invalid(format!("`trace` is not valid JSON: {e}"))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// What the syntax check of the whole body lets through but a `trace` may not hold: nesting
+/// deeper than [`MAX_TRACE_DEPTH`], and `\u` escapes of lone UTF-16 surrogates, which no
+/// string can hold. One pass over the raw text, which is already valid JSON syntax.
+fn check_trace_text(raw: &str) -> Result<(), String> {
+    let bytes = raw.as_bytes();
+    let hex4 = |at: usize| -> Option<u16> {
+        let digits = bytes.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0usize);
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (true, b'\\') if bytes.get(i + 1) == Some(&b'u') => {
+                match hex4(i + 2) {
+                    Some(high @ 0xD800..=0xDBFF) => {
+                        let paired = bytes.get(i + 6..i + 8) == Some(b"\\u")
+                            && matches!(hex4(i + 8), Some(0xDC00..=0xDFFF));
+                        if !paired {
+                            return Err(lone_surrogate(high));
+                        }
+                        i += 12;
+                    }
+                    Some(low @ 0xDC00..=0xDFFF) => return Err(lone_surrogate(low)),
+                    _ => i += 6,
+                }
+                continue;
+            }
+            // Any other escape is two bytes; the second may be a quote.
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_string = false,
+            (false, b'"') => in_string = true,
+            (false, b'{' | b'[') => {
+                depth += 1;
+                if depth > MAX_TRACE_DEPTH {
+                    return Err(format!(
+                        "`trace` is nested too deeply: at most {MAX_TRACE_DEPTH} levels of \
+                         objects and arrays"
+                    ));
+                }
+            }
+            (false, b'}' | b']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn lone_surrogate(unit: u16) -> String {
+    format!(
+        "`trace` holds an invalid string escape: `\\u{unit:04x}` is a lone UTF-16 surrogate \
+         (a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF one)"
+    )
+}
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T, ProxyError> {
     serde_json::from_str(raw).map_err(|e| ProxyError::InvalidRequest {
@@ -385,6 +464,64 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn trace_error(trace: &str) -> String {
+        let body = format!(r#"{{"model": "m", "messages": [], "trace": {trace}}}"#);
+        match ChatRequest::parse(body.as_bytes(), None) {
+            Err(ProxyError::InvalidRequest { message, param }) => {
+                assert_eq!(param.as_deref(), Some("trace"), "{message}");
+                message
+            }
+            other => panic!("{trace}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_trace_says_what_is_wrong_with_it() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n - 1), "]".repeat(n - 1));
+        let deep = format!(r#"{{"a": {}}}"#, nested(MAX_TRACE_DEPTH + 1));
+        assert_eq!(
+            trace_error(&deep),
+            "`trace` is nested too deeply: at most 64 levels of objects and arrays"
+        );
+        // Deeper than the JSON parser itself goes, the message is the same.
+        let deeper = format!(r#"{{"a": {}}}"#, nested(500));
+        assert!(trace_error(&deeper).contains("nested too deeply"));
+        let fits = format!(r#"{{"a": {}}}"#, nested(MAX_TRACE_DEPTH));
+        let body = format!(r#"{{"model": "m", "messages": [], "trace": {fits}}}"#);
+        assert!(ChatRequest::parse(body.as_bytes(), None).is_ok());
+        // Brackets inside strings are text.
+        let text = format!(r#"{{"a": "{}"}}"#, "[{".repeat(100));
+        let body = format!(r#"{{"model": "m", "messages": [], "trace": {text}}}"#);
+        assert!(ChatRequest::parse(body.as_bytes(), None).is_ok());
+
+        for (trace, unit) in [
+            (r#"{"a": "\ud800"}"#, r"\ud800"),
+            (r#"{"a": "x\uDBFFy"}"#, r"\udbff"),
+            (r#"{"a": "\udc00"}"#, r"\udc00"),
+            (r#"{"a": "\ud800\u0041"}"#, r"\ud800"),
+            (r#"{"\ud800": 1}"#, r"\ud800"),
+        ] {
+            let message = trace_error(trace);
+            assert!(
+                message.starts_with("`trace` holds an invalid string escape")
+                    && message.contains(&format!("`{unit}` is a lone UTF-16 surrogate")),
+                "{trace}: {message}"
+            );
+        }
+        // A pair is one character, and an escaped backslash is no escape.
+        let body = r#"{"model": "m", "messages": [], "trace": {"a": "\ud83d\ude00 \\ud800 \""}}"#;
+        let req = ChatRequest::parse(body.as_bytes(), None).unwrap();
+        assert_eq!(req.trace.unwrap()["a"], "\u{1f600} \\ud800 \"");
+        assert_eq!(
+            trace_error("[1]"),
+            "`trace` must be a JSON object, not an array"
+        );
+        assert_eq!(
+            trace_error(r#""x""#),
+            "`trace` must be a JSON object, not a string"
+        );
     }
 
     proptest::proptest! {

@@ -65,6 +65,13 @@ pub struct DestinationRecord {
 }
 
 impl DestinationRecord {
+    /// The checks a write applies (name, type, sampling rate...), for a caller that must
+    /// refuse a record before acting on it: the admin API runs a connection test, which may
+    /// create a file, before it saves.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        validate_record(&mut self.clone())
+    }
+
     /// The record as it may be shown to a person or returned by the admin API: each secret
     /// becomes `****` plus its last four characters.
     pub fn masked(&self) -> DestinationRecord {

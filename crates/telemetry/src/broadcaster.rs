@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::destination::DestinationConfig;
+use crate::destination::{DestinationConfig, HostPolicy};
 use crate::error::TelemetryError;
 use crate::filter::CompiledFilters;
 use crate::pipeline::{Pipeline, SharedRecord};
@@ -48,6 +48,8 @@ pub struct Broadcaster {
 struct Inner {
     current: ArcSwap<Snapshot>,
     service_name: String,
+    /// Where network destinations may connect; fixed for the broadcaster's life.
+    hosts: Arc<HostPolicy>,
     /// Pipelines replaced by a reconfiguration that are still flushing; shutdown waits for them.
     retiring: Mutex<Vec<Arc<Pipeline>>>,
     /// Serialises reconfigurations, so two concurrent ones cannot both reuse one pipeline.
@@ -114,7 +116,17 @@ impl ReconfigureSummary {
 
 impl Broadcaster {
     /// Validates every destination and starts their workers on the current tokio runtime.
+    /// Destinations may reach any host but link-local and metadata addresses.
     pub fn new(cfg: BroadcastConfig) -> Result<Self, TelemetryError> {
+        Self::with_host_policy(cfg, HostPolicy::default())
+    }
+
+    /// [`Broadcaster::new`], with every connection of every destination held to `hosts`.
+    pub fn with_host_policy(
+        cfg: BroadcastConfig,
+        hosts: HostPolicy,
+    ) -> Result<Self, TelemetryError> {
+        let hosts = Arc::new(hosts);
         let home = tokio::runtime::Handle::try_current().ok();
         let service_name = if cfg.service_name.trim().is_empty() {
             "gatecast".to_owned()
@@ -124,6 +136,7 @@ impl Broadcaster {
         let (snapshot, _) = build_snapshot(
             &cfg.destinations,
             &service_name,
+            &hosts,
             &HashMap::new(),
             true,
             home.as_ref(),
@@ -132,6 +145,7 @@ impl Broadcaster {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(snapshot),
                 service_name,
+                hosts,
                 retiring: Mutex::new(Vec::new()),
                 reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
@@ -150,6 +164,7 @@ impl Broadcaster {
                     wants_content: false,
                 }),
                 service_name: "gatecast".to_owned(),
+                hosts: Arc::default(),
                 retiring: Mutex::new(Vec::new()),
                 reconfiguring: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
@@ -180,6 +195,7 @@ impl Broadcaster {
         let (snapshot, mut summary) = build_snapshot(
             destinations,
             &self.inner.service_name,
+            &self.inner.hosts,
             &existing,
             false,
             self.inner.home.as_ref(),
@@ -387,6 +403,7 @@ fn reusable(route: &Route, next: &DestinationConfig) -> bool {
 fn build_snapshot(
     destinations: &[DestinationConfig],
     service_name: &str,
+    hosts: &Arc<HostPolicy>,
     existing: &HashMap<&str, &Route>,
     strict: bool,
     home: Option<&tokio::runtime::Handle>,
@@ -432,7 +449,7 @@ fn build_snapshot(
             }
             _ => {
                 let pipeline = match &runtime {
-                    Some(rt) if d.enabled => Pipeline::start(d, service_name, rt),
+                    Some(rt) if d.enabled => Pipeline::start(d, service_name, hosts, rt),
                     _ => Ok(Pipeline::start_disabled(d)),
                 };
                 let pipeline = match pipeline {

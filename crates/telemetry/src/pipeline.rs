@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::destination::file::FileSink;
 use crate::destination::NetworkSink;
-use crate::destination::{DestinationConfig, DestinationType, Sink, SpoolMode};
+use crate::destination::{DestinationConfig, DestinationType, HostPolicy, Sink, SpoolMode};
 use crate::error::TelemetryError;
 use crate::model::SpanModel;
 use crate::otlp::ResourceInfo;
@@ -189,10 +189,12 @@ fn wake_depth(config: &DestinationConfig) -> usize {
 }
 
 impl Pipeline {
-    /// Builds the destination's sink and starts its worker on `runtime`.
+    /// Builds the destination's sink, connecting only where `hosts` allows, and starts its
+    /// worker on `runtime`.
     pub fn start(
         config: &DestinationConfig,
         service_name: &str,
+        hosts: &Arc<HostPolicy>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, TelemetryError> {
         if !config.enabled {
@@ -217,7 +219,7 @@ impl Pipeline {
                     destination: config.name.clone(),
                     message,
                 };
-                match crate::destination::build_network_sink(config).map_err(invalid)? {
+                match crate::destination::build_network_sink(config, hosts).map_err(invalid)? {
                     NetworkSink::Http(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
                     NetworkSink::Grpc(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
                 }

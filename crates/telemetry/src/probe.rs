@@ -7,9 +7,10 @@
 //! secrets (DSN keys, header values, URL credentials): they end up in CLI output, admin API
 //! responses and logs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -17,11 +18,12 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::destination::file::{open_append, FileSink};
 use crate::destination::grpc::GrpcSink;
-use crate::destination::http::HttpSink;
+use crate::destination::http::{send_error, HttpSink};
+use crate::destination::resolve::refusal;
 use crate::destination::sentry_dsn::SentryDsn;
 use crate::destination::{
-    build_network_sink, DestinationConfig, DestinationType, EncodedBatch, Encoding, NetworkSink,
-    Sink,
+    build_network_sink, reply, DestinationConfig, DestinationType, EncodedBatch, Encoding,
+    HostPolicy, NetworkSink, Sink,
 };
 use crate::error::TelemetryError;
 use crate::ids;
@@ -99,10 +101,29 @@ impl ProbeReport {
     }
 }
 
+/// How a probe runs.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The pause between Sentry's two probes ([`SENTRY_RECHECK_DELAY`]); tests use a short one.
+    pub sentry_recheck: Duration,
+    /// Where the probe may connect: the same policy as the destination's exports.
+    pub hosts: Arc<HostPolicy>,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            sentry_recheck: SENTRY_RECHECK_DELAY,
+            hosts: Arc::default(),
+        }
+    }
+}
+
 /// Sends an empty export marked `x-test-connection: true`, which proves reachability and
 /// credentials without adding data anywhere. `file` destinations are only opened for append.
+/// Any host but link-local and metadata addresses may be reached.
 pub async fn test_connection(config: &DestinationConfig) -> ProbeReport {
-    test_connection_with_delay(config, SENTRY_RECHECK_DELAY).await
+    test_connection_with(config, &ProbeOptions::default()).await
 }
 
 /// [`test_connection`] with the pause between Sentry's two probes chosen by the caller;
@@ -111,11 +132,23 @@ pub async fn test_connection_with_delay(
     config: &DestinationConfig,
     sentry_recheck: Duration,
 ) -> ProbeReport {
+    let options = ProbeOptions {
+        sentry_recheck,
+        ..ProbeOptions::default()
+    };
+    test_connection_with(config, &options).await
+}
+
+/// [`test_connection`] with the caller's options.
+pub async fn test_connection_with(
+    config: &DestinationConfig,
+    options: &ProbeOptions,
+) -> ProbeReport {
     let started = Instant::now();
     let secrets = Secrets::of(config);
     let outcome = match config.validate() {
         Err(e) => Outcome::fail(invalid_message(e)),
-        Ok(()) => connection_outcome(config, sentry_recheck, &secrets).await,
+        Ok(()) => connection_outcome(config, options, &secrets).await,
     };
     let report = outcome.into_report(config, None, started, &secrets);
     tracing::debug!(destination = %report.destination, passed = report.passed, message = %report.message, "connection test");
@@ -126,6 +159,15 @@ pub async fn test_connection_with_delay(
 /// the destination's privacy, limits and flavor, so the user can look for it at the backend.
 /// Filters and sampling are ignored: the user asked for this trace explicitly.
 pub async fn send_test_trace(config: &DestinationConfig, service_name: &str) -> ProbeReport {
+    send_test_trace_with(config, service_name, &ProbeOptions::default()).await
+}
+
+/// [`send_test_trace`] with the caller's options.
+pub async fn send_test_trace_with(
+    config: &DestinationConfig,
+    service_name: &str,
+    options: &ProbeOptions,
+) -> ProbeReport {
     let started = Instant::now();
     let secrets = Secrets::of(config);
     let trace_id = ids::random_trace_id();
@@ -135,7 +177,7 @@ pub async fn send_test_trace(config: &DestinationConfig, service_name: &str) -> 
         Err(e) => (Outcome::fail(invalid_message(e)), None),
         Ok(()) => {
             let request = test_trace_request(config, service_name, trace_id);
-            let mut outcome = trace_outcome(config, &request, &secrets).await;
+            let mut outcome = trace_outcome(config, &request, &options.hosts, &secrets).await;
             outcome.message = if outcome.passed {
                 format!("sent trace {trace_hex} ({})", outcome.message)
             } else {
@@ -352,14 +394,14 @@ fn probe_config(config: &DestinationConfig) -> (DestinationConfig, Duration) {
 
 async fn connection_outcome(
     config: &DestinationConfig,
-    sentry_recheck: Duration,
+    options: &ProbeOptions,
     secrets: &Secrets,
 ) -> Outcome {
     if config.kind == DestinationType::File {
         return file_writable(config).await;
     }
     let (config, timeout) = probe_config(config);
-    let sink = match build_network_sink(&config) {
+    let sink = match build_network_sink(&config, &options.hosts) {
         Ok(sink) => sink,
         Err(e) => return Outcome::fail(format!("invalid configuration: {e}")),
     };
@@ -371,7 +413,7 @@ async fn connection_outcome(
             if first.error.is_some() || !first.status.is_some_and(is_success) {
                 return Outcome::from_attempts(vec![first], is_success);
             }
-            tokio::time::sleep(sentry_recheck).await;
+            tokio::time::sleep(options.sentry_recheck).await;
             let second = probe().await;
             let refused = matches!(second.status, Some(401 | 403));
             let mut outcome = Outcome::from_attempts(vec![first, second], is_success);
@@ -420,13 +462,14 @@ async fn file_writable(config: &DestinationConfig) -> Outcome {
 async fn trace_outcome(
     config: &DestinationConfig,
     request: &ExportTraceServiceRequest,
+    hosts: &Arc<HostPolicy>,
     secrets: &Secrets,
 ) -> Outcome {
     let (config, timeout) = probe_config(config);
     if config.kind == DestinationType::File {
         return append_line(&config, request, timeout).await;
     }
-    let sink = match build_network_sink(&config) {
+    let sink = match build_network_sink(&config, hosts) {
         Ok(sink) => sink,
         Err(e) => return Outcome::fail(format!("invalid configuration: {e}")),
     };
@@ -541,8 +584,21 @@ async fn send_http(
         );
     }
     match call.body(body).send().await {
+        Ok(resp) if resp.status().is_redirection() => {
+            let status = resp.status().as_u16();
+            ProbeAttempt {
+                status: Some(status),
+                body_excerpt: None,
+                error: Some(sink.redirect_error(status, resp.headers())),
+            }
+        }
         Ok(mut resp) => {
             let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let mut read = Vec::new();
             while read.len() < MAX_BODY_READ {
                 match resp.chunk().await {
@@ -552,7 +608,7 @@ async fn send_http(
             }
             ProbeAttempt {
                 status: Some(status),
-                body_excerpt: excerpt(&read),
+                body_excerpt: excerpt(reply::text(content_type.as_deref(), &read).as_bytes()),
                 error: None,
             }
         }
@@ -564,6 +620,9 @@ async fn send_http(
 fn http_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {} ms", timeout.as_millis());
+    }
+    if refusal(e).is_some() {
+        return send_error(e).message;
     }
     let cause = causes(e);
     let cause = match e.url() {
@@ -627,6 +686,11 @@ async fn send_grpc(
                 error: Some(format!("timed out after {} ms", timeout.as_millis())),
             }
         }
+        Err(status) if refusal(&status).is_some() => ProbeAttempt {
+            status: None,
+            body_excerpt: None,
+            error: refusal(&status).map(|r| format!("refused by the destination host policy: {r}")),
+        },
         Err(status) => {
             let mut message = format!("gRPC {:?}", status.code());
             let text = status.message().trim();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::receivers::{closed_port, GrpcReceiver, HttpReceiver};
+use common::receivers::{closed_port, Answer, GrpcReceiver, HttpReceiver};
 use gatecast_telemetry::destination::{Compression, DestinationType, Protocol, WebhookMethod};
 use gatecast_telemetry::probe::{test_connection_with_delay, TEST_MODEL, TEST_TRACE_NAME};
 use gatecast_telemetry::{send_test_trace, test_connection, DestinationConfig, ProbeReport};
@@ -180,6 +180,69 @@ async fn refusals_fail_with_status_and_excerpt() {
         );
         assert_eq!(report.attempts.len(), 1);
     }
+}
+
+/// `google.rpc.Status`, as Sentry and OTLP/HTTP receivers answer a refused protobuf export.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_status_answers_are_decoded_for_probes_and_exports() {
+    use prost::Message;
+    let status = RpcStatus {
+        code: 16,
+        message: "project key 0123 is not valid".into(),
+    }
+    .encode_to_vec();
+    let answer = Answer::new(401, status).header("content-type", "application/x-protobuf");
+    let rx = HttpReceiver::answering(vec![answer]).await;
+    let report = test_connection(&sentry(rx.addr.port())).await;
+    assert!(!report.passed);
+    let want = "Unauthenticated (code 16): project key 0123 is not valid";
+    assert_eq!(report.body_excerpt.as_deref(), Some(want), "{report:?}");
+    assert_eq!(report.message, format!("HTTP 401: {want}"));
+
+    // An export's last error reads the same.
+    let mut d = sentry(rx.addr.port());
+    d.flush_interval_ms = 10;
+    let b = gatecast_telemetry::Broadcaster::new(gatecast_telemetry::BroadcastConfig {
+        service_name: "svc".into(),
+        destinations: vec![d],
+    })
+    .unwrap();
+    b.publish(common::record_saying("status", "hello"));
+    let started = Instant::now();
+    let error = loop {
+        if let Some(e) = b.stats().remove(0).last_error {
+            break e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no error recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(error, format!("HTTP 401: {want}"));
+    b.shutdown(Duration::from_secs(2)).await;
+
+    // Binary that is not a status is shown as printable text.
+    let garbage = Answer::new(400, vec![0x0a, 0xff, 0x01, b'b', b'a', b'd'])
+        .header("content-type", "application/octet-stream");
+    let rx = HttpReceiver::answering(vec![garbage]).await;
+    let report = test_connection(&otlp(
+        rx.url("/v1/traces"),
+        Protocol::HttpProtobuf,
+        Compression::None,
+    ))
+    .await;
+    let excerpt = report.body_excerpt.unwrap();
+    assert!(!excerpt.chars().any(char::is_control), "{excerpt:?}");
+    assert!(excerpt.ends_with("bad"), "{excerpt:?}");
 }
 
 #[tokio::test]

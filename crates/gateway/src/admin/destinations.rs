@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gatecast_store::DestinationRecord;
+use gatecast_store::{DestinationRecord, Source};
 use gatecast_telemetry::probe::{self, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
@@ -45,6 +45,7 @@ pub async fn create(
 ) -> Result<Response, AdminError> {
     let (saved, test) = ops::create(
         &state.control.store,
+        &state.control.guard,
         Value::Object(json_object(&body)?),
         &actor.0 .0,
         params.skip_test,
@@ -64,6 +65,7 @@ pub async fn update(
     let patch = json_object(&body)?;
     let (saved, test) = ops::update(
         &state.control.store,
+        &state.control.guard,
         &name,
         &patch,
         &actor.0 .0,
@@ -97,28 +99,40 @@ pub async fn reset_overrides(
     Ok(Json(applied(&state, &saved, None).await?))
 }
 
-/// Tests a destination that is not saved; the answer is the report, passed or not.
-pub async fn test_unsaved(body: Bytes) -> Result<Json<ProbeReport>, AdminError> {
+/// Tests a destination that is not saved; the answer is the report, passed or not. It is
+/// held to the bounds of a destination about to be created, since it reaches the same hosts.
+pub async fn test_unsaved(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<ProbeReport>, AdminError> {
     let config =
         bridge::parse_flat(Value::Object(json_object(&body)?)).map_err(AdminError::Field)?;
-    Ok(Json(probe::test_connection(&config).await))
+    let guard = &state.control.guard;
+    guard
+        .check_runtime(&config, |_| true)
+        .await
+        .map_err(AdminError::Field)?;
+    let options = guard.probe_options(Source::Api);
+    Ok(Json(probe::test_connection_with(&config, &options).await))
 }
 
 pub async fn test_saved(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ProbeReport>, AdminError> {
-    let config = saved_config(&state, &name).await?;
-    Ok(Json(probe::test_connection(&config).await))
+    let (config, source) = saved_config(&state, &name).await?;
+    let options = state.control.guard.probe_options(source);
+    Ok(Json(probe::test_connection_with(&config, &options).await))
 }
 
 pub async fn send_test_trace(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ProbeReport>, AdminError> {
-    let config = saved_config(&state, &name).await?;
+    let (config, source) = saved_config(&state, &name).await?;
+    let options = state.control.guard.probe_options(source);
     Ok(Json(
-        probe::send_test_trace(&config, &state.service_name).await,
+        probe::send_test_trace_with(&config, &state.service_name, &options).await,
     ))
 }
 
@@ -171,9 +185,13 @@ async fn find(state: &AppState, name: &str) -> Result<DestinationRecord, AdminEr
         })
 }
 
-async fn saved_config(state: &AppState, name: &str) -> Result<DestinationConfig, AdminError> {
+async fn saved_config(
+    state: &AppState,
+    name: &str,
+) -> Result<(DestinationConfig, Source), AdminError> {
     let record = find(state, name).await?;
-    bridge::from_record(&record).map_err(AdminError::Field)
+    let config = bridge::from_record(&record).map_err(AdminError::Field)?;
+    Ok((config, record.source))
 }
 
 /// What a read shows ([`bridge::view`]), and whether this replica is delivering to it.

@@ -1,16 +1,19 @@
-//! Destination writes shared by the admin API and the CLI: parse the flat shape, test the
+//! Destination writes shared by the admin API and the CLI: parse the flat shape, check
+//! everything that can be checked (fields, name, the `[security]` bounds), test the
 //! connection when delivery could break, then store (as overrides, for a destination of the
-//! config file). Applying the change is the caller's job.
+//! config file). Nothing with a side effect (the test
+//! may create a file) runs before every check passed. Applying the change is the caller's
+//! job.
 
 use gatecast_store::{
     restore_masked, DestinationPatch, DestinationRecord, OverridesPatch, Source, Store, StoreError,
 };
-use gatecast_telemetry::probe::{self, ProbeReport};
+use gatecast_telemetry::probe::{self, ProbeOptions, ProbeReport};
 use gatecast_telemetry::DestinationConfig;
 use serde_json::{Map, Value};
 
 use super::AdminError;
-use crate::control::bridge;
+use crate::control::{bridge, Guard};
 
 /// Fields whose change can break delivery, so a PATCH touching them re-runs the test.
 const TRANSPORT_FIELDS: [&str; 10] = [
@@ -29,11 +32,14 @@ const TRANSPORT_FIELDS: [&str; 10] = [
 /// Creates an API-owned destination from the flat shape, after a passing test unless skipped.
 pub async fn create(
     store: &Store,
+    guard: &Guard,
     flat: Value,
     actor: &str,
     skip_test: bool,
 ) -> Result<(DestinationRecord, Option<ProbeReport>), AdminError> {
     let config = bridge::parse_flat(flat).map_err(AdminError::Field)?;
+    let record = bridge::to_record(&config, Source::Api);
+    record.validate()?;
     // A taken name fails now, before a connection test it could not use.
     if let Some(existing) = store.get_destination(&config.name).await? {
         return Err(match existing.source {
@@ -47,10 +53,12 @@ pub async fn create(
         }
         .into());
     }
-    let test = gate_on_test(&config, skip_test).await?;
-    let saved = store
-        .create_destination(bridge::to_record(&config, Source::Api), actor)
-        .await?;
+    guard
+        .check_runtime(&config, |_| true)
+        .await
+        .map_err(AdminError::Field)?;
+    let test = gate_on_test(&config, &guard.probe_options(Source::Api), skip_test).await?;
+    let saved = store.create_destination(record, actor).await?;
     Ok((saved, test))
 }
 
@@ -65,6 +73,7 @@ const OVERRIDABLE: [&str; 2] = ["privacy_mode", "enabled"];
 /// refused as read-only, and nothing is saved.
 pub async fn update(
     store: &Store,
+    guard: &Guard,
     name: &str,
     patch: &Map<String, Value>,
     actor: &str,
@@ -104,15 +113,18 @@ pub async fn update(
     let before = bridge::flat_json(&current);
     let merged = merge(&before, patch);
     let config = bridge::parse_flat(Value::Object(merged.clone())).map_err(AdminError::Field)?;
-    let transport_changed = TRANSPORT_FIELDS
-        .iter()
-        .any(|f| before.get(*f) != merged.get(*f));
-    let test = if transport_changed {
-        gate_on_test(&config, skip_test).await?
+    let record = bridge::to_record(&config, Source::Api);
+    record.validate()?;
+    let changed = |field: &str| before.get(field) != merged.get(field);
+    guard
+        .check_runtime(&config, changed)
+        .await
+        .map_err(AdminError::Field)?;
+    let test = if TRANSPORT_FIELDS.iter().any(|f| changed(f)) {
+        gate_on_test(&config, &guard.probe_options(Source::Api), skip_test).await?
     } else {
         None
     };
-    let record = bridge::to_record(&config, Source::Api);
     let changes = DestinationPatch {
         kind: Some(record.kind),
         config: Some(record.config),
@@ -171,12 +183,13 @@ fn overrides_patch(name: &str, patch: &Map<String, Value>) -> Result<OverridesPa
 /// Runs the connection test unless skipped; a failure stops the write.
 pub async fn gate_on_test(
     config: &DestinationConfig,
+    options: &ProbeOptions,
     skip: bool,
 ) -> Result<Option<ProbeReport>, AdminError> {
     if skip {
         return Ok(None);
     }
-    let report = probe::test_connection(config).await;
+    let report = probe::test_connection_with(config, options).await;
     if report.passed {
         Ok(Some(report))
     } else {

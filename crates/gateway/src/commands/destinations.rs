@@ -11,7 +11,7 @@ use super::{actor, block_on, open};
 use crate::admin::ops;
 use crate::cli::{ApplyWait, DestinationFields, DestinationsCommand, StoreTarget, Switch};
 use crate::config::Config;
-use crate::control::{bridge, heartbeat};
+use crate::control::{bridge, heartbeat, Guard};
 use crate::error::GatewayError;
 
 pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
@@ -30,10 +30,11 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
                 wait,
             } => {
                 let (config, store) = open(&target).await?;
+                let guard = Guard::from_config(&config)?;
                 let mut flat = fields_to_json(&fields)?;
                 flat.insert("name".into(), json!(name));
                 let (saved, test) =
-                    ops::create(&store, Value::Object(flat), &actor(), skip_test).await?;
+                    ops::create(&store, &guard, Value::Object(flat), &actor(), skip_test).await?;
                 print_test(test.as_ref());
                 println!("added destination `{}` ({})", saved.name, saved.kind);
                 report_apply(&store, &config, wait).await;
@@ -51,7 +52,9 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
                     return Err(usage("nothing to change: give at least one field flag"));
                 }
                 let (config, store) = open(&target).await?;
-                let (saved, test) = ops::update(&store, &name, &patch, &actor(), skip_test).await?;
+                let guard = Guard::from_config(&config)?;
+                let (saved, test) =
+                    ops::update(&store, &guard, &name, &patch, &actor(), skip_test).await?;
                 print_test(test.as_ref());
                 println!("updated destination `{}`", saved.name);
                 report_apply(&store, &config, wait).await;
@@ -95,12 +98,13 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
             }
             DestinationsCommand::Test { name, target } => {
                 let (config, store) = open(&target).await?;
+                let guard = Guard::from_config(&config)?;
                 let all = known_destinations(&config, &store).await?;
                 store.close().await;
-                let chosen: Vec<&DestinationConfig> = match &name {
+                let chosen: Vec<&(DestinationConfig, Source)> = match &name {
                     Some(n) => vec![all
                         .iter()
-                        .find(|d| &d.name == n)
+                        .find(|(d, _)| &d.name == n)
                         .ok_or_else(|| not_found(n))?],
                     None => all.iter().collect(),
                 };
@@ -108,8 +112,9 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
                     println!("no destinations configured");
                 }
                 let mut failed = 0;
-                for d in chosen {
-                    let report = probe::test_connection(d).await;
+                for (d, source) in chosen {
+                    let report =
+                        probe::test_connection_with(d, &guard.probe_options(*source)).await;
                     println!("{}", describe(&report));
                     failed += usize::from(!report.passed);
                 }
@@ -121,13 +126,19 @@ pub fn run(command: DestinationsCommand) -> Result<(), GatewayError> {
             }
             DestinationsCommand::SendTestTrace { name, target } => {
                 let (config, store) = open(&target).await?;
+                let guard = Guard::from_config(&config)?;
                 let all = known_destinations(&config, &store).await?;
                 store.close().await;
-                let d = all
+                let (d, source) = all
                     .iter()
-                    .find(|d| d.name == name)
+                    .find(|(d, _)| d.name == name)
                     .ok_or_else(|| not_found(&name))?;
-                let report = probe::send_test_trace(d, &config.telemetry.service_name).await;
+                let report = probe::send_test_trace_with(
+                    d,
+                    &config.telemetry.service_name,
+                    &guard.probe_options(*source),
+                )
+                .await;
                 println!("{}", describe(&report));
                 if !report.passed {
                     return Err(GatewayError::Failed(
@@ -150,9 +161,10 @@ async fn switch(
     value: Value,
 ) -> Result<(), GatewayError> {
     let (config, store) = open(target).await?;
+    let guard = Guard::from_config(&config)?;
     let mut patch = Map::new();
     patch.insert(field.into(), value);
-    let (saved, _) = ops::update(&store, name, &patch, &actor(), true).await?;
+    let (saved, _) = ops::update(&store, &guard, name, &patch, &actor(), true).await?;
     println!("`{name}`: {}", describe_switches(&saved));
     report_apply(&store, &config, wait).await;
     store.close().await;
@@ -275,12 +287,16 @@ async fn list(store: &Store, json_out: bool) -> Result<(), GatewayError> {
 async fn known_destinations(
     config: &Config,
     store: &Store,
-) -> Result<Vec<DestinationConfig>, GatewayError> {
-    let mut all = config.destinations.clone();
+) -> Result<Vec<(DestinationConfig, Source)>, GatewayError> {
+    let mut all: Vec<(DestinationConfig, Source)> = config
+        .destinations
+        .iter()
+        .map(|d| (d.clone(), Source::File))
+        .collect();
     for record in store.list_destinations().await? {
-        if record.source == Source::Api && !all.iter().any(|d| d.name == record.name) {
+        if record.source == Source::Api && !all.iter().any(|(d, _)| d.name == record.name) {
             match bridge::from_record(&record) {
-                Ok(d) => all.push(d),
+                Ok(d) => all.push((d, Source::Api)),
                 Err(e) => eprintln!("skipping stored destination `{}`: {e}", record.name),
             }
         }

@@ -2,9 +2,11 @@
 //! and client authentication with virtual keys.
 
 pub mod bridge;
+mod guard;
 pub mod heartbeat;
 pub mod keys;
 mod runtime;
 
+pub use guard::Guard;
 pub use keys::{AuthFailure, KeyRing};
 pub use runtime::{open_existing_store, open_store, Control};

@@ -10,6 +10,7 @@ use gatecast_telemetry::{Broadcaster, DestinationConfig};
 use tokio::sync::Mutex;
 
 use super::bridge;
+use super::guard::Guard;
 use super::heartbeat::{Heartbeat, HEARTBEAT_INTERVAL};
 use super::keys::KeyRing;
 use crate::config::{Config, StoreConfig};
@@ -44,6 +45,8 @@ pub struct Control {
     pub store: Store,
     pub broadcaster: Broadcaster,
     pub keys: KeyRing,
+    /// What destinations may reach (`[security]`).
+    pub guard: Guard,
     /// The config version this replica runs. Held across a reload, so reloads run one at a
     /// time and an older read never overwrites a newer one.
     applied: Mutex<i64>,
@@ -55,6 +58,7 @@ impl Control {
     /// Syncs the config file's destinations into the store, then loads what the store holds.
     /// Must run inside a tokio runtime: destination pipelines start here.
     pub async fn start(config: &Config) -> Result<Self, GatewayError> {
+        let guard = Guard::from_config(config)?;
         let store = open_store(&config.store, config.store.run_migrations).await?;
         let declared = config
             .destinations
@@ -76,10 +80,13 @@ impl Control {
         let destinations = configs_of(&records);
         // Started through `reconfigure`, so one destination that cannot start (a file it
         // cannot open) is reported in its stats and logs instead of keeping the gateway down.
-        let broadcaster = Broadcaster::new(gatecast_telemetry::BroadcastConfig {
-            service_name: config.telemetry.service_name.clone(),
-            destinations: Vec::new(),
-        })
+        let broadcaster = Broadcaster::with_host_policy(
+            gatecast_telemetry::BroadcastConfig {
+                service_name: config.telemetry.service_name.clone(),
+                destinations: Vec::new(),
+            },
+            guard.connect_policy(),
+        )
         .map_err(|e| GatewayError::Telemetry(e.to_string()))?;
         broadcaster
             .reconfigure(&destinations)
@@ -100,6 +107,7 @@ impl Control {
             store,
             broadcaster,
             keys,
+            guard,
             applied: Mutex::new(version),
             heartbeat,
         })

@@ -1,5 +1,6 @@
 //! OTLP over gRPC through the generated tonic client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -10,7 +11,9 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use super::host_policy::HostPolicy;
 use super::http::excerpt;
+use super::resolve::{refusal, GuardedConnector, GuardedResolver};
 use super::{EncodedBatch, Encoding, ExportError, Sink};
 
 pub struct GrpcSink {
@@ -20,18 +23,22 @@ pub struct GrpcSink {
 
 impl GrpcSink {
     /// Connects lazily: a destination that is down at start-up must not stop the gateway.
+    /// Connections go only to addresses `hosts` allows (see `resolve`).
     pub fn new(
         endpoint: &str,
         headers: &[(String, String)],
         gzip: bool,
         timeout: Duration,
+        hosts: &Arc<HostPolicy>,
     ) -> Result<Self, String> {
+        let url = url::Url::parse(endpoint).map_err(|e| format!("invalid URL: {e}"))?;
+        hosts.check_url(&url).map_err(|e| e.to_string())?;
+        let connector = GuardedConnector::new(GuardedResolver::new(hosts.clone(), &url));
         let channel = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| format!("invalid URL: {e}"))?
-            .tcp_nodelay(true)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .connect_lazy();
+            .connect_with_connector_lazy(connector);
         let mut client = TraceServiceClient::new(channel);
         if gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
@@ -76,6 +83,11 @@ impl Sink for GrpcSink {
         match self.call(request, MetadataMap::new()).await {
             Ok(_) => Ok(()),
             Err(status) => {
+                if let Some(refused) = refusal(&status) {
+                    return Err(ExportError::permanent(format!(
+                        "refused by the destination host policy: {refused}"
+                    )));
+                }
                 let message = format!(
                     "gRPC {:?}: {}",
                     status.code(),

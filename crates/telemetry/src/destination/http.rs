@@ -1,16 +1,24 @@
 //! OTLP over HTTP for the `otlp` (http/protobuf, http/json), `sentry` and `webhook` types.
 //! The status is classified so the pipeline knows whether to retry, split or give up.
+//!
+//! Redirects are never followed, to the same origin or another: a redirect would re-send
+//! the credential headers (`x-sentry-auth`, custom tokens) and the spans to whatever host it
+//! names, and a 301/302/303 turns the POST into a GET without a body that "succeeds" while
+//! the spans are lost. A redirect is an export error naming the new location instead.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER,
 };
 
-use super::{EncodedBatch, Encoding, ExportError, Sink};
+use super::host_policy::HostPolicy;
+use super::resolve::{refusal, GuardedResolver};
+use super::{reply, EncodedBatch, Encoding, ExportError, Sink};
 
 /// Bytes compressed between two pacing checkpoints: about 50 µs of `Compression::fast()`.
 const GZIP_SLICE: usize = 16 * 1024;
@@ -32,11 +40,15 @@ impl HttpSink {
         encoding: Encoding,
         gzip: bool,
         timeout: Duration,
+        hosts: &Arc<HostPolicy>,
     ) -> Result<Self, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("invalid URL: the scheme must be http or https".into());
         }
+        // IP literals never reach the resolver, so they are checked here, once: the URL is
+        // fixed for the sink's life.
+        hosts.check_url(&url).map_err(|e| e.to_string())?;
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::try_from(k.as_str())
@@ -58,6 +70,8 @@ impl HttpSink {
             .tcp_nodelay(true)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver::new(hosts.clone(), &url)))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self {
@@ -89,7 +103,68 @@ impl HttpSink {
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
     }
+
+    /// Why an answer is a redirect the sink does not follow, naming where it pointed.
+    pub(crate) fn redirect_error(&self, status: u16, headers: &HeaderMap) -> String {
+        format!(
+            "redirected to {} (HTTP {status}); destinations do not follow redirects: set the \
+             destination to the new location if it is the right one",
+            redirect_target(&self.url, headers)
+        )
+    }
 }
+
+/// Why a request failed to send, without the URL (its query may carry a token); a refusal
+/// by the destination host policy says so.
+pub(crate) fn send_error(e: &reqwest::Error) -> ExportError {
+    if let Some(refused) = refusal(e) {
+        // Not retried: the same addresses would be refused again.
+        return ExportError::permanent(format!(
+            "refused by the destination host policy: {refused}"
+        ));
+    }
+    ExportError::retryable(if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        let text = e.to_string();
+        match e.url() {
+            Some(u) => text.replace(u.as_str(), "<endpoint>"),
+            None => text,
+        }
+    })
+}
+
+/// Where a redirect pointed, resolved against the request's URL, without credentials: no
+/// user or password, query values masked, no fragment, and bounded.
+pub(crate) fn redirect_target(base: &reqwest::Url, headers: &HeaderMap) -> String {
+    let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+        return "no location".into();
+    };
+    let Ok(mut target) = base.join(location.trim()) else {
+        return "a location that is not a URL".into();
+    };
+    let _ = target.set_username("");
+    let _ = target.set_password(None);
+    target.set_fragment(None);
+    let keys: Vec<String> = target.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    if keys.is_empty() {
+        target.set_query(None);
+    } else {
+        target
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "***")));
+    }
+    let shown: String = target.as_str().chars().take(MAX_LOCATION_CHARS).collect();
+    if shown.len() < target.as_str().len() {
+        format!("{shown}...")
+    } else {
+        shown
+    }
+}
+
+/// A location longer than this is cut: a receiver must not make the last error long.
+const MAX_LOCATION_CHARS: usize = 200;
 
 impl Sink for HttpSink {
     fn encoding(&self) -> Encoding {
@@ -102,22 +177,27 @@ impl Sink for HttpSink {
 
     async fn export(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
         let body = self.body(batch)?;
-        let resp = self.request().body(body).send().await.map_err(|e| {
-            ExportError::retryable(if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                // reqwest names the URL, which may carry a token in its query string.
-                let text = e.to_string();
-                match e.url() {
-                    Some(u) => text.replace(u.as_str(), "<endpoint>"),
-                    None => text,
-                }
-            })
-        })?;
+        let resp = self
+            .request()
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(&e))?;
         if resp.status().is_success() {
             return Ok(());
         }
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            return Err(ExportError::permanent(format!(
+                "HTTP {status}: {}",
+                self.redirect_error(status, resp.headers())
+            )));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
@@ -125,17 +205,18 @@ impl Sink for HttpSink {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let text = resp.bytes().await.unwrap_or_default();
+        let shown = reply::text(content_type.as_deref(), &text);
         Err(ExportError::from_status(
             status,
             retry_after,
-            &excerpt(&text),
+            &excerpt(shown.as_bytes()),
         ))
     }
 }
 
 /// The first 200 bytes of a reply, for the destination's last error.
 pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text = reply::printable(body);
     let mut end = text.len().min(200);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -173,8 +254,28 @@ mod tests {
             Encoding::Protobuf,
             gzip,
             Duration::from_secs(1),
+            &Arc::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn redirect_locations_are_shown_without_credentials() {
+        let base = reqwest::Url::parse("http://collector:4318/v1/traces?token=own").unwrap();
+        let at = |location: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(LOCATION, HeaderValue::from_str(location).unwrap());
+            redirect_target(&base, &headers)
+        };
+        assert_eq!(
+            at("https://u:p@other.example:8443/in?api_key=abc&sig=def#frag"),
+            "https://other.example:8443/in?api_key=***&sig=***"
+        );
+        assert_eq!(at("/v2/traces"), "http://collector:4318/v2/traces");
+        assert_eq!(at("//evil.example/x?"), "http://evil.example/x");
+        assert!(at(&format!("/{}", "a".repeat(500))).ends_with("..."));
+        assert_eq!(redirect_target(&base, &HeaderMap::new()), "no location");
+        assert_eq!(at("http://[::1"), "a location that is not a URL");
     }
 
     #[test]

@@ -4,17 +4,22 @@
 
 pub mod file;
 pub mod grpc;
+pub mod host_policy;
 pub mod http;
+pub mod reply;
+pub mod resolve;
 pub mod sentry_dsn;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelemetryError;
+pub use host_policy::HostPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -259,6 +264,18 @@ impl DestinationConfig {
         if let Err(e) = crate::filter::CompiledFilters::compile(&self.filters) {
             return fail(e.to_string());
         }
+        // Checked for every type, so a `file://` left in a field never goes unnoticed.
+        for (field, value) in [
+            ("endpoint", &self.endpoint),
+            ("otlp_endpoint", &self.otlp_endpoint),
+            ("url", &self.url),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                if let Err(e) = check_http_url(value) {
+                    return fail(format!("{field}: {e}"));
+                }
+            }
+        }
         match self.kind {
             DestinationType::File
                 if self.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) =>
@@ -286,9 +303,57 @@ impl DestinationConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// The URL a network destination sends to, and the field it comes from: for Sentry the
+    /// endpoint derived from the DSN unless `otlp_endpoint` overrides it. `None` for `file`.
+    pub fn target(&self) -> Option<Target> {
+        let (field, url) = match self.kind {
+            DestinationType::File => return None,
+            DestinationType::Sentry => match &self.otlp_endpoint {
+                Some(endpoint) => ("otlp_endpoint", endpoint.clone()),
+                None => (
+                    "dsn",
+                    sentry_dsn::SentryDsn::parse(self.dsn.as_deref().unwrap_or_default())
+                        .map(|d| d.traces_endpoint)
+                        .unwrap_or_default(),
+                ),
+            },
+            DestinationType::Otlp => ("endpoint", self.endpoint.clone().unwrap_or_default()),
+            DestinationType::Webhook => ("url", self.url.clone().unwrap_or_default()),
+        };
+        Some(Target {
+            field,
+            url: url::Url::parse(&url).ok(),
+        })
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }
+}
+
+/// Where a network destination sends: see [`DestinationConfig::target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The config field the URL comes from, for errors.
+    pub field: &'static str,
+    /// `None` when the field does not hold a URL (validation says why).
+    pub url: Option<url::Url>,
+}
+
+/// Destinations speak HTTP(S) only: `file://` and other schemes are refused before anything
+/// reads the URL.
+fn check_http_url(value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be http or https, not `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
 }
 
 /// How a sink wants its batches encoded.
@@ -382,8 +447,12 @@ pub enum NetworkSink {
     Grpc(grpc::GrpcSink),
 }
 
-/// Builds the sink for a `sentry`, `otlp` or `webhook` destination. The error names the field.
-pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, String> {
+/// Builds the sink for a `sentry`, `otlp` or `webhook` destination, connecting only where
+/// `hosts` allows. The error names the field.
+pub fn build_network_sink(
+    config: &DestinationConfig,
+    hosts: &Arc<HostPolicy>,
+) -> Result<NetworkSink, String> {
     let headers: Vec<(String, String)> = config
         .headers
         .iter()
@@ -401,6 +470,11 @@ pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, Str
                 .unwrap_or_else(|| dsn.traces_endpoint.clone());
             let mut all = headers;
             all.push(("x-sentry-auth".into(), dsn.auth_header()));
+            let field = if config.otlp_endpoint.is_some() {
+                "otlp_endpoint"
+            } else {
+                "dsn"
+            };
             // Sentry's ingest takes gzipped protobuf.
             http::HttpSink::new(
                 &url,
@@ -409,15 +483,16 @@ pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, Str
                 Encoding::Protobuf,
                 true,
                 timeout,
+                hosts,
             )
             .map(NetworkSink::Http)
-            .map_err(|e| format!("otlp_endpoint: {e}"))
+            .map_err(|e| format!("{field}: {e}"))
         }
         DestinationType::Otlp => {
             let endpoint = config.endpoint.as_deref().unwrap_or_default();
             let field = |e: String| format!("endpoint: {e}");
             match config.protocol.unwrap_or(Protocol::HttpProtobuf) {
-                Protocol::Grpc => grpc::GrpcSink::new(endpoint, &headers, gzip, timeout)
+                Protocol::Grpc => grpc::GrpcSink::new(endpoint, &headers, gzip, timeout, hosts)
                     .map(NetworkSink::Grpc)
                     .map_err(field),
                 p => {
@@ -433,6 +508,7 @@ pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, Str
                         encoding,
                         gzip,
                         timeout,
+                        hosts,
                     )
                     .map(NetworkSink::Http)
                     .map_err(field)
@@ -452,6 +528,7 @@ pub fn build_network_sink(config: &DestinationConfig) -> Result<NetworkSink, Str
                 Encoding::Json,
                 config.compression == Some(Compression::Gzip),
                 timeout,
+                hosts,
             )
             .map(NetworkSink::Http)
             .map_err(|e| format!("url: {e}"))
@@ -517,6 +594,68 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("queue_capacity"));
+    }
+
+    #[test]
+    fn urls_must_be_http_and_errors_name_the_field() {
+        let with = |kind: DestinationType, set: fn(&mut DestinationConfig)| {
+            let mut c = DestinationConfig::file("d", "x");
+            c.kind = kind;
+            c.path = None;
+            set(&mut c);
+            c.validate().map_err(|e| e.to_string())
+        };
+        let e = with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("file:///etc/passwd".into())
+        });
+        assert!(e
+            .unwrap_err()
+            .ends_with("endpoint: the scheme must be http or https, not `file`"),);
+        let e = with(DestinationType::Webhook, |c| {
+            c.url = Some("gopher://h:70/".into())
+        });
+        assert!(e
+            .unwrap_err()
+            .contains("url: the scheme must be http or https"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1".into());
+            c.otlp_endpoint = Some("ftp://h/".into());
+        });
+        assert!(e.unwrap_err().contains("otlp_endpoint: the scheme"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("gopher://0123456789abcdef0123456789abcdef@h/1".into());
+        });
+        assert!(e
+            .unwrap_err()
+            .contains("dsn: invalid DSN: the scheme must be http or https"));
+        let e = with(DestinationType::Sentry, |c| {
+            c.dsn = Some("file://0123456789abcdef0123456789abcdef@h/1".into());
+        });
+        assert!(e.unwrap_err().contains("dsn: invalid DSN"));
+        let e = with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("collector:4318".into())
+        });
+        assert!(e.unwrap_err().contains("endpoint: "));
+        assert!(with(DestinationType::Otlp, |c| {
+            c.endpoint = Some("https://collector:4318/v1/traces".into())
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn targets_name_the_field_they_come_from() {
+        let mut c = DestinationConfig::file("d", "x");
+        assert_eq!(c.target(), None);
+        c.kind = DestinationType::Sentry;
+        c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42".into());
+        let t = c.target().unwrap();
+        assert_eq!(t.field, "dsn");
+        assert_eq!(
+            t.url.unwrap().as_str(),
+            "https://o1.ingest.sentry.io/api/42/integration/otlp/v1/traces"
+        );
+        c.otlp_endpoint = Some("https://eu.example/v1/traces".into());
+        assert_eq!(c.target().unwrap().field, "otlp_endpoint");
     }
 
     #[test]

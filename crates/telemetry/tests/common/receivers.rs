@@ -60,6 +60,29 @@ impl Received {
     }
 }
 
+/// One scripted answer: status, extra headers (a `content-type` replaces `text/plain`), body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
 pub struct HttpReceiver {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Received>>>,
@@ -78,7 +101,18 @@ impl Drop for HttpReceiver {
 impl HttpReceiver {
     /// The n-th request gets `answers[n]`, and every later one the last answer.
     pub async fn start(answers: Vec<(u16, &'static str)>) -> Self {
-        Self::spawn(Some(answers)).await
+        Self::answering(
+            answers
+                .into_iter()
+                .map(|(s, b)| Answer::new(s, b))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Like [`HttpReceiver::start`], with headers and binary bodies.
+    pub async fn answering(answers: Vec<Answer>) -> Self {
+        Self::spawn_on(0, Some(answers)).await
     }
 
     /// Accepts connections and reads whatever arrives, HTTP/1 or HTTP/2, but never answers.
@@ -88,14 +122,18 @@ impl HttpReceiver {
 
     /// Like [`HttpReceiver::start`], on a given local port (a destination that comes back).
     pub async fn start_on(port: u16, answers: Vec<(u16, &'static str)>) -> Self {
+        let answers = answers
+            .into_iter()
+            .map(|(s, b)| Answer::new(s, b))
+            .collect();
         Self::spawn_on(port, Some(answers)).await
     }
 
-    async fn spawn(answers: Option<Vec<(u16, &'static str)>>) -> Self {
+    async fn spawn(answers: Option<Vec<Answer>>) -> Self {
         Self::spawn_on(0, answers).await
     }
 
-    async fn spawn_on(port: u16, answers: Option<Vec<(u16, &'static str)>>) -> Self {
+    async fn spawn_on(port: u16, answers: Option<Vec<Answer>>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -139,7 +177,7 @@ impl HttpReceiver {
 async fn serve(
     mut stream: TcpStream,
     seen: Arc<Mutex<Vec<Received>>>,
-    answers: Option<Arc<Vec<(u16, &'static str)>>>,
+    answers: Option<Arc<Vec<Answer>>>,
 ) {
     let Some(answers) = answers else {
         // Hold the connection open without a word, until the client gives up.
@@ -161,12 +199,22 @@ async fn serve(
             all.push(request);
             all.len() - 1
         };
-        let (status, body) = answers[n.min(answers.len() - 1)];
-        let reply = format!(
-            "HTTP/1.1 {status} Probe\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(reply.as_bytes()).await.is_err() {
+        let answer = &answers[n.min(answers.len() - 1)];
+        let mut head = format!("HTTP/1.1 {} Probe\r\n", answer.status);
+        if !answer
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            head.push_str("content-type: text/plain\r\n");
+        }
+        for (k, v) in &answer.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", answer.body.len()));
+        let mut reply = head.into_bytes();
+        reply.extend_from_slice(&answer.body);
+        if stream.write_all(&reply).await.is_err() {
             return;
         }
     }
