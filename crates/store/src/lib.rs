@@ -6,21 +6,21 @@
 //! bumps one config version that replicas watch to reload and report having applied.
 //! Destination secrets are sealed with a key that never enters the database.
 
+mod db;
 mod error;
 mod record;
 mod secret;
 mod store;
 mod watch;
 
+pub use db::{redact_url, sqlite_file, Store, NOTIFY_CHANNEL};
 pub use error::StoreError;
 pub use record::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
     ReplicaStatus, Source, MIN_SAMPLING_RATE,
 };
 pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
-pub use store::{
-    key_hash, redact_url, sqlite_file, Store, SyncSummary, CONFIG_FILE_ACTOR, NOTIFY_CHANNEL,
-};
+pub use store::{key_hash, SyncSummary, CONFIG_FILE_ACTOR};
 pub use watch::DEFAULT_WATCH_INTERVAL;
 
 /// Default database URL, relative to the working directory like the rest of `./data`.

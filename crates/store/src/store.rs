@@ -1,52 +1,25 @@
-//! The `Store`: one handle over either SQLite or Postgres.
-//!
-//! The two backends are two concrete sqlx pools behind an enum rather than `sqlx::Any`, so each
-//! keeps its native column types (Postgres `JSONB`, `TIMESTAMPTZ`, `BOOLEAN`) and Postgres can
-//! LISTEN. The SQL text is shared (sqlx's SQLite driver accepts `$N` placeholders); `on_pool!`
-//! compiles one body once per backend.
+//! Destinations, virtual keys, replica heartbeats and the audit log, on top of `db`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::str::FromStr as _;
-use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString as _};
-use rand::RngCore as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use sqlx::types::Json;
-use sqlx::Connection as _;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::watch;
 
+use crate::db::{new_id, Db as _, Sql, Tx};
 use crate::record::{validate_name, validate_record};
 use crate::secret::{decrypt_config, encrypt_config, restore_masked};
 use crate::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
-    ReplicaStatus, SecretKey, Source, StoreError,
+    ReplicaStatus, SecretKey, Source, Store, StoreError,
 };
-
-static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
-
-/// Postgres channel that mutations NOTIFY, so other replicas reload without waiting a poll.
-pub const NOTIFY_CHANNEL: &str = "gatecast_config";
 
 /// Actor recorded in the audit log for changes that come from the config file.
 pub const CONFIG_FILE_ACTOR: &str = "config-file";
-
-/// Known plaintext sealed into `meta` on first start; failing to open it means the key is not
-/// the one the database was created with, which must stop start-up before any secret is used.
-const KEY_CHECK_NAME: &str = "secret_key_check";
-const KEY_CHECK_PLAINTEXT: &str = "gatecast secret key check v1";
 
 const KEY_PREFIX: &str = "gk_";
 const KEY_RANDOM_LEN: usize = 40;
@@ -73,93 +46,6 @@ const INSERT_DEST: &str = "INSERT INTO destinations (id, name, type, config, ena
 const UPDATE_DEST: &str = "UPDATE destinations SET type = $1, config = $2, enabled = $3, \
      privacy_mode = $4, sampling_rate = $5, filters = $6, updated_at = $7 WHERE id = $8";
 const KEY_COLUMNS: &str = "id, name, key_hash, prefix, created_at, revoked_at";
-const BUMP_VERSION: &str =
-    "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version";
-const INSERT_AUDIT: &str =
-    "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
-
-#[derive(Clone)]
-pub(crate) enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// Runs `$body` with `$p` bound to the concrete pool of whichever backend is in use.
-macro_rules! on_pool {
-    ($pool:expr, $p:ident => $body:expr) => {
-        match $pool {
-            Pool::Sqlite($p) => $body,
-            Pool::Postgres($p) => $body,
-        }
-    };
-}
-
-/// Bumps the config version as the transaction's first write. Taking the write lock first
-/// serialises all mutations (a row lock on Postgres, the database lock on SQLite), so the
-/// read-check-write steps after it cannot race, and SQLite never has to upgrade a read lock.
-macro_rules! bump_version {
-    ($tx:expr, $postgres:expr) => {{
-        let version: i64 = sqlx::query_scalar(BUMP_VERSION)
-            .fetch_one(&mut *$tx)
-            .await?;
-        if $postgres {
-            // Delivered by Postgres only on commit, so a rolled-back change wakes nobody.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(version.to_string())
-                .execute(&mut *$tx)
-                .await?;
-        }
-        version
-    }};
-}
-
-macro_rules! audit {
-    ($tx:expr, $actor:expr, $action:expr, $target:expr, $detail:expr) => {
-        sqlx::query(INSERT_AUDIT)
-            .bind(Utc::now())
-            .bind($actor)
-            .bind($action)
-            .bind($target)
-            .bind(Json($detail))
-            .execute(&mut *$tx)
-            .await?
-    };
-}
-
-macro_rules! insert_destination {
-    ($tx:expr, $rec:expr, $stored_config:expr, $now:expr) => {
-        sqlx::query(INSERT_DEST)
-            .bind(&$rec.id)
-            .bind(&$rec.name)
-            .bind(&$rec.kind)
-            .bind(Json(&$stored_config))
-            .bind($rec.enabled)
-            .bind($rec.privacy_mode)
-            .bind($rec.sampling_rate)
-            .bind(Json(&$rec.filters))
-            .bind($rec.source.as_str())
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?
-    };
-}
-
-macro_rules! update_destination_row {
-    ($tx:expr, $rec:expr, $stored_config:expr, $now:expr) => {
-        sqlx::query(UPDATE_DEST)
-            .bind(&$rec.kind)
-            .bind(Json(&$stored_config))
-            .bind($rec.enabled)
-            .bind($rec.privacy_mode)
-            .bind($rec.sampling_rate)
-            .bind(Json(&$rec.filters))
-            .bind($now)
-            .bind(&$rec.id)
-            .execute(&mut *$tx)
-            .await?
-    };
-}
 
 #[derive(sqlx::FromRow)]
 struct DestRow {
@@ -264,118 +150,77 @@ impl SyncSummary {
     }
 }
 
-/// The runtime configuration database. Cheap to clone; clones share one pool.
-#[derive(Clone)]
-pub struct Store {
-    pub(crate) inner: Arc<Inner>,
+/// Writes a new destination row; `stored_config` is `rec.config` sealed.
+async fn insert_destination(
+    tx: &mut Tx<'_>,
+    rec: &DestinationRecord,
+    stored_config: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    tx.execute(
+        Sql::new(INSERT_DEST)
+            .bind(&rec.id)
+            .bind(&rec.name)
+            .bind(&rec.kind)
+            .bind(stored_config)
+            .bind(rec.enabled)
+            .bind(rec.privacy_mode)
+            .bind(rec.sampling_rate)
+            .bind(&rec.filters)
+            .bind(rec.source.as_str())
+            .bind(now),
+    )
+    .await?;
+    Ok(())
 }
 
-pub(crate) struct Inner {
-    pub(crate) pool: Pool,
-    key: SecretKey,
-    /// Latest version this process knows of; mutations publish here so local watchers wake at
-    /// once instead of at the next poll.
-    pub(crate) local: watch::Sender<i64>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("backend", &self.backend())
-            .finish_non_exhaustive()
-    }
+/// Rewrites a destination row from `rec` (its overrides aside); `stored_config` is
+/// `rec.config` sealed.
+async fn update_destination_row(
+    tx: &mut Tx<'_>,
+    rec: &DestinationRecord,
+    stored_config: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    tx.execute(
+        Sql::new(UPDATE_DEST)
+            .bind(&rec.kind)
+            .bind(stored_config)
+            .bind(rec.enabled)
+            .bind(rec.privacy_mode)
+            .bind(rec.sampling_rate)
+            .bind(&rec.filters)
+            .bind(now)
+            .bind(&rec.id),
+    )
+    .await?;
+    Ok(())
 }
 
 impl Store {
-    /// Opens `sqlite://PATH` (file and parent directory created on first start, WAL mode) or
-    /// `postgres://...`, optionally applies pending migrations, and refuses to start when
-    /// `secret` is not the key the database's secrets were sealed with.
-    pub async fn connect(
-        url: &str,
-        secret: SecretKey,
-        run_migrations: bool,
-    ) -> Result<Store, StoreError> {
-        Self::open(url, secret, run_migrations, true).await
-    }
-
-    /// As [`Store::connect`], for tools that must not start a new database by mistake: when
-    /// the SQLite file does not exist, or the database has no Gatecast tables yet, it fails
-    /// with [`StoreError::NoDatabase`] and creates nothing.
-    pub async fn connect_existing(
-        url: &str,
-        secret: SecretKey,
-        run_migrations: bool,
-    ) -> Result<Store, StoreError> {
-        Self::open(url, secret, run_migrations, false).await
-    }
-
-    async fn open(
-        url: &str,
-        secret: SecretKey,
-        run_migrations: bool,
-        create: bool,
-    ) -> Result<Store, StoreError> {
-        let pool = open_pool(url, create).await?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                pool,
-                key: secret,
-                local: watch::Sender::new(0),
-            }),
-        };
-        if !create {
-            if let Err(StoreError::Database(e)) = store.config_version().await {
-                store.close().await;
-                return Err(if is_missing_table(&e) {
-                    StoreError::NoDatabase {
-                        location: redact_url(url),
-                    }
-                } else {
-                    StoreError::Database(e)
-                });
-            }
-        }
-        if run_migrations {
-            store.apply_migrations().await?;
-        }
-        store.check_secret_key().await?;
-        store.seal_plain_urls().await?;
-        let version = store.config_version().await?;
-        store.inner.local.send_replace(version);
-        Ok(store)
-    }
-
-    /// Applies pending migrations (for `gatecast migrate`, or when `connect` was told not to).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.apply_migrations().await?;
-        self.check_secret_key().await?;
-        self.seal_plain_urls().await
-    }
-
     /// Seals, in place, what rows written by earlier versions hold in plain text that is now
     /// encrypted at rest (URLs carrying a credential). The configuration itself does not
     /// change, so the version does not move and nothing is audited. The write is conditional
     /// on the row being as read: a row another replica changed meanwhile keeps that change,
     /// which that replica sealed.
-    async fn seal_plain_urls(&self) -> Result<(), StoreError> {
-        let rows: Vec<DestRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(SELECT_ALL_DEST).fetch_all(p).await?
-        });
+    pub(crate) async fn seal_plain_urls(&self) -> Result<(), StoreError> {
+        let rows: Vec<DestRow> = self.inner.pool.fetch_all(Sql::new(SELECT_ALL_DEST)).await?;
         for row in rows {
             let stored = &row.config.0;
             let sealed = encrypt_config(&self.inner.key, stored)?;
             if &sealed == stored {
                 continue;
             }
-            let written = on_pool!(&self.inner.pool, p => {
-                sqlx::query("UPDATE destinations SET config = $1 WHERE id = $2 AND config = $3")
-                    .bind(Json(&sealed))
-                    .bind(&row.id)
-                    .bind(Json(stored))
-                    .execute(p)
-                    .await?
-                    .rows_affected()
-            });
+            let written = self
+                .inner
+                .pool
+                .execute(
+                    Sql::new("UPDATE destinations SET config = $1 WHERE id = $2 AND config = $3")
+                        .bind(&sealed)
+                        .bind(&row.id)
+                        .bind(stored),
+                )
+                .await?;
             if written > 0 {
                 tracing::info!(destination = %row.name, "sealed a stored URL that carries a credential");
             }
@@ -383,116 +228,12 @@ impl Store {
         Ok(())
     }
 
-    async fn apply_migrations(&self) -> Result<(), StoreError> {
-        match &self.inner.pool {
-            Pool::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
-            Pool::Postgres(p) => POSTGRES_MIGRATOR.run(p).await?,
-        }
-        Ok(())
-    }
-
-    /// `"sqlite"` or `"postgres"`.
-    pub fn backend(&self) -> &'static str {
-        match self.inner.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgres",
-        }
-    }
-
-    fn is_postgres(&self) -> bool {
-        matches!(self.inner.pool, Pool::Postgres(_))
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        on_pool!(&self.inner.pool, p => p.is_closed())
-    }
-
-    /// A round trip to the database, for `/ready`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(&self.inner.pool, p => {
-            sqlx::query("SELECT 1").execute(p).await?;
-        });
-        Ok(())
-    }
-
-    /// Closes the pool and waits for its connections to finish; watchers then stop.
-    pub async fn close(&self) {
-        on_pool!(&self.inner.pool, p => p.close().await)
-    }
-
-    async fn check_secret_key(&self) -> Result<(), StoreError> {
-        let stored = match self.read_key_check().await {
-            Ok(v) => v,
-            Err(e) if is_missing_table(&e) => return Err(StoreError::NotMigrated { source: e }),
-            Err(e) => return Err(e.into()),
-        };
-        let stored = match stored {
-            Some(v) => v,
-            None => {
-                let sealed = self.inner.key.encrypt(KEY_CHECK_PLAINTEXT)?;
-                on_pool!(&self.inner.pool, p => {
-                    sqlx::query(
-                        "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                    )
-                    .bind(KEY_CHECK_NAME)
-                    .bind(&sealed)
-                    .execute(p)
-                    .await?;
-                });
-                // Read back: a replica starting at the same moment may have won with its key.
-                self.read_key_check()
-                    .await?
-                    .ok_or_else(|| StoreError::CorruptRow {
-                        table: "meta",
-                        reason: "the secret key check value vanished right after it was written"
-                            .to_owned(),
-                    })?
-            }
-        };
-        match self.inner.key.decrypt(&stored) {
-            Some(Ok(plain)) if plain == KEY_CHECK_PLAINTEXT => Ok(()),
-            _ => Err(StoreError::WrongSecretKey),
-        }
-    }
-
-    async fn read_key_check(&self) -> Result<Option<String>, sqlx::Error> {
-        on_pool!(&self.inner.pool, p => {
-            sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
-                .bind(KEY_CHECK_NAME)
-                .fetch_optional(p)
-                .await
-        })
-    }
-
-    /// The current config version; every mutation increases it by one.
-    pub async fn config_version(&self) -> Result<i64, StoreError> {
-        let version: i64 = on_pool!(&self.inner.pool, p => {
-            sqlx::query_scalar("SELECT version FROM config_version WHERE id = 1")
-                .fetch_one(p)
-                .await?
-        });
-        Ok(version)
-    }
-
-    fn published(&self, version: i64) {
-        self.inner.local.send_if_modified(|current| {
-            if version > *current {
-                *current = version;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
     // ----- destinations -------------------------------------------------------------------
 
     /// All destinations with secrets decrypted, for the gateway's own use; show people
     /// [`DestinationRecord::masked`] instead.
     pub async fn list_destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
-        let rows: Vec<DestRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(SELECT_ALL_DEST).fetch_all(p).await?
-        });
+        let rows: Vec<DestRow> = self.inner.pool.fetch_all(Sql::new(SELECT_ALL_DEST)).await?;
         rows.into_iter()
             .map(|row| row.into_record(&self.inner.key))
             .collect()
@@ -503,12 +244,11 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<DestinationRecord>, StoreError> {
-        let row: Option<DestRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(SELECT_DEST_BY_NAME)
-                .bind(name)
-                .fetch_optional(p)
-                .await?
-        });
+        let row: Option<DestRow> = self
+            .inner
+            .pool
+            .fetch_optional(Sql::new(SELECT_DEST_BY_NAME).bind(name))
+            .await?;
         row.map(|r| r.into_record(&self.inner.key)).transpose()
     }
 
@@ -525,28 +265,26 @@ impl Store {
         let stored_config = encrypt_config(&self.inner.key, &rec.config)?;
         let detail = create_detail(&rec);
         let now = Utc::now();
-        let postgres = self.is_postgres();
-        let version = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT source FROM destinations WHERE name = $1")
-                    .bind(&rec.name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(source) = existing {
-                return Err(if source == Source::File.as_str() {
-                    StoreError::ReadOnly { name: rec.name }
-                } else {
-                    StoreError::AlreadyExists { what: "destination", name: rec.name }
-                });
-            }
-            insert_destination!(tx, rec, stored_config, now);
-            audit!(tx, actor, "destination.create", &rec.name, detail);
-            tx.commit().await?;
-            version
-        });
-        self.published(version);
+        let mut tx = self.begin_write().await?;
+        let existing: Option<(String,)> = tx
+            .fetch_optional(
+                Sql::new("SELECT source FROM destinations WHERE name = $1").bind(&rec.name),
+            )
+            .await?;
+        if let Some((source,)) = existing {
+            return Err(if source == Source::File.as_str() {
+                StoreError::ReadOnly { name: rec.name }
+            } else {
+                StoreError::AlreadyExists {
+                    what: "destination",
+                    name: rec.name,
+                }
+            });
+        }
+        insert_destination(&mut tx, &rec, &stored_config, now).await?;
+        tx.audit(actor, "destination.create", &rec.name, detail)
+            .await?;
+        tx.commit().await?;
         Ok(rec)
     }
 
@@ -558,69 +296,67 @@ impl Store {
         patch: DestinationPatch,
         actor: &str,
     ) -> Result<DestinationRecord, StoreError> {
-        let postgres = self.is_postgres();
         let key = &self.inner.key;
-        let (version, rec) = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let row: Option<DestRow> = sqlx::query_as(SELECT_DEST_BY_NAME)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound { what: "destination", name: name.to_owned() });
-            };
-            if row.source()? == Source::File {
-                return Err(StoreError::ReadOnly { name: name.to_owned() });
-            }
-            let mut rec = row.into_record(key)?;
-            let changed = apply_patch(&mut rec, patch);
-            validate_record(&mut rec)?;
-            if changed.is_empty() {
-                // Dropping the transaction rolls the version bump back.
-                drop(tx);
-                (None, rec)
-            } else {
-                let stored_config = encrypt_config(key, &rec.config)?;
-                update_destination_row!(tx, rec, stored_config, Utc::now());
-                audit!(tx, actor, "destination.update", name, update_detail(&rec, &changed));
-                tx.commit().await?;
-                (Some(version), rec)
-            }
-        });
-        if let Some(version) = version {
-            self.published(version);
+        let mut tx = self.begin_write().await?;
+        let row: Option<DestRow> = tx
+            .fetch_optional(Sql::new(SELECT_DEST_BY_NAME).bind(name))
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: "destination",
+                name: name.to_owned(),
+            });
+        };
+        if row.source()? == Source::File {
+            return Err(StoreError::ReadOnly {
+                name: name.to_owned(),
+            });
         }
+        let mut rec = row.into_record(key)?;
+        let changed = apply_patch(&mut rec, patch);
+        validate_record(&mut rec)?;
+        if changed.is_empty() {
+            // Dropping the transaction rolls the version bump back.
+            drop(tx);
+            return Ok(rec);
+        }
+        let stored_config = encrypt_config(key, &rec.config)?;
+        update_destination_row(&mut tx, &rec, &stored_config, Utc::now()).await?;
+        tx.audit(
+            actor,
+            "destination.update",
+            name,
+            update_detail(&rec, &changed),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(rec)
     }
 
     /// Deletes an API-owned destination.
     pub async fn delete_destination(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        let postgres = self.is_postgres();
-        let version = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let existing: Option<(String, String)> =
-                sqlx::query_as("SELECT source, type FROM destinations WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some((source, kind)) = existing else {
-                return Err(StoreError::NotFound { what: "destination", name: name.to_owned() });
-            };
-            if source == Source::File.as_str() {
-                return Err(StoreError::ReadOnly { name: name.to_owned() });
-            }
-            sqlx::query("DELETE FROM destinations WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            audit!(tx, actor, "destination.delete", name, json!({ "type": kind }));
-            tx.commit().await?;
-            version
-        });
-        self.published(version);
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        let existing: Option<(String, String)> = tx
+            .fetch_optional(
+                Sql::new("SELECT source, type FROM destinations WHERE name = $1").bind(name),
+            )
+            .await?;
+        let Some((source, kind)) = existing else {
+            return Err(StoreError::NotFound {
+                what: "destination",
+                name: name.to_owned(),
+            });
+        };
+        if source == Source::File.as_str() {
+            return Err(StoreError::ReadOnly {
+                name: name.to_owned(),
+            });
+        }
+        tx.execute(Sql::new("DELETE FROM destinations WHERE name = $1").bind(name))
+            .await?;
+        tx.audit(actor, "destination.delete", name, json!({ "type": kind }))
+            .await?;
+        tx.commit().await
     }
 
     /// Sets or clears runtime overrides of a config-file destination's `privacy_mode` and
@@ -634,43 +370,44 @@ impl Store {
         patch: OverridesPatch,
         actor: &str,
     ) -> Result<DestinationRecord, StoreError> {
-        let postgres = self.is_postgres();
-        let key = &self.inner.key;
-        let (version, rec) = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let row: Option<DestRow> = sqlx::query_as(SELECT_DEST_BY_NAME)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound { what: "destination", name: name.to_owned() });
-            };
-            if row.source()? != Source::File {
-                return Err(StoreError::NotOverridable { name: name.to_owned() });
-            }
-            let mut rec = row.into_record(key)?;
-            let next = patch.apply(rec.overrides);
-            if next == rec.overrides {
-                drop(tx);
-                (None, rec)
-            } else {
-                sqlx::query(UPDATE_OVERRIDES)
-                    .bind(next.privacy_mode)
-                    .bind(next.enabled)
-                    .bind(Utc::now())
-                    .bind(&rec.id)
-                    .execute(&mut *tx)
-                    .await?;
-                audit!(tx, actor, "destination.override", name, override_detail(&rec, next));
-                rec.overrides = next;
-                tx.commit().await?;
-                (Some(version), rec)
-            }
-        });
-        if let Some(version) = version {
-            self.published(version);
+        let mut tx = self.begin_write().await?;
+        let row: Option<DestRow> = tx
+            .fetch_optional(Sql::new(SELECT_DEST_BY_NAME).bind(name))
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: "destination",
+                name: name.to_owned(),
+            });
+        };
+        if row.source()? != Source::File {
+            return Err(StoreError::NotOverridable {
+                name: name.to_owned(),
+            });
         }
+        let mut rec = row.into_record(&self.inner.key)?;
+        let next = patch.apply(rec.overrides);
+        if next == rec.overrides {
+            drop(tx);
+            return Ok(rec);
+        }
+        tx.execute(
+            Sql::new(UPDATE_OVERRIDES)
+                .bind(next.privacy_mode)
+                .bind(next.enabled)
+                .bind(Utc::now())
+                .bind(&rec.id),
+        )
+        .await?;
+        tx.audit(
+            actor,
+            "destination.override",
+            name,
+            override_detail(&rec, next),
+        )
+        .await?;
+        rec.overrides = next;
+        tx.commit().await?;
         Ok(rec)
     }
 
@@ -695,63 +432,68 @@ impl Store {
                 ));
             }
         }
-        let postgres = self.is_postgres();
         let key = &self.inner.key;
-        let (version, summary) = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let rows: Vec<DestRow> = sqlx::query_as(SELECT_ALL_DEST).fetch_all(&mut *tx).await?;
-            let mut summary = SyncSummary::default();
-            let mut seen = HashSet::new();
-            let now = Utc::now();
-            for row in rows {
-                let source = row.source()?;
-                match (source, wanted.get_mut(&row.name)) {
-                    (Source::Api, Some(_)) => {
-                        return Err(StoreError::NameClash { name: row.name });
-                    }
-                    (Source::Api, None) => {}
-                    (Source::File, None) => {
-                        sqlx::query("DELETE FROM destinations WHERE id = $1")
-                            .bind(&row.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        audit!(tx, CONFIG_FILE_ACTOR, "destination.delete", &row.name,
-                            json!({ "type": row.kind, "source": "file" }));
-                        summary.removed.push(row.name);
-                    }
-                    (Source::File, Some(rec)) => {
-                        seen.insert(row.name.clone());
-                        let current = row.into_record(key)?;
-                        rec.id = current.id.clone();
-                        let changed = differences(&current, rec);
-                        if !changed.is_empty() {
-                            let stored_config = encrypt_config(key, &rec.config)?;
-                            update_destination_row!(tx, rec, stored_config, now);
-                            audit!(tx, CONFIG_FILE_ACTOR, "destination.update", &rec.name,
-                                update_detail(rec, &changed));
-                            summary.updated.push(rec.name.clone());
-                        }
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<DestRow> = tx.fetch_all(Sql::new(SELECT_ALL_DEST)).await?;
+        let mut summary = SyncSummary::default();
+        let mut seen = HashSet::new();
+        let now = Utc::now();
+        for row in rows {
+            let source = row.source()?;
+            match (source, wanted.get_mut(&row.name)) {
+                (Source::Api, Some(_)) => {
+                    return Err(StoreError::NameClash { name: row.name });
+                }
+                (Source::Api, None) => {}
+                (Source::File, None) => {
+                    tx.execute(Sql::new("DELETE FROM destinations WHERE id = $1").bind(&row.id))
+                        .await?;
+                    tx.audit(
+                        CONFIG_FILE_ACTOR,
+                        "destination.delete",
+                        &row.name,
+                        json!({ "type": row.kind, "source": "file" }),
+                    )
+                    .await?;
+                    summary.removed.push(row.name);
+                }
+                (Source::File, Some(rec)) => {
+                    seen.insert(row.name.clone());
+                    let current = row.into_record(key)?;
+                    rec.id = current.id.clone();
+                    let changed = differences(&current, rec);
+                    if !changed.is_empty() {
+                        let stored_config = encrypt_config(key, &rec.config)?;
+                        update_destination_row(&mut tx, rec, &stored_config, now).await?;
+                        tx.audit(
+                            CONFIG_FILE_ACTOR,
+                            "destination.update",
+                            &rec.name,
+                            update_detail(rec, &changed),
+                        )
+                        .await?;
+                        summary.updated.push(rec.name.clone());
                     }
                 }
             }
-            for rec in wanted.values_mut().filter(|r| !seen.contains(&r.name)) {
-                rec.id = new_id();
-                let stored_config = encrypt_config(key, &rec.config)?;
-                insert_destination!(tx, rec, stored_config, now);
-                audit!(tx, CONFIG_FILE_ACTOR, "destination.create", &rec.name, create_detail(rec));
-                summary.created.push(rec.name.clone());
-            }
-            if summary.is_empty() {
-                drop(tx);
-                (None, summary)
-            } else {
-                tx.commit().await?;
-                (Some(version), summary)
-            }
-        });
-        if let Some(version) = version {
-            self.published(version);
+        }
+        for rec in wanted.values_mut().filter(|r| !seen.contains(&r.name)) {
+            rec.id = new_id();
+            let stored_config = encrypt_config(key, &rec.config)?;
+            insert_destination(&mut tx, rec, &stored_config, now).await?;
+            tx.audit(
+                CONFIG_FILE_ACTOR,
+                "destination.create",
+                &rec.name,
+                create_detail(rec),
+            )
+            .await?;
+            summary.created.push(rec.name.clone());
+        }
+        if summary.is_empty() {
+            drop(tx);
+        } else {
+            tx.commit().await?;
         }
         Ok(summary)
     }
@@ -778,20 +520,21 @@ impl Store {
             revoked_at: None,
         };
         let hash = sha256_hex(&full);
-        let postgres = self.is_postgres();
-        let version = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let taken: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM virtual_keys WHERE name = $1 AND revoked_at IS NULL",
+        let mut tx = self.begin_write().await?;
+        let taken: Option<(String,)> = tx
+            .fetch_optional(
+                Sql::new("SELECT id FROM virtual_keys WHERE name = $1 AND revoked_at IS NULL")
+                    .bind(name),
             )
-            .bind(name)
-            .fetch_optional(&mut *tx)
             .await?;
-            if taken.is_some() {
-                return Err(StoreError::AlreadyExists { what: "active key", name: name.to_owned() });
-            }
-            sqlx::query(
+        if taken.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: "active key",
+                name: name.to_owned(),
+            });
+        }
+        tx.execute(
+            Sql::new(
                 "INSERT INTO virtual_keys (id, name, key_hash, prefix, created_at, revoked_at) \
                  VALUES ($1, $2, $3, $4, $5, NULL)",
             )
@@ -799,23 +542,24 @@ impl Store {
             .bind(&info.name)
             .bind(&hash)
             .bind(&info.prefix)
-            .bind(info.created_at)
-            .execute(&mut *tx)
-            .await?;
-            audit!(tx, actor, "key.create", name, json!({ "id": info.id, "prefix": info.prefix }));
-            tx.commit().await?;
-            version
-        });
-        self.published(version);
+            .bind(info.created_at),
+        )
+        .await?;
+        tx.audit(
+            actor,
+            "key.create",
+            name,
+            json!({ "id": info.id, "prefix": info.prefix }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok((info, full))
     }
 
     /// All keys, revoked ones included (with `revoked_at`), oldest first.
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM virtual_keys ORDER BY created_at, name");
-        let rows: Vec<KeyRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(&sql).fetch_all(p).await?
-        });
+        let rows: Vec<KeyRow> = self.inner.pool.fetch_all(Sql::new(&sql)).await?;
         Ok(rows.into_iter().map(KeyInfo::from).collect())
     }
 
@@ -825,24 +569,25 @@ impl Store {
             "UPDATE virtual_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL \
              RETURNING {KEY_COLUMNS}"
         );
-        let postgres = self.is_postgres();
-        let (version, info) = on_pool!(&self.inner.pool, p => {
-            let mut tx = p.begin().await?;
-            let version = bump_version!(tx, postgres);
-            let row: Option<KeyRow> = sqlx::query_as(&sql)
-                .bind(Utc::now())
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound { what: "active key", name: name.to_owned() });
-            };
-            let info = KeyInfo::from(row);
-            audit!(tx, actor, "key.revoke", name, json!({ "id": info.id, "prefix": info.prefix }));
-            tx.commit().await?;
-            (version, info)
-        });
-        self.published(version);
+        let mut tx = self.begin_write().await?;
+        let row: Option<KeyRow> = tx
+            .fetch_optional(Sql::new(&sql).bind(Utc::now()).bind(name))
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: "active key",
+                name: name.to_owned(),
+            });
+        };
+        let info = KeyInfo::from(row);
+        tx.audit(
+            actor,
+            "key.revoke",
+            name,
+            json!({ "id": info.id, "prefix": info.prefix }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(info)
     }
 
@@ -857,9 +602,11 @@ impl Store {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM virtual_keys WHERE key_hash = $1 AND revoked_at IS NULL"
         );
-        let found: Result<Option<KeyRow>, sqlx::Error> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(&sql).bind(&hash).fetch_optional(p).await
-        });
+        let found: Result<Option<KeyRow>, sqlx::Error> = self
+            .inner
+            .pool
+            .fetch_optional(Sql::new(&sql).bind(&hash))
+            .await;
         match found {
             Ok(Some(row)) if bool::from(row.key_hash.as_bytes().ct_eq(hash.as_bytes())) => {
                 Some(row.into())
@@ -878,9 +625,7 @@ impl Store {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM virtual_keys WHERE revoked_at IS NULL ORDER BY name"
         );
-        let rows: Vec<KeyRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(&sql).fetch_all(p).await?
-        });
+        let rows: Vec<KeyRow> = self.inner.pool.fetch_all(Sql::new(&sql)).await?;
         Ok(rows
             .into_iter()
             .map(|row| (row.key_hash.clone(), KeyInfo::from(row)))
@@ -889,11 +634,13 @@ impl Store {
 
     /// Number of keys not revoked; zero means the gateway runs open.
     pub async fn active_key_count(&self) -> Result<i64, StoreError> {
-        let count: i64 = on_pool!(&self.inner.pool, p => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM virtual_keys WHERE revoked_at IS NULL")
-                .fetch_one(p)
-                .await?
-        });
+        let (count,): (i64,) = self
+            .inner
+            .pool
+            .fetch_one(Sql::new(
+                "SELECT COUNT(*) FROM virtual_keys WHERE revoked_at IS NULL",
+            ))
+            .await?;
         Ok(count)
     }
 
@@ -907,25 +654,28 @@ impl Store {
         applied: i64,
         started_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_pool!(&self.inner.pool, p => {
-            sqlx::query(UPSERT_REPLICA)
-                .bind(id)
-                .bind(applied)
-                .bind(started_at)
-                .bind(Utc::now())
-                .execute(p)
-                .await?;
-        });
+        self.inner
+            .pool
+            .execute(
+                Sql::new(UPSERT_REPLICA)
+                    .bind(id)
+                    .bind(applied)
+                    .bind(started_at)
+                    .bind(Utc::now()),
+            )
+            .await?;
         Ok(())
     }
 
     /// Every replica that has sent a heartbeat and not left, most recently seen first.
     pub async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
-        let rows: Vec<ReplicaRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as("SELECT id, applied_version, started_at, last_seen FROM replicas")
-                .fetch_all(p)
-                .await?
-        });
+        let rows: Vec<ReplicaRow> = self
+            .inner
+            .pool
+            .fetch_all(Sql::new(
+                "SELECT id, applied_version, started_at, last_seen FROM replicas",
+            ))
+            .await?;
         let mut out: Vec<ReplicaStatus> = rows
             .into_iter()
             .map(|r| ReplicaStatus {
@@ -942,12 +692,10 @@ impl Store {
 
     /// Removes replica `id`'s heartbeat, when it stops.
     pub async fn forget_replica(&self, id: &str) -> Result<(), StoreError> {
-        on_pool!(&self.inner.pool, p => {
-            sqlx::query("DELETE FROM replicas WHERE id = $1")
-                .bind(id)
-                .execute(p)
-                .await?;
-        });
+        self.inner
+            .pool
+            .execute(Sql::new("DELETE FROM replicas WHERE id = $1").bind(id))
+            .await?;
         Ok(())
     }
 
@@ -975,14 +723,17 @@ impl Store {
     /// The newest `limit` audit entries (at most 10 000), newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = limit.clamp(0, 10_000);
-        let rows: Vec<AuditRow> = on_pool!(&self.inner.pool, p => {
-            sqlx::query_as(
-                "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        let rows: Vec<AuditRow> = self
+            .inner
+            .pool
+            .fetch_all(
+                Sql::new(
+                    "SELECT id, at, actor, action, target, detail FROM audit_log \
+                     ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit),
             )
-            .bind(limit)
-            .fetch_all(p)
-            .await?
-        });
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| AuditEntry {
@@ -1111,23 +862,6 @@ fn config_fields(config: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// A random UUID v4 in its usual text form.
-fn new_id() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -1135,147 +869,4 @@ fn sha256_hex(text: &str) -> String {
 /// The digest a virtual key is stored and looked up under.
 pub fn key_hash(presented: &str) -> String {
     sha256_hex(presented)
-}
-
-fn is_missing_table(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("42P01") || db.message().contains("no such table")
-        }
-        _ => false,
-    }
-}
-
-/// The database file a `sqlite:` URL names, as the driver reads it; `None` for in-memory
-/// databases and other URLs.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    if !url.starts_with("sqlite:") || sqlite_in_memory(url) {
-        return None;
-    }
-    let options = SqliteConnectOptions::from_str(url).ok()?;
-    Some(options.get_filename().to_path_buf())
-}
-
-fn sqlite_in_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
-}
-
-/// `create`: a missing SQLite file (and its directory) is created; otherwise it is an error.
-async fn open_pool(url: &str, create: bool) -> Result<Pool, StoreError> {
-    let shown = redact_url(url);
-    if url.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|source| StoreError::InvalidUrl {
-                url: shown.clone(),
-                source,
-            })?
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let in_memory = sqlite_in_memory(url);
-        if !create && !in_memory && !options.get_filename().exists() {
-            return Err(StoreError::NoDatabase {
-                location: options.get_filename().display().to_string(),
-            });
-        }
-        if create && !in_memory {
-            if let Some(parent) = options.get_filename().parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                        action: "cannot create the database directory",
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-                }
-            }
-        }
-        let mut pool = SqlitePoolOptions::new().max_connections(4);
-        if in_memory {
-            // An in-memory database lives only as long as a connection to it does.
-            pool = pool
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Pool::Sqlite(pool))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::InvalidUrl {
-            url: shown.clone(),
-            source,
-        })?;
-        // One direct attempt first: the pool retries refused connections until its acquire
-        // timeout and then reports only "timed out", hiding the reason the operator needs.
-        let probe = PgConnection::connect_with(&options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: shown.clone(),
-                source,
-            })?;
-        let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Pool::Postgres(pool))
-    } else {
-        Err(StoreError::UnsupportedUrl { url: shown })
-    }
-}
-
-/// The URL with its password replaced, for error messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if let Some(at) = authority.rfind('@') {
-        if let Some(colon) = authority[..at].find(':') {
-            return format!(
-                "{}://{}:****{}",
-                &url[..scheme_end],
-                &authority[..colon],
-                &rest[at..]
-            );
-        }
-    }
-    url.to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact_url("postgres://gc:s3cr%40t@db:5432/gatecast?sslmode=require"),
-            "postgres://gc:****@db:5432/gatecast?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://gc@db/gatecast"),
-            "postgres://gc@db/gatecast"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/gatecast.db"),
-            "sqlite://data/gatecast.db"
-        );
-    }
-
-    #[test]
-    fn ids_look_like_uuids() {
-        let id = new_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(id.as_bytes()[14], b'4');
-        assert_ne!(id, new_id());
-    }
 }
