@@ -8,6 +8,7 @@
 
 mod db;
 mod error;
+mod keys;
 mod record;
 mod secret;
 mod store;
@@ -15,12 +16,13 @@ mod watch;
 
 pub use db::{redact_url, sqlite_file, Store, NOTIFY_CHANNEL};
 pub use error::StoreError;
+pub use keys::key_hash;
 pub use record::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
     ReplicaStatus, Source, MIN_SAMPLING_RATE,
 };
 pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
-pub use store::{key_hash, SyncSummary, CONFIG_FILE_ACTOR};
+pub use store::{SyncSummary, CONFIG_FILE_ACTOR};
 pub use watch::DEFAULT_WATCH_INTERVAL;
 
 /// Default database URL, relative to the working directory like the rest of `./data`.
