@@ -6,10 +6,12 @@
 //! bumps one config version that replicas watch to reload and report having applied.
 //! Destination secrets are sealed with a key that never enters the database.
 
+mod audit;
 mod db;
 mod error;
 mod keys;
 mod record;
+mod replicas;
 mod secret;
 mod store;
 mod watch;

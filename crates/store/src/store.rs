@@ -1,4 +1,4 @@
-//! Destinations, replica heartbeats and the audit log, on top of `db`.
+//! Destinations, on top of `db`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,8 +11,8 @@ use crate::db::{new_id, Db as _, Sql, Tx};
 use crate::record::validate_record;
 use crate::secret::{decrypt_config, encrypt_config, restore_masked};
 use crate::{
-    AuditEntry, DestinationPatch, DestinationRecord, Overrides, OverridesPatch, ReplicaStatus,
-    SecretKey, Source, Store, StoreError,
+    DestinationPatch, DestinationRecord, Overrides, OverridesPatch, SecretKey, Source, Store,
+    StoreError,
 };
 
 /// Actor recorded in the audit log for changes that come from the config file.
@@ -26,13 +26,6 @@ const SELECT_ALL_DEST: &str = "SELECT id, name, type, config, enabled, privacy_m
      FROM destinations ORDER BY name";
 const UPDATE_OVERRIDES: &str = "UPDATE destinations SET privacy_mode_override = $1, \
      enabled_override = $2, updated_at = $3 WHERE id = $4";
-/// A heartbeat; the applied version only moves forward, so a late write of an older reading
-/// cannot hide a newer one.
-const UPSERT_REPLICA: &str = "INSERT INTO replicas (id, applied_version, started_at, last_seen) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
-     applied_version = CASE WHEN excluded.applied_version > replicas.applied_version \
-     THEN excluded.applied_version ELSE replicas.applied_version END, \
-     started_at = excluded.started_at, last_seen = excluded.last_seen";
 const INSERT_DEST: &str = "INSERT INTO destinations (id, name, type, config, enabled, \
      privacy_mode, sampling_rate, filters, source, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)";
@@ -85,24 +78,6 @@ impl DestRow {
             },
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct ReplicaRow {
-    id: String,
-    applied_version: i64,
-    started_at: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: i64,
-    at: DateTime<Utc>,
-    actor: String,
-    action: String,
-    target: String,
-    detail: Json<Value>,
 }
 
 /// What `sync_file_destinations` changed, by destination name; empty when the file and the
@@ -466,109 +441,6 @@ impl Store {
             tx.commit().await?;
         }
         Ok(summary)
-    }
-
-    // ----- replicas -----------------------------------------------------------------------
-
-    /// Records that replica `id` (started at `started_at`) runs config version `applied`, now.
-    /// Not a configuration change: the version does not move and nothing is audited.
-    pub async fn record_replica(
-        &self,
-        id: &str,
-        applied: i64,
-        started_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .pool
-            .execute(
-                Sql::new(UPSERT_REPLICA)
-                    .bind(id)
-                    .bind(applied)
-                    .bind(started_at)
-                    .bind(Utc::now()),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Every replica that has sent a heartbeat and not left, most recently seen first.
-    pub async fn replicas(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
-        let rows: Vec<ReplicaRow> = self
-            .inner
-            .pool
-            .fetch_all(Sql::new(
-                "SELECT id, applied_version, started_at, last_seen FROM replicas",
-            ))
-            .await?;
-        let mut out: Vec<ReplicaStatus> = rows
-            .into_iter()
-            .map(|r| ReplicaStatus {
-                id: r.id,
-                applied_version: r.applied_version,
-                started_at: r.started_at,
-                last_seen: r.last_seen,
-            })
-            .collect();
-        // Sorted here rather than in SQL: SQLite keeps timestamps as text.
-        out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
-    /// Removes replica `id`'s heartbeat, when it stops.
-    pub async fn forget_replica(&self, id: &str) -> Result<(), StoreError> {
-        self.inner
-            .pool
-            .execute(Sql::new("DELETE FROM replicas WHERE id = $1").bind(id))
-            .await?;
-        Ok(())
-    }
-
-    /// Removes the heartbeats of replicas last seen before `cutoff` (those that crashed, or
-    /// were killed), and returns how many.
-    pub async fn forget_replicas_unseen_since(
-        &self,
-        cutoff: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let stale: Vec<String> = self
-            .replicas()
-            .await?
-            .into_iter()
-            .filter(|r| r.last_seen < cutoff)
-            .map(|r| r.id)
-            .collect();
-        for id in &stale {
-            self.forget_replica(id).await?;
-        }
-        Ok(stale.len())
-    }
-
-    // ----- audit --------------------------------------------------------------------------
-
-    /// The newest `limit` audit entries (at most 10 000), newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let limit = limit.clamp(0, 10_000);
-        let rows: Vec<AuditRow> = self
-            .inner
-            .pool
-            .fetch_all(
-                Sql::new(
-                    "SELECT id, at, actor, action, target, detail FROM audit_log \
-                     ORDER BY id DESC LIMIT $1",
-                )
-                .bind(limit),
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEntry {
-                id: r.id,
-                at: r.at,
-                actor: r.actor,
-                action: r.action,
-                target: r.target,
-                detail: r.detail.0,
-            })
-            .collect())
     }
 }
 
