@@ -1,4 +1,6 @@
-//! Destinations, on top of `db`.
+//! Telemetry destinations: the API's own (created, patched, deleted), the config file's (synced
+//! at every start, read-only but for runtime overrides of `privacy_mode` and `enabled`), their
+//! secrets sealed at rest, and what each change records in the audit log.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -172,8 +174,6 @@ impl Store {
         }
         Ok(())
     }
-
-    // ----- destinations -------------------------------------------------------------------
 
     /// All destinations with secrets decrypted, for the gateway's own use; show people
     /// [`DestinationRecord::masked`] instead.
