@@ -705,6 +705,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -722,6 +723,42 @@ mod tests {
             redact_url("sqlite://data/gatecast.db"),
             "sqlite://data/gatecast.db"
         );
+    }
+
+    /// The seam every write goes through: its version bump and audit entry commit with it or
+    /// not at all, and only a commit wakes this process's watchers.
+    #[tokio::test]
+    async fn a_write_commits_its_bump_and_audit_entry_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, SecretKey::from_bytes([7; 32]), true)
+            .await
+            .unwrap();
+        let v0 = store.config_version().await.unwrap();
+
+        let mut tx = store.begin_write().await.unwrap();
+        tx.audit("t", "test.dropped", "x", serde_json::json!({}))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(store.config_version().await.unwrap(), v0);
+        assert!(store.audit_log(10).await.unwrap().is_empty());
+        assert_eq!(*store.inner.local.borrow(), v0);
+
+        let mut tx = store.begin_write().await.unwrap();
+        tx.audit("t", "test.committed", "x", serde_json::json!({ "n": 1 }))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.config_version().await.unwrap(), v0 + 1);
+        let log = store.audit_log(10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].action.as_str(), &log[0].detail),
+            ("test.committed", &serde_json::json!({ "n": 1 }))
+        );
+        assert_eq!(*store.inner.local.borrow(), v0 + 1);
+        store.close().await;
     }
 
     #[test]
