@@ -7,7 +7,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::store::{Pool, NOTIFY_CHANNEL};
+use crate::db::{Pool, NOTIFY_CHANNEL};
 use crate::Store;
 
 /// Default poll interval: changes show up within about a second even without LISTEN/NOTIFY.
