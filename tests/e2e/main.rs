@@ -7,8 +7,12 @@
 mod admin;
 mod broadcast;
 mod cli;
+mod connections;
 mod harness;
+mod process;
 mod proxy;
 mod receivers;
 mod replicas;
+mod shutdown;
+mod slow_clients;
 mod traces;

@@ -6,12 +6,18 @@
 //! connections) landed on one thread in 3 runs of 4, and the other thread served nothing. Here
 //! a thread accepts only while it holds no more live connections than the least loaded
 //! thread; the others wait until a count changes.
+//!
+//! The same counts enforce `server.max_connections` over all threads. At the cap a thread
+//! accepts only if it can make room by shedding one of its own connections that waits for a
+//! request head (`crate::serve`); otherwise new clients wait in the listen backlog until a
+//! connection closes, and the connections already open keep being served.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,6 +27,21 @@ use tokio::sync::Notify;
 pub struct Shares {
     threads: Box<[ThreadShare]>,
     changed: Notify,
+    /// `server.max_connections`, over all threads.
+    max: usize,
+}
+
+/// How often a thread at the cap looks again for a connection it could shed: one that was
+/// busy may have gone idle without any count changing.
+const RECHECK_AT_CAP: Duration = Duration::from_millis(100);
+
+/// Why a thread may take the next connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Below the cap, and this thread's turn.
+    Free,
+    /// At the cap: the thread must shed one of its waiting connections to make room.
+    Shed,
 }
 
 struct ThreadShare {
@@ -32,7 +53,8 @@ struct ThreadShare {
 
 impl Shares {
     /// Registers the per-thread gauge, so the metrics recorder must be installed first.
-    pub fn new(threads: usize) -> Arc<Self> {
+    /// `max` caps the connections of all threads together.
+    pub fn new(threads: usize, max: usize) -> Arc<Self> {
         Arc::new(Self {
             threads: (0..threads.max(1))
                 .map(|index| ThreadShare {
@@ -44,6 +66,7 @@ impl Shares {
                 })
                 .collect(),
             changed: Notify::new(),
+            max: max.max(1),
         })
     }
 
@@ -63,6 +86,27 @@ impl Shares {
 
     pub fn live(&self, index: usize) -> usize {
         self.threads.get(index).map_or(0, |t| t.live.load(Relaxed))
+    }
+
+    /// Live connections over all threads.
+    pub fn total(&self) -> usize {
+        self.threads.iter().map(|t| t.live.load(Relaxed)).sum()
+    }
+
+    /// Whether thread `index` may take a connection now: its turn below the cap, or at the
+    /// cap when `can_shed` (asked only then) says it can make room. Threads accepting at
+    /// once may pass the cap by a connection each.
+    pub fn admit(&self, index: usize, can_shed: impl FnOnce() -> bool) -> Option<Admission> {
+        if self.total() < self.max {
+            self.may_accept(index).then_some(Admission::Free)
+        } else {
+            can_shed().then_some(Admission::Shed)
+        }
+    }
+
+    /// Resolves when a connection opens or closes on any thread after it was enabled.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     fn opened(&self, index: usize) {
@@ -99,6 +143,16 @@ impl Seat {
     pub fn listen<L: Listener>(self, inner: L) -> Balanced<L> {
         Balanced { inner, seat: self }
     }
+
+    /// This thread's live connections.
+    pub fn live(&self) -> usize {
+        self.shares.live(self.index)
+    }
+
+    /// Resolves when a connection opens or closes on any thread after it was enabled.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shares.changed()
+    }
 }
 
 /// A request thread's view of the shared socket: accepts only while this thread's share
@@ -108,28 +162,48 @@ pub struct Balanced<L> {
     seat: Seat,
 }
 
-impl<L: Listener> Listener for Balanced<L> {
-    type Io = Counted<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl<L: Listener> Balanced<L> {
+    /// The next connection once [`Shares::admit`] lets this thread take it; `can_shed` is
+    /// asked only at the cap.
+    pub async fn accept_or_shed(
+        &mut self,
+        mut can_shed: impl FnMut() -> bool,
+    ) -> (Counted<L::Io>, L::Addr, Admission) {
         let Seat { shares, index } = &self.seat;
-        loop {
+        let admission = loop {
             // Registered before the check, so a change in between is not missed.
             let changed = shares.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if shares.may_accept(*index) {
-                break;
+            let mut at_cap = false;
+            if let Some(admission) = shares.admit(*index, || {
+                at_cap = true;
+                can_shed()
+            }) {
+                break admission;
             }
-            changed.await;
-        }
+            if at_cap {
+                let _ = tokio::time::timeout(RECHECK_AT_CAP, changed).await;
+            } else {
+                changed.await;
+            }
+        };
         let (io, addr) = self.inner.accept().await;
         shares.opened(*index);
         let io = Counted {
             io,
             seat: self.seat.clone(),
         };
+        (io, addr, admission)
+    }
+}
+
+impl<L: Listener> Listener for Balanced<L> {
+    type Io = Counted<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr, _) = self.accept_or_shed(|| false).await;
         (io, addr)
     }
 
@@ -207,7 +281,7 @@ mod tests {
 
     #[test]
     fn only_the_least_loaded_threads_may_accept() {
-        let s = Shares::new(3);
+        let s = Shares::new(3, 100);
         assert!((0..3).all(|i| s.may_accept(i)), "all empty: everyone");
         s.opened(1);
         assert!(s.may_accept(0) && !s.may_accept(1) && s.may_accept(2));
@@ -221,12 +295,38 @@ mod tests {
         assert_eq!(s.live(2), 0, "a count never goes below zero");
     }
 
+    #[test]
+    fn at_the_cap_only_a_thread_that_can_shed_may_accept() {
+        let s = Shares::new(2, 3);
+        assert_eq!(
+            s.admit(0, || panic!("asked below the cap")),
+            Some(Admission::Free)
+        );
+        s.opened(0);
+        assert_eq!(s.admit(0, || true), None, "not its turn below the cap");
+        s.opened(1);
+        s.opened(1);
+        assert_eq!(s.total(), 3);
+        assert_eq!(
+            s.admit(0, || false),
+            None,
+            "at the cap with nothing to shed"
+        );
+        assert_eq!(
+            s.admit(1, || true),
+            Some(Admission::Shed),
+            "at the cap, turns do not count"
+        );
+        s.closed(1);
+        assert_eq!(s.admit(0, || false), Some(Admission::Free));
+    }
+
     #[tokio::test]
     async fn a_thread_ahead_waits_until_the_other_catches_up_or_a_connection_closes() {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
-        let shares = Shares::new(2);
+        let shares = Shares::new(2, 100);
         let mut first = shares
             .seat(0)
             .listen(TcpListener::from_std(std_listener).unwrap());
