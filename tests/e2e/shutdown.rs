@@ -69,19 +69,22 @@ timeout_ms = 60000
 
     // A provider that thinks for a minute, and a stream that trickles.
     let waiting = tokio::spawn(chat("think #mock:latency_ms=60000", false));
-    let mut stream = chat("trickle #mock:chunk_delay_ms=100,chunks=2000", true)
-        .await
-        .unwrap();
+    // The mock streams its answer in `chunks` pieces, 100 ms apart: minutes of them.
+    let long = format!(
+        "{} #mock:chunk_delay_ms=100,chunks=2000",
+        "word ".repeat(400)
+    );
+    let mut stream = chat(&long, true).await.unwrap();
     assert_eq!(stream.status(), 200);
     let first = stream.chunk().await.unwrap().expect("a first chunk");
     assert!(!first.is_empty());
     let streamed = tokio::spawn(async move {
-        let mut chunks = 1;
+        let mut text = String::from_utf8_lossy(&first).into_owned();
         loop {
             match stream.chunk().await {
-                Ok(Some(_)) => chunks += 1,
-                Ok(None) => return Ok(chunks),
-                Err(e) => return Err(format!("after {chunks} chunks: {e}")),
+                Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(None) => return Ok(text),
+                Err(e) => return Err(format!("after {} bytes: {e}", text.len())),
             }
         }
     });
@@ -93,6 +96,10 @@ timeout_ms = 60000
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    assert!(
+        !streamed.is_finished(),
+        "the stream must still be running at SIGTERM"
+    );
     let terminated = Instant::now();
     gateway.terminate();
     let exited = gateway
@@ -124,9 +131,14 @@ timeout_ms = 60000
         "OpenAI's shape: {body}"
     );
 
-    let chunks = streamed
+    let text = streamed
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("the stream was broken off instead of ended: {e}"));
-    assert!(chunks >= 1);
+    // It ends with an error event in OpenAI's shape, which SDKs raise, not with `[DONE]`.
+    let last = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    let event: Value = serde_json::from_str(last.trim_start_matches("data: "))
+        .unwrap_or_else(|e| panic!("the last event is not JSON ({e}): {last}"));
+    assert_eq!(event["error"]["code"], "shutting_down", "{last}");
+    assert!(!text.contains("[DONE]"));
 }

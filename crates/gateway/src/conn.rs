@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -297,7 +297,13 @@ impl Future for Call {
             }
         };
         let tracker = this.tracker.take();
-        Poll::Ready(Ok(response.map(|body| Tracked { body, tracker })))
+        // Only a stream can be cut, so only its type is looked at.
+        let sse = response.body().size_hint().exact().is_none()
+            && response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        Poll::Ready(Ok(response.map(|body| Tracked { body, tracker, sse })))
     }
 }
 
@@ -322,12 +328,19 @@ fn shutting_down() -> Response<Body> {
 }
 
 /// A response body that tells the tracker when it is done, and ends a stream at the
-/// shutdown deadline with a proper last chunk rather than a dropped socket. A body of known
-/// length is left to finish: cutting it would break its framing.
+/// shutdown deadline with a proper last chunk rather than a dropped socket; an SSE stream
+/// gets an error event first, so that SDKs raise an error instead of taking the cut answer
+/// as complete. A body of known length is left to finish: cutting it would break its framing.
 pub struct Tracked {
     body: Body,
     tracker: Option<Arc<Tracker>>,
+    /// A `text/event-stream` of unknown length, not yet told of the shutdown.
+    sse: bool,
 }
+
+/// The last event of a stream cut at the shutdown deadline. The blank lines first end an
+/// event the provider's last chunk may have left open.
+const SHUTDOWN_EVENT: &[u8] = b"\n\ndata: {\"error\":{\"message\":\"the gateway is shutting down and ended this stream before its end; retry the request\",\"type\":\"api_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
@@ -340,6 +353,9 @@ impl http_body::Body for Tracked {
         if self.tracker.as_ref().is_some_and(|t| t.is_cut())
             && self.body.size_hint().exact().is_none()
         {
+            if std::mem::take(&mut self.sse) {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(SHUTDOWN_EVENT)))));
+            }
             return Poll::Ready(None);
         }
         Pin::new(&mut self.body).poll_frame(cx)
