@@ -230,6 +230,59 @@ async fn at_the_connection_cap_the_longest_silent_connection_makes_room() {
 }
 
 #[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_new_client_waits_for_one_to_finish() {
+    let env = Env::with_server("", None, "max_connections = 2").await;
+    let slow = |i: usize| {
+        // A client of its own each: two connections.
+        let client = reqwest::Client::new();
+        let url = env.url("/v1/chat/completions");
+        tokio::spawn(async move {
+            let body = json!({"model": "up/gpt-4o-mini",
+                              "messages": [{"role": "user", "content": format!("{i} #mock:latency_ms=1000")}]});
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    let busy = [slow(0), slow(1)];
+    let started = Instant::now();
+    while env.mock.requests().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited = Instant::now();
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let health = tokio::time::timeout(
+        Duration::from_secs(10),
+        fresh.get(env.url("/health")).send(),
+    )
+    .await
+    .expect("the waiting client was never let in")
+    .unwrap();
+    let waited = waited.elapsed();
+    assert_eq!(health.status(), 200);
+    for b in busy {
+        assert_eq!(
+            b.await.unwrap().unwrap(),
+            200,
+            "busy connections are served, not shed"
+        );
+    }
+    // It got in only once a busy connection had answered (and gone idle, so it could be shed).
+    assert!(
+        waited >= Duration::from_millis(500),
+        "let in after {waited:?}, while both were busy"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_writes_an_oversized_body_before_reading_gets_the_413() {
     // The harness's limit is 64 KiB; this body is well past what socket buffers absorb.
     let env = Env::start().await;

@@ -1,5 +1,6 @@
 //! SIGTERM to the real binary with requests in flight and a destination that never answers:
-//! the process exits within `shutdown_timeout_ms`, and the clients get an answer.
+//! the process exits within `shutdown_timeout_ms`, a request that ends within the drain is
+//! answered as usual, and the ones still waiting at its deadline get an answer too.
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +68,10 @@ timeout_ms = 60000
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // A provider that thinks for a minute, and a stream that trickles.
+    // A provider that thinks for a minute, one that answers within the drain, and a stream
+    // that trickles.
     let waiting = tokio::spawn(chat("think #mock:latency_ms=60000", false));
+    let drained = tokio::spawn(chat("brief #mock:latency_ms=1000", false));
     // The mock streams its answer in `chunks` pieces, 100 ms apart: minutes of them.
     let long = format!(
         "{} #mock:chunk_delay_ms=100,chunks=2000",
@@ -88,7 +91,7 @@ timeout_ms = 60000
             }
         }
     });
-    while mock.requests().len() < 3 {
+    while mock.requests().len() < 4 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the slow requests never reached the provider"
@@ -115,6 +118,16 @@ timeout_ms = 60000
         took <= SHUTDOWN_TIMEOUT + EXIT_MARGIN,
         "exit took {took:?}, more than the shutdown timeout of {SHUTDOWN_TIMEOUT:?} and a margin\n{}",
         gateway.log()
+    );
+
+    let drained = drained
+        .await
+        .unwrap()
+        .expect("the drained request got no response");
+    assert_eq!(
+        drained.status(),
+        200,
+        "a request that ends within the drain is answered as usual"
     );
 
     let waiting = waiting.await.unwrap();

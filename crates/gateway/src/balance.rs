@@ -8,8 +8,8 @@
 //! thread; the others wait until a count changes.
 //!
 //! The same counts enforce `server.max_connections` over all threads. At the cap a thread
-//! accepts only if it can make room by shedding one of its own connections that waits for a
-//! request head (`crate::serve`); otherwise new clients wait in the listen backlog until a
+//! accepts only while it has a connection it could shed to make room (`crate::serve`), and
+//! sheds it as the new client comes; otherwise new clients wait in the listen backlog until a
 //! connection closes, and the connections already open keep being served.
 
 use std::io;
@@ -32,15 +32,16 @@ pub struct Shares {
 }
 
 /// How often a thread at the cap looks again for a connection it could shed: one that was
-/// busy may have gone idle without any count changing.
+/// busy may have gone idle, or one that could be shed may have got a request, without any
+/// count changing.
 const RECHECK_AT_CAP: Duration = Duration::from_millis(100);
 
-/// Why a thread may take the next connection.
+/// Why a thread took a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Below the cap, and this thread's turn.
+    /// Below the cap, on this thread's turn.
     Free,
-    /// At the cap: the thread must shed one of its waiting connections to make room.
+    /// At the cap: one of this thread's connections is to be shed for it.
     Shed,
 }
 
@@ -93,15 +94,10 @@ impl Shares {
         self.threads.iter().map(|t| t.live.load(Relaxed)).sum()
     }
 
-    /// Whether thread `index` may take a connection now: its turn below the cap, or at the
-    /// cap when `can_shed` (asked only then) says it can make room. Threads accepting at
-    /// once may pass the cap by a connection each.
-    pub fn admit(&self, index: usize, can_shed: impl FnOnce() -> bool) -> Option<Admission> {
-        if self.total() < self.max {
-            self.may_accept(index).then_some(Admission::Free)
-        } else {
-            can_shed().then_some(Admission::Shed)
-        }
+    /// Whether all threads together hold `server.max_connections`. Threads waiting in
+    /// `accept` when the last room went may pass it by a connection each.
+    pub fn at_cap(&self) -> bool {
+        self.total() >= self.max
     }
 
     /// Resolves when a connection opens or closes on any thread after it was enabled.
@@ -163,32 +159,35 @@ pub struct Balanced<L> {
 }
 
 impl<L: Listener> Balanced<L> {
-    /// The next connection once [`Shares::admit`] lets this thread take it; `can_shed` is
-    /// asked only at the cap.
+    /// The next connection: below the cap on this thread's turn, and at the cap while
+    /// `can_shed` says one of this thread's connections could make room for it (turns do not
+    /// count then). A thread that accepts at the cap and then finds nothing left to shed
+    /// takes the connection anyway, one over the cap; looking again every
+    /// [`RECHECK_AT_CAP`] while it waits keeps that rare.
     pub async fn accept_or_shed(
         &mut self,
         mut can_shed: impl FnMut() -> bool,
     ) -> (Counted<L::Io>, L::Addr, Admission) {
         let Seat { shares, index } = &self.seat;
-        let admission = loop {
+        let (admission, (io, addr)) = loop {
             // Registered before the check, so a change in between is not missed.
             let changed = shares.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let mut at_cap = false;
-            if let Some(admission) = shares.admit(*index, || {
-                at_cap = true;
-                can_shed()
-            }) {
-                break admission;
-            }
-            if at_cap {
-                let _ = tokio::time::timeout(RECHECK_AT_CAP, changed).await;
-            } else {
+            if !shares.at_cap() {
+                if shares.may_accept(*index) {
+                    break (Admission::Free, self.inner.accept().await);
+                }
                 changed.await;
+            } else if can_shed() {
+                let accepted = tokio::time::timeout(RECHECK_AT_CAP, self.inner.accept()).await;
+                if let Ok(accepted) = accepted {
+                    break (Admission::Shed, accepted);
+                }
+            } else {
+                let _ = tokio::time::timeout(RECHECK_AT_CAP, changed).await;
             }
         };
-        let (io, addr) = self.inner.accept().await;
         shares.opened(*index);
         let io = Counted {
             io,
@@ -296,29 +295,52 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_only_a_thread_that_can_shed_may_accept() {
+    fn the_cap_counts_every_thread() {
         let s = Shares::new(2, 3);
-        assert_eq!(
-            s.admit(0, || panic!("asked below the cap")),
-            Some(Admission::Free)
-        );
         s.opened(0);
-        assert_eq!(s.admit(0, || true), None, "not its turn below the cap");
         s.opened(1);
+        assert!(!s.at_cap());
         s.opened(1);
         assert_eq!(s.total(), 3);
-        assert_eq!(
-            s.admit(0, || false),
-            None,
-            "at the cap with nothing to shed"
+        assert!(s.at_cap());
+        s.closed(0);
+        assert!(!s.at_cap());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_thread_accepts_only_what_it_can_make_room_for() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let shares = Shares::new(1, 1);
+        let mut listener = shares
+            .seat(0)
+            .listen(TcpListener::from_std(std_listener).unwrap());
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let (_held, _) = listener.accept().await;
+        let _c2 = TcpStream::connect(addr).await.unwrap();
+
+        // At the cap with nothing to shed: the client waits...
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            listener.accept_or_shed(|| false),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "no accept at the cap with nothing to shed"
         );
+        // ...until something can be shed for it.
+        let (_conn, _, admission) =
+            tokio::time::timeout(Duration::from_secs(5), listener.accept_or_shed(|| true))
+                .await
+                .unwrap();
+        assert_eq!(admission, Admission::Shed);
         assert_eq!(
-            s.admit(1, || true),
-            Some(Admission::Shed),
-            "at the cap, turns do not count"
+            shares.live(0),
+            2,
+            "the thread sheds one to get back under the cap"
         );
-        s.closed(1);
-        assert_eq!(s.admit(0, || false), Some(Admission::Free));
     }
 
     #[tokio::test]

@@ -63,6 +63,8 @@ pub struct Tracker {
     idle_since_ms: AtomicU64,
     /// Some byte has arrived on the connection.
     heard: AtomicBool,
+    /// The connection's task has run, so hyper has read what had arrived.
+    polled: AtomicBool,
     signals: AtomicU8,
     /// The connection task's waker, kept (not taken) by [`Tracker::signal`].
     waker: Mutex<Option<Waker>>,
@@ -85,16 +87,21 @@ impl Tracker {
             finished: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             heard: AtomicBool::new(false),
+            polled: AtomicBool::new(false),
             signals: AtomicU8::new(0),
             waker: Mutex::new(None),
         })
     }
 
-    /// `None` while a request is in flight (its head read, its response not finished), or
-    /// once the connection was told to close.
+    /// `None` while a request is in flight (its head read, its response not finished),
+    /// before hyper first looked at the connection (its head may be there already), or once
+    /// the connection was told to close.
     pub fn waiting(&self) -> Option<Waiting> {
         let started = self.started.load(Ordering::Relaxed);
-        if started != self.finished.load(Ordering::Relaxed) || self.closing() {
+        if started != self.finished.load(Ordering::Relaxed)
+            || !self.polled.load(Ordering::Relaxed)
+            || self.closing()
+        {
             return None;
         }
         Some(if started == 0 {
@@ -222,6 +229,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
+        let first = this.waker.is_none();
         if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             let waker = cx.waker().clone();
             *this
@@ -240,7 +248,11 @@ where
             this.conn.as_mut().graceful_shutdown();
         }
         // A connection error (a client gone mid-request) ends only this connection.
-        this.conn.poll(cx).map(|_| ())
+        let polled = this.conn.poll(cx).map(|_| ());
+        if first {
+            this.tracker.polled.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
@@ -439,6 +451,12 @@ mod tests {
     fn a_connection_waits_for_a_head_between_requests_only() {
         let accepted = Instant::now();
         let t = Tracker::new(accepted);
+        assert_eq!(
+            t.waiting(),
+            None,
+            "not looked at yet: its head may be there"
+        );
+        t.polled.store(true, Ordering::Relaxed);
         let timers = Timers {
             header: Duration::from_secs(10),
             idle: Duration::from_secs(75),

@@ -8,11 +8,12 @@
 //!
 //! At `server.max_connections` the thread makes room for a new client by closing the
 //! connection that has waited longest for its first request head, else the one idle longest
-//! between requests; a connection with a request in flight is never shed. A client that
-//! sends its request as soon as it connects (a health check, any real client) is therefore
-//! served even while hundreds of slow connections hold the cap: its head is read on its
-//! first poll, and it could only be shed after every slower connection accepted before it.
-//! With nothing to shed, new clients wait in the listen backlog.
+//! between requests; a connection with a request in flight, or that has waited less than
+//! its grace ([`FIRST_HEAD_GRACE`], [`IDLE_GRACE`]), is never shed. A client that sends its request as soon as it connects (a
+//! health check, any real client) is therefore served even while hundreds of slow
+//! connections hold the cap: it is accepted as soon as the clients ahead of it in the listen
+//! backlog are, and its head is read long before it could be shed. With nothing to shed, new
+//! clients wait in the backlog.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +50,17 @@ pub struct Settings {
 /// this late at worst, and a thousand connections reaching theirs one by one cost four
 /// sweeps a second, not a thousand.
 const TICK: Duration = Duration::from_millis(250);
+
+/// How long a new connection must have waited for its first request head before it may be
+/// shed. A client writes its request as it connects, so the head comes right behind the
+/// handshake; longer would let slow clients that reconnect at once keep every connection
+/// too young to shed, and a new client waiting behind them that long.
+const FIRST_HEAD_GRACE: Duration = Duration::from_millis(100);
+/// How long a kept-alive connection must have been idle before it may be shed: a client that
+/// just got its answer may be about to send its next request on it.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+/// At most one warning about the cap per thread in this long.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs request thread `seat` until `phase` says it is done or, once draining, its last
 /// connection has closed.
@@ -103,8 +115,6 @@ async fn run(
                 // Room is made among the connections already there, never the new one.
                 if admission == Admission::Shed {
                     conns.shed_one();
-                } else {
-                    conns.below_cap();
                 }
                 let tracker = Tracker::new(Instant::now());
                 tokio::spawn(conn::serve(&builder, io, router.clone(), &timers, tracker.clone()));
@@ -156,8 +166,8 @@ async fn run(
 struct Connections {
     list: Vec<Arc<Tracker>>,
     timers: Timers,
-    /// Warned about the cap since the thread was last below it.
-    warned: bool,
+    /// When this thread last warned that the cap was reached.
+    warned: Option<Instant>,
     header_timeouts: Counter,
     idle_timeouts: Counter,
     shed: Counter,
@@ -169,7 +179,7 @@ impl Connections {
         Self {
             list: Vec::new(),
             timers,
-            warned: false,
+            warned: None,
             header_timeouts: closed("header_timeout"),
             idle_timeouts: closed("idle_timeout"),
             shed: closed("shed"),
@@ -240,49 +250,49 @@ impl Connections {
         }
     }
 
-    /// Whether some connection waits for a request head and could be shed.
+    /// Whether a connection could be shed now (see [`Connections::shed_one`]).
     fn can_shed(&self) -> bool {
+        let now = Instant::now();
         self.list
             .iter()
-            .any(|t| !Self::ended(t) && t.waiting().is_some())
+            .any(|t| !Self::ended(t) && t.waiting().is_some_and(|w| past_grace(w, now)))
     }
 
     /// Closes the connection that has waited longest for its first head, else the one idle
-    /// longest. The list is in accept order, so the first one waiting for a first head is
-    /// the oldest.
+    /// longest, once past its grace. The list is in accept order, so the first one waiting
+    /// for a first head is the oldest.
     fn shed_one(&mut self) {
+        let now = Instant::now();
         let mut idlest: Option<(Instant, &Arc<Tracker>)> = None;
+        let mut victim = None;
         for t in &self.list {
             if Self::ended(t) {
                 continue;
             }
             match t.waiting() {
-                Some(Waiting::FirstHead { .. }) => {
-                    idlest = None;
-                    self.shed.increment(1);
-                    t.close();
+                Some(w @ Waiting::FirstHead { .. }) if past_grace(w, now) => {
+                    victim = Some(t);
                     break;
                 }
-                Some(Waiting::NextHead { since }) if idlest.is_none_or(|(s, _)| since < s) => {
+                Some(w @ Waiting::NextHead { since })
+                    if past_grace(w, now) && idlest.is_none_or(|(s, _)| since < s) =>
+                {
                     idlest = Some((since, t));
                 }
                 _ => {}
             }
         }
-        if let Some((_, t)) = idlest {
-            self.shed.increment(1);
-            t.close();
-        }
-        if !self.warned {
-            self.warned = true;
+        let Some(victim) = victim.or(idlest.map(|(_, t)| t)) else {
+            return;
+        };
+        self.shed.increment(1);
+        victim.close();
+        if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            self.warned = Some(Instant::now());
             tracing::warn!(
                 "server.max_connections reached: closing the connections that wait longest for a request head to make room"
             );
         }
-    }
-
-    fn below_cap(&mut self) {
-        self.warned = false;
     }
 
     /// Shutdown: connections with a request in flight or part of a head finish it; those
@@ -307,4 +317,13 @@ impl Connections {
             }
         }
     }
+}
+
+/// Whether a waiting connection has waited long enough to be shed.
+fn past_grace(waiting: Waiting, now: Instant) -> bool {
+    let (since, grace) = match waiting {
+        Waiting::FirstHead { since, .. } => (since, FIRST_HEAD_GRACE),
+        Waiting::NextHead { since } => (since, IDLE_GRACE),
+    };
+    now.saturating_duration_since(since) >= grace
 }
