@@ -9,8 +9,9 @@
 //! one `idle_timeout_ms` from the end of the previous response.
 //!
 //! Per request this costs two counter stores, a clock read when the response ends, a
-//! reference-count increment for the response body, and a flag load per poll of the request
-//! future and per response frame; there is no task or allocation of its own.
+//! reference-count increment for the response body, a flag load per poll of the request
+//! future and per response frame, and a look at the content type of a response of unknown
+//! length; there is no task, timer or allocation of its own.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
