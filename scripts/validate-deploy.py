@@ -5,7 +5,8 @@
 - every path that docker-compose.yml and deploy/Dockerfile reference exists;
 - the compose config and the Helm chart's config pass `gatecast check-config`;
 - every host the configs and the collector talk to is a compose service;
-- every `.Values.x.y` the Helm templates use is defined in values.yaml.
+- every `.Values.x.y` the Helm templates use is defined in values.yaml;
+- the Helm grace period covers the config's whole shutdown (`server.shutdown_timeout_ms`).
 
 Usage: scripts/validate-deploy.py PATH_TO_GATECAST_BINARY
 """
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from urllib.parse import urlparse
 
 import yaml
@@ -121,6 +123,12 @@ def main():
             if host not in services:
                 fail(f"collector exporter {name} sends to {host}, not a compose service")
     ok("collector: exporters point at compose services")
+    shutdown_ms = tomllib.loads(compose_config).get("server", {}).get("shutdown_timeout_ms", 30000)
+    stop_grace = re.fullmatch(r"(\d+)s", str(gatecast.get("stop_grace_period", "10s")))
+    if not stop_grace or int(stop_grace.group(1)) < -(-shutdown_ms // 1000) + 1:
+        fail(f"compose: stop_grace_period {gatecast.get('stop_grace_period', '10s (default)')} is shorter than shutdown_timeout_ms {shutdown_ms} and a second")
+    else:
+        ok(f"compose: stop_grace_period covers shutdown_timeout_ms {shutdown_ms}")
 
     values = load_yaml("deploy/helm/gatecast/values.yaml")
     helm_env = {e["name"]: "postgres://u:p@db/gatecast" if "DATABASE" in e["name"] else "x"
@@ -143,6 +151,18 @@ def main():
         if not re.search(probe + r":\s*\n\s*httpGet:\s*\n\s*path: " + re.escape(path), deployment):
             fail(f"helm deployment: {probe} should GET {path}")
     ok("helm: template values defined, probes on /health and /ready")
+
+    # The gateway's shutdown is bounded by shutdown_timeout_ms (requests and flush together);
+    # Kubernetes must not kill it sooner. A second covers the process's exit; no preStop hook.
+    helm_config = tomllib.loads(values["config"])
+    shutdown_ms = helm_config.get("server", {}).get("shutdown_timeout_ms", 30000)
+    grace = values.get("terminationGracePeriodSeconds")
+    if "preStop" in deployment:
+        fail("helm deployment: a preStop hook adds to the shutdown; count it in terminationGracePeriodSeconds and here")
+    if not isinstance(grace, int) or grace < -(-shutdown_ms // 1000) + 1:
+        fail(f"helm: terminationGracePeriodSeconds {grace} is shorter than shutdown_timeout_ms {shutdown_ms} and a second")
+    else:
+        ok(f"helm: terminationGracePeriodSeconds {grace} covers shutdown_timeout_ms {shutdown_ms}")
 
     if failures:
         print(f"{len(failures)} problem(s) in the deployment files")

@@ -7,11 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use gatecast_proxy::{Proxy, RecordSink, Settings};
 use gatecast_telemetry::{Broadcaster, GenerationRecord};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admin::{self, AdminToken};
@@ -21,6 +19,7 @@ use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
+use crate::serve::Phase;
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -42,10 +41,12 @@ pub struct Gateway {
     state: Arc<AppState>,
     admin_token: Option<AdminToken>,
     shutdown_timeout: Duration,
-    /// `server.busy_poll_us`, when set.
-    busy_poll: Option<Duration>,
     /// What the client API accepts from browsers and under which `Host`.
     guard: Arc<Policy>,
+    /// The connection timers and busy polling of the request threads.
+    threads: crate::serve::Settings,
+    /// `server.max_connections`, resolved against the descriptor limit.
+    max_connections: usize,
 }
 
 /// The proxy hands finished records to the broadcaster through this narrow seam.
@@ -97,9 +98,20 @@ impl Gateway {
                 .filter(|t| !t.trim().is_empty())
                 .map(|t| AdminToken::new(&t)),
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
-            busy_poll: (config.server.busy_poll_us > 0)
-                .then(|| Duration::from_micros(config.server.busy_poll_us)),
             guard,
+            threads: crate::serve::Settings {
+                timers: crate::conn::Timers {
+                    header: Duration::from_millis(config.server.header_read_timeout_ms),
+                    idle: Duration::from_millis(config.server.idle_timeout_ms),
+                    body: Duration::from_millis(config.server.body_read_timeout_ms),
+                },
+                busy_poll: (config.server.busy_poll_us > 0)
+                    .then(|| Duration::from_micros(config.server.busy_poll_us)),
+            },
+            max_connections: crate::fd_limit::connection_cap(
+                config.server.max_connections,
+                crate::fd_limit::current(),
+            ),
         })
     }
 
@@ -137,9 +149,14 @@ impl Gateway {
             .with_state(self.state.clone())
     }
 
-    /// Serves from `threads` request threads until `shutdown` resolves, then lets in-flight
-    /// requests finish and flushes the destination queues, each within the configured
-    /// deadline.
+    /// The connection cap in force (`server.max_connections`, or derived from the
+    /// descriptor limit).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Serves from `threads` request threads until `shutdown` resolves, then shuts down
+    /// within `server.shutdown_timeout_ms` in all (see [`ShutdownPlan`]).
     ///
     /// Each request thread runs its own single-threaded runtime and accepts from the same
     /// listening socket, so a request, its upstream connection (see
@@ -156,88 +173,113 @@ impl Gateway {
             .set_nonblocking(true)
             .map_err(GatewayError::Serve)?;
         let router = self.router();
-        let busy_poll = self.busy_poll;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Serving);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let shares = crate::balance::Shares::new(threads.max(1));
+        let shares = crate::balance::Shares::new(threads.max(1), self.max_connections);
+        metrics::gauge!("gatecast_connections_max").set(self.max_connections as f64);
         // Threads already started must not keep serving without their owner.
         let abandon = |e| {
-            let _ = stop_tx.send(true);
+            let _ = phase_tx.send(Phase::Done);
             GatewayError::Serve(e)
         };
         for index in 0..threads.max(1) {
             let listener = listener.try_clone().map_err(abandon)?;
             let router = router.clone();
-            let mut stop = stop_rx.clone();
+            let phase = phase_rx.clone();
             let done = done_tx.clone();
             let seat = shares.seat(index);
+            let settings = self.threads;
             let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
                     gatecast_proxy::lane::enter(index);
-                    let stopped = async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    };
-                    let _ = done.send(serve_thread(listener, seat, router, busy_poll, stopped));
+                    let _ = done.send(crate::serve::thread(
+                        listener, seat, router, settings, phase,
+                    ));
                 });
             spawned.map_err(abandon)?;
         }
         drop(done_tx);
-        let deadline = self.shutdown_timeout;
-        let mut failure = None;
-        {
-            let served = async {
-                while let Some(result) = done_rx.recv().await {
-                    if let Err(e) = result {
-                        // One thread cannot serve: stop the others and report why.
-                        let _ = stop_tx.send(true);
-                        failure.get_or_insert(e);
-                    }
+        // Only the threads' copies stay open, so the socket closes when they stop accepting
+        // and new clients are refused rather than left in the backlog.
+        drop(listener);
+        let served = async {
+            let mut failure = None;
+            while let Some(result) = done_rx.recv().await {
+                if let Err(e) = result {
+                    // One thread cannot serve: stop the others and report why.
+                    let _ = phase_tx.send(Phase::Done);
+                    failure.get_or_insert(e);
                 }
-            };
-            let drained = async {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-                tokio::time::sleep(deadline).await;
-            };
-            tokio::select! {
-                () = served => {},
-                () = drained => tracing::warn!("shutdown deadline reached with requests still in flight"),
             }
-        }
-        self.state.control.leave().await;
-        self.state.broadcaster().shutdown(deadline).await;
+            failure
+        };
+        tokio::pin!(served);
+        let plan = ShutdownPlan::new(self.shutdown_timeout);
+        let (failure, began) = tokio::select! {
+            failure = &mut served => (failure, std::time::Instant::now()),
+            () = shutdown => {
+                let began = std::time::Instant::now();
+                let _ = phase_tx.send(Phase::Draining);
+                let failure = match tokio::time::timeout(plan.drain, &mut served).await {
+                    Ok(failure) => failure,
+                    Err(_) => {
+                        tracing::warn!("shutdown: requests still in flight at the drain deadline are answered 503 and their streams ended");
+                        let _ = phase_tx.send(Phase::Cutting);
+                        match tokio::time::timeout(plan.cut, &mut served).await {
+                            Ok(failure) => failure,
+                            Err(_) => {
+                                let _ = phase_tx.send(Phase::Done);
+                                // The runtimes drop what is left; the records of requests
+                                // dropped so reach the broadcaster as they go.
+                                tokio::time::timeout(plan.drop, &mut served)
+                                    .await
+                                    .ok()
+                                    .flatten()
+                            }
+                        }
+                    }
+                };
+                (failure, began)
+            }
+        };
+        // This replica's heartbeat row goes, so the CLI stops waiting for it; bounded, as a
+        // store that does not answer must not eat the destinations' flush.
+        let left = self.shutdown_timeout.saturating_sub(began.elapsed());
+        let _ = tokio::time::timeout(left / 4, self.state.control.leave()).await;
+        let left = self.shutdown_timeout.saturating_sub(began.elapsed());
+        self.state.broadcaster().shutdown(left).await;
         failure.map_or(Ok(()), Err)
     }
 }
 
-/// One request thread: its runtime, its accept loop, until `stopped` and its connections end.
-/// `seat` is this thread's place among all request threads' connection counts.
-fn serve_thread(
-    listener: std::net::TcpListener,
-    seat: crate::balance::Seat,
-    router: axum::Router,
-    busy_poll: Option<Duration>,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(GatewayError::Serve)?;
-    runtime.block_on(async move {
-        if let Some(window) = busy_poll {
-            tokio::spawn(crate::busy_poll::run(window));
+/// How `server.shutdown_timeout_ms` is shared out, so that the whole shutdown fits in it.
+/// In-flight requests get all of it but a reserve (a quarter, at most 5 s). At that drain
+/// deadline a request still waiting for its answer gets a 503 and a stream ends with a last
+/// chunk, within a short grace. The destinations then flush with whatever is left: all of
+/// the timeout when nothing was in flight, most of the reserve at worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownPlan {
+    /// How long in-flight requests may take.
+    pub drain: Duration,
+    /// How long the 503s and the ends of streams then get to be written.
+    pub cut: Duration,
+    /// How long the request threads get to drop what is still left.
+    pub drop: Duration,
+}
+
+/// The flush reserve is a quarter of the shutdown timeout, at most this.
+const FLUSH_RESERVE_MAX: Duration = Duration::from_secs(5);
+
+impl ShutdownPlan {
+    pub fn new(total: Duration) -> Self {
+        let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
+        Self {
+            drain: total.saturating_sub(reserve),
+            cut: (reserve / 4).min(Duration::from_secs(1)),
+            drop: (reserve / 10).min(Duration::from_millis(200)),
         }
-        let listener = seat
-            .listen(TcpListener::from_std(listener).map_err(GatewayError::Serve)?)
-            .tap_io(|conn| {
-                let _ = conn.get_ref().set_nodelay(true);
-            });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stopped)
-            .await
-            .map_err(GatewayError::Serve)
-    })
+    }
 }
 
 /// One Prometheus recorder per process: the `metrics` facade is process-global by design.
@@ -256,4 +298,24 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_plan_fits_in_the_timeout_and_keeps_a_reserve_for_the_flush() {
+        for ms in [0, 1, 100, 2000, 30_000, 600_000] {
+            let total = Duration::from_millis(ms);
+            let plan = ShutdownPlan::new(total);
+            let requests = plan.drain + plan.cut + plan.drop;
+            assert!(requests <= total, "{ms}: {plan:?}");
+            let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
+            assert!(total - requests >= reserve / 2, "{ms}: {plan:?}");
+        }
+        let plan = ShutdownPlan::new(Duration::from_secs(30));
+        assert_eq!(plan.drain, Duration::from_secs(25));
+        assert_eq!(plan.cut, Duration::from_secs(1));
+    }
 }

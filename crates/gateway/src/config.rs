@@ -115,7 +115,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
-    /// How long in-flight requests and telemetry queues get to finish on shutdown.
+    /// The whole shutdown: in-flight requests first, then the telemetry queues with what is
+    /// left (see `Gateway::serve`).
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
     /// Request threads, each with its own single-threaded runtime; 0 means one per core.
@@ -133,6 +134,19 @@ pub struct ServerConfig {
     /// listen address (DNS-rebinding protection); `"*"` turns the check off.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How long a new connection may take to deliver its first request head.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may take to arrive once the gateway waits for it.
+    #[serde(default = "defaults::body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// How long a kept-alive connection may wait for its next request head.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Client connections held at once over all request threads; 0 derives it from the
+    /// descriptor limit (see `crate::fd_limit`).
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 /// Request threads are one per core by default; far more than cores only adds switching.
@@ -161,6 +175,10 @@ impl Default for ServerConfig {
             busy_poll_us: 0,
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            header_read_timeout_ms: defaults::header_read_timeout_ms(),
+            body_read_timeout_ms: defaults::body_read_timeout_ms(),
+            idle_timeout_ms: defaults::idle_timeout_ms(),
+            max_connections: 0,
         }
     }
 }
@@ -212,6 +230,18 @@ mod defaults {
     }
     pub fn shutdown_timeout_ms() -> u64 {
         30_000
+    }
+    pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn body_read_timeout_ms() -> u64 {
+        30_000
+    }
+    /// Longer than the 60 s that load balancers and proxies in front of a gateway keep an
+    /// idle upstream connection by default (nginx, AWS ALB): the side that closes an idle
+    /// connection should be the one that would send on it, or a request races the close.
+    pub fn idle_timeout_ms() -> u64 {
+        75_000
     }
     pub fn service_name() -> String {
         "gatecast".into()
@@ -313,6 +343,21 @@ impl Config {
                 "server.worker_threads",
                 format!("must be at most {MAX_WORKER_THREADS} (0 means one per core)"),
             ));
+        }
+        for (path, value) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(GatewayError::config(path, "must be greater than 0"));
+            }
         }
         if self.server.busy_poll_us > MAX_BUSY_POLL_US {
             return Err(GatewayError::config(
@@ -736,6 +781,28 @@ mod tests {
     }
 
     #[test]
+    fn connection_timers_have_defaults_and_can_be_set() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.header_read_timeout_ms, 10_000);
+        assert_eq!(c.server.body_read_timeout_ms, 30_000);
+        assert_eq!(c.server.idle_timeout_ms, 75_000);
+        assert_eq!(c.server.max_connections, 0, "0: derived from the fd limit");
+        let c = parse(
+            "[server]\nheader_read_timeout_ms = 1\nbody_read_timeout_ms = 2\nidle_timeout_ms = 3\nmax_connections = 4",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.server.header_read_timeout_ms,
+                c.server.body_read_timeout_ms,
+                c.server.idle_timeout_ms,
+                c.server.max_connections
+            ),
+            (1, 2, 3, 4)
+        );
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             ("[server]\nlisten = \"nope\"", "server.listen"),
@@ -750,6 +817,16 @@ mod tests {
                 "[server]\nallowed_hosts = [\"gatecast:8080\"]",
                 "server.allowed_hosts[0]",
             ),
+            (
+                "[server]\nheader_read_timeout_ms = 0",
+                "server.header_read_timeout_ms: must be greater than 0",
+            ),
+            (
+                "[server]\nbody_read_timeout_ms = 0",
+                "server.body_read_timeout_ms",
+            ),
+            ("[server]\nidle_timeout_ms = 0", "server.idle_timeout_ms"),
+            ("[server]\nmax_connections = -1", "server.max_connections"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
             ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
             ("[auth]\nrequire = true", "auth"),

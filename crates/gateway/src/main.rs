@@ -51,6 +51,8 @@ fn serve(
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    // Before anything opens descriptors: the connection cap is derived from this limit.
+    let fd_limit = gatecast::fd_limit::raise();
     // Destinations, the store and signals run here; requests run on their own threads.
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let control = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +87,8 @@ fn serve(
         }
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| GatewayError::Bind { addr: addr.to_string(), source })?;
-        tracing::info!(%addr, threads, config = %path.display(), "gatecast listening");
+        let max_connections = gateway.max_connections();
+        tracing::info!(%addr, threads, max_connections, fd_limit, config = %path.display(), "gatecast listening");
         gateway.serve(listener, threads, shutdown_signal()).await
     })
 }

@@ -3,18 +3,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use gatecast_proxy::forward::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::app::AppState;
+use crate::request_body::{self, ReadError};
 
 /// Takes the request whole: a `HeaderMap` extractor would copy the headers.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let accepted = Instant::now();
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let headers = parts.headers;
     let accepted_unix_nanos = unix_nanos();
     crate::busy_poll::activity();
@@ -23,9 +25,35 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
         Err(failure) => return super::unauthorized(failure),
     };
     let limit = state.max_body_bytes;
-    let (bytes, too_large) = match to_bytes(body, limit).await {
+    let (bytes, too_large) = match request_body::read(&mut body, &headers, limit).await {
         Ok(bytes) => (bytes, false),
-        Err(_) => (Default::default(), true),
+        Err(ReadError::TooLarge) => (Default::default(), true),
+        Err(ReadError::TimedOut(after)) => {
+            let message = format!(
+                "the request body did not arrive within {} ms",
+                after.as_millis()
+            );
+            let response = super::openai_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                &message,
+            );
+            state
+                .request_metrics
+                .record(response.status(), accepted.elapsed());
+            return response;
+        }
+        Err(ReadError::Broken) => {
+            let response = super::openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "the request body could not be read",
+            );
+            state
+                .request_metrics
+                .record(response.status(), accepted.elapsed());
+            return response;
+        }
     };
     let incoming = Incoming {
         headers,
