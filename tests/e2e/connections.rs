@@ -111,7 +111,7 @@ async fn a_kept_alive_connection_idles_for_the_idle_timeout_not_the_header_timeo
     )
     .await;
     let mut socket = TcpStream::connect(env.addr).await.unwrap();
-    let get = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    let get = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     socket.write_all(get).await.unwrap();
     assert_eq!(read_response(&mut socket).await.0, 200);
     // Idle past the header timeout: still open.
@@ -138,7 +138,7 @@ async fn a_body_that_stops_arriving_gets_a_408() {
     let mut socket = TcpStream::connect(env.addr).await.unwrap();
     let started = Instant::now();
     socket
-        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":")
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":")
         .await
         .unwrap();
     let (status, body) = read_response(&mut socket).await;
@@ -289,7 +289,7 @@ async fn a_client_that_writes_an_oversized_body_before_reading_gets_the_413() {
     let body = vec![b'x'; 8 * 1024 * 1024];
     let mut socket = TcpStream::connect(env.addr).await.unwrap();
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     socket.write_all(head.as_bytes()).await.unwrap();
