@@ -145,7 +145,7 @@ impl ServerConfig {
     /// How many request threads to start.
     pub fn request_threads(&self) -> usize {
         match self.worker_threads {
-            0 => gatecast_proxy::lane::count(),
+            0 => gatecast_proxy::transport::lane::count(),
             n => n,
         }
     }
@@ -723,7 +723,10 @@ mod tests {
     #[test]
     fn request_threads_default_to_one_per_core() {
         let c = parse("").unwrap();
-        assert_eq!(c.server.request_threads(), gatecast_proxy::lane::count());
+        assert_eq!(
+            c.server.request_threads(),
+            gatecast_proxy::transport::lane::count()
+        );
         assert_eq!(c.server.busy_poll_us, 0);
         assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Normal);
         let c = parse("[telemetry]\ndelivery_priority = \"idle\"").unwrap();

@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use gatecast_proxy::forward::unix_nanos;
+use gatecast_proxy::proxy::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::app::AppState;

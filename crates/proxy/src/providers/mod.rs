@@ -2,9 +2,7 @@
 
 mod mock;
 mod openai;
-mod plain;
-mod transport;
-mod upstream_url;
+pub(crate) mod upstream_url;
 
 use std::pin::Pin;
 use std::sync::Arc;

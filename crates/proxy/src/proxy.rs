@@ -19,8 +19,8 @@ use crate::exchange::{Exchange, RecordSink};
 use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::request::ChatRequest;
 use crate::routing::{Router, Target};
-use crate::sse::SseSplitter;
-use crate::tee::{Mode, TeeBody};
+use crate::stream::sse::SseSplitter;
+use crate::stream::tee::{Mode, TeeBody};
 
 pub const TRACE_ID_HEADER: &str = "x-gatecast-trace-id";
 pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";

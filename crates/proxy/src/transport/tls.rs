@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use http::HeaderMap;
 
-use super::upstream_url::{redacted, scrub};
-use super::{UpstreamError, UpstreamResponse};
+use crate::providers::upstream_url::{redacted, scrub};
+use crate::providers::{UpstreamError, UpstreamResponse};
 
 /// Connection-pool settings shared by both clients.
 pub(crate) struct PoolSettings {
