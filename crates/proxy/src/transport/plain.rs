@@ -28,7 +28,7 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::tls::{error_chain, PoolSettings};
+use super::{error_chain, PoolSettings};
 use crate::providers::upstream_url::redacted;
 use crate::providers::{UpstreamError, UpstreamResponse};
 
