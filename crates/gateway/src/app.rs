@@ -143,8 +143,8 @@ impl Gateway {
     ///
     /// Each request thread runs its own single-threaded runtime and accepts from the same
     /// listening socket, so a request, its upstream connection (see
-    /// [`gatecast_proxy::transport::lane`]) and its response stream live on one thread and cost no
-    /// cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
+    /// [`gatecast_proxy::transport::enter_request_thread`]) and its response stream live on
+    /// one thread and cost no cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
     /// on the runtime this future runs on, so telemetry never takes a request thread.
     pub async fn serve(
         self,
@@ -174,7 +174,7 @@ impl Gateway {
             let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
-                    gatecast_proxy::transport::lane::enter(index);
+                    gatecast_proxy::transport::enter_request_thread(index);
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };

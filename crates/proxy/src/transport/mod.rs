@@ -5,7 +5,7 @@
 //! built once; `https://` upstreams use the TLS-capable client. Both send the same request and
 //! hand back the body as it streams.
 
-pub mod lane;
+mod lane;
 mod plain;
 mod tls;
 
@@ -16,6 +16,14 @@ use futures::future::BoxFuture;
 use http::HeaderMap;
 
 use crate::providers::{UpstreamError, UpstreamResponse};
+
+/// Tells the transports that the calling thread is request thread `index`; call it once as
+/// the thread starts, before it serves. `http://` connections are pooled per request thread
+/// (`transport/lane.rs`), so a request, its upstream connection and its response stream
+/// stay on one thread. A thread that never calls it shares the first thread's pool.
+pub fn enter_request_thread(index: usize) {
+    lane::enter(index);
+}
 
 /// Connection-pool settings shared by both clients.
 pub(crate) struct PoolSettings {
