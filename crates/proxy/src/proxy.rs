@@ -555,4 +555,173 @@ mod tests {
             assert!(d >= Duration::from_millis((200u64 << tries.min(16)).min(30_000) / 2));
         }
     }
+
+    /// Keeps every record the proxy publishes.
+    #[derive(Default)]
+    struct Keep(std::sync::Mutex<Vec<GenerationRecord>>);
+
+    impl RecordSink for Keep {
+        fn publish(&self, record: GenerationRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+        fn wants_content(&self) -> bool {
+            false
+        }
+    }
+
+    /// `a` (mock, retried once), then `b` (mock), behind the alias `m`; `dead` refuses
+    /// connections and falls back to `b` behind `d`. `a_config` is added to `a`'s table.
+    fn gateway(a_config: &str) -> (Proxy, Arc<Keep>) {
+        #[derive(serde::Deserialize)]
+        struct Config {
+            providers: std::collections::BTreeMap<String, crate::ProviderConfig>,
+            models: std::collections::BTreeMap<String, crate::ModelAlias>,
+        }
+        // A port nobody listens on: bound, then let go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let config: Config = toml::from_str(&format!(
+            r#"
+            [providers.a]
+            kind = "mock"
+            retry_backoff_ms = 1
+            {a_config}
+            [providers.b]
+            kind = "mock"
+            [providers.dead]
+            kind = "openai"
+            base_url = "http://127.0.0.1:{port}/v1"
+            max_retries = 1
+            retry_backoff_ms = 1
+            [models.m]
+            provider = "a"
+            model = "x"
+            fallbacks = ["b/y"]
+            [models.d]
+            provider = "dead"
+            model = "x"
+            fallbacks = ["b/y"]
+            "#
+        ))
+        .unwrap();
+        let router = Router::new(&config.providers, &config.models).unwrap();
+        let keep = Arc::new(Keep::default());
+        let proxy = Proxy::new(router, keep.clone(), Settings::default());
+        (proxy, keep)
+    }
+
+    /// Sends `text` as the last user message to `model`; returns the status, the body and the
+    /// tries (`provider status-or-error`) of the record.
+    async fn chat(
+        proxy: &Proxy,
+        keep: &Keep,
+        model: &str,
+        text: &str,
+        headers: HeaderMap,
+    ) -> (u16, serde_json::Value, Vec<String>) {
+        use http_body_util::BodyExt;
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
+        let resp = proxy
+            .chat(Incoming::now(headers, Bytes::from(body.to_string())))
+            .await;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_default();
+        // A finished exchange publishes from a task on this runtime.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let record = loop {
+            if let Some(record) = keep.0.lock().unwrap().pop() {
+                break record;
+            }
+            assert!(Instant::now() < deadline, "no record published");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let tries = record
+            .attempts
+            .iter()
+            .map(|a| {
+                let outcome = match (a.http_status, &a.error) {
+                    (_, Some(error)) => error.clone(),
+                    (Some(status), None) => status.to_string(),
+                    (None, None) => "?".into(),
+                };
+                format!("{} {outcome}", a.provider)
+            })
+            .collect();
+        (status, body, tries)
+    }
+
+    #[tokio::test]
+    async fn a_status_not_to_retry_goes_to_the_client_without_a_fallback() {
+        let (proxy, keep) = gateway("max_retries = 2");
+        let (status, body, tries) =
+            chat(&proxy, &keep, "m", "#mock:error=400 no", HeaderMap::new()).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].is_object(), "{body}");
+        assert_eq!(tries, ["a http 400"]);
+    }
+
+    #[tokio::test]
+    async fn a_retryable_status_falls_back_once_the_tries_are_spent() {
+        let (proxy, keep) = gateway("max_retries = 1");
+        let (status, _, tries) = chat(
+            &proxy,
+            &keep,
+            "m",
+            "#mock:error=503 again",
+            HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(status, 503, "the last target's answer goes to the client");
+        assert_eq!(tries, ["a http 503", "a http 503", "b http 503"]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_cap_goes_to_the_client_while_tries_are_left() {
+        let (proxy, keep) = gateway("max_retries = 2\nmax_retry_after_ms = 1000");
+        let text = "#mock:error=429,retry_after=60 later";
+        let (status, _, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 429);
+        assert_eq!(tries, ["a http 429"]);
+        // With no tries left, the fallback gets its turn whatever the header says.
+        let (proxy, keep) = gateway("max_retries = 0\nmax_retry_after_ms = 1000");
+        let (status, _, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 429);
+        assert_eq!(tries, ["a http 429", "b http 429"]);
+    }
+
+    #[tokio::test]
+    async fn a_short_retry_after_is_waited_out_and_the_retry_can_succeed() {
+        let (proxy, keep) = gateway("max_retries = 1");
+        let text = "#mock:error=429,retry_after=0,fail_times=1 soon";
+        let (status, body, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(tries, ["a http 429", "a 200"]);
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_retried_then_fall_back() {
+        let (proxy, keep) = gateway("");
+        let (status, body, tries) = chat(&proxy, &keep, "d", "hello", HeaderMap::new()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], "y");
+        assert_eq!(tries, ["dead connect", "dead connect", "b 200"]);
+        let (status, body, tries) = chat(&proxy, &keep, "dead/x", "hello", HeaderMap::new()).await;
+        assert_eq!(status, 502);
+        assert_eq!(body["error"]["code"], "upstream_unreachable");
+        assert_eq!(tries, ["dead connect", "dead connect"]);
+    }
+
+    #[tokio::test]
+    async fn the_x_mock_header_reaches_the_built_in_mock() {
+        let (proxy, keep) = gateway("");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock", HeaderValue::from_static("error=418"));
+        let (status, _, tries) = chat(&proxy, &keep, "a/x", "hello", headers).await;
+        assert_eq!(status, 418);
+        assert_eq!(tries, ["a http 418"]);
+    }
 }
