@@ -13,6 +13,7 @@ mod exchange;
 pub mod providers;
 pub mod proxy;
 pub mod request;
+mod retry;
 pub mod routing;
 pub mod stream;
 pub mod transport;

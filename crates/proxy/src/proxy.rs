@@ -9,7 +9,6 @@ use gatecast_telemetry::metadata;
 use gatecast_telemetry::record::{Attempt, Content, GenerationRecord, RouteInfo};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
-use rand::Rng;
 use serde_json::value::RawValue;
 
 use crate::body::ProxyBody;
@@ -18,6 +17,7 @@ use crate::error::ProxyError;
 use crate::exchange::{Exchange, RecordSink};
 use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::request::ChatRequest;
+use crate::retry::{Next, RetryPolicy};
 use crate::routing::{Router, Target};
 use crate::stream::sse::SseSplitter;
 use crate::stream::tee::{Mode, TeeBody};
@@ -206,6 +206,8 @@ impl Proxy {
         error_response(&error, &trace_id)
     }
 
+    /// Tries the targets in order, each as often as its provider's retry policy says, and
+    /// answers with the first response to keep, or else with the last target's outcome.
     async fn forward(
         &self,
         mut exchange: Exchange,
@@ -213,113 +215,49 @@ impl Proxy {
         targets: &[Target],
         mock_directives: Option<String>,
     ) -> Response<ProxyBody> {
-        let mut last_response: Option<(UpstreamResponse, Instant, &Target)> = None;
-        let mut last_error: Option<ProxyError> = None;
+        let mut last = None;
         for (ti, target) in targets.iter().enumerate() {
-            let provider = &target.provider;
-            let cfg = provider.config();
+            let cfg = target.provider.config();
+            let policy = RetryPolicy::of(cfg);
             let timeout = Duration::from_millis(cfg.timeout_ms);
             let body = Bytes::from(req.upstream_body(&target.model));
-            let mut tries = 0u32;
             set_route(&mut exchange, target, req.model());
-            loop {
-                let start = exchange.elapsed();
-                if exchange.record.timings.upstream_start.is_none() {
-                    exchange.record.timings.upstream_start = Some(start);
-                }
-                let deadline = Instant::now() + timeout;
-                let call = provider.send(UpstreamRequest {
-                    body: body.clone(),
-                    mock_directives: mock_directives.clone(),
-                });
-                let result = match tokio::time::timeout_at(deadline.into(), call).await {
-                    Ok(r) => r,
-                    Err(_) => Err(UpstreamError::Timeout),
+            let mut tries = 0u32;
+            let outcome = loop {
+                let (result, deadline) =
+                    try_once(&mut exchange, target, timeout, &body, &mock_directives).await;
+                let next = match &result {
+                    Ok(resp) if resp.status.is_success() => Next::Respond,
+                    Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
+                    Err(_) => policy.next(tries, None),
                 };
-                let mut attempt = Attempt {
-                    provider: provider.name().to_owned(),
-                    model: target.model.clone(),
-                    url: provider.endpoint().url.clone(),
-                    start,
-                    ..Attempt::default()
-                };
-                match result {
-                    Ok(resp) if resp.status.is_success() => {
-                        attempt.http_status = Some(resp.status.as_u16());
-                        exchange.record.attempts.push(attempt);
-                        return self.respond(exchange, req, resp, deadline, target);
+                match (next, result) {
+                    (Next::Retry(wait), result) => {
+                        drop(result);
+                        tokio::time::sleep(wait).await;
+                        tries += 1;
                     }
-                    Ok(resp) => {
-                        let status = resp.status.as_u16();
-                        attempt.http_status = Some(status);
-                        attempt.error = Some(format!("http {status}"));
-                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
-                        exchange.record.attempts.push(attempt);
-                        let retryable = cfg.retry_on.contains(&status);
-                        if !retryable {
-                            return self.respond(exchange, req, resp, deadline, target);
-                        }
-                        if tries < cfg.max_retries {
-                            match retry_after(&resp.headers) {
-                                Some(wait)
-                                    if wait > Duration::from_millis(cfg.max_retry_after_ms) =>
-                                {
-                                    return self.respond(exchange, req, resp, deadline, target);
-                                }
-                                wait => {
-                                    drop(resp);
-                                    tokio::time::sleep(
-                                        wait.unwrap_or_else(|| {
-                                            backoff(cfg.retry_backoff_ms, tries)
-                                        }),
-                                    )
-                                    .await;
-                                    tries += 1;
-                                    continue;
-                                }
-                            }
-                        }
-                        last_error = None;
-                        last_response = Some((resp, deadline, target));
-                        break;
+                    (Next::Respond, Ok(resp)) => {
+                        return self.respond(exchange, req, resp, deadline, target)
                     }
-                    Err(e) => {
-                        // The class only: the message may quote the provider's URL.
-                        attempt.error = Some(e.class().to_owned());
-                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
-                        exchange.record.attempts.push(attempt);
-                        if tries < cfg.max_retries {
-                            tokio::time::sleep(backoff(cfg.retry_backoff_ms, tries)).await;
-                            tries += 1;
-                            continue;
-                        }
-                        last_response = None;
-                        last_error = Some(match e {
-                            UpstreamError::Timeout => ProxyError::Timeout {
-                                provider: provider.name().to_owned(),
-                                timeout_ms: cfg.timeout_ms,
-                            },
-                            other => ProxyError::Unreachable {
-                                provider: provider.name().to_owned(),
-                                detail: other.to_string(),
-                            },
-                        });
-                        break;
-                    }
+                    (_, Ok(resp)) => break Ok((resp, deadline)),
+                    (_, Err(e)) => break Err(e),
                 }
-            }
+            };
+            last = Some((outcome, target));
             if ti + 1 < targets.len() {
-                tracing::debug!(provider = %provider.name(), "falling back to the next target");
+                tracing::debug!(
+                    provider = %target.provider.name(),
+                    "falling back to the next target"
+                );
             }
         }
-        match (last_response, last_error) {
-            (Some((resp, deadline, target)), _) => {
+        match last {
+            Some((Ok((resp, deadline)), target)) => {
                 self.respond(exchange, req, resp, deadline, target)
             }
-            (None, Some(err)) => self.reject_exchange(exchange, err),
-            (None, None) => {
-                self.reject_exchange(exchange, ProxyError::model_not_found(req.model()))
-            }
+            Some((Err(e), target)) => self.reject_exchange(exchange, unanswered(e, target)),
+            None => self.reject_exchange(exchange, ProxyError::model_not_found(req.model())),
         }
     }
 
@@ -407,25 +345,69 @@ fn set_route(exchange: &mut Exchange, target: &Target, requested: &str) {
     });
 }
 
-/// Jittered exponential backoff: base·2ⁿ scaled by a random factor in [0.5, 1], capped at 30 s.
-fn backoff(base_ms: u64, tries: u32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << tries.min(16)).min(30_000);
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    Duration::from_millis((exp as f64 * jitter) as u64)
+/// One try of `target` within its provider's timeout; the attempt goes on the record. Returns
+/// the try's result and its deadline, which a response's body keeps.
+async fn try_once(
+    exchange: &mut Exchange,
+    target: &Target,
+    timeout: Duration,
+    body: &Bytes,
+    mock_directives: &Option<String>,
+) -> (Result<UpstreamResponse, UpstreamError>, Instant) {
+    let provider = &target.provider;
+    let start = exchange.elapsed();
+    if exchange.record.timings.upstream_start.is_none() {
+        exchange.record.timings.upstream_start = Some(start);
+    }
+    let deadline = Instant::now() + timeout;
+    let call = provider.send(UpstreamRequest {
+        body: body.clone(),
+        mock_directives: mock_directives.clone(),
+    });
+    let result = match tokio::time::timeout_at(deadline.into(), call).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout),
+    };
+    let mut attempt = Attempt {
+        provider: provider.name().to_owned(),
+        model: target.model.clone(),
+        url: provider.endpoint().url.clone(),
+        start,
+        ..Attempt::default()
+    };
+    match &result {
+        Ok(resp) if resp.status.is_success() => {
+            attempt.http_status = Some(resp.status.as_u16());
+        }
+        Ok(resp) => {
+            let status = resp.status.as_u16();
+            attempt.http_status = Some(status);
+            attempt.error = Some(format!("http {status}"));
+            attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+        }
+        Err(e) => {
+            // The class only: the message may quote the provider's URL.
+            attempt.error = Some(e.class().to_owned());
+            attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+        }
+    }
+    exchange.record.attempts.push(attempt);
+    (result, deadline)
 }
 
-/// `retry-after-ms` (OpenAI) or `retry-after` in seconds. HTTP dates are not honoured.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) =
-        header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
-    {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_millis(ms as u64));
+/// The client's error when a target's last try got no answer.
+fn unanswered(error: UpstreamError, target: &Target) -> ProxyError {
+    let provider = &target.provider;
+    match error {
+        UpstreamError::Timeout => ProxyError::Timeout {
+            provider: provider.name().to_owned(),
+            timeout_ms: provider.config().timeout_ms,
+        },
+        other => ProxyError::Unreachable {
+            provider: provider.name().to_owned(),
+            detail: other.to_string(),
+        },
     }
-    let secs = header_str(headers, "retry-after")?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -530,30 +512,6 @@ mod tests {
                 serde_json::json!({"d":"4444"})
             ]
         );
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for tries in 0..40 {
-            let d = backoff(200, tries);
-            assert!(d <= Duration::from_secs(30));
-            assert!(d >= Duration::from_millis((200u64 << tries.min(16)).min(30_000) / 2));
-        }
     }
 
     /// Keeps every record the proxy publishes.
