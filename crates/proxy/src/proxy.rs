@@ -106,8 +106,7 @@ impl Proxy {
         let Some(route) = self.router.resolve(req.model()) else {
             return self.reject_exchange(exchange, ProxyError::model_not_found(req.model()));
         };
-        let mock_directives = header_str(&incoming.headers, "x-mock").map(str::to_owned);
-        self.forward(exchange, &req, &route.targets, mock_directives)
+        self.forward(exchange, &req, &route.targets, &incoming.headers)
             .await
     }
 
@@ -213,7 +212,7 @@ impl Proxy {
         mut exchange: Exchange,
         req: &ChatRequest,
         targets: &[Target],
-        mock_directives: Option<String>,
+        client_headers: &HeaderMap,
     ) -> Response<ProxyBody> {
         let mut last = None;
         for (ti, target) in targets.iter().enumerate() {
@@ -225,7 +224,7 @@ impl Proxy {
             let mut tries = 0u32;
             let outcome = loop {
                 let (result, deadline) =
-                    try_once(&mut exchange, target, timeout, &body, &mock_directives).await;
+                    try_once(&mut exchange, target, timeout, &body, client_headers).await;
                 let next = match &result {
                     Ok(resp) if resp.status.is_success() => Next::Respond,
                     Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
@@ -352,7 +351,7 @@ async fn try_once(
     target: &Target,
     timeout: Duration,
     body: &Bytes,
-    mock_directives: &Option<String>,
+    client_headers: &HeaderMap,
 ) -> (Result<UpstreamResponse, UpstreamError>, Instant) {
     let provider = &target.provider;
     let start = exchange.elapsed();
@@ -362,7 +361,7 @@ async fn try_once(
     let deadline = Instant::now() + timeout;
     let call = provider.send(UpstreamRequest {
         body: body.clone(),
-        mock_directives: mock_directives.clone(),
+        client_headers,
     });
     let result = match tokio::time::timeout_at(deadline.into(), call).await {
         Ok(r) => r,

@@ -82,7 +82,7 @@ impl Provider for OpenAiProvider {
 
     fn send(
         &self,
-        request: UpstreamRequest,
+        request: UpstreamRequest<'_>,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         self.transport.send(request.body)
     }
