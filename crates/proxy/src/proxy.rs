@@ -1,4 +1,5 @@
-//! The request path: parse, route, forward with retries and fallbacks, and respond.
+//! The request path: the `Proxy` type takes a request through start, prepare (parse and
+//! validate), route, forward (each target in turn, with retries) and respond.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
