@@ -160,8 +160,8 @@ impl Gateway {
     ///
     /// Each request thread runs its own single-threaded runtime and accepts from the same
     /// listening socket, so a request, its upstream connection (see
-    /// [`gatecast_proxy::lane`]) and its response stream live on one thread and cost no
-    /// cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
+    /// [`gatecast_proxy::transport::enter_request_thread`]) and its response stream live on
+    /// one thread and cost no cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
     /// on the runtime this future runs on, so telemetry never takes a request thread.
     pub async fn serve(
         self,
@@ -192,7 +192,7 @@ impl Gateway {
             let spawned = std::thread::Builder::new()
                 .name(format!("gatecast-serve-{index}"))
                 .spawn(move || {
-                    gatecast_proxy::lane::enter(index);
+                    gatecast_proxy::transport::enter_request_thread(index);
                     let _ = done.send(crate::serve::thread(
                         listener, seat, router, settings, phase,
                     ));

@@ -159,10 +159,15 @@ impl ServerConfig {
     /// How many request threads to start.
     pub fn request_threads(&self) -> usize {
         match self.worker_threads {
-            0 => gatecast_proxy::lane::count(),
+            0 => cores(),
             n => n,
         }
     }
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for ServerConfig {
@@ -768,7 +773,7 @@ mod tests {
     #[test]
     fn request_threads_default_to_one_per_core() {
         let c = parse("").unwrap();
-        assert_eq!(c.server.request_threads(), gatecast_proxy::lane::count());
+        assert_eq!(c.server.request_threads(), cores());
         assert_eq!(c.server.busy_poll_us, 0);
         assert_eq!(c.telemetry.delivery_priority, DeliveryPriority::Normal);
         let c = parse("[telemetry]\ndelivery_priority = \"idle\"").unwrap();

@@ -4,6 +4,9 @@
 
 use thiserror::Error;
 
+/// The request header that carries directives, as `k=v;k=v`.
+pub const HEADER: &str = "x-mock";
+
 /// Marks a directive token inside a message.
 pub(crate) const MARKER: &str = "#mock:";
 

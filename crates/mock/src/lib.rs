@@ -18,7 +18,7 @@ mod server;
 mod sse;
 mod wire;
 
-pub use directives::{DirectiveError, Directives};
+pub use directives::{DirectiveError, Directives, HEADER as DIRECTIVES_HEADER};
 pub use recorder::RecordedRequest;
 pub use reply::{MockAbort, MockBody, MockReply};
 pub use responder::Mock;

@@ -31,7 +31,8 @@ impl Mock {
     }
 
     /// Pure apart from the `fail_times` counters: the same body and header give the same bytes.
-    /// `header` is the value of the `x-mock` request header, if any.
+    /// `header` is the value of the [`DIRECTIVES_HEADER`](crate::DIRECTIVES_HEADER) request
+    /// header (`x-mock`), if any.
     pub fn respond(&self, body: &Value, header: Option<&str>) -> MockReply {
         let tag = request_tag(body);
         let request = match ChatRequest::parse(body) {

@@ -123,7 +123,9 @@ async fn chat(
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let directives = headers.get("x-mock").and_then(|v| v.to_str().ok());
+    let directives = headers
+        .get(crate::DIRECTIVES_HEADER)
+        .and_then(|v| v.to_str().ok());
     let reply = state.mock.respond(&body, directives);
     state.recorder.push(RecordedRequest {
         method: method.to_string(),

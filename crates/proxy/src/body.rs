@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::tee::{BodyError, TeeBody};
+use crate::stream::tee::{BodyError, TeeBody};
 
 pub enum ProxyBody {
     Full(Option<Bytes>),

@@ -95,6 +95,6 @@ mod defaults {
         64 << 20
     }
     pub fn max_sse_event_bytes() -> usize {
-        crate::sse::DEFAULT_MAX_EVENT_BYTES
+        crate::stream::sse::DEFAULT_MAX_EVENT_BYTES
     }
 }

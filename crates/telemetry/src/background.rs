@@ -14,7 +14,7 @@
 //! the same result, and the idle run is told to stop). Delivery therefore keeps its fair share
 //! under load, as before, and gets out of the way when there is none.
 //!
-//! The gateway starts the lane only with `telemetry.delivery_priority = "idle"`: on the
+//! The gateway starts the idle threads only with `telemetry.delivery_priority = "idle"`: on the
 //! benchmark VM, once the batch work was paced, idle priority did not lower the added p99 at
 //! one request at a time and raised the p99.9 by 0.3–0.5 ms and the peak RSS under load by
 //! about 25 MB, for reasons not yet measured (lock holders preempted at idle priority and the
@@ -41,9 +41,9 @@ pub const BACKSTOP: Duration = Duration::from_millis(200);
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Unset until [`start`]; `Err` says why the threads could not run at idle priority.
-static LANE: OnceLock<Result<SyncSender<Job>, String>> = OnceLock::new();
+static IDLE: OnceLock<Result<SyncSender<Job>, String>> = OnceLock::new();
 
-/// Idle threads waiting for a job: a job goes to the lane only while one is.
+/// Idle threads waiting for a job: a job goes to them only while one is.
 static FREE: AtomicUsize = AtomicUsize::new(0);
 
 /// Jobs that were taken back to normal priority; operators read
@@ -54,7 +54,7 @@ static TAKEN_BACK: AtomicU64 = AtomicU64::new(0);
 /// says why the threads could not run at idle priority: batch work then stays on the
 /// blocking pool, paced, as without this module.
 pub fn start() -> Result<(), String> {
-    LANE.get_or_init(spawn_threads)
+    IDLE.get_or_init(spawn_threads)
         .as_ref()
         .map(|_| ())
         .map_err(Clone::clone)
@@ -76,7 +76,7 @@ impl Abandoned {
     }
 }
 
-/// Runs `work` on an idle thread when the lane is started, one of its threads is free and no
+/// Runs `work` on an idle thread when they are started, one of them is free and no
 /// destination is behind; on the blocking pool otherwise, or once delivery falls behind while
 /// it waits. `work` must be pure: it may run twice. A run whose [`Abandoned`] is set may stop
 /// early; its result is discarded.
@@ -86,8 +86,8 @@ where
     T: Send + 'static,
 {
     let kept = Abandoned::default();
-    let lane = match LANE.get() {
-        Some(Ok(lane)) if !crate::pace::under_pressure() => lane,
+    let to_idle = match IDLE.get() {
+        Some(Ok(sender)) if !crate::pace::under_pressure() => sender,
         _ => return tokio::task::spawn_blocking(move || work(&kept)).await,
     };
     let work = Arc::new(work);
@@ -105,7 +105,7 @@ where
         })
     };
     // Only to a thread that is free now: a job queued behind another would wait for nothing.
-    if FREE.load(Ordering::Acquire) == 0 || lane.try_send(job).is_err() {
+    if FREE.load(Ordering::Acquire) == 0 || to_idle.try_send(job).is_err() {
         return tokio::task::spawn_blocking(move || work(&kept)).await;
     }
     let since = Instant::now();
@@ -210,7 +210,7 @@ mod tests {
             thread_priority::NormalThreadSchedulePolicy::Idle,
         );
         // Right after start, or while another test's job holds both threads, a job runs at
-        // normal priority at once; the lane must take one as soon as a thread is free.
+        // normal priority at once; the idle threads must take one as soon as one is free.
         let mut seen = Vec::new();
         for _ in 0..100 {
             let (policy, name) = run(|_: &Abandoned| {
@@ -223,7 +223,7 @@ mod tests {
             .unwrap();
             if policy == idle {
                 assert!(name.unwrap_or_default().starts_with("gatecast-idle-"));
-                assert_eq!(start(), Ok(()), "a second start keeps the first lane");
+                assert_eq!(start(), Ok(()), "a second start keeps the first threads");
                 return;
             }
             seen.push(name);
@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_job_is_reported_and_the_lane_keeps_serving() {
+    async fn a_panicking_job_is_reported_and_the_idle_threads_keep_serving() {
         start().unwrap();
         let failed = run(|_: &Abandoned| -> u32 { panic!("boom") }).await;
         assert!(failed.is_err_and(|e| e.is_panic()));

@@ -478,7 +478,7 @@ impl<S: Sink> Worker<S> {
     /// Takes the open batch and encodes it (and gzips it when `gzip`). Span building,
     /// conversion, encoding and gzip of a whole batch take milliseconds of CPU, so they run
     /// off the runtime's threads: on the blocking pool, paced, or at idle priority when the
-    /// lane is started (see `background`); when spilling at shutdown, never on the idle lane.
+    /// idle threads are started (see `background`); when spilling at shutdown, never on them.
     /// On the blocking pool the records are released there too.
     async fn encode(&self, st: &mut State, gzip: bool) -> Option<Encoded> {
         if st.batch.is_empty() {

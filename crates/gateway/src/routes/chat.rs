@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use gatecast_proxy::forward::unix_nanos;
+use gatecast_proxy::proxy::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::app::AppState;

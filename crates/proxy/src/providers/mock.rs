@@ -48,10 +48,14 @@ impl Provider for MockProvider {
 
     fn send(
         &self,
-        request: UpstreamRequest,
+        request: UpstreamRequest<'_>,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
-        let reply = self.mock.respond(&body, request.mock_directives.as_deref());
+        let directives = request
+            .client_headers
+            .get(gatecast_mock::DIRECTIVES_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let reply = self.mock.respond(&body, directives);
         async move {
             if !reply.latency.is_zero() {
                 tokio::time::sleep(reply.latency).await;

@@ -2,9 +2,7 @@
 
 mod mock;
 mod openai;
-mod plain;
-mod transport;
-mod upstream_url;
+pub(crate) mod upstream_url;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,11 +21,13 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + 
 
 /// One prepared call to a provider.
 #[derive(Debug, Clone)]
-pub struct UpstreamRequest {
+pub struct UpstreamRequest<'a> {
     /// The exact JSON body to send.
     pub body: Bytes,
-    /// The client's `x-mock` fault directives; only the built-in mock provider reads them.
-    pub mock_directives: Option<String>,
+    /// The client's request headers. A provider passes on only what its wire defines: nothing
+    /// for `openai` (the client authenticates to the gateway, the gateway to the provider),
+    /// the `x-mock` directives for the built-in mock, as the mock server reads them.
+    pub client_headers: &'a HeaderMap,
 }
 
 /// A provider's answer once its status and headers are in; the body is still streaming.
@@ -76,7 +76,7 @@ pub trait Provider: Send + Sync {
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.
     fn send(
         &self,
-        request: UpstreamRequest,
+        request: UpstreamRequest<'_>,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
 }
 

@@ -6,10 +6,10 @@ use futures::future::BoxFuture;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 
-use super::transport::{PoolSettings, Transport};
 use super::upstream_url::{chat_url, redacted};
 use super::{Endpoint, Provider, UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::config::ProviderConfig;
+use crate::transport::{PoolSettings, Transport};
 
 pub struct OpenAiProvider {
     name: String,
@@ -82,7 +82,7 @@ impl Provider for OpenAiProvider {
 
     fn send(
         &self,
-        request: UpstreamRequest,
+        request: UpstreamRequest<'_>,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         self.transport.send(request.body)
     }

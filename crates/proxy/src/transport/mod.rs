@@ -1,19 +1,29 @@
 //! The HTTP call to an OpenAI-compatible provider.
 //!
 //! Plain `http://` upstreams (local model servers, sidecars, the benchmark's mock) go through
-//! [`super::plain`], HTTP/1.1 connections driven by the request itself, with a URI and headers
+//! [`plain`], HTTP/1.1 connections driven by the request itself, with a URI and headers
 //! built once; `https://` upstreams use the TLS-capable client. Both send the same request and
 //! hand back the body as it streams.
+
+mod lane;
+mod plain;
+mod tls;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use http::HeaderMap;
 
-use super::upstream_url::{redacted, scrub};
-use super::{UpstreamError, UpstreamResponse};
+use crate::providers::{UpstreamError, UpstreamResponse};
+
+/// Tells the transports that the calling thread is request thread `index`; call it once as
+/// the thread starts, before it serves. `http://` connections are pooled per request thread
+/// (`transport/lane.rs`), so a request, its upstream connection and its response stream
+/// stay on one thread. A thread that never calls it shares the first thread's pool.
+pub fn enter_request_thread(index: usize) {
+    lane::enter(index);
+}
 
 /// Connection-pool settings shared by both clients.
 pub(crate) struct PoolSettings {
@@ -23,8 +33,8 @@ pub(crate) struct PoolSettings {
 }
 
 pub(crate) enum Transport {
-    Plain(Box<super::plain::PlainHttp>),
-    Tls(TlsHttp),
+    Plain(Box<plain::PlainHttp>),
+    Tls(tls::TlsHttp),
 }
 
 impl Transport {
@@ -35,9 +45,9 @@ impl Transport {
     ) -> Result<Self, String> {
         // Credentials in the URL are turned into basic auth by the TLS-capable client only.
         if url.scheme() == "http" && url.username().is_empty() && url.password().is_none() {
-            super::plain::PlainHttp::new(url, headers, pool).map(|t| Transport::Plain(Box::new(t)))
+            plain::PlainHttp::new(url, headers, pool).map(|t| Transport::Plain(Box::new(t)))
         } else {
-            TlsHttp::new(url, headers, pool).map(Transport::Tls)
+            tls::TlsHttp::new(url, headers, pool).map(Transport::Tls)
         }
     }
 
@@ -49,65 +59,6 @@ impl Transport {
             Transport::Plain(t) => t.send(body),
             Transport::Tls(t) => t.send(body),
         }
-    }
-}
-
-/// `https://`: the TLS-capable client.
-pub(crate) struct TlsHttp {
-    url: reqwest::Url,
-    headers: HeaderMap,
-    client: reqwest::Client,
-}
-
-impl TlsHttp {
-    fn new(url: &reqwest::Url, headers: HeaderMap, pool: &PoolSettings) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(pool.connect_timeout)
-            .pool_idle_timeout(pool.idle_timeout)
-            .pool_max_idle_per_host(pool.max_idle_per_host)
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Self {
-            url: url.clone(),
-            headers,
-            client,
-        })
-    }
-
-    fn send(&self, body: Bytes) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let call = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .send();
-        let url = self.url.clone();
-        async move {
-            let resp = call.await.map_err(|e| classify(e, &url))?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes_stream()
-                .map(|chunk| chunk.map_err(|e| UpstreamError::Body(e.without_url().to_string())));
-            Ok(UpstreamResponse {
-                status,
-                headers,
-                body: Box::pin(body),
-            })
-        }
-        .boxed()
-    }
-}
-
-/// reqwest's message names the URL, which may carry credentials (userinfo, a key in the
-/// query): it is swapped for the redacted form before anything reads it.
-fn classify(e: reqwest::Error, url: &reqwest::Url) -> UpstreamError {
-    if e.is_timeout() {
-        UpstreamError::Timeout
-    } else {
-        let e = e.with_url(redacted(url));
-        UpstreamError::Connect(scrub(&error_chain(&e), url))
     }
 }
 

@@ -6,7 +6,7 @@
 //! over each body chunk. Here the connection's state machine is polled inside the request's own
 //! future and then inside its response body, so the upstream socket wakes the task that serves
 //! the client directly. Between requests a connection sits in its request thread's pool (see
-//! [`crate::lane`]), unpolled; it is checked before reuse and a janitor task closes those
+//! [`super::lane`]), unpolled; it is checked before reuse and a janitor task closes those
 //! idle too long or closed by the provider.
 
 use std::future::Future;
@@ -28,9 +28,9 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::transport::{error_chain, PoolSettings};
-use super::upstream_url::redacted;
-use super::{UpstreamError, UpstreamResponse};
+use super::{error_chain, PoolSettings};
+use crate::providers::upstream_url::redacted;
+use crate::providers::{UpstreamError, UpstreamResponse};
 
 type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
@@ -97,7 +97,7 @@ struct Pool {
 
 impl Pool {
     fn lane_index(&self) -> usize {
-        crate::lane::current() % self.lanes.len().max(1)
+        super::lane::current() % self.lanes.len().max(1)
     }
 
     fn take(&self) -> Option<Idle> {
@@ -258,7 +258,7 @@ impl PlainHttp {
                 addr: (socket_host, port),
                 connect_timeout: pool.connect_timeout,
                 pool: Arc::new(Pool {
-                    lanes: (0..crate::lane::count().max(1))
+                    lanes: (0..super::lane::count().max(1))
                         .map(|_| Lane::default())
                         .collect(),
                     idle_timeout: pool.idle_timeout,

@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 use crate::capture::{Accumulator, ChunkKind};
 use crate::exchange::Exchange;
 use crate::providers::BodyStream;
-use crate::sse::{event_data, EventTooLarge, SseSplitter};
+use crate::stream::sse::{event_data, EventTooLarge, SseSplitter};
 
 /// Why the body ended early; hyper then aborts the connection, so the client sees a broken
 /// stream rather than a clean end.

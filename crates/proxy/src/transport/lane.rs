@@ -1,4 +1,4 @@
-//! Which request thread the current code runs on.
+//! Which request thread the current code runs on: its lane.
 //!
 //! The gateway serves from one single-threaded runtime per core. A pooled upstream
 //! connection is driven by a task on the runtime that opened it, so a request that borrows a
@@ -14,18 +14,18 @@ thread_local! {
 }
 
 /// Marks the calling thread as request thread `index`; called once as the thread starts.
-pub fn enter(index: usize) {
+pub(crate) fn enter(index: usize) {
     LANE.with(|l| l.set(index));
 }
 
 /// The calling thread's lane; threads that never entered one share lane 0.
-pub fn current() -> usize {
+pub(crate) fn current() -> usize {
     LANE.with(Cell::get)
 }
 
 /// How many lanes per-lane resources are made for: one per core, the gateway's default
 /// number of request threads. More threads than lanes share them round the table.
-pub fn count() -> usize {
+pub(crate) fn count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

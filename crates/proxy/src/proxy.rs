@@ -1,4 +1,5 @@
-//! The request path: parse, route, forward with retries and fallbacks, and respond.
+//! The request path: the `Proxy` type takes a request through start, prepare (parse and
+//! validate), route, forward (each target in turn, with retries) and respond.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,7 +10,6 @@ use gatecast_telemetry::metadata;
 use gatecast_telemetry::record::{Attempt, Content, GenerationRecord, RouteInfo};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
-use rand::Rng;
 use serde_json::value::RawValue;
 
 use crate::body::ProxyBody;
@@ -18,9 +18,10 @@ use crate::error::ProxyError;
 use crate::exchange::{Exchange, RecordSink};
 use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::request::ChatRequest;
+use crate::retry::{Next, RetryPolicy};
 use crate::routing::{Router, Target};
-use crate::sse::SseSplitter;
-use crate::tee::{Mode, TeeBody};
+use crate::stream::sse::SseSplitter;
+use crate::stream::tee::{Mode, TeeBody};
 
 pub const TRACE_ID_HEADER: &str = "x-gatecast-trace-id";
 pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";
@@ -106,8 +107,7 @@ impl Proxy {
         let Some(route) = self.router.resolve(req.model()) else {
             return self.reject_exchange(exchange, ProxyError::model_not_found(req.model()));
         };
-        let mock_directives = header_str(&incoming.headers, "x-mock").map(str::to_owned);
-        self.forward(exchange, &req, &route.targets, mock_directives)
+        self.forward(exchange, &req, &route.targets, &incoming.headers)
             .await
     }
 
@@ -206,120 +206,58 @@ impl Proxy {
         error_response(&error, &trace_id)
     }
 
+    /// Tries the targets in order, each as often as its provider's retry policy says, and
+    /// answers with the first response to keep, or else with the last target's outcome.
     async fn forward(
         &self,
         mut exchange: Exchange,
         req: &ChatRequest,
         targets: &[Target],
-        mock_directives: Option<String>,
+        client_headers: &HeaderMap,
     ) -> Response<ProxyBody> {
-        let mut last_response: Option<(UpstreamResponse, Instant, &Target)> = None;
-        let mut last_error: Option<ProxyError> = None;
+        let mut last = None;
         for (ti, target) in targets.iter().enumerate() {
-            let provider = &target.provider;
-            let cfg = provider.config();
+            let cfg = target.provider.config();
+            let policy = RetryPolicy::of(cfg);
             let timeout = Duration::from_millis(cfg.timeout_ms);
             let body = Bytes::from(req.upstream_body(&target.model));
-            let mut tries = 0u32;
             set_route(&mut exchange, target, req.model());
-            loop {
-                let start = exchange.elapsed();
-                if exchange.record.timings.upstream_start.is_none() {
-                    exchange.record.timings.upstream_start = Some(start);
-                }
-                let deadline = Instant::now() + timeout;
-                let call = provider.send(UpstreamRequest {
-                    body: body.clone(),
-                    mock_directives: mock_directives.clone(),
-                });
-                let result = match tokio::time::timeout_at(deadline.into(), call).await {
-                    Ok(r) => r,
-                    Err(_) => Err(UpstreamError::Timeout),
+            let mut tries = 0u32;
+            let outcome = loop {
+                let (result, deadline) =
+                    try_once(&mut exchange, target, timeout, &body, client_headers).await;
+                let next = match &result {
+                    Ok(resp) if resp.status.is_success() => Next::Respond,
+                    Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
+                    Err(_) => policy.next(tries, None),
                 };
-                let mut attempt = Attempt {
-                    provider: provider.name().to_owned(),
-                    model: target.model.clone(),
-                    url: provider.endpoint().url.clone(),
-                    start,
-                    ..Attempt::default()
-                };
-                match result {
-                    Ok(resp) if resp.status.is_success() => {
-                        attempt.http_status = Some(resp.status.as_u16());
-                        exchange.record.attempts.push(attempt);
-                        return self.respond(exchange, req, resp, deadline, target);
+                match (next, result) {
+                    (Next::Retry(wait), result) => {
+                        drop(result);
+                        tokio::time::sleep(wait).await;
+                        tries += 1;
                     }
-                    Ok(resp) => {
-                        let status = resp.status.as_u16();
-                        attempt.http_status = Some(status);
-                        attempt.error = Some(format!("http {status}"));
-                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
-                        exchange.record.attempts.push(attempt);
-                        let retryable = cfg.retry_on.contains(&status);
-                        if !retryable {
-                            return self.respond(exchange, req, resp, deadline, target);
-                        }
-                        if tries < cfg.max_retries {
-                            match retry_after(&resp.headers) {
-                                Some(wait)
-                                    if wait > Duration::from_millis(cfg.max_retry_after_ms) =>
-                                {
-                                    return self.respond(exchange, req, resp, deadline, target);
-                                }
-                                wait => {
-                                    drop(resp);
-                                    tokio::time::sleep(
-                                        wait.unwrap_or_else(|| {
-                                            backoff(cfg.retry_backoff_ms, tries)
-                                        }),
-                                    )
-                                    .await;
-                                    tries += 1;
-                                    continue;
-                                }
-                            }
-                        }
-                        last_error = None;
-                        last_response = Some((resp, deadline, target));
-                        break;
+                    (Next::Respond, Ok(resp)) => {
+                        return self.respond(exchange, req, resp, deadline, target)
                     }
-                    Err(e) => {
-                        // The class only: the message may quote the provider's URL.
-                        attempt.error = Some(e.class().to_owned());
-                        attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
-                        exchange.record.attempts.push(attempt);
-                        if tries < cfg.max_retries {
-                            tokio::time::sleep(backoff(cfg.retry_backoff_ms, tries)).await;
-                            tries += 1;
-                            continue;
-                        }
-                        last_response = None;
-                        last_error = Some(match e {
-                            UpstreamError::Timeout => ProxyError::Timeout {
-                                provider: provider.name().to_owned(),
-                                timeout_ms: cfg.timeout_ms,
-                            },
-                            other => ProxyError::Unreachable {
-                                provider: provider.name().to_owned(),
-                                detail: other.to_string(),
-                            },
-                        });
-                        break;
-                    }
+                    (_, Ok(resp)) => break Ok((resp, deadline)),
+                    (_, Err(e)) => break Err(e),
                 }
-            }
+            };
+            last = Some((outcome, target));
             if ti + 1 < targets.len() {
-                tracing::debug!(provider = %provider.name(), "falling back to the next target");
+                tracing::debug!(
+                    provider = %target.provider.name(),
+                    "falling back to the next target"
+                );
             }
         }
-        match (last_response, last_error) {
-            (Some((resp, deadline, target)), _) => {
+        match last {
+            Some((Ok((resp, deadline)), target)) => {
                 self.respond(exchange, req, resp, deadline, target)
             }
-            (None, Some(err)) => self.reject_exchange(exchange, err),
-            (None, None) => {
-                self.reject_exchange(exchange, ProxyError::model_not_found(req.model()))
-            }
+            Some((Err(e), target)) => self.reject_exchange(exchange, unanswered(e, target)),
+            None => self.reject_exchange(exchange, ProxyError::model_not_found(req.model())),
         }
     }
 
@@ -407,25 +345,69 @@ fn set_route(exchange: &mut Exchange, target: &Target, requested: &str) {
     });
 }
 
-/// Jittered exponential backoff: base·2ⁿ scaled by a random factor in [0.5, 1], capped at 30 s.
-fn backoff(base_ms: u64, tries: u32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << tries.min(16)).min(30_000);
-    let jitter = rand::rng().random_range(0.5..=1.0);
-    Duration::from_millis((exp as f64 * jitter) as u64)
+/// One try of `target` within its provider's timeout; the attempt goes on the record. Returns
+/// the try's result and its deadline, which a response's body keeps.
+async fn try_once(
+    exchange: &mut Exchange,
+    target: &Target,
+    timeout: Duration,
+    body: &Bytes,
+    client_headers: &HeaderMap,
+) -> (Result<UpstreamResponse, UpstreamError>, Instant) {
+    let provider = &target.provider;
+    let start = exchange.elapsed();
+    if exchange.record.timings.upstream_start.is_none() {
+        exchange.record.timings.upstream_start = Some(start);
+    }
+    let deadline = Instant::now() + timeout;
+    let call = provider.send(UpstreamRequest {
+        body: body.clone(),
+        client_headers,
+    });
+    let result = match tokio::time::timeout_at(deadline.into(), call).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout),
+    };
+    let mut attempt = Attempt {
+        provider: provider.name().to_owned(),
+        model: target.model.clone(),
+        url: provider.endpoint().url.clone(),
+        start,
+        ..Attempt::default()
+    };
+    match &result {
+        Ok(resp) if resp.status.is_success() => {
+            attempt.http_status = Some(resp.status.as_u16());
+        }
+        Ok(resp) => {
+            let status = resp.status.as_u16();
+            attempt.http_status = Some(status);
+            attempt.error = Some(format!("http {status}"));
+            attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+        }
+        Err(e) => {
+            // The class only: the message may quote the provider's URL.
+            attempt.error = Some(e.class().to_owned());
+            attempt.end = exchange.elapsed().max(start + Duration::from_nanos(1));
+        }
+    }
+    exchange.record.attempts.push(attempt);
+    (result, deadline)
 }
 
-/// `retry-after-ms` (OpenAI) or `retry-after` in seconds. HTTP dates are not honoured.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) =
-        header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
-    {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_millis(ms as u64));
+/// The client's error when a target's last try got no answer.
+fn unanswered(error: UpstreamError, target: &Target) -> ProxyError {
+    let provider = &target.provider;
+    match error {
+        UpstreamError::Timeout => ProxyError::Timeout {
+            provider: provider.name().to_owned(),
+            timeout_ms: provider.config().timeout_ms,
+        },
+        other => ProxyError::Unreachable {
+            provider: provider.name().to_owned(),
+            detail: other.to_string(),
+        },
     }
-    let secs = header_str(headers, "retry-after")?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -532,27 +514,172 @@ mod tests {
         );
     }
 
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
+    /// Keeps every record the proxy publishes.
+    #[derive(Default)]
+    struct Keep(std::sync::Mutex<Vec<GenerationRecord>>);
+
+    impl RecordSink for Keep {
+        fn publish(&self, record: GenerationRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+        fn wants_content(&self) -> bool {
+            false
+        }
     }
 
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for tries in 0..40 {
-            let d = backoff(200, tries);
-            assert!(d <= Duration::from_secs(30));
-            assert!(d >= Duration::from_millis((200u64 << tries.min(16)).min(30_000) / 2));
+    /// `a` (mock, retried once), then `b` (mock), behind the alias `m`; `dead` refuses
+    /// connections and falls back to `b` behind `d`. `a_config` is added to `a`'s table.
+    fn gateway(a_config: &str) -> (Proxy, Arc<Keep>) {
+        #[derive(serde::Deserialize)]
+        struct Config {
+            providers: std::collections::BTreeMap<String, crate::ProviderConfig>,
+            models: std::collections::BTreeMap<String, crate::ModelAlias>,
         }
+        // A port nobody listens on: bound, then let go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let config: Config = toml::from_str(&format!(
+            r#"
+            [providers.a]
+            kind = "mock"
+            retry_backoff_ms = 1
+            {a_config}
+            [providers.b]
+            kind = "mock"
+            [providers.dead]
+            kind = "openai"
+            base_url = "http://127.0.0.1:{port}/v1"
+            max_retries = 1
+            retry_backoff_ms = 1
+            [models.m]
+            provider = "a"
+            model = "x"
+            fallbacks = ["b/y"]
+            [models.d]
+            provider = "dead"
+            model = "x"
+            fallbacks = ["b/y"]
+            "#
+        ))
+        .unwrap();
+        let router = Router::new(&config.providers, &config.models).unwrap();
+        let keep = Arc::new(Keep::default());
+        let proxy = Proxy::new(router, keep.clone(), Settings::default());
+        (proxy, keep)
+    }
+
+    /// Sends `text` as the last user message to `model`; returns the status, the body and the
+    /// tries (`provider status-or-error`) of the record.
+    async fn chat(
+        proxy: &Proxy,
+        keep: &Keep,
+        model: &str,
+        text: &str,
+        headers: HeaderMap,
+    ) -> (u16, serde_json::Value, Vec<String>) {
+        use http_body_util::BodyExt;
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
+        let resp = proxy
+            .chat(Incoming::now(headers, Bytes::from(body.to_string())))
+            .await;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_default();
+        // A finished exchange publishes from a task on this runtime.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let record = loop {
+            if let Some(record) = keep.0.lock().unwrap().pop() {
+                break record;
+            }
+            assert!(Instant::now() < deadline, "no record published");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let tries = record
+            .attempts
+            .iter()
+            .map(|a| {
+                let outcome = match (a.http_status, &a.error) {
+                    (_, Some(error)) => error.clone(),
+                    (Some(status), None) => status.to_string(),
+                    (None, None) => "?".into(),
+                };
+                format!("{} {outcome}", a.provider)
+            })
+            .collect();
+        (status, body, tries)
+    }
+
+    #[tokio::test]
+    async fn a_status_not_to_retry_goes_to_the_client_without_a_fallback() {
+        let (proxy, keep) = gateway("max_retries = 2");
+        let (status, body, tries) =
+            chat(&proxy, &keep, "m", "#mock:error=400 no", HeaderMap::new()).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].is_object(), "{body}");
+        assert_eq!(tries, ["a http 400"]);
+    }
+
+    #[tokio::test]
+    async fn a_retryable_status_falls_back_once_the_tries_are_spent() {
+        let (proxy, keep) = gateway("max_retries = 1");
+        let (status, _, tries) = chat(
+            &proxy,
+            &keep,
+            "m",
+            "#mock:error=503 again",
+            HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(status, 503, "the last target's answer goes to the client");
+        assert_eq!(tries, ["a http 503", "a http 503", "b http 503"]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_cap_goes_to_the_client_while_tries_are_left() {
+        let (proxy, keep) = gateway("max_retries = 2\nmax_retry_after_ms = 1000");
+        let text = "#mock:error=429,retry_after=60 later";
+        let (status, _, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 429);
+        assert_eq!(tries, ["a http 429"]);
+        // With no tries left, the fallback gets its turn whatever the header says.
+        let (proxy, keep) = gateway("max_retries = 0\nmax_retry_after_ms = 1000");
+        let (status, _, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 429);
+        assert_eq!(tries, ["a http 429", "b http 429"]);
+    }
+
+    #[tokio::test]
+    async fn a_short_retry_after_is_waited_out_and_the_retry_can_succeed() {
+        let (proxy, keep) = gateway("max_retries = 1");
+        let text = "#mock:error=429,retry_after=0,fail_times=1 soon";
+        let (status, body, tries) = chat(&proxy, &keep, "m", text, HeaderMap::new()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(tries, ["a http 429", "a 200"]);
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_retried_then_fall_back() {
+        let (proxy, keep) = gateway("");
+        let (status, body, tries) = chat(&proxy, &keep, "d", "hello", HeaderMap::new()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], "y");
+        assert_eq!(tries, ["dead connect", "dead connect", "b 200"]);
+        let (status, body, tries) = chat(&proxy, &keep, "dead/x", "hello", HeaderMap::new()).await;
+        assert_eq!(status, 502);
+        assert_eq!(body["error"]["code"], "upstream_unreachable");
+        assert_eq!(tries, ["dead connect", "dead connect"]);
+    }
+
+    #[tokio::test]
+    async fn the_x_mock_header_reaches_the_built_in_mock() {
+        let (proxy, keep) = gateway("");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock", HeaderValue::from_static("error=418"));
+        let (status, _, tries) = chat(&proxy, &keep, "a/x", "hello", headers).await;
+        assert_eq!(status, 418);
+        assert_eq!(tries, ["a http 418"]);
     }
 }

@@ -1,0 +1,5 @@
+//! The response body on its way to the client: SSE event framing and the tee that folds what
+//! passes into the record.
+
+pub mod sse;
+pub(crate) mod tee;
