@@ -370,7 +370,19 @@ async fn a_hanging_sink_times_out_and_shutdown_respects_its_deadline() {
     let p = start(&c, sink);
     p.offer(shared(1), false);
     p.offer(shared(2), false);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The first try's timeout must have fired before shutdown begins; on a loaded host the
+    // batch may start late, so wait for it instead of a fixed 20 ms.
+    let waited = Instant::now();
+    while !p
+        .stats()
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("timed out")
+        && waited.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     p.begin_shutdown();
     let started = Instant::now();
     p.finish_shutdown(Instant::now() + Duration::from_millis(15))
