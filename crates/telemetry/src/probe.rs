@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
+use crate::deliver::worker::{destination_view, encode};
 use crate::destination::file::{open_append, FileSink};
 use crate::destination::grpc::GrpcSink;
 use crate::destination::http::{send_error, HttpSink};
@@ -34,7 +35,6 @@ use crate::record::{
     TraceContext, Usage,
 };
 use crate::spans::{build_spans, SpanOptions};
-use crate::worker::{destination_view, encode};
 
 /// How long the Sentry check waits before asking again. Sentry's ingest validates keys
 /// asynchronously: an unknown key is accepted once and refused from then on, so only the

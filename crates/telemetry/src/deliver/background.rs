@@ -1,6 +1,6 @@
 //! Batch CPU work at idle priority, taken back to normal priority when delivery falls behind.
 //!
-//! Pacing (see [`crate::pace`]) bounds how long a batch holds a core, but a request thread that
+//! Pacing (see [`crate::deliver::pace`]) bounds how long a batch holds a core, but a request thread that
 //! wakes on that core still waits up to a slice, and so do the client and the provider on the
 //! same host. A thread under `SCHED_IDLE` gives its core up the moment anything else wants it,
 //! so conversion and encoding only ever use CPU that nothing else asked for.
@@ -87,7 +87,7 @@ where
 {
     let kept = Abandoned::default();
     let lane = match LANE.get() {
-        Some(Ok(lane)) if !crate::pace::under_pressure() => lane,
+        Some(Ok(lane)) if !crate::deliver::pace::under_pressure() => lane,
         _ => return tokio::task::spawn_blocking(move || work(&kept)).await,
     };
     let work = Arc::new(work);
@@ -119,7 +119,7 @@ where
                 Err(_) => return tokio::task::spawn_blocking(move || work(&kept)).await,
             },
             _ = check.tick() => {
-                if crate::pace::under_pressure() || since.elapsed() >= BACKSTOP {
+                if crate::deliver::pace::under_pressure() || since.elapsed() >= BACKSTOP {
                     break;
                 }
             }
@@ -293,7 +293,7 @@ mod tests {
             );
             assert_eq!(result, "normal");
             assert!(
-                started.elapsed() >= BACKSTOP || crate::pace::under_pressure(),
+                started.elapsed() >= BACKSTOP || crate::deliver::pace::under_pressure(),
                 "taken back only at the backstop or under pressure"
             );
             assert!(started.elapsed() < BACKSTOP * 10);

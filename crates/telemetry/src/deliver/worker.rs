@@ -13,17 +13,17 @@ use prost::Message;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use crate::background::Abandoned;
+use crate::deliver::background::Abandoned;
+use crate::deliver::pipeline::{Queued, WorkerSettings};
+use crate::deliver::spool::{Entry, Half, Ledger, Spool, Stored};
+use crate::deliver::stats::{Counters, DropReason};
 use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
+use crate::encode::otlp::{self, SpanView};
 use crate::error::TelemetryError;
-use crate::flavor::apply_sentry_flavor;
-use crate::limits;
-use crate::model::SpanModel;
-use crate::otlp::{self, SpanView};
-use crate::pipeline::{Queued, WorkerSettings};
-use crate::privacy::apply_privacy;
-use crate::spool::{Entry, Half, Ledger, Spool, Stored};
-use crate::stats::{Counters, DropReason};
+use crate::span::flavor::apply_sentry_flavor;
+use crate::span::limits;
+use crate::span::model::SpanModel;
+use crate::span::privacy::apply_privacy;
 
 pub(crate) struct Worker<S> {
     pub sink: S,
@@ -73,7 +73,7 @@ struct State {
 impl<S> Drop for Worker<S> {
     fn drop(&mut self) {
         if self.behind.swap(false, Relaxed) {
-            crate::pace::pressure(false);
+            crate::deliver::pace::pressure(false);
         }
     }
 }
@@ -296,7 +296,7 @@ impl<S: Sink> Worker<S> {
     fn report_pressure(&self, rx: &mpsc::Receiver<Queued>) {
         let behind = rx.len().saturating_mul(4) >= rx.max_capacity();
         if self.behind.swap(behind, Relaxed) != behind {
-            crate::pace::pressure(behind);
+            crate::deliver::pace::pressure(behind);
         }
     }
 
@@ -495,7 +495,7 @@ impl<S: Sink> Worker<S> {
                 if abandoned.is_set() {
                     return None;
                 }
-                crate::pace::checkpoint();
+                crate::deliver::pace::checkpoint();
                 views.push(destination_view(
                     &settings,
                     item.record.spans(),
@@ -511,7 +511,7 @@ impl<S: Sink> Worker<S> {
         let done = if self.spilling() {
             tokio::task::spawn_blocking(move || work(&Abandoned::default())).await
         } else {
-            crate::background::run(work).await
+            crate::deliver::background::run(work).await
         };
         match done {
             Ok(Some(encoded)) => Some(encoded),
@@ -1072,8 +1072,8 @@ fn encode_views(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{SpanKind, SpanRole, SpanStatus};
-    use crate::otlp::ResourceInfo;
+    use crate::encode::otlp::ResourceInfo;
+    use crate::span::model::{SpanKind, SpanRole, SpanStatus};
 
     fn span(i: u8) -> SpanModel {
         SpanModel {

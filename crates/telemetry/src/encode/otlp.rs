@@ -16,10 +16,10 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, SpanFlags, Status};
 
+use crate::encode::protobuf;
 use crate::error::TelemetryError;
-use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
-use crate::otlp_body;
-use crate::privacy;
+use crate::span::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
+use crate::span::privacy;
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -283,20 +283,20 @@ pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
 /// One export's protobuf body, written straight from the views: byte for byte what
 /// [`to_protobuf`] makes of the converted request, without converting every span first.
 pub fn protobuf_body(spans: &[SpanView<'_>], resource: &Resource) -> Vec<u8> {
-    otlp_body::protobuf(spans, resource)
+    protobuf::protobuf(spans, resource)
 }
 
 /// One export's OTLP/JSON line, written straight from the views: byte for byte what
 /// [`to_json_bytes`] makes of the converted request.
 pub fn json_body(spans: &[SpanView<'_>], resource: &Resource) -> Result<Vec<u8>, TelemetryError> {
-    Ok(otlp_body::json(spans, resource)?)
+    Ok(protobuf::json(spans, resource)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AttrKey;
-    use crate::privacy::apply_privacy;
+    use crate::span::model::AttrKey;
+    use crate::span::privacy::apply_privacy;
 
     #[test]
     fn a_private_view_keeps_what_privacy_keeps_past_the_attributes_it_decides_up_front() {
@@ -307,7 +307,7 @@ mod tests {
             parent_is_remote: false,
             name: "chat".into(),
             kind: SpanKind::Client,
-            role: crate::model::SpanRole::Generation,
+            role: crate::span::model::SpanRole::Generation,
             start_unix_nanos: 1,
             end_unix_nanos: 2,
             attributes: Vec::new(),

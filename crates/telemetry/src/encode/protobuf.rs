@@ -14,8 +14,8 @@ use prost::Message;
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use crate::model::AttrValue;
-use crate::otlp::{non_finite_text, scope, SpanView};
+use crate::encode::otlp::{non_finite_text, scope, SpanView};
+use crate::span::model::AttrValue;
 
 /// Protobuf wire types.
 const LEN: u64 = 2;
@@ -42,7 +42,7 @@ pub(crate) fn protobuf(spans: &[SpanView<'_>], resource: &Resource) -> Vec<u8> {
     key(1, LEN, &mut out);
     out.extend_from_slice(&scope);
     for (span, &len) in spans.iter().zip(&span_lens) {
-        crate::pace::checkpoint();
+        crate::deliver::pace::checkpoint();
         len_key(2, len, &mut out);
         write_span(span, &mut out);
     }
@@ -237,7 +237,7 @@ pub(crate) fn json(spans: &[SpanView<'_>], resource: &Resource) -> JsonResult<Ve
     serde(&mut out, &scope())?;
     out.extend_from_slice(b",\"spans\":[");
     for (i, span) in spans.iter().enumerate() {
-        crate::pace::checkpoint();
+        crate::deliver::pace::checkpoint();
         comma(&mut out, i);
         json_span(span, &mut out)?;
     }
@@ -359,7 +359,7 @@ fn comma(out: &mut Vec<u8>, index: usize) {
 
 /// A JSON string, escaped exactly as serde_json and so the derive would.
 fn string(out: &mut Vec<u8>, s: &str) -> JsonResult {
-    crate::json_string::write(out, s);
+    crate::encode::json_string::write(out, s);
     Ok(())
 }
 

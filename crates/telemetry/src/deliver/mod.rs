@@ -1,0 +1,11 @@
+//! Records to destinations: the broadcaster, one pipeline and worker per destination, the
+//! spool, the counters, and where batch work runs (pacing, the idle lane).
+
+pub mod background;
+pub mod broadcaster;
+pub mod pace;
+pub mod pipeline;
+pub mod retry;
+pub mod spool;
+pub mod stats;
+pub(crate) mod worker;
