@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::deliver::worker::{destination_view, encode};
 use crate::destination::file::{open_append, FileSink};
 use crate::destination::grpc::GrpcSink;
 use crate::destination::http::{send_error, HttpSink};
@@ -26,6 +25,7 @@ use crate::destination::{
     build_network_sink, reply, DestinationConfig, DestinationType, EncodedBatch, Encoding,
     HostPolicy, NetworkSink, Sink,
 };
+use crate::encode::{request as encode, view::destination_view};
 use crate::error::TelemetryError;
 use crate::ids;
 use crate::otlp;

@@ -6,10 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -18,12 +15,11 @@ use crate::deliver::pipeline::{Queued, WorkerSettings};
 use crate::deliver::spool::{Entry, Half, Ledger, Spool, Stored};
 use crate::deliver::stats::{Counters, DropReason};
 use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
-use crate::encode::otlp::{self, SpanView};
+use crate::encode::{
+    self,
+    view::{destination_view, SpanView, View},
+};
 use crate::error::TelemetryError;
-use crate::span::flavor::apply_sentry_flavor;
-use crate::span::limits;
-use crate::span::model::SpanModel;
-use crate::span::privacy::apply_privacy;
 
 pub(crate) struct Worker<S> {
     pub sink: S,
@@ -154,7 +150,7 @@ impl Encoded {
         let body = if spans.is_empty() {
             Ok(Vec::new())
         } else {
-            encode_views(spans, resource, encoding)
+            encode::body(spans, resource, encoding)
         };
         Self {
             lens,
@@ -177,7 +173,7 @@ impl Encoded {
     /// Compresses the body now, with the rest of the batch work.
     fn gzipped(mut self) -> Self {
         if let Ok(body) = &self.body {
-            self.wire = Some(crate::destination::http::gzip(body));
+            self.wire = Some(crate::encode::gzip::gzip(body));
         }
         self
     }
@@ -416,7 +412,7 @@ impl<S: Sink> Worker<S> {
     async fn split_spooled(&self, spool: &Spool, entry: &Entry, body: bytes::Bytes) -> Replay {
         let encoding = self.sink.encoding();
         let cut = entry.spans / 2;
-        let work = tokio::task::spawn_blocking(move || split_body(&body, encoding, cut));
+        let work = tokio::task::spawn_blocking(move || encode::split(&body, encoding, cut));
         let split = work.await.map_err(|e| e.to_string()).and_then(|halves| {
             let [first, second] = halves.map_err(|e| e.to_string())?;
             Ok([
@@ -607,7 +603,7 @@ impl<S: Sink> Worker<S> {
                     let encoding = self.sink.encoding();
                     let body = batch.body.clone();
                     let work =
-                        tokio::task::spawn_blocking(move || split_body(&body, encoding, cut));
+                        tokio::task::spawn_blocking(move || encode::split(&body, encoding, cut));
                     let [first, second] = match work.await {
                         Ok(Ok(halves)) => halves,
                         Ok(Err(e)) => {
@@ -947,178 +943,9 @@ enum Ahead {
     Lost,
 }
 
-/// One record's spans as one destination exports them.
-pub(crate) enum View<'a> {
-    /// The shared spans, seen through privacy alone: nothing is copied.
-    Shared {
-        spans: &'a [SpanModel],
-        private: bool,
-    },
-    /// A copy the destination changed beyond privacy (attribute limit, flavor), with
-    /// privacy already applied.
-    Owned(Vec<SpanModel>),
-}
-
-impl View<'_> {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            View::Shared { spans, .. } => spans.len(),
-            View::Owned(spans) => spans.len(),
-        }
-    }
-
-    pub(crate) fn spans(&self) -> impl Iterator<Item = SpanView<'_>> {
-        let (spans, private) = match self {
-            View::Shared { spans, private } => (*spans, *private),
-            View::Owned(spans) => (spans.as_slice(), false),
-        };
-        spans.iter().map(move |s| SpanView::new(s, private))
-    }
-}
-
-/// This destination's view of a record: privacy (the destination's or the request's, as
-/// decided by the caller), its own attribute limit, and its flavor. Shared with the test
-/// trace, so what a user checks is what real traffic produces.
-pub(crate) fn destination_view<'a>(
-    settings: &WorkerSettings,
-    shared: &'a [SpanModel],
-    private: bool,
-    built_with_max_attribute_bytes: usize,
-) -> View<'a> {
-    if settings.max_attribute_bytes >= built_with_max_attribute_bytes && !settings.sentry_flavor {
-        return View::Shared {
-            spans: shared,
-            private,
-        };
-    }
-    let mut spans = shared.to_vec();
-    if private {
-        apply_privacy(&mut spans);
-    }
-    if settings.max_attribute_bytes < built_with_max_attribute_bytes {
-        for span in &mut spans {
-            limits::enforce(span, settings.max_attribute_bytes);
-        }
-    }
-    if settings.sentry_flavor {
-        apply_sentry_flavor(&mut spans);
-    }
-    View::Owned(spans)
-}
-
 async fn sleep_until(due: Option<Instant>) {
     match due {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn take_spans(mut request: ExportTraceServiceRequest) -> Vec<Span> {
-    request
-        .resource_spans
-        .pop()
-        .and_then(|mut r| r.scope_spans.pop())
-        .map(|s| s.spans)
-        .unwrap_or_default()
-}
-
-/// A batch refused as too large, cut after its first `cut` spans and each half encoded
-/// again. Rare, so the body is decoded and re-encoded by the libraries, which write exactly
-/// what `encode_views` writes.
-fn split_body(
-    body: &[u8],
-    encoding: Encoding,
-    cut: usize,
-) -> Result<[Result<Vec<u8>, TelemetryError>; 2], TelemetryError> {
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)?,
-        Encoding::Json => serde_json::from_slice(body)?,
-    };
-    let resource = request
-        .resource_spans
-        .first()
-        .and_then(|r| r.resource.clone())
-        .unwrap_or_default();
-    let mut first = take_spans(request);
-    let second = first.split_off(cut.min(first.len()));
-    Ok([first, second]
-        .map(|spans| encode(&otlp::export_request(spans, resource.clone()), encoding)))
-}
-
-/// The body of converted spans, as the test trace has them.
-pub(crate) fn encode(
-    request: &ExportTraceServiceRequest,
-    encoding: Encoding,
-) -> Result<Vec<u8>, TelemetryError> {
-    Ok(match encoding {
-        Encoding::Json => otlp::to_json_bytes(request)?,
-        Encoding::Protobuf => otlp::to_protobuf(request),
-    })
-}
-
-/// A batch's body, written straight from the destination's views.
-fn encode_views(
-    spans: &[SpanView<'_>],
-    resource: &Resource,
-    encoding: Encoding,
-) -> Result<Vec<u8>, TelemetryError> {
-    match encoding {
-        Encoding::Json => otlp::json_body(spans, resource),
-        Encoding::Protobuf => Ok(otlp::protobuf_body(spans, resource)),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::encode::otlp::ResourceInfo;
-    use crate::span::model::{SpanKind, SpanRole, SpanStatus};
-
-    fn span(i: u8) -> SpanModel {
-        SpanModel {
-            trace_id: [i; 16],
-            span_id: [i; 8],
-            parent_span_id: (i > 0).then_some([0; 8]),
-            parent_is_remote: false,
-            name: format!("span {i}"),
-            kind: SpanKind::Client,
-            role: SpanRole::Generation,
-            start_unix_nanos: 1_700_000_000_000_000_000 + u64::from(i),
-            end_unix_nanos: 1_700_000_000_000_000_100,
-            attributes: vec![
-                ("gen_ai.usage.input_tokens".into(), i64::from(i).into()),
-                ("gen_ai.input.messages".into(), "secret prompt".into()),
-            ],
-            status: SpanStatus::Error("provider said: secret".into()),
-        }
-    }
-
-    #[test]
-    fn a_split_body_is_each_half_encoded_on_its_own() {
-        let spans: Vec<SpanModel> = (0..5).map(span).collect();
-        let views: Vec<_> = spans.iter().map(|s| SpanView::new(s, true)).collect();
-        let resource = ResourceInfo::default().to_proto();
-        for encoding in [Encoding::Protobuf, Encoding::Json] {
-            let whole = encode_views(&views, &resource, encoding).unwrap();
-            let [first, second] = split_body(&whole, encoding, 2).unwrap();
-            assert_eq!(
-                first.unwrap(),
-                encode_views(&views[..2], &resource, encoding).unwrap()
-            );
-            let second = second.unwrap();
-            assert_eq!(
-                second,
-                encode_views(&views[2..], &resource, encoding).unwrap()
-            );
-            let text = String::from_utf8_lossy(&second);
-            assert!(!text.contains("secret"), "privacy survives the split");
-        }
-    }
-
-    #[test]
-    fn a_body_that_does_not_decode_is_an_error_not_a_panic() {
-        assert!(split_body(b"\xff\xff\xff", Encoding::Protobuf, 1).is_err());
-        assert!(split_body(b"{not json", Encoding::Json, 1).is_err());
     }
 }
