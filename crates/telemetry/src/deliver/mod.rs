@@ -3,9 +3,11 @@
 
 pub mod background;
 pub mod broadcaster;
+mod export;
 pub mod pace;
 pub mod pipeline;
+mod replay;
 pub mod retry;
 pub mod spool;
 pub mod stats;
-pub(crate) mod worker;
+mod worker;

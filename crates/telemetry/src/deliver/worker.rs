@@ -1,25 +1,25 @@
-//! The task behind one pipeline: batch, apply the destination's view, encode, export with
-//! timeout and retries, spool what the destination cannot take (or, with `spool_mode =
-//! "always"`, every batch before its first send) and replay it later, spill what it holds to
-//! the spool at the shutdown deadline, count every outcome.
+//! The task behind one pipeline: the loop that takes records from the queue into a batch
+//! and flushes it when it is full or due, and the hand-off of each batch's encoding (the
+//! destination's view, the body, gzip) to the background runner. What becomes of an encoded
+//! batch is in `export`; batches spooled earlier are sent again by `replay`. With
+//! `spool_mode = "always"` the loop keeps taking records while an export is out and writes
+//! each batch that comes due to the spool; at the shutdown deadline, what it holds is
+//! spilled there.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use crate::deliver::background::Abandoned;
-use crate::deliver::pipeline::{Queued, WorkerSettings};
-use crate::deliver::spool::{Entry, Half, Ledger, Spool, Stored};
-use crate::deliver::stats::{Counters, DropReason};
-use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
-use crate::encode::{
-    self,
-    view::{destination_view, SpanView, View},
-};
-use crate::error::TelemetryError;
+use super::background::Abandoned;
+use super::export::Encoded;
+use super::pipeline::{Queued, WorkerSettings};
+use super::replay::Replay;
+use super::spool::{Entry, Ledger, Spool, Stored};
+use super::stats::Counters;
+use crate::destination::{EncodedBatch, ExportError, Sink, SpoolMode};
+use crate::encode::view::{destination_view, SpanView, View};
 
 pub(crate) struct Worker<S> {
     pub sink: S,
@@ -47,7 +47,7 @@ pub(crate) struct Worker<S> {
 /// The queue, the batch being collected and the replay schedule, apart from the worker so
 /// that both can be borrowed at once: an export in flight borrows the worker while records
 /// keep being taken from the queue (see `Worker::send_keeping_up`).
-struct State {
+pub(super) struct State {
     rx: mpsc::Receiver<Queued>,
     batch: Vec<Queued>,
     batch_spans: usize,
@@ -57,12 +57,12 @@ struct State {
     /// means idle, waiting on the queue itself, so the next record wakes it.
     poll_at: Option<Instant>,
     stopping: bool,
-    replay_at: Option<Instant>,
+    pub(super) replay_at: Option<Instant>,
     /// Replaying a backlog: the next spooled batch follows at once.
-    draining: bool,
+    pub(super) draining: bool,
     /// Batches collected while an export was out that the spool could not take (too large,
     /// disk error): sent after it, as without the spool.
-    held: Vec<Encoded>,
+    pub(super) held: Vec<Encoded>,
 }
 
 /// A worker that ends, or is aborted, while behind must not leave batch work unpaced.
@@ -116,66 +116,6 @@ impl State {
         self.batch_spans = 0;
         self.flush_at = None;
         std::mem::take(&mut self.batch)
-    }
-}
-
-/// What one replay step achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replay {
-    /// A spooled batch was resolved (sent, or dropped for good): try the next one soon.
-    Progress,
-    /// The destination is still down; the batch stays.
-    Failed,
-    /// Nothing spooled.
-    Empty,
-}
-
-/// A batch's encoded body, remembering how many spans each record has, so a refused batch
-/// can be split along record boundaries.
-struct Encoded {
-    lens: Vec<usize>,
-    span_count: usize,
-    body: Result<Vec<u8>, TelemetryError>,
-    /// The body gzipped, for sinks that send it so.
-    wire: Option<Result<bytes::Bytes, ExportError>>,
-}
-
-impl Encoded {
-    fn new(
-        lens: Vec<usize>,
-        spans: &[SpanView<'_>],
-        resource: &Resource,
-        encoding: Encoding,
-    ) -> Self {
-        let body = if spans.is_empty() {
-            Ok(Vec::new())
-        } else {
-            encode::body(spans, resource, encoding)
-        };
-        Self {
-            lens,
-            span_count: spans.len(),
-            body,
-            wire: None,
-        }
-    }
-
-    /// A half of a refused batch, encoded again by `split_body`.
-    fn half(lens: &[usize], body: Result<Vec<u8>, TelemetryError>) -> Self {
-        Self {
-            span_count: lens.iter().sum(),
-            lens: lens.to_vec(),
-            body,
-            wire: None,
-        }
-    }
-
-    /// Compresses the body now, with the rest of the batch work.
-    fn gzipped(mut self) -> Self {
-        if let Ok(body) = &self.body {
-            self.wire = Some(crate::encode::gzip::gzip(body));
-        }
-        self
     }
 }
 
@@ -311,155 +251,14 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// The destination just took a live batch: one spooled batch follows it, so a backlog
-    /// drains alongside live traffic without holding it up.
-    async fn replay_after_success(&self, st: &mut State) {
-        let Some(spool) = &self.spool else { return };
-        if spool.is_empty() {
-            return;
-        }
-        let outcome = self.replay_one(st).await;
-        st.replay_at = self.next_replay(outcome, &mut st.draining);
-    }
-
-    fn next_replay(&self, outcome: Replay, draining: &mut bool) -> Option<Instant> {
-        self.spool.as_ref()?;
-        *draining = outcome == Replay::Progress;
-        Some(match outcome {
-            Replay::Progress => Instant::now(),
-            Replay::Failed | Replay::Empty => Instant::now() + self.settings.spool_retry_interval,
-        })
-    }
-
     /// Every batch goes to the spool before its first send.
-    fn always(&self) -> bool {
+    pub(super) fn always(&self) -> bool {
         self.spool.is_some() && self.settings.spool_mode == SpoolMode::Always
     }
 
     /// The shutdown deadline is near: exports are abandoned, and what is held goes to disk.
-    fn spilling(&self) -> bool {
+    pub(super) fn spilling(&self) -> bool {
         *self.spill.borrow()
-    }
-
-    /// Sends the oldest spooled batch with the usual timeout and retries.
-    async fn replay_one(&self, st: &mut State) -> Replay {
-        let Some(spool) = &self.spool else {
-            return Replay::Empty;
-        };
-        let Some(entry) = spool.oldest() else {
-            return Replay::Empty;
-        };
-        if entry.encoding != Some(self.sink.encoding()) {
-            self.discard(
-                spool,
-                &entry,
-                "spooled batch has another encoding than the destination now uses",
-            )
-            .await;
-            return Replay::Progress;
-        }
-        let body = match spool.read(&entry).await {
-            Ok(body) => body,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                spool.forget(&entry);
-                return Replay::Progress;
-            }
-            Err(e) => {
-                spool.io_error(&self.name, "read", &e);
-                self.discard(spool, &entry, &format!("spooled batch unreadable: {e}"))
-                    .await;
-                return Replay::Progress;
-            }
-        };
-        let batch = EncodedBatch {
-            body: body.into(),
-            spans: entry.spans,
-            wire: None,
-        };
-        let outcome = match self.send_keeping_up(st, &batch, Some(&entry)).await {
-            Ok(()) => {
-                self.down.store(false, Relaxed);
-                // Counted before the delete: a cancelled worker still completes the delete.
-                self.counters.exported(entry.spans as u64);
-                self.counters.replayed(entry.spans as u64);
-                if let Err(e) = spool.remove(&entry).await {
-                    spool.io_error(&self.name, "delete", &e);
-                }
-                Replay::Progress
-            }
-            Err(e) if e.kind == ExportErrorKind::TooLarge && entry.spans > 1 => {
-                self.split_spooled(spool, &entry, batch.body).await
-            }
-            Err(e) if e.is_retryable() => {
-                self.down.store(true, Relaxed);
-                Replay::Failed
-            }
-            Err(e) => {
-                self.discard(spool, &entry, &e.message).await;
-                Replay::Progress
-            }
-        };
-        // Batches the spool could not take while this one was out are sent as they are.
-        if !st.held.is_empty() {
-            self.deliver(st, None).await;
-        }
-        outcome
-    }
-
-    /// A spooled batch refused as too large goes back into the spool as two halves, in its
-    /// place. The spool keeps no record boundaries, so the cut is by spans, and the records
-    /// are shared out so that the counters still add up.
-    async fn split_spooled(&self, spool: &Spool, entry: &Entry, body: bytes::Bytes) -> Replay {
-        let encoding = self.sink.encoding();
-        let cut = entry.spans / 2;
-        let work = tokio::task::spawn_blocking(move || encode::split(&body, encoding, cut));
-        let split = work.await.map_err(|e| e.to_string()).and_then(|halves| {
-            let [first, second] = halves.map_err(|e| e.to_string())?;
-            Ok([
-                first.map_err(|e| e.to_string())?,
-                second.map_err(|e| e.to_string())?,
-            ])
-        });
-        let [first, second] = match split {
-            Ok(halves) => halves,
-            Err(reason) => {
-                let message = format!("spooled batch refused as too large and not split: {reason}");
-                self.discard(spool, entry, &message).await;
-                return Replay::Progress;
-            }
-        };
-        let first_records = entry.records.div_ceil(2);
-        let halves = [
-            Half {
-                body: first,
-                records: first_records,
-                spans: cut,
-            },
-            Half {
-                body: second,
-                records: entry.records - first_records,
-                spans: entry.spans - cut,
-            },
-        ];
-        match spool.split(entry, halves).await {
-            Ok(_) => Replay::Progress,
-            // The whole stays spooled; the next try splits it again.
-            Err(e) => {
-                spool.io_error(&self.name, "split", &e);
-                Replay::Failed
-            }
-        }
-    }
-
-    /// A spooled batch that can never be delivered: deleted and counted as failed.
-    async fn discard(&self, spool: &Spool, entry: &Entry, message: &str) {
-        self.counters
-            .dropped(DropReason::ExportFailed, entry.records);
-        self.counters.set_last_error(message.to_owned());
-        tracing::warn!(destination = %self.name, records = entry.records, error = %message, "spooled batch dropped");
-        if let Err(e) = spool.remove(entry).await {
-            spool.io_error(&self.name, "delete", &e);
-        }
     }
 
     /// Whether anything of the batch reached the destination. Also sends what `held` has.
@@ -523,216 +322,11 @@ impl<S: Sink> Worker<S> {
         }
     }
 
-    /// Sends `first`, then what `held` has. Each batch carries its spool entry once it is on
-    /// disk (`spool_mode = "always"`): its records were resolved when it was written, and the
-    /// outcome deletes the file instead.
-    async fn deliver(&self, st: &mut State, first: Option<Encoded>) -> bool {
-        let mut delivered = false;
-        // Work stack: a batch refused as too large comes back as two halves, encoded again.
-        let mut stack: Vec<(Encoded, Option<Entry>)> =
-            first.into_iter().map(|e| (e, None)).collect();
-        loop {
-            let next = match stack.pop() {
-                Some(next) => next,
-                None if !st.held.is_empty() => (st.held.remove(0), None),
-                None => break,
-            };
-            let (
-                Encoded {
-                    lens,
-                    span_count,
-                    body,
-                    wire,
-                },
-                entry,
-            ) = next;
-            let records = lens.len();
-            if span_count == 0 {
-                self.resolved(records);
-                continue;
-            }
-            let body = match body {
-                Ok(body) => body,
-                Err(e) => {
-                    self.give_up(records, entry.as_ref(), &e.to_string()).await;
-                    continue;
-                }
-            };
-            let wire = match wire.transpose() {
-                Ok(wire) => wire,
-                Err(e) => {
-                    self.give_up(records, entry.as_ref(), &e.message).await;
-                    continue;
-                }
-            };
-            let batch = EncodedBatch {
-                body: body.into(),
-                spans: span_count,
-                wire,
-            };
-            // Shutting down with a destination known to be down, or at the deadline:
-            // straight to the spool (a batch already there stays).
-            if self.spool.is_some()
-                && self.closing.load(Relaxed)
-                && (self.down.load(Relaxed) || self.spilling())
-            {
-                if entry.is_none() {
-                    self.spool_or_fail(records, batch, "destination down at shutdown")
-                        .await;
-                }
-                continue;
-            }
-            let entry = match entry {
-                None if self.always() => match self.write_ahead(records, &batch).await {
-                    Ahead::OnDisk(entry) => Some(entry),
-                    Ahead::InMemory => None,
-                    Ahead::Lost => continue,
-                },
-                entry => entry,
-            };
-            match self.send_keeping_up(st, &batch, entry.as_ref()).await {
-                Ok(()) => {
-                    self.down.store(false, Relaxed);
-                    delivered = true;
-                    self.counters.exported(span_count as u64);
-                    self.settle(records, entry.as_ref()).await;
-                }
-                Err(e) if e.kind == ExportErrorKind::TooLarge && records > 1 => {
-                    let mid = records / 2;
-                    let cut = lens[..mid].iter().sum::<usize>();
-                    let encoding = self.sink.encoding();
-                    let body = batch.body.clone();
-                    let work =
-                        tokio::task::spawn_blocking(move || encode::split(&body, encoding, cut));
-                    let [first, second] = match work.await {
-                        Ok(Ok(halves)) => halves,
-                        Ok(Err(e)) => {
-                            self.give_up(records, entry.as_ref(), &e.to_string()).await;
-                            continue;
-                        }
-                        Err(e) => {
-                            let message = format!("splitting a batch failed: {e}");
-                            self.give_up(records, entry.as_ref(), &message).await;
-                            continue;
-                        }
-                    };
-                    let [first, second] = match entry {
-                        None => [
-                            (Encoded::half(&lens[..mid], first), None),
-                            (Encoded::half(&lens[mid..], second), None),
-                        ],
-                        Some(whole) => match self.split_on_disk(&whole, &lens, first, second).await
-                        {
-                            Some(halves) => halves,
-                            None => continue,
-                        },
-                    };
-                    // Pushed second half first, so the first half is sent first.
-                    stack.push(second);
-                    stack.push(first);
-                }
-                Err(e) if e.is_retryable() => {
-                    self.down.store(true, Relaxed);
-                    match entry {
-                        Some(_) => {
-                            tracing::warn!(destination = %self.name, records, spans = span_count, error = %e.message, "export failed; batch kept in the spool");
-                        }
-                        None => self.spool_or_fail(records, batch, &e.message).await,
-                    }
-                }
-                Err(e) => self.give_up(records, entry.as_ref(), &e.message).await,
-            }
-        }
-        delivered
-    }
-
-    /// The halves of a batch on disk that was refused as too large take its place in the
-    /// spool before they are sent, so a crash in between still finds them. `None` when they
-    /// could not be written: the whole stays spooled and is split when it is replayed.
-    async fn split_on_disk(
-        &self,
-        whole: &Entry,
-        lens: &[usize],
-        first: Result<Vec<u8>, TelemetryError>,
-        second: Result<Vec<u8>, TelemetryError>,
-    ) -> Option<[(Encoded, Option<Entry>); 2]> {
-        let spool = self.spool.as_ref()?;
-        let (first, second) = match (first, second) {
-            (Ok(first), Ok(second)) => (first, second),
-            (Err(e), _) | (_, Err(e)) => {
-                let message = format!("batch refused as too large and not split: {e}");
-                self.discard(spool, whole, &message).await;
-                return None;
-            }
-        };
-        let (head, tail) = lens.split_at(lens.len() / 2);
-        let halves = [
-            Half {
-                body: first.clone(),
-                records: head.len() as u64,
-                spans: head.iter().sum(),
-            },
-            Half {
-                body: second.clone(),
-                records: tail.len() as u64,
-                spans: tail.iter().sum(),
-            },
-        ];
-        match spool.split(whole, halves).await {
-            Ok([a, b]) => Some([
-                (Encoded::half(head, Ok(first)), Some(a)),
-                (Encoded::half(tail, Ok(second)), Some(b)),
-            ]),
-            Err(e) => {
-                spool.io_error(&self.name, "split", &e);
-                None
-            }
-        }
-    }
-
-    /// Writes a batch to the spool before its first send (`spool_mode = "always"`). A batch
-    /// the spool cannot take is sent all the same, and spooled on failure as without it.
-    async fn write_ahead(&self, records: usize, batch: &EncodedBatch) -> Ahead {
-        let Some(spool) = &self.spool else {
-            return Ahead::InMemory;
-        };
-        match self
-            .store(spool, records, batch.body.clone(), batch.spans)
-            .await
-        {
-            Ok(Stored::Spooled(entry)) => Ahead::OnDisk(entry),
-            Ok(Stored::Abandoned) => Ahead::Lost,
-            Ok(Stored::TooLarge) => Ahead::InMemory,
-            Err(e) => {
-                spool.io_error(&self.name, "write", &e);
-                Ahead::InMemory
-            }
-        }
-    }
-
-    async fn store(
-        &self,
-        spool: &Spool,
-        records: usize,
-        body: bytes::Bytes,
-        spans: usize,
-    ) -> std::io::Result<Stored> {
-        spool
-            .store(
-                body,
-                records as u64,
-                spans,
-                self.sink.encoding(),
-                &self.ledger,
-            )
-            .await
-    }
-
     /// Sends a batch. With `spool_mode = "always"` the worker meanwhile keeps taking records
     /// from its queue and writes each batch that comes due to the spool, so a slow or failing
     /// export (its timeout, its retries) never keeps more than a flush interval of records in
     /// memory; those batches go out from the spool afterwards.
-    async fn send_keeping_up(
+    pub(super) async fn send_keeping_up(
         &self,
         st: &mut State,
         batch: &EncodedBatch,
@@ -812,135 +406,6 @@ impl<S: Sink> Worker<S> {
             });
         }
     }
-
-    /// A batch the destination took: deleted from the spool when it is there, resolved
-    /// otherwise.
-    async fn settle(&self, records: usize, entry: Option<&Entry>) {
-        match (entry, &self.spool) {
-            (Some(entry), Some(spool)) => {
-                if let Err(e) = spool.remove(entry).await {
-                    spool.io_error(&self.name, "delete", &e);
-                }
-            }
-            _ => self.resolved(records),
-        }
-    }
-
-    /// A batch that can never be delivered: counted as failed, and deleted from the spool
-    /// when it is there.
-    async fn give_up(&self, records: usize, entry: Option<&Entry>, message: &str) {
-        match (entry, &self.spool) {
-            (Some(entry), Some(spool)) => self.discard(spool, entry, message).await,
-            _ => self.fail(records, message),
-        }
-    }
-
-    /// A batch the destination could not take for now: kept in the spool when there is one,
-    /// dropped otherwise. Spool failures fall back to dropping.
-    async fn spool_or_fail(&self, records: usize, batch: EncodedBatch, message: &str) {
-        let Some(spool) = &self.spool else {
-            return self.fail(records, message);
-        };
-        let spans = batch.spans;
-        match self.store(spool, records, batch.body, spans).await {
-            Ok(Stored::Spooled(_)) => {
-                tracing::warn!(destination = %self.name, records, spans, error = %message, "export failed; batch spooled to disk");
-            }
-            // Shutdown counted these records as lost already.
-            Ok(Stored::Abandoned) => {}
-            Ok(Stored::TooLarge) => {
-                self.counters.dropped(DropReason::SpoolFull, records as u64);
-                self.resolved(records);
-                self.counters
-                    .set_last_error(format!("{message}; batch larger than spool_max_bytes"));
-                tracing::warn!(destination = %self.name, records, error = %message, "export failed; batch larger than the spool, dropped");
-            }
-            Err(e) => {
-                spool.io_error(&self.name, "write", &e);
-                self.fail(records, &format!("{message}; spool write failed: {e}"));
-            }
-        }
-    }
-
-    /// Counted in the same poll as the outcome, so an aborted worker never leaves a
-    /// resolved record pending.
-    fn resolved(&self, records: usize) {
-        self.ledger.pending.fetch_sub(records as u64, Relaxed);
-    }
-
-    fn fail(&self, records: usize, message: &str) {
-        self.counters
-            .dropped(DropReason::ExportFailed, records as u64);
-        self.resolved(records);
-        self.counters.set_last_error(message.to_owned());
-        tracing::warn!(destination = %self.name, records, error = %message, "export failed; batch dropped");
-    }
-
-    /// One export with the timeout and retries. With a spool, it gives up at once when the
-    /// pipeline spills at the shutdown deadline: the batch is then kept on disk.
-    async fn send(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
-        if self.spool.is_none() {
-            return self.attempts(batch).await;
-        }
-        let mut spill = self.spill.clone();
-        let spilled = async move {
-            // A pipeline handle that is gone never spills.
-            if spill.wait_for(|&spill| spill).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            biased;
-            () = spilled => Err(ExportError::retryable(
-                "shutdown deadline near: export abandoned, batch kept in the spool",
-            )),
-            result = self.attempts(batch) => result,
-        }
-    }
-
-    async fn attempts(&self, batch: &EncodedBatch) -> Result<(), ExportError> {
-        let policy = self.settings.retry;
-        let mut retry = 0u32;
-        loop {
-            let result =
-                match tokio::time::timeout(self.settings.timeout, self.sink.export(batch)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ExportError::retryable(format!(
-                        "timed out after {} ms",
-                        self.settings.timeout.as_millis()
-                    ))),
-                };
-            let error = match result {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            self.counters.set_last_error(error.message.clone());
-            // At shutdown a spooled batch is safe; a retry might not finish before the deadline.
-            let spool_now = self.spool.is_some() && self.closing.load(Relaxed);
-            let retry_after = match error.kind {
-                ExportErrorKind::Retryable { retry_after }
-                    if retry + 1 < policy.max_attempts && !spool_now =>
-                {
-                    retry_after
-                }
-                _ => return Err(error),
-            };
-            self.counters.retried();
-            tracing::debug!(destination = %self.name, retry, error = %error.message, "export failed; retrying");
-            tokio::time::sleep(policy.backoff(retry, retry_after)).await;
-            retry += 1;
-        }
-    }
-}
-
-/// Where a batch stands after `Worker::write_ahead`.
-enum Ahead {
-    /// On disk; its records are resolved.
-    OnDisk(Entry),
-    /// Not on disk (too large for the spool, or the write failed): sent as without `always`.
-    InMemory,
-    /// Shutdown already counted its records as lost.
-    Lost,
 }
 
 async fn sleep_until(due: Option<Instant>) {
