@@ -4,33 +4,23 @@
 //! [`Broadcaster`] maps each to spans once and fans them out to one pipeline per destination.
 //! There is no global tracer provider: every destination owns its queue, batching and retries.
 
-pub mod background;
-mod content;
-mod generation;
+mod deliver;
+mod encode;
+mod span;
 
-pub mod broadcaster;
 pub mod destination;
 pub mod error;
 pub mod filter;
-pub mod flavor;
 pub mod ids;
-mod json_string;
-pub mod limits;
 pub mod metadata;
-pub mod model;
-pub mod otlp;
-mod otlp_body;
-pub mod pace;
-pub mod pipeline;
-pub mod privacy;
 pub mod probe;
 pub mod record;
-pub mod retry;
 pub mod sampling;
-pub mod spans;
-pub mod spool;
-pub mod stats;
-mod worker;
+
+// The public paths from before the crate was laid out in `span/`, `encode/` and `deliver/`.
+pub use deliver::{background, broadcaster, pace, pipeline, retry, spool, stats};
+pub use encode::otlp;
+pub use span::{build as spans, flavor, limits, model, privacy};
 
 pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
 pub use destination::DestinationConfig;

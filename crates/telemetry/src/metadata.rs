@@ -69,7 +69,7 @@ fn cut(mut s: String) -> String {
     let mut size = 2usize;
     let mut end = None;
     for (i, c) in s.char_indices() {
-        size += crate::limits::json_len(c);
+        size += crate::span::limits::json_len(c);
         if size > MAX_VALUE_BYTES {
             end = Some(i);
             break;

@@ -25,6 +25,7 @@ use crate::destination::{
     build_network_sink, reply, DestinationConfig, DestinationType, EncodedBatch, Encoding,
     HostPolicy, NetworkSink, Sink,
 };
+use crate::encode::{request as encode, view::destination_view};
 use crate::error::TelemetryError;
 use crate::ids;
 use crate::otlp;
@@ -34,7 +35,6 @@ use crate::record::{
     TraceContext, Usage,
 };
 use crate::spans::{build_spans, SpanOptions};
-use crate::worker::{destination_view, encode};
 
 /// How long the Sentry check waits before asking again. Sentry's ingest validates keys
 /// asynchronously: an unknown key is accepted once and refused from then on, so only the

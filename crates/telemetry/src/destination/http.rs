@@ -6,12 +6,9 @@
 //! names, and a 301/302/303 turns the POST into a GET without a body that "succeeds" while
 //! the spans are lost. A redirect is an export error naming the new location instead.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER,
 };
@@ -19,9 +16,11 @@ use http::header::{
 use super::host_policy::HostPolicy;
 use super::resolve::{refusal, GuardedResolver};
 use super::{reply, EncodedBatch, Encoding, ExportError, Sink};
-
-/// Bytes compressed between two pacing checkpoints: about 50 µs of `Compression::fast()`.
-const GZIP_SLICE: usize = 16 * 1024;
+// A batch the worker did not gzip (replayed from the spool, a half of a split) is gzipped
+// here, by the same encoder as the worker's.
+pub use crate::encode::gzip::gzip;
+#[cfg(test)]
+use crate::encode::gzip::GZIP_SLICE;
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -222,21 +221,6 @@ pub fn excerpt(body: &[u8]) -> String {
         end -= 1;
     }
     text[..end].trim().to_owned()
-}
-
-/// Gzips an export body at the fast level: on a loopback collector the CPU is the cost, and
-/// the fast level already shrinks OTLP by about four times.
-pub fn gzip(body: &[u8]) -> Result<bytes::Bytes, ExportError> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    // In slices, so a large batch does not hold the core in one piece (see `pace`).
-    body.chunks(GZIP_SLICE)
-        .try_for_each(|piece| {
-            crate::pace::checkpoint();
-            enc.write_all(piece)
-        })
-        .and_then(|_| enc.finish())
-        .map(bytes::Bytes::from)
-        .map_err(|e| ExportError::permanent(format!("gzip failed: {e}")))
 }
 
 #[cfg(test)]

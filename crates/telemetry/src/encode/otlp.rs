@@ -2,7 +2,7 @@
 //!
 //! opentelemetry-proto 0.33's serde support writes what the OTLP/JSON spec asks for (hex
 //! trace and span ids, camelCase keys, 64-bit integers as strings), which the round-trip
-//! tests pin down. Batches do not go through the proto structs: `otlp_body` writes
+//! tests pin down. Batches do not go through the proto structs: `protobuf` and `json` write
 //! the same bytes straight from [`SpanView`]s. The structs remain for the test trace and as
 //! the reference the encoders are tested against.
 
@@ -12,20 +12,16 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoKind;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, SpanFlags, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
+use super::{json, protobuf};
 use crate::error::TelemetryError;
-use crate::model::{AttrValue, SpanKind, SpanModel, SpanStatus};
-use crate::otlp_body;
-use crate::privacy;
+use crate::span::model::{AttrValue, SpanModel};
+
+pub use super::view::SpanView;
 
 pub const SCOPE_NAME: &str = "gatecast";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// W3C "sampled": every span that reaches an exporter was sampled in.
-const TRACE_FLAG_SAMPLED: u32 = 0x01;
 
 /// What identifies the exporting process to a backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,97 +111,9 @@ pub fn to_private_proto_span(span: &SpanModel) -> Span {
     SpanView::new(span, true).to_proto()
 }
 
-/// One span as one destination exports it: the shared model, seen through that
-/// destination's privacy. The proto conversion and the direct body encoders read spans only
-/// through this, so they cannot disagree on what a private destination receives.
-#[derive(Debug, Clone, Copy)]
-pub struct SpanView<'a> {
-    span: &'a SpanModel,
-    private: bool,
-    /// For a private view, bit `i` is whether attribute `i` passes the allow-list, decided once
-    /// here for the first [`KEPT_BITS`] attributes: the protobuf encoder reads the attributes
-    /// twice (to size, then to write), and the check was a seventh of a batch's work.
-    kept: u128,
-}
-
-/// Attributes whose privacy a view decides up front; any beyond are decided as they are read.
-const KEPT_BITS: usize = u128::BITS as usize;
-
-impl<'a> SpanView<'a> {
-    /// `private` filters the attributes through the privacy allow-list and replaces an error
-    /// status's message, as `privacy::apply_privacy` would.
-    pub fn new(span: &'a SpanModel, private: bool) -> Self {
-        let kept = if private {
-            span.attributes
-                .iter()
-                .take(KEPT_BITS)
-                .enumerate()
-                .filter(|(_, (k, _))| privacy::is_allowed(k))
-                .fold(0, |bits, (i, _)| bits | 1 << i)
-        } else {
-            0
-        };
-        Self {
-            span,
-            private,
-            kept,
-        }
-    }
-
-    pub fn span(&self) -> &'a SpanModel {
-        self.span
-    }
-
-    /// The attributes this destination may see, in the model's order.
-    pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a AttrValue)> + 'a {
-        let (private, kept) = (self.private, self.kept);
-        self.span
-            .attributes
-            .iter()
-            .enumerate()
-            .filter(move |(i, (k, _))| {
-                !private
-                    || if *i < KEPT_BITS {
-                        kept >> i & 1 == 1
-                    } else {
-                        privacy::is_allowed(k)
-                    }
-            })
-            .map(|(_, (k, v))| (k.as_str(), v))
-    }
-
-    pub(crate) fn flags(&self) -> u32 {
-        let mut flags = TRACE_FLAG_SAMPLED | SpanFlags::ContextHasIsRemoteMask as u32;
-        if self.span.parent_span_id.is_some() && self.span.parent_is_remote {
-            flags |= SpanFlags::ContextIsRemoteMask as u32;
-        }
-        flags
-    }
-
-    pub(crate) fn kind(&self) -> i32 {
-        (match self.span.kind {
-            SpanKind::Internal => ProtoKind::Internal,
-            SpanKind::Server => ProtoKind::Server,
-            SpanKind::Client => ProtoKind::Client,
-        }) as i32
-    }
-
-    /// The status code and message. An explicit UNSET rather than no status: serde would
-    /// write `"status": null`, which the protobuf JSON mapping allows but some OTLP/JSON
-    /// readers refuse.
-    pub(crate) fn status(&self) -> (i32, &'a str) {
-        match &self.span.status {
-            SpanStatus::Unset => (StatusCode::Unset as i32, ""),
-            SpanStatus::Ok => (StatusCode::Ok as i32, ""),
-            SpanStatus::Error(_) if self.private => {
-                (StatusCode::Error as i32, privacy::error_message(self.span))
-            }
-            SpanStatus::Error(message) => (StatusCode::Error as i32, message),
-        }
-    }
-
+impl SpanView<'_> {
     pub fn to_proto(&self) -> Span {
-        let span = self.span;
+        let span = self.span();
         let (code, message) = self.status();
         // Sized for all attributes up front: a filtered iterator's collect cannot know how
         // many survive and would grow the vector several times per span.
@@ -283,56 +191,11 @@ pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
 /// One export's protobuf body, written straight from the views: byte for byte what
 /// [`to_protobuf`] makes of the converted request, without converting every span first.
 pub fn protobuf_body(spans: &[SpanView<'_>], resource: &Resource) -> Vec<u8> {
-    otlp_body::protobuf(spans, resource)
+    protobuf::body(spans, resource)
 }
 
 /// One export's OTLP/JSON line, written straight from the views: byte for byte what
 /// [`to_json_bytes`] makes of the converted request.
 pub fn json_body(spans: &[SpanView<'_>], resource: &Resource) -> Result<Vec<u8>, TelemetryError> {
-    Ok(otlp_body::json(spans, resource)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::AttrKey;
-    use crate::privacy::apply_privacy;
-
-    #[test]
-    fn a_private_view_keeps_what_privacy_keeps_past_the_attributes_it_decides_up_front() {
-        let mut span = SpanModel {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            parent_span_id: None,
-            parent_is_remote: false,
-            name: "chat".into(),
-            kind: SpanKind::Client,
-            role: crate::model::SpanRole::Generation,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            attributes: Vec::new(),
-            status: SpanStatus::Unset,
-        };
-        for i in 0..3 * KEPT_BITS {
-            let key = match i % 3 {
-                0 => format!("trace.metadata.k{i}"),
-                1 => format!("gen_ai.input.messages{i}"),
-                _ => format!("x.k{i}"),
-            };
-            span.attributes
-                .push((AttrKey::from(key), AttrValue::Int(i as i64)));
-        }
-        let seen: Vec<(String, AttrValue)> = SpanView::new(&span, true)
-            .attributes()
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect();
-        apply_privacy(std::slice::from_mut(&mut span));
-        let kept: Vec<(String, AttrValue)> = span
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        assert_eq!(seen.len(), KEPT_BITS);
-        assert_eq!(seen, kept);
-    }
+    Ok(json::body(spans, resource)?)
 }

@@ -1,6 +1,6 @@
 //! Batch CPU work at idle priority, taken back to normal priority when delivery falls behind.
 //!
-//! Pacing (see [`crate::pace`]) bounds how long a batch holds a core, but a request thread that
+//! Pacing (see [`crate::deliver::pace`]) bounds how long a batch holds a core, but a request thread that
 //! wakes on that core still waits up to a slice, and so do the client and the provider on the
 //! same host. A thread under `SCHED_IDLE` gives its core up the moment anything else wants it,
 //! so conversion and encoding only ever use CPU that nothing else asked for.
@@ -20,6 +20,7 @@
 //! about 25 MB, for reasons not yet measured (lock holders preempted at idle priority and the
 //! extra per-thread heaps are the candidates).
 
+use std::io::{self, Write};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -87,7 +88,7 @@ where
 {
     let kept = Abandoned::default();
     let to_idle = match IDLE.get() {
-        Some(Ok(sender)) if !crate::pace::under_pressure() => sender,
+        Some(Ok(sender)) if !crate::deliver::pace::under_pressure() => sender,
         _ => return tokio::task::spawn_blocking(move || work(&kept)).await,
     };
     let work = Arc::new(work);
@@ -119,7 +120,7 @@ where
                 Err(_) => return tokio::task::spawn_blocking(move || work(&kept)).await,
             },
             _ = check.tick() => {
-                if crate::pace::under_pressure() || since.elapsed() >= BACKSTOP {
+                if crate::deliver::pace::under_pressure() || since.elapsed() >= BACKSTOP {
                     break;
                 }
             }
@@ -132,6 +133,50 @@ where
     claimed.store(true, Ordering::Release);
     abandoned.0.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || work(&kept)).await
+}
+
+/// Runs a sink's blocking batch I/O (the file sink's append) on the blocking pool, never on
+/// the idle threads: a write is not pure, so it must not run twice. `io` writes the batch through
+/// the [`Paced`] it is given, so a large body offers the core between slices as its encoding
+/// did (see [`crate::pace`]), and the sink itself knows nothing of pacing.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the file sink hands its append here once its own pace calls go (issue 21)"
+    )
+)]
+pub(crate) async fn blocking_io<T, F>(io: F) -> Result<T, JoinError>
+where
+    F: FnOnce(&Paced) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || io(&Paced(()))).await
+}
+
+/// How batch I/O handed over by [`blocking_io`] writes a body: in slices, with a pacing
+/// checkpoint before each.
+pub(crate) struct Paced(());
+
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the file sink hands its append here once its own pace calls go (issue 21)"
+    )
+)]
+impl Paced {
+    /// Bytes written between two pacing checkpoints. A batch line is often a megabyte, and one
+    /// `write` of it holds a core in the kernel for about a millisecond.
+    pub(crate) const WRITE_SLICE: usize = 64 * 1024;
+
+    /// Writes all of `body` to `out`.
+    pub(crate) fn write_all(&self, out: &mut impl Write, body: &[u8]) -> io::Result<()> {
+        body.chunks(Self::WRITE_SLICE).try_for_each(|piece| {
+            crate::deliver::pace::checkpoint();
+            out.write_all(piece)
+        })
+    }
 }
 
 fn spawn_threads() -> Result<SyncSender<Job>, String> {
@@ -293,7 +338,7 @@ mod tests {
             );
             assert_eq!(result, "normal");
             assert!(
-                started.elapsed() >= BACKSTOP || crate::pace::under_pressure(),
+                started.elapsed() >= BACKSTOP || crate::deliver::pace::under_pressure(),
                 "taken back only at the backstop or under pressure"
             );
             assert!(started.elapsed() < BACKSTOP * 10);
@@ -310,5 +355,45 @@ mod tests {
         let failed = run(|_: &Abandoned| -> u32 { panic!("boom") }).await;
         assert!(failed.is_err_and(|e| e.is_panic()));
         assert_eq!(run(|_: &Abandoned| 7).await.unwrap(), 7);
+    }
+
+    /// Records the size of every write, as a file would see them.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn blocking_io_writes_a_body_whole_in_slices_off_the_runtime_threads() {
+        // Not a multiple of the slice, so the last piece is a short one.
+        let body: Vec<u8> = (0..Paced::WRITE_SLICE * 3 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let sent = body.clone();
+        let (writes, on_blocking_pool) = blocking_io(move |paced| {
+            let mut out = Writes::default();
+            paced.write_all(&mut out, &sent).unwrap();
+            // The blocking pool allows blocking calls; a runtime thread would panic here.
+            let on_blocking_pool = std::panic::catch_unwind(|| {
+                tokio::runtime::Handle::current().block_on(async {});
+            })
+            .is_ok();
+            (out.0, on_blocking_pool)
+        })
+        .await
+        .unwrap();
+        assert!(on_blocking_pool);
+        assert_eq!(writes.len(), 4);
+        assert!(writes.iter().all(|w| w.len() <= Paced::WRITE_SLICE));
+        assert_eq!(writes.concat(), body);
     }
 }

@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 
-use crate::content;
-use crate::limits::marker_key;
 use crate::metadata;
-use crate::model::{AttrKey, AttrValue, SpanStatus};
 use crate::record::{GenerationRecord, Status};
-use crate::spans::reserved;
+use crate::span::build::reserved;
+use crate::span::content;
+use crate::span::limits::marker_key;
+use crate::span::model::{AttrKey, AttrValue, SpanStatus};
 
 type Attrs = Vec<(AttrKey, AttrValue)>;
 

@@ -16,13 +16,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use crate::deliver::pipeline::{Pipeline, SharedRecord};
+use crate::deliver::stats::DestinationStats;
 use crate::destination::{DestinationConfig, HostPolicy};
 use crate::error::TelemetryError;
 use crate::filter::CompiledFilters;
-use crate::pipeline::{Pipeline, SharedRecord};
 use crate::record::GenerationRecord;
-use crate::spans::SpanOptions;
-use crate::stats::DestinationStats;
+use crate::span::build::SpanOptions;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BroadcastConfig {
@@ -494,7 +494,7 @@ fn build_snapshot(
         max_attribute_bytes: running()
             .map(|r| r.config.max_attribute_bytes)
             .max()
-            .unwrap_or(crate::limits::DEFAULT_MAX_ATTRIBUTE_BYTES),
+            .unwrap_or(crate::span::limits::DEFAULT_MAX_ATTRIBUTE_BYTES),
         id_seed: None,
     };
     let wants_content = running().any(|r| r.config.enabled && !r.config.privacy_mode);

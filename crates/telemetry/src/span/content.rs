@@ -320,7 +320,7 @@ pub fn output_json(choices: &[Choice], failed: bool) -> String {
 
 /// A JSON string as serde_json escapes it.
 fn write_string(out: &mut Vec<u8>, s: &str) {
-    crate::json_string::write(out, s);
+    crate::encode::json_string::write(out, s);
 }
 
 /// A message of at most one text part, as its `Value` serialises: keys sorted, so `first`

@@ -3,7 +3,7 @@
 //! Runs after privacy and only derives from what is already on the spans, so it can never
 //! bring content back.
 
-use crate::model::{AttrValue, SpanModel, SpanRole};
+use crate::span::model::{AttrValue, SpanModel, SpanRole};
 
 /// `sentry.op` per span role. The root is a named agent run (`trace_name`), so it shows in
 /// Sentry's agent views; the `span_name` span is a plain step inside it.

@@ -3,8 +3,8 @@
 //! An attribute someone adds later is therefore private by default; the cost of forgetting
 //! to list a harmless attribute is a missing field, never a leaked prompt.
 
-use crate::limits::TRUNCATED_SUFFIX;
-use crate::model::{SpanModel, SpanStatus};
+use crate::span::limits::TRUNCATED_SUFFIX;
+use crate::span::model::{SpanModel, SpanStatus};
 
 /// Attributes kept by exact name.
 pub const ALLOWED_KEYS: &[&str] = &[

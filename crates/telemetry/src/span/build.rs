@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::generation;
 use crate::ids;
-use crate::limits::{self, DEFAULT_MAX_ATTRIBUTE_BYTES};
-use crate::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 use crate::record::{Attempt, GenerationRecord};
+use crate::span::generation;
+use crate::span::limits::{self, DEFAULT_MAX_ATTRIBUTE_BYTES};
+use crate::span::model::{AttrKey, AttrValue, SpanKind, SpanModel, SpanRole, SpanStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanOptions {

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::deliver::stats::{Counters, DropReason};
 use crate::destination::Encoding;
-use crate::stats::{Counters, DropReason};
 
 const EXTENSION: &str = ".batch";
 const TEMP_EXTENSION: &str = ".tmp";

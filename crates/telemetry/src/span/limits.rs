@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::model::{AttrKey, AttrValue, SpanModel, SpanStatus};
+use crate::span::model::{AttrKey, AttrValue, SpanModel, SpanStatus};
 
 pub const DEFAULT_MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
 
@@ -279,8 +279,8 @@ mod tests {
             parent_span_id: None,
             parent_is_remote: false,
             name: name.into(),
-            kind: crate::model::SpanKind::Client,
-            role: crate::model::SpanRole::Generation,
+            kind: crate::span::model::SpanKind::Client,
+            role: crate::span::model::SpanRole::Generation,
             start_unix_nanos: 0,
             end_unix_nanos: 0,
             attributes: Vec::new(),

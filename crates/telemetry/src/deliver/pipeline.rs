@@ -14,18 +14,18 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::spool::{Ledger, Spool, SpoolSettings};
+use crate::deliver::stats::{Counters, DestinationStats, DropReason};
+use crate::deliver::worker::Worker;
 use crate::destination::file::FileSink;
 use crate::destination::NetworkSink;
 use crate::destination::{DestinationConfig, DestinationType, HostPolicy, Sink, SpoolMode};
+use crate::encode::otlp::ResourceInfo;
 use crate::error::TelemetryError;
-use crate::model::SpanModel;
-use crate::otlp::ResourceInfo;
 use crate::record::GenerationRecord;
-use crate::retry::RetryPolicy;
-use crate::spans::{build_spans, SpanOptions};
-use crate::spool::{Ledger, Spool, SpoolSettings};
-use crate::stats::{Counters, DestinationStats, DropReason};
-use crate::worker::Worker;
+use crate::span::build::{build_spans, SpanOptions};
+use crate::span::model::SpanModel;
 
 /// A record on its way to the destinations that selected it. Its spans are built once, by
 /// whichever worker gets to it first, so every destination exports the same span ids; the
@@ -42,7 +42,7 @@ impl SharedRecord {
     pub fn new(record: GenerationRecord, options: SpanOptions) -> Self {
         Self {
             private: record.privacy,
-            span_count: crate::spans::span_count(&record),
+            span_count: crate::span::build::span_count(&record),
             record: Mutex::new(Some(record)),
             options,
             spans: OnceLock::new(),
@@ -317,7 +317,7 @@ impl Pipeline {
                     && !self.behind.load(Relaxed)
                     && !self.behind.swap(true, Relaxed)
                 {
-                    crate::pace::pressure(true);
+                    crate::deliver::pace::pressure(true);
                 }
                 if depth >= self.wake_depth {
                     self.doorbell.notify_one();
