@@ -33,8 +33,9 @@ mkdir -p "$SDK_KEYED_WORK"
 sed -e "s|\${SDK_GATEWAY_PORT}|\${SDK_KEYED_PORT}|" -e "s|\${SDK_WORK}|\${SDK_KEYED_WORK}|g" \
   -e "s|\${SDK_TRACES}|\${SDK_KEYED_WORK}/traces.jsonl|" \
   "$here/gatecast.toml" >"$work/keyed.toml"
-export SDK_VIRTUAL_KEY="$("$bin_dir/gatecast" keys create sdk-tests --create --config "$work/keyed.toml" 2>"$work/keys.log")" \
+SDK_VIRTUAL_KEY="$("$bin_dir/gatecast" keys create sdk-tests --create --config "$work/keyed.toml" 2>"$work/keys.log")" \
   || { echo "gatecast keys create failed:" >&2; cat "$work/keys.log" >&2; exit 1; }
+export SDK_VIRTUAL_KEY
 "$bin_dir/gatecast" serve --config "$work/keyed.toml" >"$work/keyed.log" 2>&1 &
 pids+=($!)
 
