@@ -11,7 +11,6 @@ mod cli;
 mod guard;
 mod harness;
 mod proxy;
-mod receivers;
 mod replicas;
 mod spool;
 mod traces;

@@ -17,7 +17,7 @@ pub enum Behaviour {
     /// requests, then as [`Behaviour::Ok`].
     FailFirst {
         status: u16,
-        n: u64,
+        n: u32,
         retry_after: Option<u64>,
     },
     /// Always answers this status, with no body.
@@ -50,7 +50,7 @@ impl Behaviour {
                 status,
                 n,
                 retry_after,
-            } if call < *n => {
+            } if call < u64::from(*n) => {
                 let mut resp = reply(*status, Bytes::from_static(b"try later"));
                 let headers = resp.headers_mut();
                 headers.insert(
