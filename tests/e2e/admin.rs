@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use gatecast_mock::otlp::{Behaviour, Receiver};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{attr, hex, trace_id_of, Env};
-use crate::receivers::{self, Behaviour};
 
 const TOKEN: &str = "admin-token-for-tests";
 
@@ -46,7 +46,7 @@ fn otlp_body(name: &str, endpoint: &str) -> Value {
 
 /// Spans of one trace at a receiver, once `n` arrived.
 async fn spans_at(
-    rx: &receivers::Receiver,
+    rx: &Receiver,
     trace_id: &str,
     n: usize,
 ) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
@@ -128,7 +128,7 @@ async fn admin_routes_need_the_token_and_are_absent_without_one() {
 
 #[tokio::test]
 async fn add_test_toggle_privacy_and_remove_at_runtime() {
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let env = Env::with_options("", Some(TOKEN)).await;
     let endpoint = rx.url("/v1/traces");
 
@@ -142,10 +142,10 @@ async fn add_test_toggle_privacy_and_remove_at_runtime() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["test"]["passed"], true);
     assert_eq!(body["source"], "api");
-    let probe = &rx.received()[0];
+    let probe = &rx.requests()[0];
     assert_eq!(probe.headers["x-test-connection"], "true");
     assert!(
-        probe.export.resource_spans.is_empty(),
+        probe.export().resource_spans.is_empty(),
         "the test export is empty"
     );
 
@@ -171,9 +171,9 @@ async fn add_test_toggle_privacy_and_remove_at_runtime() {
         .to_string()
         .contains("user-canary-open"));
     assert_eq!(
-        rx.received()
+        rx.requests()
             .iter()
-            .find(|r| !r.export.resource_spans.is_empty())
+            .find(|r| !r.export().resource_spans.is_empty())
             .unwrap()
             .headers["authorization"],
         "Bearer receiver-secret-1a2b"
@@ -280,7 +280,7 @@ async fn add_test_toggle_privacy_and_remove_at_runtime() {
 
 #[tokio::test]
 async fn failed_tests_and_bad_bodies_save_nothing() {
-    let refusing = receivers::http(Behaviour::Always(401)).await;
+    let refusing = Receiver::http(Behaviour::Always(401)).await;
     let env = Env::with_options("", Some(TOKEN)).await;
     let (status, body) = admin(
         &env,
@@ -364,7 +364,7 @@ async fn failed_tests_and_bad_bodies_save_nothing() {
 
 #[tokio::test]
 async fn virtual_keys_authenticate_name_spans_and_route_by_key() {
-    let team_rx = receivers::http(Behaviour::Ok).await;
+    let team_rx = Receiver::http(Behaviour::Ok).await;
     let env = Env::with_options("", Some(TOKEN)).await;
     // Open until the first key exists.
     assert_eq!(env.chat(ask("before")).await.status(), 200);
@@ -450,7 +450,7 @@ async fn virtual_keys_authenticate_name_spans_and_route_by_key() {
 /// spans arrive at the Sentry ingest without content, with no restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_adds_sentry_and_turns_privacy_on_under_a_running_gateway() {
-    let ingest = receivers::http(Behaviour::Ok).await;
+    let ingest = Receiver::http(Behaviour::Ok).await;
     let env = Env::start().await;
     let dsn = format!("http://0123456789abcdef0123456789abcdef@{}/42", ingest.addr);
     let cli = |args: &[&str]| {
@@ -485,7 +485,7 @@ async fn cli_adds_sentry_and_turns_privacy_on_under_a_running_gateway() {
         !out.contains("0123456789abcdef0123456789abcdef"),
         "the DSN key is never printed: {out}"
     );
-    let probes = ingest.received();
+    let probes = ingest.requests();
     assert_eq!(probes.len(), 2, "Sentry is probed twice");
     assert_eq!(probes[0].path, "/api/42/integration/otlp/v1/traces");
     assert_eq!(
@@ -859,7 +859,7 @@ async fn runtime_destinations_cannot_target_metadata_other_schemes_or_files_else
 
 #[tokio::test]
 async fn a_host_list_admits_only_listed_hosts_and_opens_metadata_when_it_names_it() {
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let security = format!(
         "\n[security]\ndestination_hosts = [\"127.0.0.1:{}\", \"169.254.169.254\"]\n",
         rx.addr.port()
@@ -947,8 +947,8 @@ async fn a_refused_create_runs_no_test_and_creates_no_file() {
 
 #[tokio::test]
 async fn a_destination_that_redirects_fails_its_test_naming_the_location() {
-    let second = receivers::http(Behaviour::Ok).await;
-    let first = receivers::http(Behaviour::RedirectTo(second.addr)).await;
+    let second = Receiver::http(Behaviour::Ok).await;
+    let first = Receiver::http(Behaviour::RedirectTo(second.addr)).await;
     let env = Env::with_options("", Some(TOKEN)).await;
     let (status, body) = admin(
         &env,

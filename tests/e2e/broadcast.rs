@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
 use crate::harness::{attr, hex, trace_id_of, Env};
-use crate::receivers::{self, Behaviour};
 
 const SENTRY_KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -24,7 +24,7 @@ fn otlp(name: &str, endpoint: &str, protocol: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn otlp_http_protobuf_gzip_carries_tree_resource_scope_and_headers() {
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let env = Env::with_extra(&otlp(
         "collector",
         &rx.url("/v1/traces"),
@@ -46,12 +46,13 @@ async fn otlp_http_protobuf_gzip_carries_tree_resource_scope_and_headers() {
         Some(json!("acme"))
     );
 
-    let got = &rx.received()[0];
-    assert!(got.gzip, "compression = gzip");
+    let got = &rx.requests()[0];
+    assert!(got.gzip(), "compression = gzip");
     assert_eq!(got.path, "/v1/traces");
-    assert!(got.content_type.contains("protobuf"));
+    assert!(got.content_type().contains("protobuf"));
     assert_eq!(got.headers["authorization"], "Bearer t0k");
-    let rs = &got.export.resource_spans[0];
+    let export = got.export();
+    let rs = &export.resource_spans[0];
     let resource = rs.resource.as_ref().unwrap();
     let res_attr = |k: &str| {
         resource
@@ -69,8 +70,8 @@ async fn otlp_http_protobuf_gzip_carries_tree_resource_scope_and_headers() {
 
 #[tokio::test]
 async fn otlp_http_json_and_grpc() {
-    let json_rx = receivers::http(Behaviour::Ok).await;
-    let grpc_rx = receivers::grpc().await;
+    let json_rx = Receiver::http(Behaviour::Ok).await;
+    let grpc_rx = Receiver::grpc().await;
     let extra = otlp(
         "json",
         &json_rx.url("/v1/traces"),
@@ -90,14 +91,14 @@ async fn otlp_http_json_and_grpc() {
         assert_eq!(spans.len(), 2);
         assert!(spans.iter().all(|s| hex(&s.trace_id) == trace_id));
     }
-    let got = &json_rx.received()[0];
-    assert!(got.content_type.contains("json"));
-    assert!(!got.gzip);
+    let got = &json_rx.requests()[0];
+    assert!(got.content_type().contains("json"));
+    assert!(!got.gzip());
 }
 
 #[tokio::test]
 async fn sentry_destination_from_a_dsn() {
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let dsn = format!("http://{SENTRY_KEY}@{}/prefix/42", rx.addr);
     let env = Env::with_extra(&format!(
         "\n[[destinations]]\nname = \"sentry\"\ntype = \"sentry\"\ndsn = \"{dsn}\"\nflush_interval_ms = 20\n"
@@ -109,13 +110,13 @@ async fn sentry_destination_from_a_dsn() {
     let resp = env.chat(body).await;
     assert_eq!(resp.status(), 200);
     let spans = rx.wait_spans(2, Duration::from_secs(10)).await;
-    let got = &rx.received()[0];
+    let got = &rx.requests()[0];
     assert_eq!(got.path, "/prefix/api/42/integration/otlp/v1/traces");
     assert_eq!(
         got.headers["x-sentry-auth"],
         format!("sentry sentry_key={SENTRY_KEY}")
     );
-    assert!(got.gzip && got.content_type.contains("protobuf"));
+    assert!(got.gzip() && got.content_type().contains("protobuf"));
     let generation = spans.iter().find(|s| s.name == "classify").unwrap();
     assert_eq!(attr(generation, "sentry.op"), Some(json!("gen_ai.chat")));
     assert_eq!(
@@ -130,7 +131,7 @@ async fn sentry_destination_from_a_dsn() {
 
 #[tokio::test]
 async fn webhook_put_with_headers() {
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let env = Env::with_extra(&format!(
         "\n[[destinations]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nmethod = \"PUT\"\nheaders = {{ \"x-hook-token\" = \"abc\" }}\nflush_interval_ms = 20\n",
         rx.url("/hook")
@@ -140,10 +141,10 @@ async fn webhook_put_with_headers() {
     assert_eq!(resp.status(), 200);
     let spans = rx.wait_spans(2, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 2);
-    let got = &rx.received()[0];
+    let got = &rx.requests()[0];
     assert_eq!(got.path, "/hook");
     assert_eq!(got.headers["x-hook-token"], "abc");
-    assert!(got.content_type.contains("json"));
+    assert!(got.content_type().contains("json"));
 }
 
 /// A provider that fails with an error body quoting the request, to check provider error
@@ -167,8 +168,8 @@ async fn echoing_error_provider(canary: &'static str) -> String {
 #[tokio::test]
 async fn privacy_is_per_destination_and_an_allow_list() {
     const CANARY: &str = "zq-canary-91f3";
-    let private_rx = receivers::http(Behaviour::Ok).await;
-    let open_rx = receivers::http(Behaviour::Ok).await;
+    let private_rx = Receiver::http(Behaviour::Ok).await;
+    let open_rx = Receiver::http(Behaviour::Ok).await;
     let failing = echoing_error_provider(CANARY).await;
     let extra = otlp(
         "private",
@@ -246,21 +247,21 @@ async fn privacy_is_per_destination_and_an_allow_list() {
 
 #[tokio::test]
 async fn faulty_destinations_never_hurt_clients_or_each_other() {
-    let healthy = receivers::http(Behaviour::Ok).await;
-    let recovering = receivers::http(Behaviour::FailFirst {
+    let healthy = Receiver::http(Behaviour::Ok).await;
+    let recovering = Receiver::http(Behaviour::FailFirst {
         status: 503,
         n: 2,
         retry_after: None,
     })
     .await;
-    let limited = receivers::http(Behaviour::FailFirst {
+    let limited = Receiver::http(Behaviour::FailFirst {
         status: 429,
         n: 1,
         retry_after: Some(1),
     })
     .await;
-    let broken = receivers::http(Behaviour::Always(500)).await;
-    let hanging = receivers::http(Behaviour::Hang).await;
+    let broken = Receiver::http(Behaviour::Always(500)).await;
+    let hanging = Receiver::http(Behaviour::Hang).await;
     let extra = otlp("healthy", &healthy.url("/v1/traces"), "http/protobuf", "")
         + &otlp(
             "recovering",
@@ -337,8 +338,8 @@ async fn faulty_destinations_never_hurt_clients_or_each_other() {
 
 #[tokio::test]
 async fn filters_and_sampling_select_per_destination() {
-    let gpt = receivers::http(Behaviour::Ok).await;
-    let none = receivers::http(Behaviour::Ok).await;
+    let gpt = Receiver::http(Behaviour::Ok).await;
+    let none = Receiver::http(Behaviour::Ok).await;
     let extra = otlp(
         "gpt-only",
         &gpt.url("/v1/traces"),

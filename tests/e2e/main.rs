@@ -13,7 +13,6 @@ mod guard;
 mod harness;
 mod process;
 mod proxy;
-mod receivers;
 mod replicas;
 mod shutdown;
 mod slow_clients;

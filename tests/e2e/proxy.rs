@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
 use crate::harness::{attr, sse_events, trace_id_of, Env};
-use crate::receivers::{self, Behaviour};
 
 fn user(text: &str) -> Value {
     json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": text}])
@@ -569,7 +569,7 @@ async fn provider_url_credentials_never_reach_clients_or_spans() {
     let keyed_mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let private = receivers::http(Behaviour::Ok).await;
+    let private = Receiver::http(Behaviour::Ok).await;
     let extra = format!(
         r#"
 [[destinations]]

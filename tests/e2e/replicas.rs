@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
 use crate::harness::{attr, hex};
-use crate::receivers::{self, Behaviour, Receiver};
 
 const TOKEN: &str = "replica-admin-token";
 const SECRET_KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
@@ -156,7 +156,7 @@ async fn two_replicas_on_postgres_follow_each_other_and_the_cli() {
     let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let rx = receivers::http(Behaviour::Ok).await;
+    let rx = Receiver::http(Behaviour::Ok).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatecast.toml");
     std::fs::write(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::process;
-use crate::receivers::{self, Behaviour};
+use gatecast_mock::otlp::{Behaviour, Receiver};
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(3000);
 /// Process start-up of the exit, on a loaded machine.
@@ -18,7 +18,7 @@ async fn sigterm_ends_within_the_shutdown_timeout_and_answers_in_flight_requests
     let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let hanging = receivers::http(Behaviour::Hang).await;
+    let hanging = Receiver::http(Behaviour::Hang).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"

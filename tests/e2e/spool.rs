@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::json;
 
 use crate::harness::hex;
-use crate::receivers::{self, Behaviour, Receiver};
 
 /// Records published before the spool is checked, and after it: the second lot is what
 /// the last flush interval holds when the gateway dies.
@@ -207,7 +207,7 @@ async fn crash_during_an_outage(mode: &str, patience: Duration) -> Outcome {
     let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let down = receivers::http(Behaviour::FailFirst {
+    let down = Receiver::http(Behaviour::FailFirst {
         status: 503,
         n: u32::MAX,
         retry_after: Some(30),
@@ -240,7 +240,7 @@ async fn crash_during_an_outage(mode: &str, patience: Duration) -> Outcome {
     let spooled_at_kill = metric(&client, &first.base, spooled).await;
     first.crash();
 
-    let up = receivers::http(Behaviour::Ok).await;
+    let up = Receiver::http(Behaviour::Ok).await;
     let config = write_config(
         dir.path(),
         "second",
@@ -338,7 +338,7 @@ async fn sigterm_while_an_export_hangs_keeps_every_record_in_the_spool() {
     let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let hanging = receivers::http(Behaviour::Hang).await;
+    let hanging = Receiver::http(Behaviour::Hang).await;
     let client = reqwest::Client::new();
     // The export outlasts the 4 s shutdown; the records make several batches.
     let config = write_config(
@@ -363,7 +363,7 @@ async fn sigterm_while_an_export_hangs_keeps_every_record_in_the_spool() {
     }
     let took = first.terminate().await;
 
-    let up = receivers::http(Behaviour::Ok).await;
+    let up = Receiver::http(Behaviour::Ok).await;
     let config = write_config(
         dir.path(),
         "second",

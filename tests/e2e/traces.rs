@@ -284,7 +284,7 @@ async fn shutdown_flushes_the_file_destination() {
 /// status message only where content is allowed, and the client's bytes are the provider's.
 #[tokio::test]
 async fn an_error_inside_a_200_stream_is_traced_as_a_stream_error() {
-    let private = crate::receivers::http(crate::receivers::Behaviour::Ok).await;
+    let private = gatecast_mock::otlp::Receiver::http(gatecast_mock::otlp::Behaviour::Ok).await;
     let extra = format!(
         "\n[[destinations]]\nname = \"private\"\ntype = \"otlp\"\nendpoint = \"{}\"\nprotocol = \"http/json\"\nflush_interval_ms = 20\nprivacy_mode = true\n",
         private.url("/v1/traces")

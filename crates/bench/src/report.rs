@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::hist::{Added, Summary};
 use crate::load::OpenLoopStats;
-use crate::sink::SinkSnapshot;
 use crate::telemetry_work::TelemetryCost;
+use gatecast_mock::otlp::Counts;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -80,7 +80,7 @@ pub struct LatencyRow {
     /// The gateway's own CPU time per request during the run (user + system).
     pub gateway_cpu_us: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub otlp_sink: Option<SinkSnapshot>,
+    pub otlp_sink: Option<Counts>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -90,7 +90,7 @@ pub struct ThroughputReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoopRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub otlp_sink: Option<SinkSnapshot>,
+    pub otlp_sink: Option<Counts>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

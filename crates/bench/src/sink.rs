@@ -1,22 +1,13 @@
-//! An in-process OTLP/HTTP receiver: fast enough never to be the bottleneck, and able to play
-//! dead.
+//! The bench's OTLP/HTTP sink: the mock's receiver, counting only, on a thread of its own;
+//! fast enough never to be the bottleneck, and able to play dead.
 //!
 //! It counts what arrives instead of decoding it: decoding would spend CPU on the same two
 //! cores as the gateway under test, and the gateway's own tests already check the content.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
-use anyhow::Result;
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde::Serialize;
-use tokio::net::TcpListener;
+use anyhow::{Context, Result};
+use gatecast_mock::otlp::{Behaviour, Counts, HttpServer, Receiver};
 
 use crate::side_thread::SideThread;
 
@@ -29,132 +20,52 @@ pub enum SinkMode {
     Blackhole,
 }
 
-#[derive(Debug, Default)]
-pub struct SinkCounters {
-    pub connections: AtomicU64,
-    pub requests: AtomicU64,
-    pub bytes: AtomicU64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SinkSnapshot {
-    pub connections: u64,
-    pub requests: u64,
-    pub bytes: u64,
-}
-
-impl SinkSnapshot {
-    pub fn since(&self, earlier: &SinkSnapshot) -> SinkSnapshot {
-        SinkSnapshot {
-            connections: self.connections.saturating_sub(earlier.connections),
-            requests: self.requests.saturating_sub(earlier.requests),
-            bytes: self.bytes.saturating_sub(earlier.bytes),
-        }
-    }
-}
-
 pub struct OtlpSink {
     pub addr: SocketAddr,
     pub mode: SinkMode,
-    counters: Arc<SinkCounters>,
+    receiver: Receiver,
     _thread: SideThread,
 }
 
 impl OtlpSink {
     /// Starts the sink on a thread of its own (see [`SideThread`]).
     pub async fn start(mode: SinkMode) -> Result<Self> {
-        let counters = Arc::new(SinkCounters::default());
-        let c = counters.clone();
-        let (addr, thread) =
-            SideThread::serve_tcp("otlp-sink", move |listener| accept_loop(listener, mode, c))?;
+        let behaviour = match mode {
+            SinkMode::Counting => Behaviour::Ok,
+            SinkMode::Blackhole => Behaviour::Blackhole,
+        };
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("binding the OTLP sink")?;
+        let (receiver, serve) = HttpServer::new(behaviour)
+            .counting_only()
+            .only_path("/v1/traces")
+            .on(listener)
+            .context("starting the OTLP sink")?;
+        let thread = SideThread::spawn("otlp-sink", move || serve)?;
         Ok(Self {
-            addr,
+            addr: receiver.addr,
             mode,
-            counters,
+            receiver,
             _thread: thread,
         })
     }
 
     /// The URL a gateway's OTLP destination points at.
     pub fn endpoint(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
+        self.receiver.url("/v1/traces")
     }
 
-    pub fn snapshot(&self) -> SinkSnapshot {
-        SinkSnapshot {
-            connections: self.counters.connections.load(Relaxed),
-            requests: self.counters.requests.load(Relaxed),
-            bytes: self.counters.bytes.load(Relaxed),
-        }
+    pub fn snapshot(&self) -> Counts {
+        self.receiver.counts()
     }
-}
-
-async fn accept_loop(listener: TcpListener, mode: SinkMode, c: Arc<SinkCounters>) {
-    // Held, never read: a blackhole's peers must see an open, silent connection.
-    let mut held = Vec::new();
-    while let Ok((tcp, _)) = listener.accept().await {
-        c.connections.fetch_add(1, Relaxed);
-        match mode {
-            SinkMode::Blackhole => held.push(tcp),
-            SinkMode::Counting => {
-                let _ = tcp.set_nodelay(true);
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, c.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
-
-async fn handle(
-    req: Request<Incoming>,
-    counters: Arc<SinkCounters>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let json = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    let is_traces = req.method() == http::Method::POST && req.uri().path() == "/v1/traces";
-    let mut body = req.into_body();
-    let mut bytes = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            bytes += data.len() as u64;
-        }
-    }
-    if !is_traces {
-        return Ok(status_only(StatusCode::NOT_FOUND));
-    }
-    counters.requests.fetch_add(1, Relaxed);
-    counters.bytes.fetch_add(bytes, Relaxed);
-    // An empty ExportTraceServiceResponse: zero bytes in protobuf, `{}` in JSON.
-    let (content_type, body) = if json {
-        ("application/json", Bytes::from_static(b"{}"))
-    } else {
-        ("application/x-protobuf", Bytes::new())
-    };
-    let mut resp = Response::new(Full::new(body));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    Ok(resp)
-}
-
-fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = status;
-    resp
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::time::Duration;
+
+    use bytes::Bytes;
 
     use super::*;
     use crate::client::Conn;

@@ -10,6 +10,8 @@ mod answer;
 mod directives;
 mod error_reply;
 mod fail_counter;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod recorder;
 mod reply;
 mod request;

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receivers::{Answer, GrpcReceiver, HttpReceiver};
 use common::*;
+use gatecast_mock::otlp::{Answer, Receiver};
 use gatecast_telemetry::destination::{DestinationType, HostPolicy, Protocol};
 use gatecast_telemetry::probe::{test_connection_with, ProbeOptions};
 use gatecast_telemetry::stats::DestinationStats;
@@ -56,15 +56,15 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A receiver that answers every request with a 307 to `target`, with a credential in the
 /// location's user and query that must never be shown.
-async fn redirecting_to(target: &HttpReceiver) -> HttpReceiver {
+async fn redirecting_to(target: &Receiver) -> Receiver {
     let location = format!(
         "http://user:pass-in-location@{}/v1/traces?sig=location-secret&x=1#frag",
         target.addr
     );
-    HttpReceiver::answering(vec![Answer::new(307, "moved").header("location", &location)]).await
+    Receiver::scripted(vec![Answer::new(307, "moved").header("location", &location)]).await
 }
 
-fn assert_names_the_location(text: &str, target: &HttpReceiver) {
+fn assert_names_the_location(text: &str, target: &Receiver) {
     let shown = format!("http://{}/v1/traces?sig=***&x=***", target.addr);
     assert!(text.contains(&shown), "{text}");
     for secret in ["pass-in-location", "location-secret", "user:", "frag"] {
@@ -74,7 +74,7 @@ fn assert_names_the_location(text: &str, target: &HttpReceiver) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_redirected_elsewhere_is_an_error_and_nothing_follows_it() {
-    let second = HttpReceiver::start(vec![(200, "")]).await;
+    let second = Receiver::scripted(vec![(200, "")]).await;
     let first = redirecting_to(&second).await;
     let b = Broadcaster::new(BroadcastConfig {
         service_name: "gatecast-test".into(),
@@ -99,7 +99,7 @@ async fn an_export_redirected_elsewhere_is_an_error_and_nothing_follows_it() {
 
 #[tokio::test]
 async fn a_probe_redirected_elsewhere_fails_naming_the_location() {
-    let second = HttpReceiver::start(vec![(200, "")]).await;
+    let second = Receiver::scripted(vec![(200, "")]).await;
     let first = redirecting_to(&second).await;
     let report = test_connection(&otlp(first.url("/v1/traces"))).await;
     assert!(!report.passed, "{report:?}");
@@ -125,7 +125,7 @@ async fn a_probe_redirected_elsewhere_fails_naming_the_location() {
     assert!(second.requests().is_empty(), "{:?}", second.requests());
     // Same origin is not followed either: a 301 would turn the export into a bodyless GET.
     let same =
-        HttpReceiver::answering(vec![Answer::new(301, "").header("location", "/v2/traces")]).await;
+        Receiver::scripted(vec![Answer::new(301, "").header("location", "/v2/traces")]).await;
     let report = test_connection(&otlp(same.url("/v1/traces"))).await;
     assert!(!report.passed, "{report:?}");
     assert!(
@@ -141,7 +141,7 @@ async fn a_probe_redirected_elsewhere_fails_naming_the_location() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_and_probes_are_held_to_the_host_policy() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     // Only 10/8 is listed: the loopback receiver is out of bounds, by IP and by name.
     let ranges = || Arc::new(HostPolicy::new(&["10.0.0.0/8"]).unwrap());
     let options = ProbeOptions {
@@ -231,7 +231,7 @@ async fn metadata_addresses_are_refused_by_default_over_http_and_grpc() {
     );
 
     // gRPC resolves through the guarded connector too.
-    let rx = GrpcReceiver::start(None).await;
+    let rx = Receiver::grpc().await;
     let mut by_name = otlp(format!("http://localhost:{}", rx.addr.port()));
     by_name.protocol = Some(Protocol::Grpc);
     let options = ProbeOptions {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::receivers::{closed_port, Answer, GrpcReceiver, HttpReceiver};
+use gatecast_mock::otlp::{closed_port, Answer, Behaviour, Receiver};
 use gatecast_telemetry::destination::{Compression, DestinationType, Protocol, WebhookMethod};
 use gatecast_telemetry::probe::{test_connection_with_delay, TEST_MODEL, TEST_TRACE_NAME};
 use gatecast_telemetry::{send_test_trace, test_connection, DestinationConfig, ProbeReport};
@@ -80,7 +80,7 @@ const SHORT: Duration = Duration::from_millis(50);
 
 #[tokio::test]
 async fn otlp_protobuf_probe_is_an_empty_marked_export() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let d = otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -108,7 +108,7 @@ async fn otlp_protobuf_probe_is_an_empty_marked_export() {
 
 #[tokio::test]
 async fn otlp_protobuf_without_compression_sends_plain_protobuf() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let d = otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -122,7 +122,7 @@ async fn otlp_protobuf_without_compression_sends_plain_protobuf() {
 
 #[tokio::test]
 async fn otlp_json_probe_sends_json() {
-    let rx = HttpReceiver::start(vec![(202, "")]).await;
+    let rx = Receiver::scripted(vec![(202, "")]).await;
     let d = otlp(rx.url("/v1/traces"), Protocol::HttpJson, Compression::None);
     let report = test_connection(&d).await;
     assert!(report.passed, "{report:?}");
@@ -135,8 +135,8 @@ async fn otlp_json_probe_sends_json() {
 
 #[tokio::test]
 async fn otlp_grpc_probe_carries_metadata() {
-    let rx = GrpcReceiver::start(None).await;
-    let d = otlp(rx.url(), Protocol::Grpc, Compression::Gzip);
+    let rx = Receiver::grpc().await;
+    let d = otlp(rx.url(""), Protocol::Grpc, Compression::Gzip);
     let report = test_connection(&d).await;
     assert!(report.passed, "{report:?}");
     assert_eq!(report.summary(), "PASS collector (gRPC OK)");
@@ -144,13 +144,13 @@ async fn otlp_grpc_probe_carries_metadata() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("x-test-connection"), Some("true"));
     assert_eq!(got[0].header("authorization"), Some(TOKEN));
-    assert!(got[0].request.resource_spans.is_empty());
+    assert!(got[0].export().resource_spans.is_empty());
 }
 
 #[tokio::test]
 async fn otlp_grpc_refusal_fails_with_the_code() {
-    let rx = GrpcReceiver::start(Some(tonic::Code::Unauthenticated)).await;
-    let d = otlp(rx.url(), Protocol::Grpc, Compression::None);
+    let rx = Receiver::grpc_refusing(tonic::Code::Unauthenticated).await;
+    let d = otlp(rx.url(""), Protocol::Grpc, Compression::None);
     let report = test_connection(&d).await;
     assert!(!report.passed);
     assert!(
@@ -164,7 +164,7 @@ async fn otlp_grpc_refusal_fails_with_the_code() {
 #[tokio::test]
 async fn refusals_fail_with_status_and_excerpt() {
     for (status, body) in [(401, "missing credentials"), (500, "collector exploded")] {
-        let rx = HttpReceiver::start(vec![(status, body)]).await;
+        let rx = Receiver::scripted(vec![(status, body)]).await;
         let d = otlp(
             rx.url("/v1/traces"),
             Protocol::HttpProtobuf,
@@ -200,7 +200,7 @@ async fn protobuf_status_answers_are_decoded_for_probes_and_exports() {
     }
     .encode_to_vec();
     let answer = Answer::new(401, status).header("content-type", "application/x-protobuf");
-    let rx = HttpReceiver::answering(vec![answer]).await;
+    let rx = Receiver::scripted(vec![answer]).await;
     let report = test_connection(&sentry(rx.addr.port())).await;
     assert!(!report.passed);
     let want = "Unauthenticated (code 16): project key 0123 is not valid";
@@ -233,7 +233,7 @@ async fn protobuf_status_answers_are_decoded_for_probes_and_exports() {
     // Binary that is not a status is shown as printable text.
     let garbage = Answer::new(400, vec![0x0a, 0xff, 0x01, b'b', b'a', b'd'])
         .header("content-type", "application/octet-stream");
-    let rx = HttpReceiver::answering(vec![garbage]).await;
+    let rx = Receiver::scripted(vec![garbage]).await;
     let report = test_connection(&otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -248,7 +248,7 @@ async fn protobuf_status_answers_are_decoded_for_probes_and_exports() {
 #[tokio::test]
 async fn long_bodies_are_cut_to_an_excerpt() {
     let long: &'static str = Box::leak("x".repeat(10_000).into_boxed_str());
-    let rx = HttpReceiver::start(vec![(500, long)]).await;
+    let rx = Receiver::scripted(vec![(500, long)]).await;
     let d = otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -260,7 +260,7 @@ async fn long_bodies_are_cut_to_an_excerpt() {
 
 #[tokio::test]
 async fn webhook_400_passes_but_403_fails() {
-    let rx = HttpReceiver::start(vec![(400, "empty export")]).await;
+    let rx = Receiver::scripted(vec![(400, "empty export")]).await;
     let report = test_connection(&webhook(rx.url("/hook"))).await;
     assert!(report.passed, "{report:?}");
     assert_eq!(report.status, Some(400));
@@ -270,7 +270,7 @@ async fn webhook_400_passes_but_403_fails() {
     assert_eq!(r.header("authorization"), Some(TOKEN));
     assert!(r.export_json().resource_spans.is_empty());
 
-    let rx = HttpReceiver::start(vec![(403, "forbidden")]).await;
+    let rx = Receiver::scripted(vec![(403, "forbidden")]).await;
     let report = test_connection(&webhook(rx.url("/hook"))).await;
     assert!(!report.passed);
     assert_eq!(report.summary(), "FAIL hook: HTTP 403: forbidden");
@@ -278,7 +278,7 @@ async fn webhook_400_passes_but_403_fails() {
 
 #[tokio::test]
 async fn sentry_key_refused_on_the_second_probe_fails() {
-    let rx = HttpReceiver::start(vec![(200, "{}"), (403, "{\"detail\":\"invalid key\"}")]).await;
+    let rx = Receiver::scripted(vec![(200, "{}"), (403, "{\"detail\":\"invalid key\"}")]).await;
     let d = sentry(rx.addr.port());
     let report = test_connection_with_delay(&d, SHORT).await;
     assert!(!report.passed, "{report:?}");
@@ -295,7 +295,7 @@ async fn sentry_key_refused_on_the_second_probe_fails() {
 
 #[tokio::test]
 async fn sentry_refusing_at_once_fails_without_a_second_probe() {
-    let rx = HttpReceiver::start(vec![(401, "")]).await;
+    let rx = Receiver::scripted(vec![(401, "")]).await;
     let report = test_connection_with_delay(&sentry(rx.addr.port()), SHORT).await;
     assert!(!report.passed);
     assert_eq!(report.attempts.len(), 1);
@@ -304,7 +304,7 @@ async fn sentry_refusing_at_once_fails_without_a_second_probe() {
 
 #[tokio::test]
 async fn sentry_accepting_twice_passes() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let d = sentry(rx.addr.port());
     let report = test_connection_with_delay(&d, SHORT).await;
     assert!(report.passed, "{report:?}");
@@ -329,7 +329,7 @@ async fn sentry_accepting_twice_passes() {
 
 #[tokio::test]
 async fn sentry_uses_the_one_second_recheck_by_default() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let report = test_connection(&sentry(rx.addr.port())).await;
     assert!(report.passed);
     let got = rx.requests();
@@ -391,7 +391,7 @@ async fn connection_refused_fails_clearly() {
 
 #[tokio::test]
 async fn a_silent_receiver_times_out() {
-    let rx = HttpReceiver::silent().await;
+    let rx = Receiver::http(Behaviour::Silent).await;
     let mut d = otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -415,7 +415,7 @@ async fn a_silent_receiver_times_out() {
 
 #[tokio::test]
 async fn secrets_echoed_by_a_receiver_are_redacted() {
-    let rx = HttpReceiver::start(vec![(
+    let rx = Receiver::scripted(vec![(
         401,
         "token Bearer s3cret-token is not valid for key 0123456789abcdef0123456789abcdef",
     )])
@@ -475,7 +475,7 @@ async fn a_file_under_a_file_fails() {
 
 #[tokio::test]
 async fn test_trace_reaches_an_otlp_receiver_with_and_without_privacy() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let mut d = otlp(
         rx.url("/v1/traces"),
         Protocol::HttpProtobuf,
@@ -530,7 +530,7 @@ async fn test_trace_reaches_an_otlp_receiver_with_and_without_privacy() {
 
 #[tokio::test]
 async fn test_trace_to_sentry_carries_the_flavor_and_is_sent_once() {
-    let rx = HttpReceiver::start(vec![(200, "")]).await;
+    let rx = Receiver::scripted(vec![(200, "")]).await;
     let report = send_test_trace(&sentry(rx.addr.port()), "svc").await;
     assert!(report.passed, "{report:?}");
     no_secrets(&report);
@@ -550,7 +550,7 @@ async fn test_trace_to_sentry_carries_the_flavor_and_is_sent_once() {
 
 #[tokio::test]
 async fn test_trace_refused_by_a_webhook_fails_even_with_400() {
-    let rx = HttpReceiver::start(vec![(400, "bad span")]).await;
+    let rx = Receiver::scripted(vec![(400, "bad span")]).await;
     let report = send_test_trace(&webhook(rx.url("/hook")), "svc").await;
     assert!(!report.passed);
     assert!(
@@ -564,10 +564,10 @@ async fn test_trace_refused_by_a_webhook_fails_even_with_400() {
 
 #[tokio::test]
 async fn test_trace_over_grpc() {
-    let rx = GrpcReceiver::start(None).await;
-    let report = send_test_trace(&otlp(rx.url(), Protocol::Grpc, Compression::Gzip), "svc").await;
+    let rx = Receiver::grpc().await;
+    let report = send_test_trace(&otlp(rx.url(""), Protocol::Grpc, Compression::Gzip), "svc").await;
     assert!(report.passed, "{report:?}");
     let got = rx.requests();
     assert_eq!(got[0].header("x-test-connection"), None);
-    assert_eq!(spans(&got[0].request).len(), 2);
+    assert_eq!(spans(&got[0].export()).len(), 2);
 }

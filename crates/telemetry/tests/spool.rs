@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::receivers::{closed_port, HttpReceiver};
 use common::*;
+use gatecast_mock::otlp::{closed_port, Behaviour, Receiver};
 use gatecast_telemetry::destination::{DestinationType, Protocol};
 use gatecast_telemetry::stats::DestinationStats;
 use gatecast_telemetry::{BroadcastConfig, Broadcaster, DestinationConfig};
@@ -60,7 +60,7 @@ async fn an_outage_longer_than_the_retries_is_spooled_then_delivered_once() {
     // Five attempts (the retry policy) answered 503, then the collector is healthy.
     let mut answers = vec![(503, "unavailable"); 5];
     answers.push((200, "{}"));
-    let rx = HttpReceiver::start(answers).await;
+    let rx = Receiver::scripted(answers).await;
     let b = broadcaster(otlp(rx.url("/v1/traces"), spool.path()));
     for i in 0..3 {
         b.publish(record_saying(&format!("run-{i}"), "hello"));
@@ -124,7 +124,7 @@ async fn spooled_batches_survive_a_restart_and_reach_the_collector_when_it_is_up
     assert_eq!(batch_files(spool.path()).len() as u64, s.spooled_batches);
 
     // Second run, collector up on the same port: the spool is replayed at start.
-    let rx = HttpReceiver::start_on(port, vec![(200, "{}")]).await;
+    let rx = Receiver::http_on(port, Behaviour::script(vec![(200, "{}")])).await;
     let second = broadcaster(otlp(endpoint, spool.path()));
     until("replayed", || stats(&second).exported_spans == 8).await;
     until("deleted", || batch_files(spool.path()).is_empty()).await;
@@ -142,7 +142,7 @@ async fn spooled_batches_survive_a_restart_and_reach_the_collector_when_it_is_up
 }
 
 /// Trace ids of every span the receiver decoded, with how often each arrived.
-fn spans_by_trace(rx: &HttpReceiver) -> std::collections::BTreeMap<Vec<u8>, usize> {
+fn spans_by_trace(rx: &Receiver) -> std::collections::BTreeMap<Vec<u8>, usize> {
     let mut seen = std::collections::BTreeMap::new();
     for r in rx.requests() {
         for span in r
@@ -162,7 +162,7 @@ fn spans_by_trace(rx: &HttpReceiver) -> std::collections::BTreeMap<Vec<u8>, usiz
 async fn shutdown_during_a_hanging_export_spools_everything_for_the_next_start() {
     const RECORDS: usize = 40;
     let spool = tempfile::tempdir().unwrap();
-    let hanging = HttpReceiver::silent().await;
+    let hanging = Receiver::http(Behaviour::Silent).await;
     let mut d = otlp(hanging.url("/v1/traces"), spool.path());
     // The export outlasts the shutdown deadline, and the records make several batches: one
     // in flight, the others still queued or open when shutdown begins.
@@ -193,7 +193,7 @@ async fn shutdown_during_a_hanging_export_spools_everything_for_the_next_start()
     );
 
     // Next start, the collector is healthy: what the spool kept is replayed.
-    let rx = HttpReceiver::start(vec![(200, "{}")]).await;
+    let rx = Receiver::scripted(vec![(200, "{}")]).await;
     let second = broadcaster(otlp(rx.url("/v1/traces"), spool.path()));
     until("spool replayed", || batch_files(spool.path()).is_empty()).await;
     until("replay counted", || {

@@ -12,8 +12,6 @@ use gatecast_telemetry::record::{
 };
 use serde_json::Value;
 
-pub mod receivers;
-
 pub const T0: u64 = 1_700_000_000_000_000_000;
 
 pub fn ms(n: u64) -> Duration {
