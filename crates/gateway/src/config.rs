@@ -447,7 +447,7 @@ fn env_destinations(
     let mut out = Vec::new();
     if let Some(dsn) = get("SENTRY_DSN") {
         let mut d = DestinationConfig::file("env-sentry", "");
-        d.kind = gatecast_telemetry::destination::DestinationType::Sentry;
+        d.kind = gatecast_telemetry::destinations::DestinationType::Sentry;
         d.path = None;
         d.dsn = Some(dsn);
         d.privacy_mode = private;
@@ -456,7 +456,7 @@ fn env_destinations(
     let traces_endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     let base_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT");
     if traces_endpoint.is_some() || base_endpoint.is_some() {
-        use gatecast_telemetry::destination::Protocol;
+        use gatecast_telemetry::destinations::Protocol;
         let protocol_var = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
         let protocol = match protocol_var.as_deref().map(str::trim) {
@@ -494,7 +494,7 @@ fn env_destinations(
             headers.insert(k.trim().to_owned(), v.trim().to_owned());
         }
         let mut d = DestinationConfig::file("env-otlp", "");
-        d.kind = gatecast_telemetry::destination::DestinationType::Otlp;
+        d.kind = gatecast_telemetry::destinations::DestinationType::Otlp;
         d.path = None;
         d.endpoint = Some(endpoint);
         d.protocol = Some(protocol);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::destination::{DestinationConfig, HostPolicy};
+use crate::destinations::{DestinationConfig, HostPolicy};
 use crate::error::TelemetryError;
 use crate::filter::CompiledFilters;
 use crate::pipeline::{Pipeline, SharedRecord};

@@ -9,7 +9,7 @@ mod content;
 mod generation;
 
 pub mod broadcaster;
-pub mod destination;
+pub mod destinations;
 pub mod error;
 pub mod filter;
 pub mod flavor;
@@ -33,7 +33,7 @@ pub mod stats;
 mod worker;
 
 pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
-pub use destination::DestinationConfig;
+pub use destinations::DestinationConfig;
 pub use error::TelemetryError;
 pub use probe::{send_test_trace, test_connection, ProbeAttempt, ProbeReport};
 pub use record::GenerationRecord;

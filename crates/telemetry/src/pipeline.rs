@@ -14,9 +14,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::destination::file::FileSink;
-use crate::destination::NetworkSink;
-use crate::destination::{DestinationConfig, DestinationType, HostPolicy, Sink, SpoolMode};
+use crate::destinations::file::FileSink;
+use crate::destinations::NetworkSink;
+use crate::destinations::{DestinationConfig, DestinationType, HostPolicy, Sink, SpoolMode};
 use crate::error::TelemetryError;
 use crate::model::SpanModel;
 use crate::otlp::ResourceInfo;
@@ -219,7 +219,7 @@ impl Pipeline {
                     destination: config.name.clone(),
                     message,
                 };
-                match crate::destination::build_network_sink(config, hosts).map_err(invalid)? {
+                match crate::destinations::build_network_sink(config, hosts).map_err(invalid)? {
                     NetworkSink::Http(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
                     NetworkSink::Grpc(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
                 }

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::destination::file::{open_append, FileSink};
-use crate::destination::grpc::GrpcSink;
-use crate::destination::http::{send_error, HttpSink};
-use crate::destination::resolve::refusal;
-use crate::destination::sentry_dsn::SentryDsn;
-use crate::destination::{
+use crate::destinations::file::{open_append, FileSink};
+use crate::destinations::grpc::GrpcSink;
+use crate::destinations::http::{send_error, HttpSink};
+use crate::destinations::resolve::refusal;
+use crate::destinations::sentry_dsn::SentryDsn;
+use crate::destinations::{
     build_network_sink, reply, DestinationConfig, DestinationType, EncodedBatch, Encoding,
     HostPolicy, NetworkSink, Sink,
 };

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::destination::Encoding;
+use crate::destinations::Encoding;
 use crate::stats::{Counters, DropReason};
 
 const EXTENSION: &str = ".batch";

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::background::Abandoned;
-use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
+use crate::destinations::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, SpoolMode};
 use crate::error::TelemetryError;
 use crate::flavor::apply_sentry_flavor;
 use crate::limits;
@@ -177,7 +177,7 @@ impl Encoded {
     /// Compresses the body now, with the rest of the batch work.
     fn gzipped(mut self) -> Self {
         if let Ok(body) = &self.body {
-            self.wire = Some(crate::destination::http::gzip(body));
+            self.wire = Some(crate::destinations::http::gzip(body));
         }
         self
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gatecast_telemetry::destination::DestinationType;
+use gatecast_telemetry::destinations::DestinationType;
 use gatecast_telemetry::{
     BroadcastConfig, Broadcaster, DestinationConfig, GenerationRecord, TelemetryError,
 };

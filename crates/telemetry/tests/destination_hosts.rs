@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::receivers::{Answer, GrpcReceiver, HttpReceiver};
 use common::*;
-use gatecast_telemetry::destination::{DestinationType, HostPolicy, Protocol};
+use gatecast_telemetry::destinations::{DestinationType, HostPolicy, Protocol};
 use gatecast_telemetry::probe::{test_connection_with, ProbeOptions};
 use gatecast_telemetry::stats::DestinationStats;
 use gatecast_telemetry::{

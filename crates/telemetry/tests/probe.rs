@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::receivers::{closed_port, Answer, GrpcReceiver, HttpReceiver};
-use gatecast_telemetry::destination::{Compression, DestinationType, Protocol, WebhookMethod};
+use gatecast_telemetry::destinations::{Compression, DestinationType, Protocol, WebhookMethod};
 use gatecast_telemetry::probe::{test_connection_with_delay, TEST_MODEL, TEST_TRACE_NAME};
 use gatecast_telemetry::{send_test_trace, test_connection, DestinationConfig, ProbeReport};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

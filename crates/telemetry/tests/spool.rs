@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::receivers::{closed_port, HttpReceiver};
 use common::*;
-use gatecast_telemetry::destination::{DestinationType, Protocol};
+use gatecast_telemetry::destinations::{DestinationType, Protocol};
 use gatecast_telemetry::stats::DestinationStats;
 use gatecast_telemetry::{BroadcastConfig, Broadcaster, DestinationConfig};
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatecast_store::Source;
-use gatecast_telemetry::destination::host_policy::SETTING;
-use gatecast_telemetry::destination::{DestinationType, HostPolicy};
+use gatecast_telemetry::destinations::host_policy::SETTING;
+use gatecast_telemetry::destinations::{DestinationType, HostPolicy};
 use gatecast_telemetry::probe::ProbeOptions;
 use gatecast_telemetry::DestinationConfig;
 use url::{Host, Url};
