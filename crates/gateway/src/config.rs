@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gatecast_proxy::{ModelAlias, ProviderConfig, Router};
+use gatecast_telemetry::destinations::{OtlpConfig, SentryConfig};
 use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
 
@@ -271,8 +272,11 @@ impl Config {
         let data_dir = self.store.data_dir();
         self.store.data_dir = Some(base.join(data_dir));
         for d in &mut self.destinations {
-            for p in [&mut d.path, &mut d.spool_dir].into_iter().flatten() {
-                *p = base.join(&*p);
+            if let Some(dir) = &mut d.spool_dir {
+                *dir = base.join(&*dir);
+            }
+            if let Some(kind) = d.kind.module().relative_to(base) {
+                d.kind = kind;
             }
         }
     }
@@ -289,6 +293,8 @@ impl Config {
             GatewayError::config(if at.is_empty() { "config".into() } else { at }, msg)
         })?;
         expand_env(&mut value, &mut String::new(), &env)?;
+        // Read apart, so an error names the destination's field, not just the destination.
+        let destinations = value.as_table_mut().and_then(|t| t.remove("destinations"));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             GatewayError::config(
@@ -296,6 +302,7 @@ impl Config {
                 e.into_inner().to_string(),
             )
         })?;
+        config.destinations = parse_destinations(destinations)?;
         config.destinations.extend(env_destinations(&env)?);
         config.validate()?;
         Ok(config)
@@ -374,8 +381,8 @@ impl Config {
                     format!("`{}` is used twice", d.name),
                 ));
             }
-            d.validate()
-                .map_err(|e| GatewayError::config(format!("destinations[{i}]"), e.to_string()))?;
+            d.check()
+                .map_err(|e| GatewayError::config(destination_path(i, &e.path), e.message))?;
         }
         if self
             .security
@@ -430,6 +437,43 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
     format!("sqlite://{base}{sep}{file}{query}")
 }
 
+/// `[[destinations]]`: each table in the flat shape, errors at `destinations[i].FIELD`.
+fn parse_destinations(value: Option<toml::Value>) -> Result<Vec<DestinationConfig>, GatewayError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(GatewayError::config(
+            "destinations",
+            "expected an array of tables ([[destinations]])",
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let flat = match serde_json::to_value(item) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                return Err(GatewayError::config(
+                    format!("destinations[{i}]"),
+                    "expected a table",
+                ))
+            }
+        };
+        let d = DestinationConfig::from_flat(flat)
+            .map_err(|e| GatewayError::config(destination_path(i, &e.path), e.message))?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn destination_path(i: usize, field: &str) -> String {
+    if field.is_empty() {
+        format!("destinations[{i}]")
+    } else {
+        format!("destinations[{i}].{field}")
+    }
+}
+
 /// Destinations defined by the environment: `SENTRY_DSN`, and the standard
 /// `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,HEADERS,PROTOCOL}`. They follow the GenAI
 /// content-capture convention: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false`
@@ -446,10 +490,7 @@ fn env_destinations(
     });
     let mut out = Vec::new();
     if let Some(dsn) = get("SENTRY_DSN") {
-        let mut d = DestinationConfig::file("env-sentry", "");
-        d.kind = gatecast_telemetry::destinations::DestinationType::Sentry;
-        d.path = None;
-        d.dsn = Some(dsn);
+        let mut d = DestinationConfig::new("env-sentry", SentryConfig::new(dsn));
         d.privacy_mode = private;
         out.push(d);
     }
@@ -493,12 +534,12 @@ fn env_destinations(
             })?;
             headers.insert(k.trim().to_owned(), v.trim().to_owned());
         }
-        let mut d = DestinationConfig::file("env-otlp", "");
-        d.kind = gatecast_telemetry::destinations::DestinationType::Otlp;
-        d.path = None;
-        d.endpoint = Some(endpoint);
-        d.protocol = Some(protocol);
-        d.headers = headers;
+        let otlp = OtlpConfig {
+            protocol: Some(protocol),
+            headers,
+            ..OtlpConfig::new(endpoint)
+        };
+        let mut d = DestinationConfig::new("env-otlp", otlp);
         d.privacy_mode = private;
         out.push(d);
     }
@@ -585,6 +626,7 @@ fn expand_str(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use gatecast_telemetry::destinations::DestinationKind;
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, |k| (k == "UP_KEY").then(|| "sk-123".to_string()))
@@ -644,7 +686,9 @@ mod tests {
         let sentry = &c.destinations[0];
         assert_eq!(sentry.name, "env-sentry");
         assert!(sentry.privacy_mode, "content capture off means private");
-        let otlp = &c.destinations[1];
+        let DestinationKind::Otlp(otlp) = &c.destinations[1].kind else {
+            panic!("not otlp: {:?}", c.destinations[1]);
+        };
         assert_eq!(
             otlp.endpoint.as_deref(),
             Some("http://collector:4318/v1/traces")
@@ -686,11 +730,15 @@ mod tests {
             Some(PathBuf::from("/etc/gc/data/x.db"))
         );
         assert_eq!(c.store.data_dir(), PathBuf::from("/etc/gc/data"));
+        let path = |d: &DestinationConfig| match &d.kind {
+            DestinationKind::File(f) => f.path.clone(),
+            _ => None,
+        };
         let f = &c.destinations[0];
-        assert_eq!(f.path.as_deref(), Some(Path::new("/etc/gc/../t.jsonl")));
+        assert_eq!(path(f).as_deref(), Some(Path::new("/etc/gc/../t.jsonl")));
         assert_eq!(f.spool_dir.as_deref(), Some(Path::new("/etc/gc/spool")));
         assert_eq!(
-            c.destinations[1].path.as_deref(),
+            path(&c.destinations[1]).as_deref(),
             Some(Path::new("/abs/t.jsonl"))
         );
 

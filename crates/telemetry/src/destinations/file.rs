@@ -7,12 +7,101 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{EncodedBatch, Encoding, ExportError, Sink};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::fields::{self, FieldError, FieldSpec, Flag, Secret};
+use super::{
+    BuildContext, BuildError, Built, ConnectionProbe, DestinationKind, DestinationType,
+    EncodedBatch, Encoding, ExportError, Sink, Transport, TypeInfo,
+};
 use crate::error::TelemetryError;
 
-/// Bytes written between two pacing checkpoints. A batch line is often a megabyte, and one
-/// `write` of it holds a core in the kernel for about a millisecond (see `pace`).
-const WRITE_SLICE: usize = 64 * 1024;
+/// The `file` type's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The JSON-lines file to append to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: Some(path.into()),
+        }
+    }
+}
+
+pub static INFO: TypeInfo = TypeInfo {
+    name: "file",
+    fields: &[FieldSpec {
+        name: "path",
+        help: "the JSON-lines file.",
+        secret: Secret::No,
+        needs_retest: true,
+        flag: Flag::Value("path"),
+    }],
+    parse,
+};
+
+fn parse(rest: Map<String, Value>) -> Result<DestinationKind, FieldError> {
+    fields::parse::<FileConfig>(rest).map(DestinationKind::File)
+}
+
+impl From<FileConfig> for DestinationKind {
+    fn from(c: FileConfig) -> Self {
+        DestinationKind::File(c)
+    }
+}
+
+impl DestinationType for FileConfig {
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
+    }
+
+    fn to_flat(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        fields::to_flat(self)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        match &self.path {
+            Some(p) if !p.as_os_str().is_empty() => Ok(()),
+            _ => Err(FieldError::new("path", "required for a file destination")),
+        }
+    }
+
+    fn local_file(&self) -> Option<(&'static str, &Path)> {
+        Some(("path", self.path.as_deref().unwrap_or(Path::new(""))))
+    }
+
+    fn relative_to(&self, base: &Path) -> Option<DestinationKind> {
+        let path = self.path.as_ref()?;
+        Some(DestinationKind::File(Self::new(base.join(path))))
+    }
+
+    /// Opening the file is the whole check: it is judged exactly as start-up judges it,
+    /// and the connection test writes nothing.
+    fn build(&self, _: &BuildContext<'_>) -> Result<Built, BuildError> {
+        self.validate().map_err(BuildError::Field)?;
+        let path = self.path.as_deref().unwrap_or(Path::new(""));
+        let sink = FileSink::open(path).map_err(|e| match e {
+            TelemetryError::Io { path, source } => BuildError::Io { path, source },
+            other => BuildError::Field(FieldError::new("path", other.to_string())),
+        })?;
+        Ok(Built {
+            sink: Transport::File(sink),
+            probe: ConnectionProbe::Opened {
+                message: format!("{} can be appended to", path.display()),
+            },
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 pub struct FileSink {
     path: PathBuf,
@@ -39,8 +128,7 @@ impl FileSink {
     }
 }
 
-/// Also how the connection test checks a path, so it judges it exactly as start-up does.
-pub(crate) fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -83,13 +171,7 @@ fn append_line(
         Some(f) => f,
         None => slot.insert(open_append(path)?),
     };
-    let written = body
-        .chunks(WRITE_SLICE)
-        .try_for_each(|piece| {
-            crate::pace::checkpoint();
-            file.write_all(piece)
-        })
-        .and_then(|()| file.write_all(b"\n"));
+    let written = file.write_all(body).and_then(|()| file.write_all(b"\n"));
     if written.is_err() {
         *slot = None;
     }
@@ -117,6 +199,9 @@ impl Sink for FileSink {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Larger than one `write` is likely to take whole.
+    const WRITE_SLICE: usize = 64 * 1024;
 
     #[tokio::test]
     async fn appends_lines_and_creates_directories() {

@@ -20,9 +20,6 @@ use super::host_policy::HostPolicy;
 use super::resolve::{refusal, GuardedResolver};
 use super::{reply, EncodedBatch, Encoding, ExportError, Sink};
 
-/// Bytes compressed between two pacing checkpoints: about 50 µs of `Compression::fast()`.
-const GZIP_SLICE: usize = 16 * 1024;
-
 pub struct HttpSink {
     client: reqwest::Client,
     url: reqwest::Url,
@@ -228,13 +225,8 @@ pub fn excerpt(body: &[u8]) -> String {
 /// the fast level already shrinks OTLP by about four times.
 pub fn gzip(body: &[u8]) -> Result<bytes::Bytes, ExportError> {
     let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    // In slices, so a large batch does not hold the core in one piece (see `pace`).
-    body.chunks(GZIP_SLICE)
-        .try_for_each(|piece| {
-            crate::pace::checkpoint();
-            enc.write_all(piece)
-        })
-        .and_then(|_| enc.finish())
+    enc.write_all(body)
+        .and_then(|()| enc.finish())
         .map(bytes::Bytes::from)
         .map_err(|e| ExportError::permanent(format!("gzip failed: {e}")))
 }
@@ -245,6 +237,9 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    /// More than one read of the decoder's buffer.
+    const GZIP_SLICE: usize = 16 * 1024;
 
     fn sink(gzip: bool) -> HttpSink {
         HttpSink::new(

@@ -1,61 +1,242 @@
-//! Where traces go: a destination's settings, and the [`Sink`] seam every transport
-//! implements. Only `file` exists yet; `sentry`, `otlp` and `webhook` plug in as further
-//! sinks without touching the pipeline.
+//! Where traces go. A destination is the settings every type shares (name, switches,
+//! sampling, filters, batching, queue, timeout, spool) plus one [`DestinationKind`]: the
+//! module of its type (`file`, `sentry`, `otlp`, `webhook`) owns the type's fields, their
+//! validation, the sink it builds and how its connection test judges it. `http`, `grpc`,
+//! `resolve`, `host_policy`, `reply` and `sentry_dsn` are the transports and helpers the
+//! types share; `sink` is the seam the pipelines call.
+//!
+//! The flat shape (the config file's `[[destinations]]`, the admin API's bodies, the store's
+//! rows) is read in two steps: the common keys first, then the type's struct from the rest,
+//! so each error names its exact field.
 
+pub mod fields;
 pub mod file;
 pub mod grpc;
 pub mod host_policy;
 pub mod http;
+pub mod otlp;
 pub mod reply;
 pub mod resolve;
+pub mod sentry;
 pub mod sentry_dsn;
+pub mod sink;
+pub mod webhook;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::error::TelemetryError;
+pub use fields::{Compression, FieldError, FieldSpec, Flag, Secret};
+pub use file::FileConfig;
 pub use host_policy::HostPolicy;
+pub use otlp::{OtlpConfig, Protocol};
+pub use sentry::SentryConfig;
+pub use sink::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink, Transport};
+pub use webhook::{WebhookConfig, WebhookMethod};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationType {
-    File,
-    Sentry,
-    Otlp,
-    Webhook,
+/// A destination's type and the settings only it has: the one switch over the types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationKind {
+    File(FileConfig),
+    Sentry(SentryConfig),
+    Otlp(OtlpConfig),
+    Webhook(WebhookConfig),
 }
 
-impl DestinationType {
-    pub fn as_str(self) -> &'static str {
+/// Every type, by the name the flat shape's `type` gives, in the order errors list them.
+pub static TYPES: [&TypeInfo; 4] = [&file::INFO, &sentry::INFO, &otlp::INFO, &webhook::INFO];
+
+impl DestinationKind {
+    /// The registry: the type's module, for everything the type decides.
+    pub fn module(&self) -> &dyn DestinationType {
         match self {
-            DestinationType::File => "file",
-            DestinationType::Sentry => "sentry",
-            DestinationType::Otlp => "otlp",
-            DestinationType::Webhook => "webhook",
+            DestinationKind::File(c) => c,
+            DestinationKind::Sentry(c) => c,
+            DestinationKind::Otlp(c) => c,
+            DestinationKind::Webhook(c) => c,
         }
+    }
+
+    /// The type's name: `file`, `sentry`, `otlp` or `webhook`.
+    pub fn as_str(&self) -> &'static str {
+        self.module().info().name
+    }
+
+    /// The type's own fields from the flat shape's keys that are not common settings.
+    pub fn parse(name: &str, rest: Map<String, Value>) -> Result<Self, FieldError> {
+        let info = TypeInfo::named(name).ok_or_else(|| {
+            let names: Vec<String> = TYPES.iter().map(|t| format!("`{}`", t.name)).collect();
+            FieldError::new(
+                "type",
+                format!(
+                    "unknown variant `{name}`, expected one of {}",
+                    names.join(", ")
+                ),
+            )
+        })?;
+        if let Some(unknown) = rest
+            .keys()
+            .find(|k| !info.fields.iter().any(|f| f.name == *k))
+        {
+            let known: Vec<String> = COMMON_FIELDS
+                .iter()
+                .chain(info.fields.iter().map(|f| &f.name))
+                .map(|n| format!("`{n}`"))
+                .collect();
+            return Err(FieldError::new(
+                "",
+                format!(
+                    "unknown field `{unknown}` for a {name} destination, expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        (info.parse)(rest)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Protocol {
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-    #[serde(rename = "http/json")]
-    HttpJson,
-    #[serde(rename = "grpc")]
-    Grpc,
+/// What a destination type knows about itself. Each type's module implements it; nothing
+/// outside the module matches on the type.
+pub trait DestinationType: std::fmt::Debug + Send + Sync {
+    fn info(&self) -> &'static TypeInfo;
+
+    /// The type's keys of the flat shape (without `type`).
+    fn to_flat(&self) -> Result<Map<String, Value>, serde_json::Error>;
+
+    /// Checks what serde cannot; the error names the field.
+    fn validate(&self) -> Result<(), FieldError>;
+
+    /// The URL a network destination sends to, and the field it comes from, for the host
+    /// policy. `None` for a destination that sends nowhere.
+    fn target(&self) -> Option<Target> {
+        None
+    }
+
+    /// The local file a destination writes, and its field, for `[security]`'s directory.
+    fn local_file(&self) -> Option<(&'static str, &Path)> {
+        None
+    }
+
+    /// The sink, connecting only where `ctx.hosts` allows, and how a connection test proves
+    /// it works.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Built, BuildError>;
+
+    /// How spans are dressed for this destination.
+    fn flavor(&self) -> Flavor {
+        Flavor::Standard
+    }
+
+    /// Values of the settings that must never reach a probe report (DSN keys, header
+    /// values, URL credentials).
+    fn secrets(&self) -> Vec<String>;
+
+    /// The settings with relative paths taken against `base`, when the type holds any.
+    fn relative_to(&self, _base: &Path) -> Option<DestinationKind> {
+        None
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    None,
+/// A type's name, its fields and how its struct is read: one entry of [`TYPES`].
+#[derive(Debug)]
+pub struct TypeInfo {
+    pub name: &'static str,
+    pub fields: &'static [FieldSpec],
+    pub parse: fn(Map<String, Value>) -> Result<DestinationKind, FieldError>,
+}
+
+impl TypeInfo {
+    pub fn named(name: &str) -> Option<&'static TypeInfo> {
+        TYPES.iter().copied().find(|t| t.name == name)
+    }
+}
+
+/// Every field some type declares, once per name, in registry order, with the types that
+/// declare it (for the CLI's flags and the store's secret handling).
+pub fn all_fields() -> Vec<(FieldSpec, Vec<&'static str>)> {
+    let mut out: Vec<(FieldSpec, Vec<&'static str>)> = Vec::new();
+    for info in TYPES {
+        for field in info.fields {
+            match out.iter_mut().find(|(f, _)| f.name == field.name) {
+                Some((_, types)) => types.push(info.name),
+                None => out.push((*field, vec![info.name])),
+            }
+        }
+    }
+    out
+}
+
+/// Whether an update must re-run the connection test: the type changed, or one of the
+/// type's fields that decide how it is reached did.
+pub fn needs_retest(kind: &str, changed: impl Fn(&str) -> bool) -> bool {
+    changed("type")
+        || TypeInfo::named(kind)
+            .is_some_and(|t| t.fields.iter().any(|f| f.needs_retest && changed(f.name)))
+}
+
+/// How spans are dressed for a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The GenAI conventions alone.
+    Standard,
+    /// Sentry's span ops and totals beside them.
+    Sentry,
+}
+
+/// What [`DestinationType::build`] may use.
+pub struct BuildContext<'a> {
+    /// Per export attempt (a probe caps it).
+    pub timeout: Duration,
+    pub hosts: &'a Arc<HostPolicy>,
+}
+
+/// A destination's sink and the connection test that goes with it.
+pub struct Built {
+    pub sink: Transport,
+    pub probe: ConnectionProbe,
+}
+
+/// How a connection test proves a destination works; `probe` runs it.
+pub enum ConnectionProbe {
+    /// Building the sink proved it (a file opened for append); nothing is sent.
+    Opened { message: String },
+    /// An empty export through the sink, marked `x-test-connection: true`.
+    EmptyExport(ExportProbe),
+}
+
+/// The type's policy for judging its answers to an empty export.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportProbe {
+    /// A status besides 2xx that still proves the destination is reachable, and why.
+    pub also_passes: Option<(u16, &'static str)>,
+    /// Ask a second time after a pause: that answer decides.
+    pub recheck: Option<Recheck>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Recheck {
+    pub after: Duration,
+    /// Statuses of the second answer that get `note`.
+    pub refused: &'static [u16],
+    pub note: &'static str,
+}
+
+/// Why a sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Field(FieldError),
+    /// A local file could not be opened for append.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// When a destination's batches are written to its spool.
@@ -71,47 +252,14 @@ pub enum SpoolMode {
     Always,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum WebhookMethod {
-    Post,
-    Put,
-}
-
-/// One destination as written in `[[destinations]]` or stored by the admin API.
+/// One destination as written in `[[destinations]]` or stored by the admin API: the common
+/// settings, and `kind` (the flat shape's `type` and the type's own keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct DestinationConfig {
     pub name: String,
-    #[serde(rename = "type")]
-    pub kind: DestinationType,
-    /// `file`: the JSON-lines file to append to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    /// `sentry`: the project's DSN; the OTLP endpoint and auth header are derived from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dsn: Option<String>,
-    /// `sentry`: overrides the endpoint derived from the DSN (regional or self-hosted ingest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub otlp_endpoint: Option<String>,
-    /// `otlp`: the traces endpoint, e.g. `http://collector:4318/v1/traces`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// `otlp`: `http/protobuf` (default), `http/json` or `grpc`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Protocol>,
-    /// `otlp`: `gzip` (default) or `none`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compression: Option<Compression>,
-    /// `webhook`: where to send OTLP/JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// `webhook`: `POST` (default) or `PUT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<WebhookMethod>,
-    /// `otlp` and `webhook`: headers sent with every export (credentials go here).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    #[serde(skip, default = "defaults::kind")]
+    pub kind: DestinationKind,
     /// Strip content for every record sent here.
     #[serde(default)]
     pub privacy_mode: bool,
@@ -151,11 +299,34 @@ pub struct DestinationConfig {
     pub spool_mode: SpoolMode,
 }
 
+/// The keys of the flat shape that are common settings; `type` picks the struct that reads
+/// the rest.
+pub const COMMON_FIELDS: [&str; 15] = [
+    "name",
+    "type",
+    "privacy_mode",
+    "sampling_rate",
+    "enabled",
+    "flush_interval_ms",
+    "max_batch_spans",
+    "queue_capacity",
+    "timeout_ms",
+    "resource_attributes",
+    "max_attribute_bytes",
+    "filters",
+    "spool_dir",
+    "spool_max_bytes",
+    "spool_mode",
+];
+
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
 mod defaults {
+    pub fn kind() -> super::DestinationKind {
+        super::DestinationKind::File(super::FileConfig::default())
+    }
     pub fn sampling_rate() -> f64 {
         1.0
     }
@@ -188,21 +359,27 @@ pub const MIN_SAMPLING_RATE: f64 = 0.0001;
 /// Smallest spool a destination may configure: room for a few full batches.
 pub const MIN_SPOOL_MAX_BYTES: u64 = 1024 * 1024;
 
+impl<'de> Deserialize<'de> for DestinationConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let flat = Map::<String, Value>::deserialize(deserializer)?;
+        Self::from_flat(flat).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for DestinationConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_flat()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
 impl DestinationConfig {
     /// A destination with every default, for code and tests that build configs directly.
-    pub fn file(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+    pub fn new(name: impl Into<String>, kind: impl Into<DestinationKind>) -> Self {
         Self {
             name: name.into(),
-            kind: DestinationType::File,
-            path: Some(path.into()),
-            dsn: None,
-            otlp_endpoint: None,
-            endpoint: None,
-            protocol: None,
-            compression: None,
-            url: None,
-            method: None,
-            headers: BTreeMap::new(),
+            kind: kind.into(),
             privacy_mode: false,
             sampling_rate: defaults::sampling_rate(),
             enabled: defaults::enabled(),
@@ -219,22 +396,58 @@ impl DestinationConfig {
         }
     }
 
-    /// Checks what serde cannot; the error names the field.
-    pub fn validate(&self) -> Result<(), TelemetryError> {
-        let fail = |message: String| {
-            Err(TelemetryError::InvalidDestination {
-                destination: self.name.clone(),
-                message,
-            })
+    /// A `file` destination with every default.
+    pub fn file(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self::new(name, FileConfig::new(path))
+    }
+
+    /// Reads the flat shape: the common keys, then the type's struct from the rest. The
+    /// error's path is the key at fault (empty for the object as a whole).
+    pub fn from_flat(mut flat: Map<String, Value>) -> Result<Self, FieldError> {
+        let kind_name = match flat.remove("type") {
+            None => return Err(FieldError::new("", "missing field `type`")),
+            Some(value) => {
+                String::deserialize(value).map_err(|e| FieldError::new("type", e.to_string()))?
+            }
         };
+        let (common, rest): (Map<String, Value>, Map<String, Value>) = flat
+            .into_iter()
+            .partition(|(k, _)| COMMON_FIELDS.contains(&k.as_str()));
+        let mut track = serde_path_to_error::Track::new();
+        let mut config = Self::deserialize(serde_path_to_error::Deserializer::new(
+            Value::Object(common),
+            &mut track,
+        ))
+        .map_err(|e| FieldError::from_serde(serde_path_to_error::Error::new(track.path(), e)))?;
+        config.kind = DestinationKind::parse(&kind_name, rest)?;
+        Ok(config)
+    }
+
+    /// The flat shape: the common keys, `type` and the type's own keys.
+    pub fn to_flat(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        let mut flat = match Self::serialize(self, serde_json::value::Serializer)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        flat.insert("type".into(), self.kind.as_str().into());
+        flat.extend(self.kind.module().to_flat()?);
+        Ok(flat)
+    }
+
+    /// Checks what serde cannot; the error names the field.
+    pub fn check(&self) -> Result<(), FieldError> {
+        let fail = |path: &str, message: String| Err(FieldError::new(path, message));
         if self.name.trim().is_empty() {
-            return fail("name: must not be empty".into());
+            return fail("name", "must not be empty".into());
         }
         if !(MIN_SAMPLING_RATE..=1.0).contains(&self.sampling_rate) {
-            return fail(format!(
-                "sampling_rate: must be between {MIN_SAMPLING_RATE} and 1, got {}",
-                self.sampling_rate
-            ));
+            return fail(
+                "sampling_rate",
+                format!(
+                    "must be between {MIN_SAMPLING_RATE} and 1, got {}",
+                    self.sampling_rate
+                ),
+            );
         }
         for (field, value) in [
             ("max_batch_spans", self.max_batch_spans),
@@ -242,88 +455,65 @@ impl DestinationConfig {
             ("max_attribute_bytes", self.max_attribute_bytes),
         ] {
             if value == 0 {
-                return fail(format!("{field}: must be at least 1"));
+                return fail(field, "must be at least 1".into());
             }
         }
         if self.timeout_ms == 0 {
-            return fail("timeout_ms: must be at least 1".into());
+            return fail("timeout_ms", "must be at least 1".into());
         }
         if let Some(dir) = &self.spool_dir {
             if dir.as_os_str().is_empty() {
-                return fail("spool_dir: must not be empty".into());
+                return fail("spool_dir", "must not be empty".into());
             }
             if self.spool_max_bytes < MIN_SPOOL_MAX_BYTES {
-                return fail(format!(
-                    "spool_max_bytes: must be at least {MIN_SPOOL_MAX_BYTES} (1 MiB), got {}",
-                    self.spool_max_bytes
-                ));
+                return fail(
+                    "spool_max_bytes",
+                    format!(
+                        "must be at least {MIN_SPOOL_MAX_BYTES} (1 MiB), got {}",
+                        self.spool_max_bytes
+                    ),
+                );
             }
         } else if self.spool_mode == SpoolMode::Always {
-            return fail("spool_mode: \"always\" needs spool_dir".into());
+            return fail("spool_mode", "\"always\" needs spool_dir".into());
         }
         if let Err(e) = crate::filter::CompiledFilters::compile(&self.filters) {
-            return fail(e.to_string());
+            return fail(&e.path, e.message);
         }
-        // Checked for every type, so a `file://` left in a field never goes unnoticed.
-        for (field, value) in [
-            ("endpoint", &self.endpoint),
-            ("otlp_endpoint", &self.otlp_endpoint),
-            ("url", &self.url),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                if let Err(e) = check_http_url(value) {
-                    return fail(format!("{field}: {e}"));
-                }
-            }
-        }
-        match self.kind {
-            DestinationType::File
-                if self.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) =>
-            {
-                fail("path: required for a file destination".into())
-            }
-            DestinationType::Sentry => match self.dsn.as_deref() {
-                None => fail("dsn: required for a sentry destination".into()),
-                Some(dsn) => match sentry_dsn::SentryDsn::parse(dsn) {
-                    Err(e) => fail(format!("dsn: {e}")),
-                    Ok(_) => Ok(()),
-                },
+        self.kind.module().validate()
+    }
+
+    /// [`check`](Self::check), as the error the broadcaster reports.
+    pub fn validate(&self) -> Result<(), TelemetryError> {
+        self.check()
+            .map_err(|e| TelemetryError::InvalidDestination {
+                destination: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Builds the destination's sink, connecting only where `hosts` allows.
+    pub fn build(&self, hosts: &Arc<HostPolicy>) -> Result<Built, TelemetryError> {
+        let ctx = BuildContext {
+            timeout: self.timeout(),
+            hosts,
+        };
+        self.kind.module().build(&ctx).map_err(|e| match e {
+            BuildError::Field(e) => TelemetryError::InvalidDestination {
+                destination: self.name.clone(),
+                message: e.to_string(),
             },
-            DestinationType::Otlp if self.endpoint.as_deref().is_none_or(str::is_empty) => {
-                fail("endpoint: required for an otlp destination".into())
-            }
-            DestinationType::Webhook if self.url.as_deref().is_none_or(str::is_empty) => {
-                fail("url: required for a webhook destination".into())
-            }
-            _ => Ok(()),
-        }
+            BuildError::Io { path, source } => TelemetryError::Io { path, source },
+        })
     }
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// The URL a network destination sends to, and the field it comes from: for Sentry the
-    /// endpoint derived from the DSN unless `otlp_endpoint` overrides it. `None` for `file`.
+    /// See [`DestinationType::target`].
     pub fn target(&self) -> Option<Target> {
-        let (field, url) = match self.kind {
-            DestinationType::File => return None,
-            DestinationType::Sentry => match &self.otlp_endpoint {
-                Some(endpoint) => ("otlp_endpoint", endpoint.clone()),
-                None => (
-                    "dsn",
-                    sentry_dsn::SentryDsn::parse(self.dsn.as_deref().unwrap_or_default())
-                        .map(|d| d.traces_endpoint)
-                        .unwrap_or_default(),
-                ),
-            },
-            DestinationType::Otlp => ("endpoint", self.endpoint.clone().unwrap_or_default()),
-            DestinationType::Webhook => ("url", self.url.clone().unwrap_or_default()),
-        };
-        Some(Target {
-            field,
-            url: url::Url::parse(&url).ok(),
-        })
+        self.kind.module().target()
     }
 
     pub fn flush_interval(&self) -> Duration {
@@ -331,210 +521,13 @@ impl DestinationConfig {
     }
 }
 
-/// Where a network destination sends: see [`DestinationConfig::target`].
+/// Where a network destination sends: see [`DestinationType::target`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The config field the URL comes from, for errors.
     pub field: &'static str,
     /// `None` when the field does not hold a URL (validation says why).
     pub url: Option<url::Url>,
-}
-
-/// Destinations speak HTTP(S) only: `file://` and other schemes are refused before anything
-/// reads the URL.
-fn check_http_url(value: &str) -> Result<(), String> {
-    let url = url::Url::parse(value.trim()).map_err(|e| format!("invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "the scheme must be http or https, not `{}`",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    Ok(())
-}
-
-/// How a sink wants its batches encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// OTLP/JSON, one export per line.
-    Json,
-    /// OTLP protobuf.
-    Protobuf,
-}
-
-/// One encoded export, ready to send.
-#[derive(Debug, Clone)]
-pub struct EncodedBatch {
-    /// Shared, not copied, by every attempt: a retry, the spool and the file writer's thread.
-    pub body: bytes::Bytes,
-    pub spans: usize,
-    /// `body` as the sink sends it (gzipped), when it was prepared with the encoding, off the
-    /// worker's thread (see [`Sink::gzip`]). The spool keeps `body`.
-    pub wire: Option<bytes::Bytes>,
-}
-
-/// How an export failed decides what the pipeline does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportErrorKind {
-    /// Connection errors, timeouts, 408, 429, 5xx: try again later.
-    Retryable { retry_after: Option<Duration> },
-    /// 413: the pipeline splits the batch and sends the halves.
-    TooLarge,
-    /// Any other refusal: the batch is dropped and counted.
-    Permanent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ExportError {
-    pub kind: ExportErrorKind,
-    pub message: String,
-}
-
-impl ExportError {
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            kind: ExportErrorKind::Retryable { retry_after: None },
-            message: message.into(),
-        }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            kind: ExportErrorKind::Permanent,
-            message: message.into(),
-        }
-    }
-
-    /// Classifies an HTTP answer the way DESIGN §5 prescribes, for the HTTP sinks.
-    pub fn from_status(status: u16, retry_after: Option<Duration>, excerpt: &str) -> Self {
-        let kind = match status {
-            413 => ExportErrorKind::TooLarge,
-            408 | 429 | 500..=599 => ExportErrorKind::Retryable { retry_after },
-            _ => ExportErrorKind::Permanent,
-        };
-        Self {
-            kind,
-            message: format!("HTTP {status}: {excerpt}"),
-        }
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ExportErrorKind::Retryable { .. })
-    }
-}
-
-/// A transport. Owned by exactly one pipeline worker, which serializes calls to it.
-pub trait Sink: Send + Sync + 'static {
-    fn encoding(&self) -> Encoding;
-
-    /// Whether the body goes out gzipped by this crate (gRPC compresses in its transport):
-    /// the worker then compresses it together with the encoding, at the same priority.
-    fn gzip(&self) -> bool {
-        false
-    }
-
-    /// Delivers one batch. The pipeline applies the timeout and the retries.
-    fn export(&self, batch: &EncodedBatch) -> impl Future<Output = Result<(), ExportError>> + Send;
-}
-
-/// The network transports, chosen from a destination's type and protocol.
-pub enum NetworkSink {
-    Http(http::HttpSink),
-    Grpc(grpc::GrpcSink),
-}
-
-/// Builds the sink for a `sentry`, `otlp` or `webhook` destination, connecting only where
-/// `hosts` allows. The error names the field.
-pub fn build_network_sink(
-    config: &DestinationConfig,
-    hosts: &Arc<HostPolicy>,
-) -> Result<NetworkSink, String> {
-    let headers: Vec<(String, String)> = config
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let timeout = config.timeout();
-    let gzip = config.compression != Some(Compression::None);
-    match config.kind {
-        DestinationType::Sentry => {
-            let dsn = sentry_dsn::SentryDsn::parse(config.dsn.as_deref().unwrap_or_default())
-                .map_err(|e| format!("dsn: {e}"))?;
-            let url = config
-                .otlp_endpoint
-                .clone()
-                .unwrap_or_else(|| dsn.traces_endpoint.clone());
-            let mut all = headers;
-            all.push(("x-sentry-auth".into(), dsn.auth_header()));
-            let field = if config.otlp_endpoint.is_some() {
-                "otlp_endpoint"
-            } else {
-                "dsn"
-            };
-            // Sentry's ingest takes gzipped protobuf.
-            http::HttpSink::new(
-                &url,
-                reqwest::Method::POST,
-                &all,
-                Encoding::Protobuf,
-                true,
-                timeout,
-                hosts,
-            )
-            .map(NetworkSink::Http)
-            .map_err(|e| format!("{field}: {e}"))
-        }
-        DestinationType::Otlp => {
-            let endpoint = config.endpoint.as_deref().unwrap_or_default();
-            let field = |e: String| format!("endpoint: {e}");
-            match config.protocol.unwrap_or(Protocol::HttpProtobuf) {
-                Protocol::Grpc => grpc::GrpcSink::new(endpoint, &headers, gzip, timeout, hosts)
-                    .map(NetworkSink::Grpc)
-                    .map_err(field),
-                p => {
-                    let encoding = if p == Protocol::HttpJson {
-                        Encoding::Json
-                    } else {
-                        Encoding::Protobuf
-                    };
-                    http::HttpSink::new(
-                        endpoint,
-                        reqwest::Method::POST,
-                        &headers,
-                        encoding,
-                        gzip,
-                        timeout,
-                        hosts,
-                    )
-                    .map(NetworkSink::Http)
-                    .map_err(field)
-                }
-            }
-        }
-        DestinationType::Webhook => {
-            let method = match config.method.unwrap_or(WebhookMethod::Post) {
-                WebhookMethod::Post => reqwest::Method::POST,
-                WebhookMethod::Put => reqwest::Method::PUT,
-            };
-            let url = config.url.as_deref().unwrap_or_default();
-            http::HttpSink::new(
-                url,
-                method,
-                &headers,
-                Encoding::Json,
-                config.compression == Some(Compression::Gzip),
-                timeout,
-                hosts,
-            )
-            .map(NetworkSink::Http)
-            .map_err(|e| format!("url: {e}"))
-        }
-        DestinationType::File => Err("type: a file destination has no network sink".into()),
-    }
 }
 
 #[cfg(test)]
@@ -564,7 +557,7 @@ mod tests {
                 "max_attribute_bytes": 100}"#,
         )
         .unwrap();
-        assert_eq!(all.kind, DestinationType::Sentry);
+        assert_eq!(all.kind.as_str(), "sentry");
         assert_eq!(all.resource_attributes["deployment.region"], "eu");
     }
 
@@ -585,7 +578,7 @@ mod tests {
             .to_string()
             .contains("sampling_rate"));
         let mut c = DestinationConfig::file("f", "x");
-        c.path = None;
+        c.kind = DestinationKind::File(FileConfig { path: None });
         assert!(c.validate().unwrap_err().to_string().contains("path"));
         let mut c = DestinationConfig::file("f", "x");
         c.queue_capacity = 0;
@@ -598,63 +591,60 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_and_errors_name_the_field() {
-        let with = |kind: DestinationType, set: fn(&mut DestinationConfig)| {
-            let mut c = DestinationConfig::file("d", "x");
-            c.kind = kind;
-            c.path = None;
-            set(&mut c);
-            c.validate().map_err(|e| e.to_string())
+        let with = |kind: DestinationKind| {
+            DestinationConfig::new("d", kind)
+                .validate()
+                .map_err(|e| e.to_string())
         };
-        let e = with(DestinationType::Otlp, |c| {
-            c.endpoint = Some("file:///etc/passwd".into())
-        });
+        let sentry = |dsn: &str, otlp_endpoint: Option<&str>| {
+            DestinationKind::Sentry(SentryConfig {
+                dsn: Some(dsn.into()),
+                otlp_endpoint: otlp_endpoint.map(Into::into),
+                ..SentryConfig::default()
+            })
+        };
+        let e = with(OtlpConfig::new("file:///etc/passwd").into());
         assert!(e
             .unwrap_err()
             .ends_with("endpoint: the scheme must be http or https, not `file`"),);
-        let e = with(DestinationType::Webhook, |c| {
-            c.url = Some("gopher://h:70/".into())
-        });
+        let e = with(WebhookConfig::new("gopher://h:70/").into());
         assert!(e
             .unwrap_err()
             .contains("url: the scheme must be http or https"));
-        let e = with(DestinationType::Sentry, |c| {
-            c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1".into());
-            c.otlp_endpoint = Some("ftp://h/".into());
-        });
+        let e = with(sentry(
+            "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1",
+            Some("ftp://h/"),
+        ));
         assert!(e.unwrap_err().contains("otlp_endpoint: the scheme"));
-        let e = with(DestinationType::Sentry, |c| {
-            c.dsn = Some("gopher://0123456789abcdef0123456789abcdef@h/1".into());
-        });
+        let e = with(sentry(
+            "gopher://0123456789abcdef0123456789abcdef@h/1",
+            None,
+        ));
         assert!(e
             .unwrap_err()
             .contains("dsn: invalid DSN: the scheme must be http or https"));
-        let e = with(DestinationType::Sentry, |c| {
-            c.dsn = Some("file://0123456789abcdef0123456789abcdef@h/1".into());
-        });
+        let e = with(sentry("file://0123456789abcdef0123456789abcdef@h/1", None));
         assert!(e.unwrap_err().contains("dsn: invalid DSN"));
-        let e = with(DestinationType::Otlp, |c| {
-            c.endpoint = Some("collector:4318".into())
-        });
+        let e = with(OtlpConfig::new("collector:4318").into());
         assert!(e.unwrap_err().contains("endpoint: "));
-        assert!(with(DestinationType::Otlp, |c| {
-            c.endpoint = Some("https://collector:4318/v1/traces".into())
-        })
-        .is_ok());
+        assert!(with(OtlpConfig::new("https://collector:4318/v1/traces").into()).is_ok());
     }
 
     #[test]
     fn targets_name_the_field_they_come_from() {
         let mut c = DestinationConfig::file("d", "x");
         assert_eq!(c.target(), None);
-        c.kind = DestinationType::Sentry;
-        c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42".into());
+        let mut sentry =
+            SentryConfig::new("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42");
+        c.kind = sentry.clone().into();
         let t = c.target().unwrap();
         assert_eq!(t.field, "dsn");
         assert_eq!(
             t.url.unwrap().as_str(),
             "https://o1.ingest.sentry.io/api/42/integration/otlp/v1/traces"
         );
-        c.otlp_endpoint = Some("https://eu.example/v1/traces".into());
+        sentry.otlp_endpoint = Some("https://eu.example/v1/traces".into());
+        c.kind = sentry.into();
         assert_eq!(c.target().unwrap().field, "otlp_endpoint");
     }
 
@@ -727,16 +717,5 @@ mod tests {
             message.contains(r#"spool_mode: "always" needs spool_dir"#),
             "{message}"
         );
-    }
-
-    #[test]
-    fn http_statuses_are_classified() {
-        let k = |s| ExportError::from_status(s, None, "").kind;
-        assert_eq!(k(413), ExportErrorKind::TooLarge);
-        assert!(ExportError::from_status(429, None, "").is_retryable());
-        assert!(ExportError::from_status(503, None, "").is_retryable());
-        assert!(ExportError::from_status(408, None, "").is_retryable());
-        assert_eq!(k(400), ExportErrorKind::Permanent);
-        assert_eq!(k(403), ExportErrorKind::Permanent);
     }
 }
