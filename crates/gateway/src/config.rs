@@ -839,4 +839,46 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn destination_errors_name_the_field_of_the_type() {
+        let dest = |body: &str| parse(&format!("[[destinations]]\nname = \"d\"\n{body}"));
+        let cases = [
+            (
+                "type = \"otlp\"\nendpoint = 7",
+                "destinations[0].endpoint: invalid type",
+            ),
+            (
+                "type = \"otlp\"\nendpoint = \"http://c/\"\nheaders = { x = 1 }",
+                "destinations[0].headers.x: invalid type",
+            ),
+            (
+                "type = \"webhook\"\nmethod = \"GET\"",
+                "destinations[0].method: unknown variant",
+            ),
+            (
+                "type = \"sentry\"\ndsn = \"https://short@h/1\"",
+                "destinations[0].dsn: invalid DSN",
+            ),
+            (
+                "type = \"file\"\npath = \"x\"\nsampling_rate = 3.0",
+                "destinations[0].sampling_rate: must be",
+            ),
+            (
+                "type = \"kafka\"",
+                "destinations[0].type: unknown variant `kafka`",
+            ),
+            (
+                "type = \"file\"\npath = \"x\"\nurl = \"http://h/\"",
+                "destinations[0]: unknown field `url`",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = dest(body).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{body:?} gave {e:?}, want prefix {want:?}"
+            );
+        }
+    }
 }

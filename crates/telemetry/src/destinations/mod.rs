@@ -718,4 +718,175 @@ mod tests {
             "{message}"
         );
     }
+
+    fn flat(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_field_of_each_type_is_reported_at_its_exact_path() {
+        let parsed = |v: Value| DestinationConfig::from_flat(flat(v)).map(|_| ());
+        let cases = [
+            (
+                serde_json::json!({"name": "f", "type": "file", "path": 5}),
+                "path",
+            ),
+            (
+                serde_json::json!({"name": "s", "type": "sentry", "dsn": ["x"]}),
+                "dsn",
+            ),
+            (
+                serde_json::json!({"name": "s", "type": "sentry", "dsn": "d", "otlp_endpoint": 1}),
+                "otlp_endpoint",
+            ),
+            (
+                serde_json::json!({"name": "o", "type": "otlp", "protocol": "carrier-pigeon"}),
+                "protocol",
+            ),
+            (
+                serde_json::json!({"name": "o", "type": "otlp", "compression": "zstd"}),
+                "compression",
+            ),
+            (
+                serde_json::json!({"name": "o", "type": "otlp", "headers": {"x-a": 5}}),
+                "headers.x-a",
+            ),
+            (
+                serde_json::json!({"name": "w", "type": "webhook", "method": "GET"}),
+                "method",
+            ),
+            (
+                serde_json::json!({"name": "w", "type": "webhook", "url": false}),
+                "url",
+            ),
+            (
+                serde_json::json!({"name": "w", "type": "webhook", "sampling_rate": "all"}),
+                "sampling_rate",
+            ),
+            (serde_json::json!({"name": "x", "type": "kafka"}), "type"),
+        ];
+        for (value, path) in cases {
+            let e = parsed(value.clone()).unwrap_err();
+            assert_eq!(e.path, path, "{value}: {e}");
+        }
+
+        // What serde cannot check is reported at the field too.
+        let checked = |kind: DestinationKind| DestinationConfig::new("d", kind).check();
+        let cases: [(DestinationKind, &str); 6] = [
+            (FileConfig { path: None }.into(), "path"),
+            (
+                SentryConfig::new("https://short@o1.ingest.sentry.io/1").into(),
+                "dsn",
+            ),
+            (
+                SentryConfig {
+                    otlp_endpoint: Some("ftp://h/".into()),
+                    ..SentryConfig::new(
+                        "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/1",
+                    )
+                }
+                .into(),
+                "otlp_endpoint",
+            ),
+            (OtlpConfig::new("file:///etc/passwd").into(), "endpoint"),
+            (WebhookConfig::new("gopher://h:70/").into(), "url"),
+            (WebhookConfig::default().into(), "url"),
+        ];
+        for (kind, path) in cases {
+            let e = checked(kind.clone()).unwrap_err();
+            assert_eq!(e.path, path, "{kind:?}: {e}");
+        }
+
+        // A field of another type is not one of this type's, and the error says which are.
+        let e = parsed(serde_json::json!({"name": "f", "type": "file", "path": "p", "url": "u"}))
+            .unwrap_err();
+        assert_eq!(e.path, "");
+        assert!(
+            e.message
+                .contains("unknown field `url` for a file destination"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("`sampling_rate`") && e.message.contains("`path`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_type_declares_exactly_the_fields_its_struct_has() {
+        let mut headers = BTreeMap::new();
+        headers.insert("a".to_owned(), "b".to_owned());
+        let full: [DestinationKind; 4] = [
+            FileConfig::new("p").into(),
+            SentryConfig {
+                otlp_endpoint: Some("https://h/".into()),
+                headers: headers.clone(),
+                ..SentryConfig::new("d")
+            }
+            .into(),
+            OtlpConfig {
+                protocol: Some(Protocol::Grpc),
+                compression: Some(Compression::None),
+                headers: headers.clone(),
+                ..OtlpConfig::new("e")
+            }
+            .into(),
+            WebhookConfig {
+                method: Some(WebhookMethod::Put),
+                compression: Some(Compression::Gzip),
+                headers,
+                ..WebhookConfig::new("u")
+            }
+            .into(),
+        ];
+        assert_eq!(full.len(), TYPES.len());
+        for (kind, info) in full.iter().zip(TYPES) {
+            assert!(std::ptr::eq(kind.module().info(), info), "{kind:?}");
+            let keys: Vec<String> = kind.module().to_flat().unwrap().keys().cloned().collect();
+            let mut declared: Vec<String> = info.fields.iter().map(|f| f.name.to_owned()).collect();
+            declared.sort();
+            assert_eq!(keys, declared, "{}", info.name);
+            assert!(
+                info.fields.iter().all(|f| !COMMON_FIELDS.contains(&f.name)),
+                "{}: a type field hides a common one",
+                info.name
+            );
+            // The flat shape round-trips through the registry.
+            let config = DestinationConfig::new("d", kind.clone());
+            let back = DestinationConfig::from_flat(config.to_flat().unwrap()).unwrap();
+            assert_eq!(back, config);
+        }
+        // A field several types declare is read the same everywhere (one flag, one secrecy).
+        for info in TYPES {
+            for field in info.fields {
+                for other in TYPES.iter().flat_map(|t| t.fields) {
+                    if other.name == field.name {
+                        let meaning = |f: &FieldSpec| (f.flag, f.secret, f.needs_retest);
+                        assert_eq!(
+                            meaning(other),
+                            meaning(field),
+                            "{} differs between types",
+                            field.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_common_field_list_is_the_structs() {
+        let mut c = DestinationConfig::file("f", "x");
+        c.spool_dir = Some("/s".into());
+        c.spool_mode = SpoolMode::Always;
+        c.filters = serde_json::from_value(serde_json::json!({"include_keys": ["k"]})).unwrap();
+        let mut keys: Vec<String> = c.to_flat().unwrap().keys().cloned().collect();
+        keys.retain(|k| k != "path");
+        let mut common: Vec<String> = COMMON_FIELDS.iter().map(|k| (*k).to_owned()).collect();
+        common.sort();
+        assert_eq!(keys, common);
+    }
 }
