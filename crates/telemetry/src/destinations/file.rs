@@ -293,6 +293,11 @@ mod tests {
     }
 
     #[test]
+    fn is_registered_with_its_fields() {
+        crate::destinations::assert_registered(FileConfig::new("p").into());
+    }
+
+    #[test]
     fn an_impossible_path_fails_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");

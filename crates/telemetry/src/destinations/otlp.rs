@@ -160,3 +160,17 @@ impl DestinationType for OtlpConfig {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_registered_with_its_fields() {
+        let mut example = OtlpConfig::new("http://c:4318/v1/traces");
+        example.protocol = Some(Protocol::Grpc);
+        example.compression = Some(Compression::None);
+        example.headers.insert("a".into(), "b".into());
+        crate::destinations::assert_registered(example.into());
+    }
+}

@@ -177,3 +177,16 @@ impl DestinationType for SentryConfig {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_registered_with_its_fields() {
+        let mut example = SentryConfig::new("https://k@h/1");
+        example.otlp_endpoint = Some("https://h/v1/traces".into());
+        example.headers.insert("a".into(), "b".into());
+        crate::destinations::assert_registered(example.into());
+    }
+}

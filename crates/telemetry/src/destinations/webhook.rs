@@ -149,3 +149,17 @@ impl DestinationType for WebhookConfig {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_registered_with_its_fields() {
+        let mut example = WebhookConfig::new("http://h/hook");
+        example.method = Some(WebhookMethod::Put);
+        example.compression = Some(Compression::Gzip);
+        example.headers.insert("a".into(), "b".into());
+        crate::destinations::assert_registered(example.into());
+    }
+}
