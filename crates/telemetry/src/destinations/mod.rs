@@ -49,7 +49,7 @@ pub enum DestinationKind {
 }
 
 /// Every type, by the name the flat shape's `type` gives, in the order errors list them.
-pub static TYPES: [&TypeInfo; 4] = [&file::INFO, &sentry::INFO, &otlp::INFO, &webhook::INFO];
+pub static TYPES: &[&TypeInfo] = &[&file::INFO, &sentry::INFO, &otlp::INFO, &webhook::INFO];
 
 impl DestinationKind {
     /// The registry: the type's module, for everything the type decides.
