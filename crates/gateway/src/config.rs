@@ -869,8 +869,8 @@ mod tests {
                 "destinations[0].type: unknown variant `kafka`",
             ),
             (
-                "type = \"file\"\npath = \"x\"\nurl = \"http://h/\"",
-                "destinations[0]: unknown field `url`",
+                "type = \"file\"\npath = \"x\"\nuri = \"http://h/\"",
+                "destinations[0]: unknown field `uri`",
             ),
         ];
         for (body, want) in cases {

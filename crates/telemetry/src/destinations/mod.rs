@@ -67,8 +67,10 @@ impl DestinationKind {
         self.module().info().name
     }
 
-    /// The type's own fields from the flat shape's keys that are not common settings.
-    pub fn parse(name: &str, rest: Map<String, Value>) -> Result<Self, FieldError> {
+    /// The type's own fields from the flat shape's keys that are not common settings. Keys
+    /// another type declares are left out, as the flat shape always allowed: a stored row
+    /// whose type was changed keeps the old type's keys. A key no type declares is refused.
+    pub fn parse(name: &str, mut rest: Map<String, Value>) -> Result<Self, FieldError> {
         let info = TypeInfo::named(name).ok_or_else(|| {
             let names: Vec<String> = TYPES.iter().map(|t| format!("`{}`", t.name)).collect();
             FieldError::new(
@@ -79,10 +81,10 @@ impl DestinationKind {
                 ),
             )
         })?;
-        if let Some(unknown) = rest
-            .keys()
-            .find(|k| !info.fields.iter().any(|f| f.name == *k))
-        {
+        let own = |k: &str| info.fields.iter().any(|f| f.name == k);
+        let anyones = |k: &str| TYPES.iter().any(|t| t.fields.iter().any(|f| f.name == k));
+        rest.retain(|k, _| own(k) || !anyones(k));
+        if let Some(unknown) = rest.keys().find(|k| !own(k)) {
             let known: Vec<String> = COMMON_FIELDS
                 .iter()
                 .chain(info.fields.iter().map(|f| &f.name))
@@ -836,15 +838,20 @@ mod tests {
             assert_eq!(e.path, path, "{kind:?}: {e}");
         }
 
-        // A field of another type is not one of this type's, and the error says which are.
-        let e = parsed(serde_json::json!({"name": "f", "type": "file", "path": "p", "url": "u"}))
+        // A key no type has is refused, and the error says which keys this type takes; a key
+        // of another type is left out (a row whose type was changed still loads).
+        let e = parsed(serde_json::json!({"name": "f", "type": "file", "path": "p", "uri": "u"}))
             .unwrap_err();
         assert_eq!(e.path, "");
         assert!(
             e.message
-                .contains("unknown field `url` for a file destination"),
+                .contains("unknown field `uri` for a file destination"),
             "{e}"
         );
+        let switched = DestinationConfig::from_flat(flat(serde_json::json!({"name": "w",
+            "type": "webhook", "url": "http://h/", "endpoint": "http://c/", "protocol": "grpc"})))
+        .unwrap();
+        assert_eq!(switched.kind, WebhookConfig::new("http://h/").into());
         assert!(
             e.message.contains("`sampling_rate`") && e.message.contains("`path`"),
             "{e}"
