@@ -82,8 +82,8 @@ impl DestinationKind {
             )
         })?;
         let own = |k: &str| info.fields.iter().any(|f| f.name == k);
-        let anyones = |k: &str| TYPES.iter().any(|t| t.fields.iter().any(|f| f.name == k));
-        rest.retain(|k, _| own(k) || !anyones(k));
+        let some_types = |k: &str| TYPES.iter().any(|t| t.fields.iter().any(|f| f.name == k));
+        rest.retain(|k, _| own(k) || !some_types(k));
         if let Some(unknown) = rest.keys().find(|k| !own(k)) {
             let known: Vec<String> = COMMON_FIELDS
                 .iter()
@@ -256,6 +256,10 @@ pub enum SpoolMode {
 
 /// One destination as written in `[[destinations]]` or stored by the admin API: the common
 /// settings, and `kind` (the flat shape's `type` and the type's own keys).
+///
+/// Serde's traits read and write the whole flat shape ([`from_flat`](Self::from_flat),
+/// [`to_flat`](Self::to_flat)); the derive below (`remote = "Self"`) only makes the inherent
+/// `DestinationConfig::deserialize`/`serialize` those two use for the common keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct DestinationConfig {
