@@ -1003,3 +1003,39 @@ async fn the_cli_refuses_metadata_endpoints_naming_the_field() {
     );
     env.stop().await;
 }
+
+/// Each destination type's own fields are read by that type, and a bad one is named exactly
+/// in `param`, not as the body or the destination.
+#[tokio::test]
+async fn a_bad_field_of_each_destination_type_is_named_in_param() {
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let cases = [
+        (json!({"name": "f", "type": "file", "path": 5}), "path"),
+        (
+            json!({"name": "s", "type": "sentry", "dsn": "https://short@o1.ingest.sentry.io/1"}),
+            "dsn",
+        ),
+        (
+            json!({"name": "o", "type": "otlp", "endpoint": "http://127.0.0.1:1/v1/traces",
+                   "headers": {"x-a": 5}}),
+            "headers.x-a",
+        ),
+        (
+            json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:1/hook",
+                   "method": "GET"}),
+            "method",
+        ),
+    ];
+    for (body, param) in cases {
+        let (status, answer) = admin(
+            &env,
+            reqwest::Method::POST,
+            "/destinations?skip_test=true",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
+    }
+    env.stop().await;
+}

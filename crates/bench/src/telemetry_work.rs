@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gatecast_telemetry::destination::http::gzip;
+use gatecast_telemetry::destinations::http::gzip;
 use gatecast_telemetry::flavor::apply_sentry_flavor;
 use gatecast_telemetry::model::SpanModel;
 use gatecast_telemetry::otlp::{self, ResourceInfo, SpanView};

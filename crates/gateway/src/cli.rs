@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use gatecast_telemetry::destinations::{self, Flag};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -225,27 +226,8 @@ pub struct ApplyWait {
 /// Destination fields as flags; the names are the config file's. `--set` covers the rest.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DestinationFields {
-    /// sentry | otlp | webhook | file
-    #[arg(long = "type")]
-    pub kind: Option<String>,
-    /// sentry: the project DSN.
-    #[arg(long)]
-    pub dsn: Option<String>,
-    /// otlp: the traces endpoint.
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// otlp: http/protobuf | http/json | grpc
-    #[arg(long)]
-    pub protocol: Option<String>,
-    /// webhook: where to send OTLP/JSON.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// file: the JSON-lines file.
-    #[arg(long)]
-    pub path: Option<String>,
-    /// A header sent with every export, as NAME=VALUE; repeat for more.
-    #[arg(long = "header", value_name = "NAME=VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub by_type: TypeFlags,
     /// Strip content at this destination.
     #[arg(long, conflicts_with = "no_privacy")]
     pub privacy: bool,
@@ -261,6 +243,82 @@ pub struct DestinationFields {
     /// Any other field, as FIELD=VALUE; VALUE is read as JSON when it parses, else as text.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
+}
+
+/// `--type` and the flags the destination types declare for their fields (see
+/// `gatecast_telemetry::destinations::fields`), so a new type brings its own.
+#[derive(Debug, Clone, Default)]
+pub struct TypeFlags {
+    pub kind: Option<String>,
+    /// Each field given as `--FLAG VALUE`.
+    pub values: Vec<(&'static str, String)>,
+    /// Each field given as `--FLAG NAME=VALUE` (repeatable): the field, the flag, the pairs.
+    pub pairs: Vec<(&'static str, &'static str, Vec<String>)>,
+}
+
+const TYPE_ARG: &str = "type";
+
+impl Args for TypeFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let types: Vec<&str> = destinations::TYPES.iter().map(|t| t.name).collect();
+        let mut cmd = cmd.arg(
+            Arg::new(TYPE_ARG)
+                .long(TYPE_ARG)
+                .value_name("TYPE")
+                .help(types.join(" | ")),
+        );
+        for (field, declared_by) in destinations::all_fields() {
+            let help = format!("{}: {}", declared_by.join(", "), field.help);
+            cmd = match field.flag {
+                Flag::None => cmd,
+                Flag::Value(long) => cmd.arg(Arg::new(field.name).long(long).help(help)),
+                Flag::Pairs(long) => cmd.arg(
+                    Arg::new(field.name)
+                        .long(long)
+                        .value_name("NAME=VALUE")
+                        .action(ArgAction::Append)
+                        .help(help),
+                ),
+            };
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for TypeFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut out = Self::default();
+        out.update_from_arg_matches(matches)?;
+        Ok(out)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let one = |id: &str| matches.try_get_one::<String>(id).ok().flatten().cloned();
+        if let Some(kind) = one(TYPE_ARG) {
+            self.kind = Some(kind);
+        }
+        for (field, _) in destinations::all_fields() {
+            match field.flag {
+                Flag::None => {}
+                Flag::Value(_) => {
+                    if let Some(value) = one(field.name) {
+                        self.values.push((field.name, value));
+                    }
+                }
+                Flag::Pairs(long) => {
+                    if let Ok(Some(given)) = matches.try_get_many::<String>(field.name) {
+                        self.pairs
+                            .push((field.name, long, given.cloned().collect()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,4 +345,53 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: StoreTarget,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_destination_types_flags_fit_the_commands() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "gatecast",
+            "destinations",
+            "add",
+            "hook",
+            "--type",
+            "webhook",
+            "--url",
+            "http://h/",
+            "--header",
+            "a=1",
+            "--header",
+            "b=2",
+            "--dsn",
+            "d",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli {
+            command: Command::Destinations(DestinationsCommand::Add { fields, .. }),
+            ..
+        }) = cli
+        else {
+            panic!("{cli:?}");
+        };
+        let flags = fields.by_type;
+        assert_eq!(flags.kind.as_deref(), Some("webhook"));
+        assert_eq!(
+            flags.values,
+            [("dsn", "d".to_owned()), ("url", "http://h/".to_owned())]
+        );
+        assert_eq!(
+            flags.pairs,
+            [(
+                "headers",
+                "header",
+                vec!["a=1".to_owned(), "b=2".to_owned()]
+            )]
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gatecast_proxy::{ModelAlias, ProviderConfig, Router};
+use gatecast_telemetry::destinations::{OtlpConfig, SentryConfig};
 use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
 
@@ -306,8 +307,11 @@ impl Config {
         let data_dir = self.store.data_dir();
         self.store.data_dir = Some(base.join(data_dir));
         for d in &mut self.destinations {
-            for p in [&mut d.path, &mut d.spool_dir].into_iter().flatten() {
-                *p = base.join(&*p);
+            if let Some(dir) = &mut d.spool_dir {
+                *dir = base.join(&*dir);
+            }
+            if let Some(kind) = d.kind.module().relative_to(base) {
+                d.kind = kind;
             }
         }
     }
@@ -324,6 +328,8 @@ impl Config {
             GatewayError::config(if at.is_empty() { "config".into() } else { at }, msg)
         })?;
         expand_env(&mut value, &mut String::new(), &env)?;
+        // Read apart, so an error names the destination's field, not just the destination.
+        let destinations = value.as_table_mut().and_then(|t| t.remove("destinations"));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             GatewayError::config(
@@ -331,6 +337,7 @@ impl Config {
                 e.into_inner().to_string(),
             )
         })?;
+        config.destinations = parse_destinations(destinations)?;
         config.destinations.extend(env_destinations(&env)?);
         config.validate()?;
         Ok(config)
@@ -424,8 +431,8 @@ impl Config {
                     format!("`{}` is used twice", d.name),
                 ));
             }
-            d.validate()
-                .map_err(|e| GatewayError::config(format!("destinations[{i}]"), e.to_string()))?;
+            d.check()
+                .map_err(|e| GatewayError::config(destination_path(i, &e.path), e.message))?;
         }
         if self
             .security
@@ -480,6 +487,43 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
     format!("sqlite://{base}{sep}{file}{query}")
 }
 
+/// `[[destinations]]`: each table in the flat shape, errors at `destinations[i].FIELD`.
+fn parse_destinations(value: Option<toml::Value>) -> Result<Vec<DestinationConfig>, GatewayError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(GatewayError::config(
+            "destinations",
+            "expected an array of tables ([[destinations]])",
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let flat = match serde_json::to_value(item) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                return Err(GatewayError::config(
+                    format!("destinations[{i}]"),
+                    "expected a table",
+                ))
+            }
+        };
+        let d = DestinationConfig::from_flat(flat)
+            .map_err(|e| GatewayError::config(destination_path(i, &e.path), e.message))?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn destination_path(i: usize, field: &str) -> String {
+    if field.is_empty() {
+        format!("destinations[{i}]")
+    } else {
+        format!("destinations[{i}].{field}")
+    }
+}
+
 /// Destinations defined by the environment: `SENTRY_DSN`, and the standard
 /// `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,HEADERS,PROTOCOL}`. They follow the GenAI
 /// content-capture convention: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false`
@@ -496,17 +540,14 @@ fn env_destinations(
     });
     let mut out = Vec::new();
     if let Some(dsn) = get("SENTRY_DSN") {
-        let mut d = DestinationConfig::file("env-sentry", "");
-        d.kind = gatecast_telemetry::destination::DestinationType::Sentry;
-        d.path = None;
-        d.dsn = Some(dsn);
+        let mut d = DestinationConfig::new("env-sentry", SentryConfig::new(dsn));
         d.privacy_mode = private;
         out.push(d);
     }
     let traces_endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     let base_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT");
     if traces_endpoint.is_some() || base_endpoint.is_some() {
-        use gatecast_telemetry::destination::Protocol;
+        use gatecast_telemetry::destinations::Protocol;
         let protocol_var = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
         let protocol = match protocol_var.as_deref().map(str::trim) {
@@ -543,12 +584,12 @@ fn env_destinations(
             })?;
             headers.insert(k.trim().to_owned(), v.trim().to_owned());
         }
-        let mut d = DestinationConfig::file("env-otlp", "");
-        d.kind = gatecast_telemetry::destination::DestinationType::Otlp;
-        d.path = None;
-        d.endpoint = Some(endpoint);
-        d.protocol = Some(protocol);
-        d.headers = headers;
+        let otlp = OtlpConfig {
+            protocol: Some(protocol),
+            headers,
+            ..OtlpConfig::new(endpoint)
+        };
+        let mut d = DestinationConfig::new("env-otlp", otlp);
         d.privacy_mode = private;
         out.push(d);
     }
@@ -635,6 +676,7 @@ fn expand_str(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use gatecast_telemetry::destinations::DestinationKind;
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, |k| (k == "UP_KEY").then(|| "sk-123".to_string()))
@@ -694,7 +736,9 @@ mod tests {
         let sentry = &c.destinations[0];
         assert_eq!(sentry.name, "env-sentry");
         assert!(sentry.privacy_mode, "content capture off means private");
-        let otlp = &c.destinations[1];
+        let DestinationKind::Otlp(otlp) = &c.destinations[1].kind else {
+            panic!("not otlp: {:?}", c.destinations[1]);
+        };
         assert_eq!(
             otlp.endpoint.as_deref(),
             Some("http://collector:4318/v1/traces")
@@ -736,11 +780,15 @@ mod tests {
             Some(PathBuf::from("/etc/gc/data/x.db"))
         );
         assert_eq!(c.store.data_dir(), PathBuf::from("/etc/gc/data"));
+        let path = |d: &DestinationConfig| match &d.kind {
+            DestinationKind::File(f) => f.path.clone(),
+            _ => None,
+        };
         let f = &c.destinations[0];
-        assert_eq!(f.path.as_deref(), Some(Path::new("/etc/gc/../t.jsonl")));
+        assert_eq!(path(f).as_deref(), Some(Path::new("/etc/gc/../t.jsonl")));
         assert_eq!(f.spool_dir.as_deref(), Some(Path::new("/etc/gc/spool")));
         assert_eq!(
-            c.destinations[1].path.as_deref(),
+            path(&c.destinations[1]).as_deref(),
             Some(Path::new("/abs/t.jsonl"))
         );
 
@@ -870,6 +918,48 @@ mod tests {
             assert!(
                 e.starts_with(want),
                 "{text:?} gave {e:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn destination_errors_name_the_field_of_the_type() {
+        let dest = |body: &str| parse(&format!("[[destinations]]\nname = \"d\"\n{body}"));
+        let cases = [
+            (
+                "type = \"otlp\"\nendpoint = 7",
+                "destinations[0].endpoint: invalid type",
+            ),
+            (
+                "type = \"otlp\"\nendpoint = \"http://c/\"\nheaders = { x = 1 }",
+                "destinations[0].headers.x: invalid type",
+            ),
+            (
+                "type = \"webhook\"\nmethod = \"GET\"",
+                "destinations[0].method: unknown variant",
+            ),
+            (
+                "type = \"sentry\"\ndsn = \"https://short@h/1\"",
+                "destinations[0].dsn: invalid DSN",
+            ),
+            (
+                "type = \"file\"\npath = \"x\"\nsampling_rate = 3.0",
+                "destinations[0].sampling_rate: must be",
+            ),
+            (
+                "type = \"kafka\"",
+                "destinations[0].type: unknown variant `kafka`",
+            ),
+            (
+                "type = \"file\"\npath = \"x\"\nuri = \"http://h/\"",
+                "destinations[0]: unknown field `uri`",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = dest(body).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{body:?} gave {e:?}, want prefix {want:?}"
             );
         }
     }

@@ -3,11 +3,13 @@
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use gatecast_telemetry::destinations::{all_fields, FieldSpec, Secret};
 use rand::RngCore as _;
 use serde_json::Value;
 
@@ -24,10 +26,10 @@ pub const SECRET_KEY_FILE: &str = "secret.key";
 const ENVELOPE_PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 24;
 
-/// Config keys whose values are secret wherever they appear in a destination's config.
-const SECRET_KEYS: [&str; 5] = ["dsn", "api_key", "token", "password", "secret"];
-/// Every value of an object under this key is secret (auth headers of OTLP and webhooks).
-const HEADERS_KEY: &str = "headers";
+/// Config keys whose values are secret wherever they appear in a destination's config,
+/// beside the fields the destination types declare [`Secret::Whole`]: names a credential
+/// nested in an object is likely to have.
+const SECRET_KEYS: [&str; 4] = ["api_key", "token", "password", "secret"];
 
 /// The 32-byte key that encrypts destination secrets at rest.
 #[derive(Clone)]
@@ -240,8 +242,26 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
 
+/// The fields the destination types declare with `secret`.
+fn declared(secret: Secret) -> impl Iterator<Item = &'static str> {
+    static FIELDS: LazyLock<Vec<FieldSpec>> =
+        LazyLock::new(|| all_fields().into_iter().map(|(f, _)| f).collect());
+    FIELDS
+        .iter()
+        .filter(move |f| f.secret == secret)
+        .map(|f| f.name)
+}
+
 fn is_secret_key(key: &str) -> bool {
-    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+    SECRET_KEYS
+        .into_iter()
+        .chain(declared(Secret::Whole))
+        .any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// Every value of an object under such a key is secret (auth headers).
+fn is_secret_map(key: &str) -> bool {
+    declared(Secret::EachValue).any(|k| k.eq_ignore_ascii_case(key))
 }
 
 /// Calls `f` on every secret leaf of `config` (strings, numbers, booleans; never null). The
@@ -269,7 +289,7 @@ fn walk<E>(
                 pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
                 if secret || is_secret_key(key) {
                     walk(child, true, pointer, f)?;
-                } else if key.eq_ignore_ascii_case(HEADERS_KEY) {
+                } else if is_secret_map(key) {
                     if let Value::Object(_) = child {
                         let mut inner = std::mem::take(child);
                         if let Value::Object(headers) = &mut inner {
@@ -328,9 +348,12 @@ pub fn mask_secret(value: &str) -> String {
     format!("****{tail}")
 }
 
-/// Top-level config keys holding a URL. Webhook and collector URLs often carry a token in the
-/// query string or a password in the authority, so reads show them masked too.
-const URL_KEYS: [&str; 3] = ["url", "endpoint", "otlp_endpoint"];
+/// Top-level config keys holding a URL ([`Secret::UrlParts`]). Webhook and collector URLs
+/// often carry a token in the query string or a password in the authority, so reads show
+/// them masked too.
+fn url_keys() -> impl Iterator<Item = &'static str> {
+    declared(Secret::UrlParts)
+}
 
 /// The URL with its password, every query value and the fragment replaced by `****`, keeping
 /// the scheme, host, path and query names an operator needs to recognise it. A URL with none
@@ -378,13 +401,13 @@ pub(crate) fn mask_config(config: &Value) -> Value {
     out
 }
 
-/// Calls `f` on each top-level URL of `config` (see [`URL_KEYS`]).
+/// Calls `f` on each top-level URL of `config` (see [`url_keys`]).
 fn for_each_url<E>(
     config: &mut Value,
     f: &mut dyn FnMut(&mut String) -> Result<(), E>,
 ) -> Result<(), E> {
     if let Value::Object(map) = config {
-        for key in URL_KEYS {
+        for key in url_keys() {
             if let Some(Value::String(url)) = map.get_mut(key) {
                 f(url)?;
             }
@@ -456,7 +479,7 @@ pub fn restore_masked(new: &mut Value, current: &Value) {
         Ok(())
     });
     if let (Value::Object(new), Value::Object(current)) = (new, current) {
-        for key in URL_KEYS {
+        for key in url_keys() {
             if let (Some(Value::String(sent)), Some(Value::String(stored))) =
                 (new.get(key), current.get(key))
             {

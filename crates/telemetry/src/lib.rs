@@ -8,7 +8,7 @@ mod deliver;
 mod encode;
 mod span;
 
-pub mod destination;
+pub mod destinations;
 pub mod error;
 pub mod filter;
 pub mod ids;
@@ -23,7 +23,7 @@ pub use encode::otlp;
 pub use span::{build as spans, flavor, limits, model, privacy};
 
 pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
-pub use destination::DestinationConfig;
+pub use destinations::DestinationConfig;
 pub use error::TelemetryError;
 pub use probe::{send_test_trace, test_connection, ProbeAttempt, ProbeReport};
 pub use record::GenerationRecord;

@@ -1,6 +1,8 @@
 //! Checking a destination before trusting it with traffic: a connection test that sends an
 //! empty export, and a synthetic test trace that goes through the same path a real record
-//! does.
+//! does. This is the generic runner: each destination type's `build` returns the sink and
+//! the policy its connection test follows (how many probes, which answers pass), and every
+//! request goes out through that sink's own request builder.
 //!
 //! Both answer with a [`ProbeReport`] instead of an error, because "the destination refused
 //! us" is the expected outcome of a probe, not a failure of the caller. Reports never carry
@@ -16,17 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::destination::file::{open_append, FileSink};
-use crate::destination::grpc::GrpcSink;
-use crate::destination::http::{send_error, HttpSink};
-use crate::destination::resolve::refusal;
-use crate::destination::sentry_dsn::SentryDsn;
-use crate::destination::{
-    build_network_sink, reply, DestinationConfig, DestinationType, EncodedBatch, Encoding,
-    HostPolicy, NetworkSink, Sink,
+use crate::destinations::file::FileSink;
+use crate::destinations::grpc::GrpcSink;
+use crate::destinations::http::{send_error, HttpSink};
+use crate::destinations::resolve::refusal;
+use crate::destinations::{
+    reply, BuildContext, BuildError, Built, ConnectionProbe, DestinationConfig, EncodedBatch,
+    Encoding, ExportProbe, HostPolicy, Sink, Transport,
 };
 use crate::encode::{request as encode, view::destination_view};
-use crate::error::TelemetryError;
 use crate::ids;
 use crate::otlp;
 use crate::pipeline::WorkerSettings;
@@ -36,10 +36,7 @@ use crate::record::{
 };
 use crate::spans::{build_spans, SpanOptions};
 
-/// How long the Sentry check waits before asking again. Sentry's ingest validates keys
-/// asynchronously: an unknown key is accepted once and refused from then on, so only the
-/// second answer says whether the DSN is right.
-pub const SENTRY_RECHECK_DELAY: Duration = Duration::from_secs(1);
+pub use crate::destinations::sentry::RECHECK_DELAY as SENTRY_RECHECK_DELAY;
 
 /// A probe answers a person waiting at a prompt; a destination configured with a long export
 /// timeout should not keep them there.
@@ -102,21 +99,13 @@ impl ProbeReport {
 }
 
 /// How a probe runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProbeOptions {
-    /// The pause between Sentry's two probes ([`SENTRY_RECHECK_DELAY`]); tests use a short one.
-    pub sentry_recheck: Duration,
+    /// Overrides the pause a type asks for between its two probes (Sentry's
+    /// [`SENTRY_RECHECK_DELAY`]); tests use a short one.
+    pub recheck_after: Option<Duration>,
     /// Where the probe may connect: the same policy as the destination's exports.
     pub hosts: Arc<HostPolicy>,
-}
-
-impl Default for ProbeOptions {
-    fn default() -> Self {
-        Self {
-            sentry_recheck: SENTRY_RECHECK_DELAY,
-            hosts: Arc::default(),
-        }
-    }
 }
 
 /// Sends an empty export marked `x-test-connection: true`, which proves reachability and
@@ -133,7 +122,7 @@ pub async fn test_connection_with_delay(
     sentry_recheck: Duration,
 ) -> ProbeReport {
     let options = ProbeOptions {
-        sentry_recheck,
+        recheck_after: Some(sentry_recheck),
         ..ProbeOptions::default()
     };
     test_connection_with(config, &options).await
@@ -146,8 +135,8 @@ pub async fn test_connection_with(
 ) -> ProbeReport {
     let started = Instant::now();
     let secrets = Secrets::of(config);
-    let outcome = match config.validate() {
-        Err(e) => Outcome::fail(invalid_message(e)),
+    let outcome = match config.check() {
+        Err(e) => Outcome::fail(format!("invalid configuration: {e}")),
         Ok(()) => connection_outcome(config, options, &secrets).await,
     };
     let report = outcome.into_report(config, None, started, &secrets);
@@ -172,9 +161,9 @@ pub async fn send_test_trace_with(
     let secrets = Secrets::of(config);
     let trace_id = ids::random_trace_id();
     let trace_hex = hex::encode(trace_id);
-    let (outcome, trace_hex) = match config.validate() {
+    let (outcome, trace_hex) = match config.check() {
         // Nothing is sent, so there is no trace to look for.
-        Err(e) => (Outcome::fail(invalid_message(e)), None),
+        Err(e) => (Outcome::fail(format!("invalid configuration: {e}")), None),
         Ok(()) => {
             let request = test_trace_request(config, service_name, trace_id);
             let mut outcome = trace_outcome(config, &request, &options.hosts, &secrets).await;
@@ -376,20 +365,33 @@ fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-fn invalid_message(e: TelemetryError) -> String {
-    let message = match e {
-        TelemetryError::InvalidDestination { message, .. } => message,
-        other => other.to_string(),
-    };
-    format!("invalid configuration: {message}")
+/// A probe answers a person waiting: the destination's timeout, capped.
+fn probe_timeout(config: &DestinationConfig) -> Duration {
+    config.timeout().min(MAX_PROBE_TIMEOUT)
 }
 
-/// The destination as probes see it: its own settings, with the timeout capped.
-fn probe_config(config: &DestinationConfig) -> (DestinationConfig, Duration) {
-    let timeout = config.timeout().min(MAX_PROBE_TIMEOUT);
-    let mut c = config.clone();
-    c.timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(10_000);
-    (c, timeout)
+/// The destination's own sink and probe policy, built off the async thread: building a
+/// file's sink opens it.
+async fn build(
+    config: &DestinationConfig,
+    timeout: Duration,
+    hosts: &Arc<HostPolicy>,
+) -> Result<Built, BuildError> {
+    let kind = config.kind.clone();
+    let hosts = hosts.clone();
+    tokio::task::spawn_blocking(move || {
+        kind.module().build(&BuildContext {
+            timeout,
+            hosts: &hosts,
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(BuildError::Field(crate::destinations::FieldError::new(
+            "",
+            format!("building the sink failed: {e}"),
+        )))
+    })
 }
 
 async fn connection_outcome(
@@ -397,66 +399,58 @@ async fn connection_outcome(
     options: &ProbeOptions,
     secrets: &Secrets,
 ) -> Outcome {
-    if config.kind == DestinationType::File {
-        return file_writable(config).await;
-    }
-    let (config, timeout) = probe_config(config);
-    let sink = match build_network_sink(&config, &options.hosts) {
-        Ok(sink) => sink,
-        Err(e) => return Outcome::fail(format!("invalid configuration: {e}")),
+    let timeout = probe_timeout(config);
+    let built = match build(config, timeout, &options.hosts).await {
+        Ok(built) => built,
+        Err(BuildError::Field(e)) => return Outcome::fail(format!("invalid configuration: {e}")),
+        Err(BuildError::Io { path, source }) => {
+            return Outcome::fail(format!(
+                "cannot open {} for append: {source}",
+                path.display()
+            ))
+        }
     };
-    let empty = ExportTraceServiceRequest::default();
-    let probe = || send_once(&sink, &empty, true, timeout, secrets);
-    match config.kind {
-        DestinationType::Sentry => {
-            let first = probe().await;
-            if first.error.is_some() || !first.status.is_some_and(is_success) {
-                return Outcome::from_attempts(vec![first], is_success);
-            }
-            tokio::time::sleep(options.sentry_recheck).await;
-            let second = probe().await;
-            let refused = matches!(second.status, Some(401 | 403));
-            let mut outcome = Outcome::from_attempts(vec![first, second], is_success);
-            if refused {
-                outcome.message = format!(
-                    "{} (on the second probe: Sentry accepts an unknown key once and refuses it \
-                     afterwards, so check the DSN)",
-                    outcome.message
-                );
-            }
-            outcome
-        }
-        // Webhook receivers often reject an empty export; the answer still proves the URL
-        // and the credentials reach them.
-        DestinationType::Webhook => {
-            let mut outcome =
-                Outcome::from_attempts(vec![probe().await], |s| is_success(s) || s == 400);
-            if outcome.passed && outcome.status == Some(400) {
-                outcome.message = "HTTP 400 (the webhook refused the empty test export, \
-                                   which proves it is reachable)"
-                    .into();
-            }
-            outcome
-        }
-        DestinationType::Otlp | DestinationType::File => {
-            Outcome::from_attempts(vec![probe().await], is_success)
+    match built.probe {
+        ConnectionProbe::Opened { message } => Outcome::pass(message),
+        ConnectionProbe::EmptyExport(policy) => {
+            empty_export(&built.sink, policy, timeout, options, secrets).await
         }
     }
 }
 
-/// Judged exactly as start-up judges the path, without writing a line.
-async fn file_writable(config: &DestinationConfig) -> Outcome {
-    let Some(path) = config.path.clone() else {
-        return Outcome::fail(
-            "invalid configuration: path: required for a file destination".into(),
-        );
-    };
-    let shown = path.display().to_string();
-    match tokio::task::spawn_blocking(move || open_append(&path)).await {
-        Ok(Ok(_)) => Outcome::pass(format!("{shown} can be appended to")),
-        Ok(Err(e)) => Outcome::fail(format!("cannot open {shown} for append: {e}")),
-        Err(e) => Outcome::fail(format!("cannot open {shown} for append: {e}")),
+/// An empty export, judged by the type's policy: which statuses pass, and whether a second
+/// probe after a pause decides.
+async fn empty_export(
+    sink: &Transport,
+    policy: ExportProbe,
+    timeout: Duration,
+    options: &ProbeOptions,
+    secrets: &Secrets,
+) -> Outcome {
+    let empty = ExportTraceServiceRequest::default();
+    let probe = || send_once(sink, &empty, true, timeout, secrets);
+    let passes = |s: u16| is_success(s) || policy.also_passes.is_some_and(|(code, _)| code == s);
+    let first = probe().await;
+    if let Some(recheck) = policy.recheck {
+        if first.error.is_some() || !first.status.is_some_and(passes) {
+            return Outcome::from_attempts(vec![first], passes);
+        }
+        tokio::time::sleep(options.recheck_after.unwrap_or(recheck.after)).await;
+        let second = probe().await;
+        let refused = second.status.is_some_and(|s| recheck.refused.contains(&s));
+        let mut outcome = Outcome::from_attempts(vec![first, second], passes);
+        if refused {
+            outcome.message = format!("{} ({})", outcome.message, recheck.note);
+        }
+        return outcome;
     }
+    let mut outcome = Outcome::from_attempts(vec![first], passes);
+    if let Some((code, why)) = policy.also_passes {
+        if outcome.passed && outcome.status == Some(code) {
+            outcome.message = format!("HTTP {code} ({why})");
+        }
+    }
+    outcome
 }
 
 async fn trace_outcome(
@@ -465,38 +459,33 @@ async fn trace_outcome(
     hosts: &Arc<HostPolicy>,
     secrets: &Secrets,
 ) -> Outcome {
-    let (config, timeout) = probe_config(config);
-    if config.kind == DestinationType::File {
-        return append_line(&config, request, timeout).await;
-    }
-    let sink = match build_network_sink(&config, hosts) {
-        Ok(sink) => sink,
-        Err(e) => return Outcome::fail(format!("invalid configuration: {e}")),
+    let timeout = probe_timeout(config);
+    let built = match build(config, timeout, hosts).await {
+        Ok(built) => built,
+        Err(BuildError::Field(e)) => return Outcome::fail(format!("invalid configuration: {e}")),
+        // The error names the path already.
+        Err(e @ BuildError::Io { .. }) => {
+            return Outcome::fail(format!("cannot open for append: {e}"))
+        }
     };
-    let attempt = send_once(&sink, request, false, timeout, secrets).await;
-    Outcome::from_attempts(vec![attempt], is_success)
+    match &built.sink {
+        Transport::File(sink) => append_line(sink, request, timeout).await,
+        sink => {
+            let attempt = send_once(sink, request, false, timeout, secrets).await;
+            Outcome::from_attempts(vec![attempt], is_success)
+        }
+    }
 }
 
 async fn append_line(
-    config: &DestinationConfig,
+    sink: &FileSink,
     request: &ExportTraceServiceRequest,
     timeout: Duration,
 ) -> Outcome {
-    let Some(path) = config.path.clone() else {
-        return Outcome::fail(
-            "invalid configuration: path: required for a file destination".into(),
-        );
-    };
-    let shown = path.display().to_string();
+    let shown = sink.path().display().to_string();
     let body = match encode(request, Encoding::Json) {
         Ok(body) => body,
         Err(e) => return Outcome::fail(e.to_string()),
-    };
-    let sink = match tokio::task::spawn_blocking(move || FileSink::open(&path)).await {
-        Ok(Ok(sink)) => sink,
-        // The error names the path already.
-        Ok(Err(e)) => return Outcome::fail(format!("cannot open for append: {e}")),
-        Err(e) => return Outcome::fail(format!("cannot open {shown} for append: {e}")),
     };
     let batch = EncodedBatch {
         body: body.into(),
@@ -525,7 +514,7 @@ fn span_count(request: &ExportTraceServiceRequest) -> usize {
 /// One export through the destination's own sink, so encoding, compression, headers and
 /// auth are exactly those of real traffic.
 async fn send_once(
-    sink: &NetworkSink,
+    sink: &Transport,
     request: &ExportTraceServiceRequest,
     test_connection: bool,
     timeout: Duration,
@@ -537,12 +526,17 @@ async fn send_once(
         error: Some(format!("timed out after {} ms", timeout.as_millis())),
     };
     let sent = match sink {
-        NetworkSink::Http(sink) => {
+        Transport::Http(sink) => {
             tokio::time::timeout(timeout, send_http(sink, request, test_connection, timeout)).await
         }
-        NetworkSink::Grpc(sink) => {
+        Transport::Grpc(sink) => {
             tokio::time::timeout(timeout, send_grpc(sink, request, test_connection, timeout)).await
         }
+        Transport::File(_) => Ok(ProbeAttempt {
+            status: None,
+            body_excerpt: None,
+            error: Some("a file takes no export request".into()),
+        }),
     };
     let attempt = sent.unwrap_or_else(|_| timed_out());
     ProbeAttempt {
@@ -729,27 +723,7 @@ struct Secrets(Vec<String>);
 
 impl Secrets {
     fn of(config: &DestinationConfig) -> Self {
-        let mut found: Vec<String> = config.headers.values().cloned().collect();
-        if let Some(dsn) = config.dsn.as_deref() {
-            found.push(dsn.trim().to_owned());
-            if let Ok(parsed) = SentryDsn::parse(dsn) {
-                found.push(parsed.public_key);
-            }
-            if let Ok(url) = url::Url::parse(dsn.trim()) {
-                found.push(url.username().to_owned());
-                found.extend(url.password().map(str::to_owned));
-            }
-        }
-        for endpoint in [&config.endpoint, &config.otlp_endpoint, &config.url]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(url) = url::Url::parse(endpoint) {
-                found.push(url.username().to_owned());
-                found.extend(url.password().map(str::to_owned));
-                found.extend(url.query().map(str::to_owned));
-            }
-        }
+        let mut found = config.kind.module().secrets();
         // Values that contain others go first, so no fragment of them survives.
         found.retain(|s| s.len() >= MIN_SECRET_LEN);
         found.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -786,12 +760,14 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed_longest_first() {
-        let mut c = DestinationConfig::file("s", "x");
-        c.kind = DestinationType::Sentry;
-        c.dsn = Some("https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42".into());
-        c.headers
+        let mut sentry = crate::destinations::SentryConfig::new(
+            "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42",
+        );
+        sentry
+            .headers
             .insert("authorization".into(), "Bearer tok-123".into());
-        c.headers.insert("x-flag".into(), "on".into());
+        sentry.headers.insert("x-flag".into(), "on".into());
+        let c = DestinationConfig::new("s", sentry);
         let s = Secrets::of(&c);
         let text = s.scrub(
             "key 0123456789abcdef0123456789abcdef, auth Bearer tok-123, \

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gatecast_telemetry::destination::DestinationType;
+use gatecast_telemetry::destinations::SentryConfig;
 use gatecast_telemetry::{
     BroadcastConfig, Broadcaster, DestinationConfig, GenerationRecord, TelemetryError,
 };
@@ -212,10 +212,10 @@ async fn configuration_errors_name_the_problem() {
     );
 
     let mut sentry = dest("s", &path);
-    sentry.kind = DestinationType::Sentry;
+    sentry.kind = SentryConfig::default().into();
     let e = err(vec![sentry.clone()]);
     assert!(e.to_string().contains("dsn: required"), "{e}");
-    sentry.dsn = Some("https://short@o1.ingest.sentry.io/1".into());
+    sentry.kind = SentryConfig::new("https://short@o1.ingest.sentry.io/1").into();
     let e = err(vec![sentry]);
     assert!(e.to_string().contains("32 hex digits"), "{e}");
 

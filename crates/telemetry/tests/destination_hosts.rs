@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gatecast_mock::otlp::{Answer, Receiver};
-use gatecast_telemetry::destination::{DestinationType, HostPolicy, Protocol};
+use gatecast_telemetry::destinations::{
+    DestinationKind, HostPolicy, OtlpConfig, Protocol, SentryConfig,
+};
 use gatecast_telemetry::probe::{test_connection_with, ProbeOptions};
 use gatecast_telemetry::stats::DestinationStats;
 use gatecast_telemetry::{
@@ -21,22 +23,27 @@ const KEY: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "Bearer redirect-s3cret";
 
 fn otlp(endpoint: String) -> DestinationConfig {
-    let mut d = DestinationConfig::file("collector", "unused");
-    d.kind = DestinationType::Otlp;
-    d.path = None;
-    d.endpoint = Some(endpoint);
-    d.protocol = Some(Protocol::HttpProtobuf);
+    let mut otlp = OtlpConfig::new(endpoint);
+    otlp.protocol = Some(Protocol::HttpProtobuf);
+    otlp.headers.insert("authorization".into(), TOKEN.into());
+    let mut d = DestinationConfig::new("collector", otlp);
     d.flush_interval_ms = 10;
     d.timeout_ms = 2_000;
-    d.headers.insert("authorization".into(), TOKEN.into());
     d
 }
 
+fn otlp_of(d: &mut DestinationConfig) -> &mut OtlpConfig {
+    match &mut d.kind {
+        DestinationKind::Otlp(otlp) => otlp,
+        other => panic!("not otlp: {other:?}"),
+    }
+}
+
 fn sentry(port: u16) -> DestinationConfig {
-    let mut d = DestinationConfig::file("sentry", "unused");
-    d.kind = DestinationType::Sentry;
-    d.path = None;
-    d.dsn = Some(format!("http://{KEY}@127.0.0.1:{port}/42"));
+    let mut d = DestinationConfig::new(
+        "sentry",
+        SentryConfig::new(format!("http://{KEY}@127.0.0.1:{port}/42")),
+    );
     d.flush_interval_ms = 10;
     d.timeout_ms = 2_000;
     d
@@ -221,7 +228,7 @@ async fn metadata_addresses_are_refused_by_default_over_http_and_grpc() {
         );
     }
     let mut grpc = otlp("http://169.254.169.254:4317".into());
-    grpc.protocol = Some(Protocol::Grpc);
+    otlp_of(&mut grpc).protocol = Some(Protocol::Grpc);
     let report = test_connection(&grpc).await;
     assert!(!report.passed);
     assert!(
@@ -233,7 +240,7 @@ async fn metadata_addresses_are_refused_by_default_over_http_and_grpc() {
     // gRPC resolves through the guarded connector too.
     let rx = Receiver::grpc().await;
     let mut by_name = otlp(format!("http://localhost:{}", rx.addr.port()));
-    by_name.protocol = Some(Protocol::Grpc);
+    otlp_of(&mut by_name).protocol = Some(Protocol::Grpc);
     let options = ProbeOptions {
         hosts: Arc::new(HostPolicy::new(&["10.0.0.0/8"]).unwrap()),
         ..ProbeOptions::default()

@@ -7,7 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use gatecast_mock::otlp::{closed_port, Answer, Behaviour, Receiver};
-use gatecast_telemetry::destination::{Compression, DestinationType, Protocol, WebhookMethod};
+use gatecast_telemetry::destinations::{
+    Compression, DestinationKind, OtlpConfig, Protocol, SentryConfig, WebhookConfig, WebhookMethod,
+};
 use gatecast_telemetry::probe::{test_connection_with_delay, TEST_MODEL, TEST_TRACE_NAME};
 use gatecast_telemetry::{send_test_trace, test_connection, DestinationConfig, ProbeReport};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -18,33 +20,33 @@ const KEY: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "Bearer s3cret-token";
 
 fn otlp(endpoint: String, protocol: Protocol, compression: Compression) -> DestinationConfig {
-    let mut d = DestinationConfig::file("collector", "unused");
-    d.kind = DestinationType::Otlp;
-    d.path = None;
-    d.endpoint = Some(endpoint);
-    d.protocol = Some(protocol);
-    d.compression = Some(compression);
-    d.headers.insert("authorization".into(), TOKEN.into());
-    d.headers.insert("x-tenant".into(), "acme".into());
-    d
+    let mut otlp = OtlpConfig::new(endpoint);
+    otlp.protocol = Some(protocol);
+    otlp.compression = Some(compression);
+    otlp.headers.insert("authorization".into(), TOKEN.into());
+    otlp.headers.insert("x-tenant".into(), "acme".into());
+    DestinationConfig::new("collector", otlp)
+}
+
+fn otlp_of(d: &mut DestinationConfig) -> &mut OtlpConfig {
+    match &mut d.kind {
+        DestinationKind::Otlp(otlp) => otlp,
+        other => panic!("not otlp: {other:?}"),
+    }
 }
 
 fn webhook(url: String) -> DestinationConfig {
-    let mut d = DestinationConfig::file("hook", "unused");
-    d.kind = DestinationType::Webhook;
-    d.path = None;
-    d.url = Some(url);
-    d.method = Some(WebhookMethod::Put);
-    d.headers.insert("authorization".into(), TOKEN.into());
-    d
+    let mut hook = WebhookConfig::new(url);
+    hook.method = Some(WebhookMethod::Put);
+    hook.headers.insert("authorization".into(), TOKEN.into());
+    DestinationConfig::new("hook", hook)
 }
 
 fn sentry(port: u16) -> DestinationConfig {
-    let mut d = DestinationConfig::file("sentry", "unused");
-    d.kind = DestinationType::Sentry;
-    d.path = None;
-    d.dsn = Some(format!("http://{KEY}@127.0.0.1:{port}/42"));
-    d
+    DestinationConfig::new(
+        "sentry",
+        SentryConfig::new(format!("http://{KEY}@127.0.0.1:{port}/42")),
+    )
 }
 
 fn spans(req: &ExportTraceServiceRequest) -> Vec<Span> {
@@ -339,7 +341,7 @@ async fn sentry_uses_the_one_second_recheck_by_default() {
 #[tokio::test]
 async fn a_bad_dsn_fails_with_the_validation_message() {
     let mut d = sentry(1);
-    d.dsn = Some("https://short@o1.ingest.sentry.io/42".into());
+    d.kind = SentryConfig::new("https://short@o1.ingest.sentry.io/42").into();
     let report = test_connection(&d).await;
     assert!(!report.passed);
     assert!(report.message.contains("dsn"), "{}", report.message);
@@ -351,7 +353,7 @@ async fn a_bad_dsn_fails_with_the_validation_message() {
     assert!(report.attempts.is_empty());
 
     let mut d = otlp(String::new(), Protocol::HttpJson, Compression::None);
-    d.endpoint = None;
+    otlp_of(&mut d).endpoint = None;
     let report = send_test_trace(&d, "svc").await;
     assert!(!report.passed);
     assert!(report.message.contains("endpoint"), "{}", report.message);
@@ -425,7 +427,9 @@ async fn secrets_echoed_by_a_receiver_are_redacted() {
         Protocol::HttpProtobuf,
         Compression::Gzip,
     );
-    d.headers.insert("x-sentry-key".into(), KEY.into());
+    otlp_of(&mut d)
+        .headers
+        .insert("x-sentry-key".into(), KEY.into());
     let report = test_connection(&d).await;
     assert!(!report.passed);
     no_secrets(&report);

@@ -94,7 +94,7 @@ async fn added_changed_and_removed_destinations_deliver_and_flush() {
     // hold record 1 in their queues; `n` is new.
     let n = dir.path().join("n.jsonl");
     let mut moved = slow.clone();
-    moved.path = Some(a2.clone());
+    moved.kind = gatecast_telemetry::destinations::FileConfig::new(a2.clone()).into();
     let summary = b.reconfigure(&[moved, dest("n", &n)]).await.unwrap();
     assert_eq!(summary.restarted, vec!["a".to_owned()]);
     assert_eq!(summary.added, vec!["n".to_owned()]);

@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gatecast_mock::otlp::{closed_port, Behaviour, Receiver};
-use gatecast_telemetry::destination::{DestinationType, Protocol};
+use gatecast_telemetry::destinations::{OtlpConfig, Protocol};
 use gatecast_telemetry::stats::DestinationStats;
 use gatecast_telemetry::{BroadcastConfig, Broadcaster, DestinationConfig};
 
 fn otlp(endpoint: String, spool: &Path) -> DestinationConfig {
-    let mut d = DestinationConfig::file("collector", "unused");
-    d.kind = DestinationType::Otlp;
-    d.path = None;
-    d.endpoint = Some(endpoint);
-    d.protocol = Some(Protocol::HttpProtobuf);
+    let mut otlp = OtlpConfig::new(endpoint);
+    otlp.protocol = Some(Protocol::HttpProtobuf);
+    let mut d = DestinationConfig::new("collector", otlp);
     d.flush_interval_ms = 10;
     d.timeout_ms = 2_000;
     d.spool_dir = Some(spool.to_path_buf());

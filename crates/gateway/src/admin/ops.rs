@@ -9,25 +9,11 @@ use gatecast_store::{
     restore_masked, DestinationPatch, DestinationRecord, OverridesPatch, Source, Store, StoreError,
 };
 use gatecast_telemetry::probe::{self, ProbeOptions, ProbeReport};
-use gatecast_telemetry::DestinationConfig;
+use gatecast_telemetry::{destinations, DestinationConfig};
 use serde_json::{Map, Value};
 
 use super::AdminError;
 use crate::control::{bridge, Guard};
-
-/// Fields whose change can break delivery, so a PATCH touching them re-runs the test.
-const TRANSPORT_FIELDS: [&str; 10] = [
-    "type",
-    "dsn",
-    "otlp_endpoint",
-    "endpoint",
-    "url",
-    "headers",
-    "protocol",
-    "compression",
-    "method",
-    "path",
-];
 
 /// Creates an API-owned destination from the flat shape, after a passing test unless skipped.
 pub async fn create(
@@ -120,7 +106,8 @@ pub async fn update(
         .check_runtime(&config, changed)
         .await
         .map_err(AdminError::Field)?;
-    let test = if TRANSPORT_FIELDS.iter().any(|f| changed(f)) {
+    // The type says which of its fields decide how it is reached.
+    let test = if destinations::needs_retest(config.kind.as_str(), changed) {
         gate_on_test(&config, &guard.probe_options(Source::Api), skip_test).await?
     } else {
         None

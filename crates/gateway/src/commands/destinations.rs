@@ -238,9 +238,14 @@ async fn list(store: &Store, json_out: bool) -> Result<(), GatewayError> {
         .iter()
         .map(|r| {
             let masked = r.masked();
-            let target = ["endpoint", "otlp_endpoint", "url", "path", "dsn"]
-                .iter()
-                .find_map(|k| masked.config.get(*k).and_then(Value::as_str))
+            // The field the type says it delivers to, as reads show it.
+            let field = bridge::from_record(r).ok().and_then(|d| {
+                d.target()
+                    .map(|t| t.field)
+                    .or_else(|| d.kind.module().local_file().map(|(f, _)| f))
+            });
+            let target = field
+                .and_then(|k| masked.config.get(k).and_then(Value::as_str))
                 .unwrap_or("-")
                 .to_owned();
             [
@@ -311,21 +316,19 @@ fn fields_to_json(f: &DestinationFields) -> Result<Map<String, Value>, GatewayEr
             out.insert(k.into(), json!(v));
         }
     };
-    put("type", &f.kind);
-    put("dsn", &f.dsn);
-    put("endpoint", &f.endpoint);
-    put("protocol", &f.protocol);
-    put("url", &f.url);
-    put("path", &f.path);
-    if !f.headers.is_empty() {
-        let mut headers = Map::new();
-        for h in &f.headers {
+    put("type", &f.by_type.kind);
+    for (field, value) in &f.by_type.values {
+        out.insert((*field).into(), json!(value));
+    }
+    for (field, flag, given) in &f.by_type.pairs {
+        let mut pairs = Map::new();
+        for h in given {
             let (k, v) = h
                 .split_once('=')
-                .ok_or_else(|| usage(&format!("--header `{h}`: expected NAME=VALUE")))?;
-            headers.insert(k.trim().to_owned(), json!(v.trim()));
+                .ok_or_else(|| usage(&format!("--{flag} `{h}`: expected NAME=VALUE")))?;
+            pairs.insert(k.trim().to_owned(), json!(v.trim()));
         }
-        out.insert("headers".into(), Value::Object(headers));
+        out.insert((*field).into(), Value::Object(pairs));
     }
     if f.privacy || f.no_privacy {
         out.insert("privacy_mode".into(), json!(f.privacy));

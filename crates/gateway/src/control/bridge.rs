@@ -5,7 +5,8 @@
 //! config file, the API and the database.
 
 use gatecast_store::{DestinationRecord, Source};
-use gatecast_telemetry::{DestinationConfig, TelemetryError};
+pub use gatecast_telemetry::destinations::FieldError;
+use gatecast_telemetry::DestinationConfig;
 use serde_json::{json, Map, Value};
 
 /// Fields the store keeps in their own columns; everything else goes into `config`.
@@ -18,24 +19,8 @@ const COLUMNS: [&str; 6] = [
     "filters",
 ];
 
-/// Why a stored or submitted destination cannot be used; `path` names the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
 pub fn to_record(config: &DestinationConfig, source: Source) -> DestinationRecord {
-    let mut flat = match serde_json::to_value(config) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
+    let mut flat = config.to_flat().unwrap_or_default();
     let mut take = |k: &str| flat.remove(k);
     let filters = take("filters").unwrap_or_else(|| Value::Object(Map::new()));
     for k in COLUMNS {
@@ -98,32 +83,21 @@ pub fn from_record(record: &DestinationRecord) -> Result<DestinationConfig, Fiel
     parse_flat(Value::Object(flat_json(record)))
 }
 
-/// Parses the flat shape and validates it, with errors naming the field.
+/// Parses the flat shape and validates it, with errors naming the field (`body` for the
+/// object as a whole).
 pub fn parse_flat(value: Value) -> Result<DestinationConfig, FieldError> {
-    let config: DestinationConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        FieldError {
-            path: if path == "." { "body".into() } else { path },
-            message: e.into_inner().to_string(),
+    let at_body = |e: FieldError| {
+        if e.path.is_empty() {
+            FieldError::new("body", e.message)
+        } else {
+            e
         }
-    })?;
-    config.validate().map_err(|e| match e {
-        // Validation messages start with the field they are about.
-        TelemetryError::InvalidDestination { message, .. } => match message.split_once(": ") {
-            Some((path, reason)) => FieldError {
-                path: path.to_owned(),
-                message: reason.to_owned(),
-            },
-            None => FieldError {
-                path: "body".into(),
-                message,
-            },
-        },
-        other => FieldError {
-            path: "body".into(),
-            message: other.to_string(),
-        },
-    })?;
+    };
+    let Value::Object(flat) = value else {
+        return Err(FieldError::new("body", "expected a JSON object"));
+    };
+    let config = DestinationConfig::from_flat(flat).map_err(at_body)?;
+    config.check().map_err(at_body)?;
     Ok(config)
 }
 

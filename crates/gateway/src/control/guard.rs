@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatecast_store::Source;
-use gatecast_telemetry::destination::host_policy::SETTING;
-use gatecast_telemetry::destination::{DestinationType, HostPolicy};
+use gatecast_telemetry::destinations::host_policy::SETTING;
+use gatecast_telemetry::destinations::HostPolicy;
 use gatecast_telemetry::probe::ProbeOptions;
 use gatecast_telemetry::DestinationConfig;
 use url::{Host, Url};
@@ -95,13 +95,12 @@ impl Guard {
         config: &DestinationConfig,
         changed: impl Fn(&str) -> bool,
     ) -> Result<(), FieldError> {
-        if config.kind == DestinationType::File {
-            if !changed("path") {
+        if let Some((field, path)) = config.kind.module().local_file() {
+            if !changed(field) {
                 return Ok(());
             }
-            let path = config.path.as_deref().unwrap_or(Path::new(""));
             return confine(&self.file_dir, path).map_err(|message| FieldError {
-                path: "path".into(),
+                path: field.into(),
                 message,
             });
         }
@@ -294,6 +293,7 @@ mod tests {
             .runtime
             .check_url(&url("http://10.9.9.9:4318/v1/traces"))
             .is_err());
+        use gatecast_telemetry::destinations::OtlpConfig;
         let mut d = c.destinations[0].clone();
         let e = g.check_runtime(&d, |_| true).await.unwrap_err();
         assert_eq!(e.path, "endpoint");
@@ -305,12 +305,12 @@ mod tests {
             g.check_runtime(&d, |f| f == "headers").await.is_ok(),
             "unchanged"
         );
-        d.endpoint = Some("http://127.0.0.1:4318/v1/traces".into());
+        d.kind = OtlpConfig::new("http://127.0.0.1:4318/v1/traces").into();
         assert!(g.check_runtime(&d, |_| true).await.is_ok());
         // A name is judged by what it resolves to now.
-        d.endpoint = Some("http://localhost:4318/v1/traces".into());
+        d.kind = OtlpConfig::new("http://localhost:4318/v1/traces").into();
         assert!(g.check_runtime(&d, |_| true).await.is_ok());
-        d.endpoint = Some("http://localhost:4317/v1/traces".into());
+        d.kind = OtlpConfig::new("http://localhost:4317/v1/traces").into();
         assert!(g.check_runtime(&d, |_| true).await.is_err());
     }
 }

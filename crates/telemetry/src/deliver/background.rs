@@ -139,13 +139,6 @@ where
 /// the idle threads: a write is not pure, so it must not run twice. `io` writes the batch through
 /// the [`Paced`] it is given, so a large body offers the core between slices as its encoding
 /// did (see [`crate::pace`]), and the sink itself knows nothing of pacing.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the file sink hands its append here once its own pace calls go (issue 21)"
-    )
-)]
 pub(crate) async fn blocking_io<T, F>(io: F) -> Result<T, JoinError>
 where
     F: FnOnce(&Paced) -> T + Send + 'static,
@@ -158,13 +151,6 @@ where
 /// checkpoint before each.
 pub(crate) struct Paced(());
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the file sink hands its append here once its own pace calls go (issue 21)"
-    )
-)]
 impl Paced {
     /// Bytes written between two pacing checkpoints. A batch line is often a megabyte, and one
     /// `write` of it holds a core in the kernel for about a millisecond.

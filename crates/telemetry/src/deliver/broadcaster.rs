@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deliver::pipeline::{Pipeline, SharedRecord};
 use crate::deliver::stats::DestinationStats;
-use crate::destination::{DestinationConfig, HostPolicy};
+use crate::destinations::{DestinationConfig, HostPolicy};
 use crate::error::TelemetryError;
 use crate::filter::CompiledFilters;
 use crate::record::GenerationRecord;

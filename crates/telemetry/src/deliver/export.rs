@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::spool::{Entry, Half, Spool, Stored};
 use super::stats::DropReason;
 use super::worker::{State, Worker};
-use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink};
+use crate::destinations::{EncodedBatch, Encoding, ExportError, ExportErrorKind, Sink};
 use crate::encode::{self, view::SpanView};
 use crate::error::TelemetryError;
 

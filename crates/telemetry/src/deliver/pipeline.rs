@@ -18,9 +18,7 @@ use crate::deliver::retry::RetryPolicy;
 use crate::deliver::spool::{Ledger, Spool, SpoolSettings};
 use crate::deliver::stats::{Counters, DestinationStats, DropReason};
 use crate::deliver::worker::Worker;
-use crate::destination::file::FileSink;
-use crate::destination::NetworkSink;
-use crate::destination::{DestinationConfig, DestinationType, HostPolicy, Sink, SpoolMode};
+use crate::destinations::{DestinationConfig, Flavor, HostPolicy, Sink, SpoolMode};
 use crate::encode::otlp::ResourceInfo;
 use crate::error::TelemetryError;
 use crate::record::GenerationRecord;
@@ -134,7 +132,7 @@ impl WorkerSettings {
             ..ResourceInfo::default()
         };
         Self {
-            sentry_flavor: config.kind == DestinationType::Sentry,
+            sentry_flavor: config.kind.module().flavor() == Flavor::Sentry,
             max_batch_spans: config.max_batch_spans.max(1),
             flush_interval: config.flush_interval(),
             poll_every: config
@@ -201,30 +199,8 @@ impl Pipeline {
             return Ok(Self::idle(config));
         }
         let settings = WorkerSettings::from_config(config, service_name);
-        match config.kind {
-            DestinationType::File => {
-                let path =
-                    config
-                        .path
-                        .as_deref()
-                        .ok_or_else(|| TelemetryError::InvalidDestination {
-                            destination: config.name.clone(),
-                            message: "path: required for a file destination".into(),
-                        })?;
-                let sink = FileSink::open(path)?;
-                Ok(Self::spawn(config, sink, settings, runtime))
-            }
-            DestinationType::Sentry | DestinationType::Otlp | DestinationType::Webhook => {
-                let invalid = |message: String| TelemetryError::InvalidDestination {
-                    destination: config.name.clone(),
-                    message,
-                };
-                match crate::destination::build_network_sink(config, hosts).map_err(invalid)? {
-                    NetworkSink::Http(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
-                    NetworkSink::Grpc(sink) => Ok(Self::spawn(config, sink, settings, runtime)),
-                }
-            }
-        }
+        let sink = config.build(hosts)?.sink;
+        Ok(Self::spawn(config, sink, settings, runtime))
     }
 
     /// A pipeline that never runs, for a disabled destination: it only reports stats.

@@ -6,7 +6,7 @@ use std::sync::Mutex as StdMutex;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::*;
-use crate::destination::{EncodedBatch, Encoding, ExportError, ExportErrorKind};
+use crate::destinations::{EncodedBatch, Encoding, ExportError, ExportErrorKind};
 use crate::record::{RouteInfo, Usage};
 
 /// A sink that answers from a script, then succeeds; records what it received.
@@ -827,7 +827,7 @@ async fn without_a_spool_the_deadline_still_counts_what_is_left_as_lost() {
 
 fn always_config(dir: &std::path::Path) -> DestinationConfig {
     let mut c = spool_config(dir);
-    c.spool_mode = crate::destination::SpoolMode::Always;
+    c.spool_mode = crate::destinations::SpoolMode::Always;
     c
 }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::spool::{Entry, Half, Spool};
 use super::worker::{State, Worker};
-use crate::destination::{EncodedBatch, ExportErrorKind, Sink};
+use crate::destinations::{EncodedBatch, ExportErrorKind, Sink};
 use crate::encode;
 
 /// What one replay step achieved.

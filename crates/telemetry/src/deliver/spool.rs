@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::deliver::stats::{Counters, DropReason};
-use crate::destination::Encoding;
+use crate::destinations::Encoding;
 
 const EXTENSION: &str = ".batch";
 const TEMP_EXTENSION: &str = ".tmp";

@@ -18,7 +18,7 @@ use super::pipeline::{Queued, WorkerSettings};
 use super::replay::Replay;
 use super::spool::{Entry, Ledger, Spool, Stored};
 use super::stats::Counters;
-use crate::destination::{EncodedBatch, ExportError, Sink, SpoolMode};
+use crate::destinations::{EncodedBatch, ExportError, Sink, SpoolMode};
 use crate::encode::view::{destination_view, SpanView, View};
 
 pub(crate) struct Worker<S> {

@@ -5,7 +5,7 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::destination::ExportError;
+use crate::destinations::ExportError;
 
 /// Bytes compressed between two pacing checkpoints: about 50 µs of `Compression::fast()`.
 pub(crate) const GZIP_SLICE: usize = 16 * 1024;

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::destination::Encoding;
+use crate::destinations::Encoding;
 use crate::error::TelemetryError;
 use view::SpanView;
 

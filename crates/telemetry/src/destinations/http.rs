@@ -19,8 +19,6 @@ use super::{reply, EncodedBatch, Encoding, ExportError, Sink};
 // A batch the worker did not gzip (replayed from the spool, a half of a split) is gzipped
 // here, by the same encoder as the worker's.
 pub use crate::encode::gzip::gzip;
-#[cfg(test)]
-use crate::encode::gzip::GZIP_SLICE;
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -229,6 +227,9 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    /// More than one read of the decoder's buffer.
+    const GZIP_SLICE: usize = 16 * 1024;
 
     fn sink(gzip: bool) -> HttpSink {
         HttpSink::new(

@@ -7,12 +7,101 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{EncodedBatch, Encoding, ExportError, Sink};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::fields::{self, FieldError, FieldSpec, Flag, Secret};
+use super::{
+    BuildContext, BuildError, Built, ConnectionProbe, DestinationKind, DestinationType,
+    EncodedBatch, Encoding, ExportError, Sink, Transport, TypeInfo,
+};
 use crate::error::TelemetryError;
 
-/// Bytes written between two pacing checkpoints. A batch line is often a megabyte, and one
-/// `write` of it holds a core in the kernel for about a millisecond (see `pace`).
-const WRITE_SLICE: usize = 64 * 1024;
+/// The `file` type's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The JSON-lines file to append to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: Some(path.into()),
+        }
+    }
+}
+
+pub static INFO: TypeInfo = TypeInfo {
+    name: "file",
+    fields: &[FieldSpec {
+        name: "path",
+        help: "the JSON-lines file.",
+        secret: Secret::No,
+        needs_retest: true,
+        flag: Flag::Value("path"),
+    }],
+    parse,
+};
+
+fn parse(rest: Map<String, Value>) -> Result<DestinationKind, FieldError> {
+    fields::parse::<FileConfig>(rest).map(DestinationKind::File)
+}
+
+impl From<FileConfig> for DestinationKind {
+    fn from(c: FileConfig) -> Self {
+        DestinationKind::File(c)
+    }
+}
+
+impl DestinationType for FileConfig {
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
+    }
+
+    fn to_flat(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        fields::to_flat(self)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        match &self.path {
+            Some(p) if !p.as_os_str().is_empty() => Ok(()),
+            _ => Err(FieldError::new("path", "required for a file destination")),
+        }
+    }
+
+    fn local_file(&self) -> Option<(&'static str, &Path)> {
+        Some(("path", self.path.as_deref().unwrap_or(Path::new(""))))
+    }
+
+    fn relative_to(&self, base: &Path) -> Option<DestinationKind> {
+        let path = self.path.as_ref()?;
+        Some(DestinationKind::File(Self::new(base.join(path))))
+    }
+
+    /// Opening the file is the whole check: it is judged exactly as start-up judges it,
+    /// and the connection test writes nothing.
+    fn build(&self, _: &BuildContext<'_>) -> Result<Built, BuildError> {
+        self.validate().map_err(BuildError::Field)?;
+        let path = self.path.as_deref().unwrap_or(Path::new(""));
+        let sink = FileSink::open(path).map_err(|e| match e {
+            TelemetryError::Io { path, source } => BuildError::Io { path, source },
+            other => BuildError::Field(FieldError::new("path", other.to_string())),
+        })?;
+        Ok(Built {
+            sink: Transport::File(sink),
+            probe: ConnectionProbe::Opened {
+                message: format!("{} can be appended to", path.display()),
+            },
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 pub struct FileSink {
     path: PathBuf,
@@ -39,8 +128,7 @@ impl FileSink {
     }
 }
 
-/// Also how the connection test checks a path, so it judges it exactly as start-up does.
-pub(crate) fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -68,11 +156,13 @@ fn still_at(_file: &std::fs::File, path: &Path) -> bool {
 }
 
 /// Appends `body` and a newline to the file at `path`: reopened first if the last write
-/// failed or the file was moved or deleted since (one `stat` per batch).
+/// failed or the file was moved or deleted since (one `stat` per batch). `paced` is the
+/// hand-off's writer, which offers the core between slices of a large line.
 fn append_line(
     slot: &Mutex<Option<std::fs::File>>,
     path: &Path,
     body: &[u8],
+    paced: &crate::deliver::background::Paced,
 ) -> std::io::Result<()> {
     // A panic elsewhere cannot leave the `Option` half-changed; the lock is still usable.
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
@@ -83,12 +173,8 @@ fn append_line(
         Some(f) => f,
         None => slot.insert(open_append(path)?),
     };
-    let written = body
-        .chunks(WRITE_SLICE)
-        .try_for_each(|piece| {
-            crate::pace::checkpoint();
-            file.write_all(piece)
-        })
+    let written = paced
+        .write_all(file, body)
         .and_then(|()| file.write_all(b"\n"));
     if written.is_err() {
         *slot = None;
@@ -105,11 +191,13 @@ impl Sink for FileSink {
         let slot = self.file.clone();
         let path = self.path.clone();
         let body = batch.body.clone();
-        tokio::task::spawn_blocking(move || append_line(&slot, &path, &body))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|written| written)
-            .map_err(|e| ExportError::retryable(format!("{}: {e}", self.path.display())))
+        crate::deliver::background::blocking_io(move |paced| {
+            append_line(&slot, &path, &body, paced)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
+        .map_err(|e| ExportError::retryable(format!("{}: {e}", self.path.display())))
     }
 }
 
@@ -117,6 +205,8 @@ impl Sink for FileSink {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const WRITE_SLICE: usize = crate::deliver::background::Paced::WRITE_SLICE;
 
     #[tokio::test]
     async fn appends_lines_and_creates_directories() {
@@ -205,6 +295,11 @@ mod tests {
             "{\"n\":3}\n{\"n\":4}\n"
         );
         assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "{\"n\":1}\n");
+    }
+
+    #[test]
+    fn is_registered_with_its_fields() {
+        crate::destinations::assert_registered(FileConfig::new("p").into());
     }
 
     #[test]
