@@ -100,7 +100,7 @@ impl Gateway {
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
             guard,
             threads: crate::serve::Settings {
-                timers: crate::conn::Timers {
+                timers: crate::serve::conn::Timers {
                     header: Duration::from_millis(config.server.header_read_timeout_ms),
                     idle: Duration::from_millis(config.server.idle_timeout_ms),
                     body: Duration::from_millis(config.server.body_read_timeout_ms),
@@ -108,9 +108,9 @@ impl Gateway {
                 busy_poll: (config.server.busy_poll_us > 0)
                     .then(|| Duration::from_micros(config.server.busy_poll_us)),
             },
-            max_connections: crate::fd_limit::connection_cap(
+            max_connections: crate::serve::fd_limit::connection_cap(
                 config.server.max_connections,
-                crate::fd_limit::current(),
+                crate::serve::fd_limit::current(),
             ),
         })
     }
@@ -175,7 +175,7 @@ impl Gateway {
         let router = self.router();
         let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Serving);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let shares = crate::balance::Shares::new(threads.max(1), self.max_connections);
+        let shares = crate::serve::balance::Shares::new(threads.max(1), self.max_connections);
         metrics::gauge!("gatecast_connections_max").set(self.max_connections as f64);
         // Threads already started must not keep serving without their owner.
         let abandon = |e| {

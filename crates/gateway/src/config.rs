@@ -144,7 +144,7 @@ pub struct ServerConfig {
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// Client connections held at once over all request threads; 0 derives it from the
-    /// descriptor limit (see `crate::fd_limit`).
+    /// descriptor limit (see `crate::serve::fd_limit`).
     #[serde(default)]
     pub max_connections: usize,
 }

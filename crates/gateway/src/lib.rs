@@ -2,18 +2,13 @@
 
 pub mod admin;
 pub mod app;
-pub mod balance;
-pub mod busy_poll;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod conn;
 pub mod control;
 pub mod error;
-pub mod fd_limit;
 pub mod guard;
 pub mod logging;
-pub mod request_body;
 pub mod routes;
 pub mod serve;
 pub mod upkeep;

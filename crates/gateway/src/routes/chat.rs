@@ -11,7 +11,7 @@ use gatecast_proxy::forward::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::app::AppState;
-use crate::request_body::{self, ReadError};
+use crate::serve::request_body::{self, ReadError};
 
 /// Takes the request whole: a `HeaderMap` extractor would copy the headers.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -19,7 +19,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
     let (parts, mut body) = request.into_parts();
     let headers = parts.headers;
     let accepted_unix_nanos = unix_nanos();
-    crate::busy_poll::activity();
+    crate::serve::busy_poll::activity();
     let key_name = match super::authenticate(&state, &headers) {
         Ok(name) => name,
         Err(failure) => return super::unauthorized(failure),

@@ -8,7 +8,7 @@
 //! thread; the others wait until a count changes.
 //!
 //! The same counts enforce `server.max_connections` over all threads. At the cap a thread
-//! accepts only while it has a connection it could shed to make room (`crate::serve`), and
+//! accepts only while it has a connection it could shed to make room (`super::thread`), and
 //! sheds it as the new client comes; otherwise new clients wait in the listen backlog until a
 //! connection closes, and the connections already open keep being served.
 

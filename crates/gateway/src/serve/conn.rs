@@ -1,5 +1,5 @@
 //! One client connection: hyper's HTTP/1.1 on it, and a [`Tracker`] that knows whether the
-//! connection waits for a request head, so that its request thread (`crate::serve`) can time
+//! connection waits for a request head, so that its request thread (`super::thread`) can time
 //! it out, shed it at the connection cap and end it at shutdown.
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the previous response ends,
@@ -33,7 +33,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::request_body::ReadDeadline;
+use super::request_body::ReadDeadline;
 
 /// The connection timers of `[server]`.
 #[derive(Debug, Clone, Copy)]
