@@ -19,7 +19,7 @@ use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
-use crate::serve::Phase;
+use crate::serve::ShutdownPlan;
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -155,130 +155,33 @@ impl Gateway {
         self.max_connections
     }
 
-    /// Serves from `threads` request threads until `shutdown` resolves, then shuts down
-    /// within `server.shutdown_timeout_ms` in all (see [`ShutdownPlan`]).
-    ///
-    /// Each request thread runs its own single-threaded runtime and accepts from the same
-    /// listening socket, so a request, its upstream connection (see
-    /// [`gatecast_proxy::lane`]) and its response stream live on one thread and cost no
-    /// cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
-    /// on the runtime this future runs on, so telemetry never takes a request thread.
+    /// Serves from `threads` request threads (see [`crate::serve`]) until `shutdown`
+    /// resolves, then shuts down within `server.shutdown_timeout_ms` in all (see
+    /// [`ShutdownPlan`]): the requests in flight first, then the destinations' flush.
     pub async fn serve(
         self,
         listener: std::net::TcpListener,
         threads: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(GatewayError::Serve)?;
-        let router = self.router();
-        let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Serving);
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let shares = crate::serve::balance::Shares::new(threads.max(1), self.max_connections);
-        metrics::gauge!("gatecast_connections_max").set(self.max_connections as f64);
-        // Threads already started must not keep serving without their owner.
-        let abandon = |e| {
-            let _ = phase_tx.send(Phase::Done);
-            GatewayError::Serve(e)
-        };
-        for index in 0..threads.max(1) {
-            let listener = listener.try_clone().map_err(abandon)?;
-            let router = router.clone();
-            let phase = phase_rx.clone();
-            let done = done_tx.clone();
-            let seat = shares.seat(index);
-            let settings = self.threads;
-            let spawned = std::thread::Builder::new()
-                .name(format!("gatecast-serve-{index}"))
-                .spawn(move || {
-                    gatecast_proxy::lane::enter(index);
-                    let _ = done.send(crate::serve::thread(
-                        listener, seat, router, settings, phase,
-                    ));
-                });
-            spawned.map_err(abandon)?;
-        }
-        drop(done_tx);
-        // Only the threads' copies stay open, so the socket closes when they stop accepting
-        // and new clients are refused rather than left in the backlog.
-        drop(listener);
-        let served = async {
-            let mut failure = None;
-            while let Some(result) = done_rx.recv().await {
-                if let Err(e) = result {
-                    // One thread cannot serve: stop the others and report why.
-                    let _ = phase_tx.send(Phase::Done);
-                    failure.get_or_insert(e);
-                }
-            }
-            failure
-        };
-        tokio::pin!(served);
-        let plan = ShutdownPlan::new(self.shutdown_timeout);
-        let (failure, began) = tokio::select! {
-            failure = &mut served => (failure, std::time::Instant::now()),
-            () = shutdown => {
-                let began = std::time::Instant::now();
-                let _ = phase_tx.send(Phase::Draining);
-                let failure = match tokio::time::timeout(plan.drain, &mut served).await {
-                    Ok(failure) => failure,
-                    Err(_) => {
-                        tracing::warn!("shutdown: requests still in flight at the drain deadline are answered 503 and their streams ended");
-                        let _ = phase_tx.send(Phase::Cutting);
-                        match tokio::time::timeout(plan.cut, &mut served).await {
-                            Ok(failure) => failure,
-                            Err(_) => {
-                                let _ = phase_tx.send(Phase::Done);
-                                // The runtimes drop what is left; the records of requests
-                                // dropped so reach the broadcaster as they go.
-                                tokio::time::timeout(plan.drop, &mut served)
-                                    .await
-                                    .ok()
-                                    .flatten()
-                            }
-                        }
-                    }
-                };
-                (failure, began)
-            }
-        };
+        let stopped = crate::serve::run(
+            listener,
+            self.router(),
+            threads,
+            self.max_connections,
+            self.threads,
+            ShutdownPlan::new(self.shutdown_timeout),
+            shutdown,
+        )
+        .await?;
+        let began = stopped.began;
         // This replica's heartbeat row goes, so the CLI stops waiting for it; bounded, as a
         // store that does not answer must not eat the destinations' flush.
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         let _ = tokio::time::timeout(left / 4, self.state.control.leave()).await;
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         self.state.broadcaster().shutdown(left).await;
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// How `server.shutdown_timeout_ms` is shared out, so that the whole shutdown fits in it.
-/// In-flight requests get all of it but a reserve (a quarter, at most 5 s). At that drain
-/// deadline a request still waiting for its answer gets a 503 and a stream ends with a last
-/// chunk, within a short grace. The destinations then flush with whatever is left: all of
-/// the timeout when nothing was in flight, most of the reserve at worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownPlan {
-    /// How long in-flight requests may take.
-    pub drain: Duration,
-    /// How long the 503s and the ends of streams then get to be written.
-    pub cut: Duration,
-    /// How long the request threads get to drop what is still left.
-    pub drop: Duration,
-}
-
-/// The flush reserve is a quarter of the shutdown timeout, at most this.
-const FLUSH_RESERVE_MAX: Duration = Duration::from_secs(5);
-
-impl ShutdownPlan {
-    pub fn new(total: Duration) -> Self {
-        let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
-        Self {
-            drain: total.saturating_sub(reserve),
-            cut: (reserve / 4).min(Duration::from_secs(1)),
-            drop: (reserve / 10).min(Duration::from_millis(200)),
-        }
+        stopped.failure.map_or(Ok(()), Err)
     }
 }
 
@@ -298,24 +201,4 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shutdown_plan_fits_in_the_timeout_and_keeps_a_reserve_for_the_flush() {
-        for ms in [0, 1, 100, 2000, 30_000, 600_000] {
-            let total = Duration::from_millis(ms);
-            let plan = ShutdownPlan::new(total);
-            let requests = plan.drain + plan.cut + plan.drop;
-            assert!(requests <= total, "{ms}: {plan:?}");
-            let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
-            assert!(total - requests >= reserve / 2, "{ms}: {plan:?}");
-        }
-        let plan = ShutdownPlan::new(Duration::from_secs(30));
-        assert_eq!(plan.drain, Duration::from_secs(25));
-        assert_eq!(plan.cut, Duration::from_secs(1));
-    }
 }
