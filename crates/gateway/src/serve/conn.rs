@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,9 +30,10 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::request_body::ReadDeadline;
+use super::socket::Socket;
 
 /// The connection timers of `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +160,11 @@ impl Tracker {
         }
     }
 
+    /// Some byte of the connection has arrived (see [`Socket`]).
+    pub(super) fn heard(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+    }
+
     fn request_started(&self) {
         // Single writer: a load and a store, not a read-modify-write.
         let n = self.started.load(Ordering::Relaxed);
@@ -184,7 +189,7 @@ pub fn builder() -> http1::Builder {
 /// Serves `io` with `router` until the connection ends or its tracker closes it.
 pub fn serve<I>(
     builder: &http1::Builder,
-    io: I,
+    io: Socket<I>,
     router: axum::Router,
     timers: &Timers,
     tracker: Arc<Tracker>,
@@ -192,11 +197,7 @@ pub fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Heard {
-        io,
-        heard: false,
-        tracker: tracker.clone(),
-    });
+    let io = TokioIo::new(io.heard_by(tracker.clone()));
     let service = Service {
         router: RefCell::new(router),
         tracker: tracker.clone(),
@@ -222,7 +223,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<I> Future for Task<http1::Connection<TokioIo<Heard<I>>, Service>>
+impl<I> Future for Task<http1::Connection<TokioIo<Socket<I>>, Service>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -388,59 +389,6 @@ impl Drop for Tracked {
         if let Some(tracker) = &self.tracker {
             tracker.response_finished();
         }
-    }
-}
-
-/// The connection's socket, noting in the tracker when the first byte arrives.
-struct Heard<I> {
-    io: I,
-    heard: bool,
-    tracker: Arc<Tracker>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Heard<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if !self.heard && buf.filled().len() > before {
-            self.heard = true;
-            self.tracker.heard.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Heard<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

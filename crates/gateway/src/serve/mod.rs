@@ -4,6 +4,7 @@
 //! - [`run`] starts the threads and walks them through the shutdown phases;
 //! - [`thread`]: one request thread's runtime, accept loop and connection list;
 //! - [`conn`]: one connection, hyper's HTTP/1.1 on it and its [`conn::Tracker`];
+//! - [`socket`]: the one IO wrapper a connection's socket is read and written through;
 //! - [`balance`]: which thread accepts next, and the connection cap;
 //! - [`busy_poll`], [`fd_limit`], [`request_body`]: latency mode, the descriptor limit, and
 //!   reading a request body within its limits.
@@ -13,6 +14,7 @@ pub mod busy_poll;
 pub mod conn;
 pub mod fd_limit;
 pub mod request_body;
+pub mod socket;
 pub mod thread;
 
 use std::future::Future;
