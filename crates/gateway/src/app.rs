@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admin::{self, AdminToken};
+use crate::api_error::{self, ApiShape, PanicAnswer};
 use crate::config::Config;
 use crate::control::Control;
 use crate::error::GatewayError;
@@ -135,17 +136,20 @@ impl Gateway {
             .route("/chat/completions", post(routes::chat::completions))
             .route("/v1/models", get(routes::models::list))
             .route("/models", get(routes::models::list))
+            .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),
                 self.state.control.clone(),
+                ApiShape::OpenAi,
             ));
         router
             .merge(client)
             .route("/health", get(routes::health::live))
             .route("/ready", get(routes::health::ready))
             .route("/metrics", get(routes::metrics::render))
-            .fallback(routes::not_found)
-            .layer(CatchPanicLayer::custom(routes::panic_response))
+            .method_not_allowed_fallback(api_error::method_not_allowed)
+            .fallback(api_error::unknown_route)
+            .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
             .with_state(self.state.clone())
     }
 

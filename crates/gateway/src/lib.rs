@@ -1,6 +1,7 @@
 //! The Gatecast gateway: CLI, start-up and shutdown wiring, and the HTTP surface.
 
 pub mod admin;
+pub mod api_error;
 pub mod app;
 pub mod cli;
 pub mod commands;

@@ -5,13 +5,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::response::Response;
+use gatecast_proxy::error::ApiShape;
 use gatecast_proxy::forward::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
+use crate::api_error;
 use crate::app::AppState;
 use crate::serve::request_body::{self, ReadError};
+
+/// The chat completions API is OpenAI's.
+const SHAPE: ApiShape = ApiShape::OpenAi;
 
 /// Takes the request whole: a `HeaderMap` extractor would copy the headers.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -29,26 +33,14 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
         Ok(bytes) => (bytes, false),
         Err(ReadError::TooLarge) => (Default::default(), true),
         Err(ReadError::TimedOut(after)) => {
-            let message = format!(
-                "the request body did not arrive within {} ms",
-                after.as_millis()
-            );
-            let response = super::openai_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                &message,
-            );
+            let response = api_error::respond(&api_error::body_timeout(after), SHAPE);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());
             return response;
         }
         Err(ReadError::Broken) => {
-            let response = super::openai_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "the request body could not be read",
-            );
+            let response = api_error::respond(&api_error::body_broken(), SHAPE);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());

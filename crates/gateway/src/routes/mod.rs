@@ -6,22 +6,13 @@ pub mod metrics;
 pub mod models;
 pub mod request_metrics;
 
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use gatecast_proxy::error::ApiShape;
 
+use crate::api_error;
 use crate::app::AppState;
 use crate::control::AuthFailure;
-
-/// OpenAI's error shape, for errors raised outside the proxy.
-pub fn openai_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 /// The virtual key's name, or why the request is refused. Unauthenticated requests are
 /// refused before anything is parsed or recorded, so they cannot flood the destinations.
@@ -33,35 +24,8 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Stri
         .map(|name| name.map(|n| n.to_string()))
 }
 
-/// The 401 in OpenAI's shape, as its SDKs expect for a bad API key.
+/// The 401, as OpenAI's SDKs expect for a bad API key.
 pub fn unauthorized(failure: AuthFailure) -> Response {
     ::metrics::counter!("gatecast_requests_unauthorized_total").increment(1);
-    let body = serde_json::json!({"error": {
-        "message": failure.message(),
-        "type": "authentication_error",
-        "param": null,
-        "code": "invalid_api_key",
-    }});
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-pub async fn not_found() -> Response {
-    openai_error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        "unknown route",
-    )
-}
-
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    openai_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "api_error",
-        "internal error",
-    )
+    api_error::respond(&api_error::unauthorized(failure), ApiShape::OpenAi)
 }

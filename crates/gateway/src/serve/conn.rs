@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -34,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::request_body::ReadDeadline;
 use super::socket::Socket;
+use crate::api_error::{self, ApiShape};
 
 /// The connection timers of `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -274,11 +275,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, request: Request<Incoming>) -> Call {
         self.tracker.request_started();
+        let shape = api_error::shape_of(request.uri().path());
         let request = request.map(|body| ReadDeadline::new(body, self.body_timeout));
         let inner = tower::Service::call(&mut *self.router.borrow_mut(), request);
         Call {
             inner,
             tracker: Some(self.tracker.clone()),
+            shape,
         }
     }
 }
@@ -289,6 +292,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: RouteFuture<Infallible>,
         tracker: Option<Arc<Tracker>>,
+        // The request's API, which the 503 and a cut stream's last event are written in.
+        shape: ApiShape,
     }
 }
 
@@ -303,7 +308,7 @@ impl Future for Call {
         };
         let response = if tracker.is_cut() {
             // Dropping the handler's future cancels the provider request with it.
-            shutting_down()
+            shutting_down(*this.shape)
         } else {
             match ready!(this.inner.poll(cx)) {
                 Ok(response) => response,
@@ -317,25 +322,20 @@ impl Future for Call {
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        Poll::Ready(Ok(response.map(|body| Tracked { body, tracker, sse })))
+        let shape = *this.shape;
+        Poll::Ready(Ok(response.map(|body| Tracked {
+            body,
+            tracker,
+            sse,
+            shape,
+        })))
     }
 }
 
 /// The answer to a request still waiting for its response at the shutdown deadline.
-fn shutting_down() -> Response<Body> {
-    let body = serde_json::json!({"error": {
-        "message": "the gateway is shutting down and could not finish this request; retry it",
-        "type": "api_error",
-        "param": null,
-        "code": "shutting_down",
-    }});
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+fn shutting_down(shape: ApiShape) -> Response<Body> {
+    let mut response = api_error::respond(&api_error::shutting_down(), shape);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
@@ -350,11 +350,8 @@ pub struct Tracked {
     tracker: Option<Arc<Tracker>>,
     /// A `text/event-stream` of unknown length, not yet told of the shutdown.
     sse: bool,
+    shape: ApiShape,
 }
-
-/// The last event of a stream cut at the shutdown deadline. The blank lines first end an
-/// event the provider's last chunk may have left open.
-const SHUTDOWN_EVENT: &[u8] = b"\n\ndata: {\"error\":{\"message\":\"the gateway is shutting down and ended this stream before its end; retry the request\",\"type\":\"api_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
@@ -368,7 +365,11 @@ impl http_body::Body for Tracked {
             && self.body.size_hint().exact().is_none()
         {
             if std::mem::take(&mut self.sse) {
-                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(SHUTDOWN_EVENT)))));
+                // The blank lines first end an event the provider's last chunk may have left
+                // open.
+                let mut event = b"\n\n".to_vec();
+                event.extend(self.shape.event(&api_error::stream_cut()));
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
             }
             return Poll::Ready(None);
         }
