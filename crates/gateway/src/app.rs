@@ -14,6 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admin::{self, AdminToken};
 use crate::api_error::{self, ApiShape, PanicAnswer};
+use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::control::Control;
 use crate::error::GatewayError;
@@ -131,11 +132,16 @@ impl Gateway {
         }
         // The client API, behind the browser and DNS-rebinding guard. Probes, metrics and the
         // token-protected admin API stay outside it.
+        // The key check goes on each route's methods rather than on the router, so that a
+        // wrong method is a 405 whoever asks (the router's `route_layer` also covers the 405).
+        let auth = AuthLayer::new(self.state.control.clone(), ApiShape::OpenAi);
+        let chat = post(routes::chat::completions).route_layer(auth.clone());
+        let models = get(routes::models::list).route_layer(auth);
         let client = axum::Router::new()
-            .route("/v1/chat/completions", post(routes::chat::completions))
-            .route("/chat/completions", post(routes::chat::completions))
-            .route("/v1/models", get(routes::models::list))
-            .route("/models", get(routes::models::list))
+            .route("/v1/chat/completions", chat.clone())
+            .route("/chat/completions", chat)
+            .route("/v1/models", models.clone())
+            .route("/models", models)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_error;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -53,7 +53,8 @@ impl Default for Settings {
 pub struct Incoming {
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub key_name: Option<String>,
+    /// The virtual key's name, as the gateway's key ring holds it.
+    pub key_name: Option<Arc<str>>,
     pub accepted: Instant,
     pub accepted_unix_nanos: u64,
 }
@@ -125,7 +126,7 @@ impl Proxy {
         record.context.trace_id = resolved.trace_id;
         record.context.parent_span_id = resolved.parent_span_id;
         record.context.traceparent = traceparent.map(str::to_owned);
-        record.key_name = incoming.key_name.clone();
+        record.key_name = incoming.key_name.as_deref().map(str::to_owned);
         record.privacy = header_str(&incoming.headers, PRIVACY_HEADER)
             .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "on" | "true" | "1"));
         Exchange::new(record, incoming.accepted, self.sink.clone())

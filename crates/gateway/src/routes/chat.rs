@@ -12,22 +12,21 @@ use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::api_error;
 use crate::app::AppState;
+use crate::auth::KeyName;
 use crate::serve::request_body::{self, ReadError};
 
 /// The chat completions API is OpenAI's.
 const SHAPE: ApiShape = ApiShape::OpenAi;
 
-/// Takes the request whole: a `HeaderMap` extractor would copy the headers.
+/// Takes the request whole: a `HeaderMap` extractor would copy the headers. Authenticated by
+/// the client API's [`crate::auth::AuthLayer`], which leaves the key's name in the extensions.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let accepted = Instant::now();
-    let (parts, mut body) = request.into_parts();
-    let headers = parts.headers;
+    let (mut parts, mut body) = request.into_parts();
     let accepted_unix_nanos = unix_nanos();
     crate::serve::busy_poll::activity();
-    let key_name = match super::authenticate(&state, &headers) {
-        Ok(name) => name,
-        Err(failure) => return super::unauthorized(failure),
-    };
+    let key_name = parts.extensions.remove::<KeyName>().map(|k| k.0);
+    let headers = parts.headers;
     let limit = state.max_body_bytes;
     let (bytes, too_large) = match request_body::read(&mut body, &headers, limit).await {
         Ok(bytes) => (bytes, false),
