@@ -1,6 +1,7 @@
 //! Wiring: config → proxy, broadcaster and the HTTP router, then serving until shutdown.
 //!
-//! The router reads top to bottom: routes, then the layers every request passes through.
+//! [`Gateway::router`] is the whole HTTP surface and the one place its layers are stacked;
+//! its doc lists them in the order a request meets them.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -122,22 +123,47 @@ impl Gateway {
         !self.state.control.keys.enforced()
     }
 
+    /// The whole HTTP surface. A request meets, in this order:
+    ///
+    /// 1. its connection's limits ([`crate::serve::conn`]): the head and idle timers, and the
+    ///    body's read deadline;
+    /// 2. the panic catcher around everything: a handler that panics is answered 500 in the
+    ///    error shape rather than dropping the connection;
+    /// 3. its route: the client API (`openai_api`) behind the browser guard and then
+    ///    the key check; the probes and metrics with nothing in front; the admin API behind
+    ///    its token. An unknown route or method is answered in the error shape too;
+    /// 4. in the handler, the body limit (`server.max_body_bytes`), read there so that a 413
+    ///    is traced like any other refusal of the proxy's.
     pub fn router(&self) -> axum::Router {
-        let mut router = axum::Router::new();
+        let mut router = axum::Router::new()
+            .merge(self.openai_api())
+            .route("/health", get(routes::health::live))
+            .route("/ready", get(routes::health::ready))
+            .route("/metrics", get(routes::metrics::render))
+            .method_not_allowed_fallback(api_error::method_not_allowed);
         if let Some(token) = &self.admin_token {
             router = router.nest(
                 "/admin/v1",
                 admin::router(self.state.clone(), token.clone()),
             );
         }
-        // The client API, behind the browser and DNS-rebinding guard. Probes, metrics and the
-        // token-protected admin API stay outside it.
-        // The key check goes on each route's methods rather than on the router, so that a
-        // wrong method is a 405 whoever asks (the router's `route_layer` also covers the 405).
-        let auth = AuthLayer::new(self.state.control.clone(), ApiShape::OpenAi);
+        router
+            .fallback(api_error::unknown_route)
+            .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
+            .with_state(self.state.clone())
+    }
+
+    /// OpenAI's API: the browser and DNS-rebinding guard in front of every route, then the
+    /// virtual-key check, both answering in OpenAI's shape. A second inbound API is a second
+    /// router like this one, with its own [`ApiShape`].
+    fn openai_api(&self) -> axum::Router<Arc<AppState>> {
+        const SHAPE: ApiShape = ApiShape::OpenAi;
+        // On each route's methods rather than on the router, so that a wrong method is a 405
+        // whoever asks: the router's `route_layer` would cover the 405 too.
+        let auth = AuthLayer::new(self.state.control.clone(), SHAPE);
         let chat = post(routes::chat::completions).route_layer(auth.clone());
         let models = get(routes::models::list).route_layer(auth);
-        let client = axum::Router::new()
+        axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
             .route("/v1/models", models.clone())
@@ -146,17 +172,8 @@ impl Gateway {
             .layer(GuardLayer::new(
                 self.guard.clone(),
                 self.state.control.clone(),
-                ApiShape::OpenAi,
-            ));
-        router
-            .merge(client)
-            .route("/health", get(routes::health::live))
-            .route("/ready", get(routes::health::ready))
-            .route("/metrics", get(routes::metrics::render))
-            .method_not_allowed_fallback(api_error::method_not_allowed)
-            .fallback(api_error::unknown_route)
-            .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
-            .with_state(self.state.clone())
+                SHAPE,
+            ))
     }
 
     /// The connection cap in force (`server.max_connections`, or derived from the
