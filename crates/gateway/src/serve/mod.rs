@@ -2,7 +2,7 @@
 //! socket and serve, time out and shut down their own connections.
 //!
 //! - [`run`] starts the threads and walks them through the shutdown phases;
-//! - [`thread`]: one request thread's runtime, accept loop and connection list;
+//! - [`mod@thread`]: one request thread's runtime, accept loop and connection list;
 //! - [`conn`]: one connection, hyper's HTTP/1.1 on it and its [`conn::Tracker`];
 //! - [`socket`]: the one IO wrapper a connection's socket is read and written through;
 //! - [`balance`]: which thread accepts next, and the connection cap;
