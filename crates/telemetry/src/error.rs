@@ -1,6 +1,25 @@
-//! The crate's one error type. Only set-up and encoding can fail: publishing never does.
+//! The crate's one error type, and the config error every crate's settings report in. Only
+//! set-up and encoding can fail: publishing never does.
 
 use std::path::PathBuf;
+
+/// A setting that cannot work, named by its full path (`providers.up.api_key`,
+/// `destinations[0].endpoint`), so that every config error says which field is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

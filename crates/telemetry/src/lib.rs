@@ -34,6 +34,6 @@ mod worker;
 
 pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
 pub use destination::DestinationConfig;
-pub use error::TelemetryError;
+pub use error::{FieldError, TelemetryError};
 pub use probe::{send_test_trace, test_connection, ProbeAttempt, ProbeReport};
 pub use record::GenerationRecord;
