@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::handler::Handler;
 use axum::routing::{get, post};
 use gatecast_proxy::{Proxy, RecordSink, Settings};
 use gatecast_telemetry::{Broadcaster, GenerationRecord};
@@ -158,11 +159,12 @@ impl Gateway {
     /// router like this one, with its own [`ApiShape`].
     fn openai_api(&self) -> axum::Router<Arc<AppState>> {
         const SHAPE: ApiShape = ApiShape::OpenAi;
-        // On each route's methods rather than on the router, so that a wrong method is a 405
-        // whoever asks: the router's `route_layer` would cover the 405 too.
+        // On each handler rather than on the router: a wrong method stays a 405 whoever asks
+        // (the router's `route_layer` would cover the 405 too), and the check adds no boxed
+        // route of its own to a request, as every router-level layer does.
         let auth = AuthLayer::new(self.state.control.clone(), SHAPE);
-        let chat = post(routes::chat::completions).route_layer(auth.clone());
-        let models = get(routes::models::list).route_layer(auth);
+        let chat = post(routes::chat::completions.layer(auth.clone()));
+        let models = get(routes::models::list.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)

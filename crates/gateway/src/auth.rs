@@ -19,8 +19,8 @@ use crate::control::Control;
 #[derive(Debug, Clone)]
 pub struct KeyName(pub Arc<str>);
 
-/// Puts the key check in front of every route of a router; its 401 is in `shape`, the
-/// routes' API's. Add it with `route_layer`, so that a wrong method stays a 405.
+/// Puts the key check in front of a handler (`Handler::layer`); its 401 is in `shape`, the
+/// route's API's.
 #[derive(Clone)]
 pub struct AuthLayer {
     control: Arc<Control>,
