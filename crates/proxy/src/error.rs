@@ -1,10 +1,11 @@
 //! Errors as client APIs answer them: one [`ApiError`] value, rendered by the route's
 //! [`ApiShape`], and the proxy's own refusals ([`ProxyError`]), which lower to it.
 //!
-//! Every error body the gateway writes (a proxy rejection, a guard or auth refusal, a 404,
-//! a caught panic, the shutdown's 503) goes through [`ApiShape::body`] or
-//! [`ApiShape::event`]; nothing else spells out an error's JSON. A second inbound API is one
-//! more [`ApiShape`] variant with its arms in those two functions.
+//! Every error body the gateway writes (a proxy rejection, a guard or auth refusal, a 404 or
+//! 405, a caught panic, the shutdown's 503 and last stream event) goes through
+//! [`ApiShape::body`] or [`ApiShape::event`]. The one exception is the tee's event for a
+//! provider event too large to pass, a constant its tests compare bytes with. A second
+//! inbound API is one more [`ApiShape`] variant with its arms in those two functions.
 
 use std::borrow::Cow;
 
@@ -79,11 +80,6 @@ impl ApiError {
         self
     }
 
-    pub fn param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
-        self.param = Some(param.into());
-        self
-    }
-
     /// The whole answer in `shape`: status, `Content-Type` and body. Map the body into the
     /// response type at hand (`ProxyBody::full`, axum's `Body::from`).
     pub fn response(&self, shape: ApiShape) -> http::Response<Bytes> {
@@ -147,7 +143,8 @@ impl<'a> From<&'a ApiError> for OpenAiError<'a> {
     }
 }
 
-/// Plain strings always serialize; an empty body would only ever hide a bug.
+/// Structs of strings always serialize, so the empty body is never written; it only spares
+/// the request path a panic.
 fn json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
