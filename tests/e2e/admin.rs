@@ -1039,3 +1039,79 @@ async fn a_bad_field_of_each_destination_type_is_named_in_param() {
     }
     env.stop().await;
 }
+
+/// Every client route is behind the one key check, which refuses before the body is read or
+/// parsed (a broken body is a 401, not a 400), records nothing, and leaves a wrong method a
+/// 405 whoever asks.
+#[tokio::test]
+async fn every_client_route_is_authenticated_before_its_body_is_parsed() {
+    let env = Env::with_options("", Some(TOKEN)).await;
+    let (status, created) = admin(
+        &env,
+        reqwest::Method::POST,
+        "/keys",
+        Some(json!({"name": "team-a"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    for path in ["/v1/chat/completions", "/chat/completions"] {
+        let resp = env
+            .client
+            .post(env.url(path))
+            .header("content-type", "application/json")
+            .body("{\"model\": ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_api_key", "{path}");
+    }
+    for path in ["/v1/models", "/models"] {
+        let resp = env.client.get(env.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+        let resp = env
+            .client
+            .get(env.url(path))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let resp = env
+        .client
+        .get(env.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405, "a wrong method is a 405 whoever asks");
+    assert!(env.mock.requests().is_empty(), "nothing was forwarded");
+
+    let resp = env.chat_as(&key, ask("alias")).await;
+    assert_eq!(resp.status(), 200);
+    let spans = env.spans_of(&trace_id_of(&resp), 1).await;
+    assert_eq!(attr(&spans[0], "gatecast.key.name"), Some(json!("team-a")));
+    let metrics = env
+        .client
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gatecast_requests_unauthorized_total 4"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("status=\"401\""),
+        "refused requests are not counted as answered: {metrics}"
+    );
+    env.stop().await;
+}

@@ -331,6 +331,47 @@ async fn gateway_errors_use_openai_shape() {
     );
 }
 
+/// A route asked with a method it does not take answers 405 in the API's error shape (the
+/// client API's and the admin API's), keeping the `Allow` header.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_in_the_error_shape_with_allow() {
+    let env = Env::with_options("", Some("admin-secret")).await;
+    for (method, path, allow, kind) in [
+        (
+            "GET",
+            "/v1/chat/completions",
+            "POST",
+            "invalid_request_error",
+        ),
+        ("PUT", "/chat/completions", "POST", "invalid_request_error"),
+        ("POST", "/v1/models", "GET,HEAD", "invalid_request_error"),
+        ("POST", "/health", "GET,HEAD", "invalid_request_error"),
+        (
+            "PUT",
+            "/admin/v1/keys",
+            "GET,HEAD,POST",
+            "invalid_request_error",
+        ),
+    ] {
+        let resp = env
+            .client
+            .request(method.parse().unwrap(), env.url(path))
+            .header("authorization", "Bearer admin-secret")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], kind, "{method} {path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("method"));
+        assert!(v["error"]["code"].is_null() && v["error"]["param"].is_null());
+    }
+}
+
 #[tokio::test]
 async fn a_bad_trace_is_a_400_that_says_what_is_wrong() {
     let env = Env::start().await;

@@ -1,11 +1,13 @@
 //! Wiring: config → proxy, broadcaster and the HTTP router, then serving until shutdown.
 //!
-//! The router reads top to bottom: routes, then the layers every request passes through.
+//! [`Gateway::router`] is the whole HTTP surface and the one place its layers are stacked;
+//! its doc lists them in the order a request meets them.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::handler::Handler;
 use axum::routing::{get, post};
 use gatecast_proxy::{Proxy, RecordSink, Settings};
 use gatecast_telemetry::{Broadcaster, GenerationRecord};
@@ -13,13 +15,15 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admin::{self, AdminToken};
+use crate::api_error::{self, ApiShape, PanicAnswer};
+use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::control::Control;
 use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
-use crate::serve::Phase;
+use crate::serve::ShutdownPlan;
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -100,7 +104,7 @@ impl Gateway {
             shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
             guard,
             threads: crate::serve::Settings {
-                timers: crate::conn::Timers {
+                timers: crate::serve::conn::Timers {
                     header: Duration::from_millis(config.server.header_read_timeout_ms),
                     idle: Duration::from_millis(config.server.idle_timeout_ms),
                     body: Duration::from_millis(config.server.body_read_timeout_ms),
@@ -108,9 +112,9 @@ impl Gateway {
                 busy_poll: (config.server.busy_poll_us > 0)
                     .then(|| Duration::from_micros(config.server.busy_poll_us)),
             },
-            max_connections: crate::fd_limit::connection_cap(
+            max_connections: crate::serve::fd_limit::connection_cap(
                 config.server.max_connections,
-                crate::fd_limit::current(),
+                crate::serve::fd_limit::current(),
             ),
         })
     }
@@ -120,33 +124,58 @@ impl Gateway {
         !self.state.control.keys.enforced()
     }
 
+    /// The whole HTTP surface. A request meets, in this order:
+    ///
+    /// 1. its connection's limits ([`crate::serve::conn`]): the head and idle timers, and the
+    ///    body's read deadline;
+    /// 2. the panic catcher around everything: a handler that panics is answered 500 in the
+    ///    error shape rather than dropping the connection;
+    /// 3. its route: the client API (`openai_api`) behind the browser guard and then
+    ///    the key check; the probes and metrics with nothing in front; the admin API behind
+    ///    its token. An unknown route or method is answered in the error shape too;
+    /// 4. in the handler, the body limit (`server.max_body_bytes`), read there so that a 413
+    ///    is traced like any other refusal of the proxy's.
     pub fn router(&self) -> axum::Router {
-        let mut router = axum::Router::new();
+        let mut router = axum::Router::new()
+            .merge(self.openai_api())
+            .route("/health", get(routes::health::live))
+            .route("/ready", get(routes::health::ready))
+            .route("/metrics", get(routes::metrics::render))
+            .method_not_allowed_fallback(api_error::method_not_allowed);
         if let Some(token) = &self.admin_token {
             router = router.nest(
                 "/admin/v1",
                 admin::router(self.state.clone(), token.clone()),
             );
         }
-        // The client API, behind the browser and DNS-rebinding guard. Probes, metrics and the
-        // token-protected admin API stay outside it.
-        let client = axum::Router::new()
-            .route("/v1/chat/completions", post(routes::chat::completions))
-            .route("/chat/completions", post(routes::chat::completions))
-            .route("/v1/models", get(routes::models::list))
-            .route("/models", get(routes::models::list))
+        router
+            .fallback(api_error::unknown_route)
+            .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
+            .with_state(self.state.clone())
+    }
+
+    /// OpenAI's API: the browser and DNS-rebinding guard in front of every route, then the
+    /// virtual-key check, both answering in OpenAI's shape. A second inbound API is a second
+    /// router like this one, with its own [`ApiShape`].
+    fn openai_api(&self) -> axum::Router<Arc<AppState>> {
+        const SHAPE: ApiShape = ApiShape::OpenAi;
+        // On each handler rather than on the router: a wrong method stays a 405 whoever asks
+        // (the router's `route_layer` would cover the 405 too), and the check adds no boxed
+        // route of its own to a request, as every router-level layer does.
+        let auth = AuthLayer::new(self.state.control.clone(), SHAPE);
+        let chat = post(routes::chat::completions.layer(auth.clone()));
+        let models = get(routes::models::list.layer(auth));
+        axum::Router::new()
+            .route("/v1/chat/completions", chat.clone())
+            .route("/chat/completions", chat)
+            .route("/v1/models", models.clone())
+            .route("/models", models)
+            .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),
                 self.state.control.clone(),
-            ));
-        router
-            .merge(client)
-            .route("/health", get(routes::health::live))
-            .route("/ready", get(routes::health::ready))
-            .route("/metrics", get(routes::metrics::render))
-            .fallback(routes::not_found)
-            .layer(CatchPanicLayer::custom(routes::panic_response))
-            .with_state(self.state.clone())
+                SHAPE,
+            ))
     }
 
     /// The connection cap in force (`server.max_connections`, or derived from the
@@ -155,130 +184,33 @@ impl Gateway {
         self.max_connections
     }
 
-    /// Serves from `threads` request threads until `shutdown` resolves, then shuts down
-    /// within `server.shutdown_timeout_ms` in all (see [`ShutdownPlan`]).
-    ///
-    /// Each request thread runs its own single-threaded runtime and accepts from the same
-    /// listening socket, so a request, its upstream connection (see
-    /// [`gatecast_proxy::transport::enter_request_thread`]) and its response stream live on
-    /// one thread and cost no cross-thread wake-ups. The destinations, the store watcher and the metrics upkeep stay
-    /// on the runtime this future runs on, so telemetry never takes a request thread.
+    /// Serves from `threads` request threads (see [`crate::serve`]) until `shutdown`
+    /// resolves, then shuts down within `server.shutdown_timeout_ms` in all (see
+    /// [`ShutdownPlan`]): the requests in flight first, then the destinations' flush.
     pub async fn serve(
         self,
         listener: std::net::TcpListener,
         threads: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(GatewayError::Serve)?;
-        let router = self.router();
-        let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Serving);
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let shares = crate::balance::Shares::new(threads.max(1), self.max_connections);
-        metrics::gauge!("gatecast_connections_max").set(self.max_connections as f64);
-        // Threads already started must not keep serving without their owner.
-        let abandon = |e| {
-            let _ = phase_tx.send(Phase::Done);
-            GatewayError::Serve(e)
-        };
-        for index in 0..threads.max(1) {
-            let listener = listener.try_clone().map_err(abandon)?;
-            let router = router.clone();
-            let phase = phase_rx.clone();
-            let done = done_tx.clone();
-            let seat = shares.seat(index);
-            let settings = self.threads;
-            let spawned = std::thread::Builder::new()
-                .name(format!("gatecast-serve-{index}"))
-                .spawn(move || {
-                    gatecast_proxy::transport::enter_request_thread(index);
-                    let _ = done.send(crate::serve::thread(
-                        listener, seat, router, settings, phase,
-                    ));
-                });
-            spawned.map_err(abandon)?;
-        }
-        drop(done_tx);
-        // Only the threads' copies stay open, so the socket closes when they stop accepting
-        // and new clients are refused rather than left in the backlog.
-        drop(listener);
-        let served = async {
-            let mut failure = None;
-            while let Some(result) = done_rx.recv().await {
-                if let Err(e) = result {
-                    // One thread cannot serve: stop the others and report why.
-                    let _ = phase_tx.send(Phase::Done);
-                    failure.get_or_insert(e);
-                }
-            }
-            failure
-        };
-        tokio::pin!(served);
-        let plan = ShutdownPlan::new(self.shutdown_timeout);
-        let (failure, began) = tokio::select! {
-            failure = &mut served => (failure, std::time::Instant::now()),
-            () = shutdown => {
-                let began = std::time::Instant::now();
-                let _ = phase_tx.send(Phase::Draining);
-                let failure = match tokio::time::timeout(plan.drain, &mut served).await {
-                    Ok(failure) => failure,
-                    Err(_) => {
-                        tracing::warn!("shutdown: requests still in flight at the drain deadline are answered 503 and their streams ended");
-                        let _ = phase_tx.send(Phase::Cutting);
-                        match tokio::time::timeout(plan.cut, &mut served).await {
-                            Ok(failure) => failure,
-                            Err(_) => {
-                                let _ = phase_tx.send(Phase::Done);
-                                // The runtimes drop what is left; the records of requests
-                                // dropped so reach the broadcaster as they go.
-                                tokio::time::timeout(plan.drop, &mut served)
-                                    .await
-                                    .ok()
-                                    .flatten()
-                            }
-                        }
-                    }
-                };
-                (failure, began)
-            }
-        };
+        let stopped = crate::serve::run(
+            listener,
+            self.router(),
+            threads,
+            self.max_connections,
+            self.threads,
+            ShutdownPlan::new(self.shutdown_timeout),
+            shutdown,
+        )
+        .await?;
+        let began = stopped.began;
         // This replica's heartbeat row goes, so the CLI stops waiting for it; bounded, as a
         // store that does not answer must not eat the destinations' flush.
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         let _ = tokio::time::timeout(left / 4, self.state.control.leave()).await;
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         self.state.broadcaster().shutdown(left).await;
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// How `server.shutdown_timeout_ms` is shared out, so that the whole shutdown fits in it.
-/// In-flight requests get all of it but a reserve (a quarter, at most 5 s). At that drain
-/// deadline a request still waiting for its answer gets a 503 and a stream ends with a last
-/// chunk, within a short grace. The destinations then flush with whatever is left: all of
-/// the timeout when nothing was in flight, most of the reserve at worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownPlan {
-    /// How long in-flight requests may take.
-    pub drain: Duration,
-    /// How long the 503s and the ends of streams then get to be written.
-    pub cut: Duration,
-    /// How long the request threads get to drop what is still left.
-    pub drop: Duration,
-}
-
-/// The flush reserve is a quarter of the shutdown timeout, at most this.
-const FLUSH_RESERVE_MAX: Duration = Duration::from_secs(5);
-
-impl ShutdownPlan {
-    pub fn new(total: Duration) -> Self {
-        let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
-        Self {
-            drain: total.saturating_sub(reserve),
-            cut: (reserve / 4).min(Duration::from_secs(1)),
-            drop: (reserve / 10).min(Duration::from_millis(200)),
-        }
+        stopped.failure.map_or(Ok(()), Err)
     }
 }
 
@@ -298,24 +230,4 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shutdown_plan_fits_in_the_timeout_and_keeps_a_reserve_for_the_flush() {
-        for ms in [0, 1, 100, 2000, 30_000, 600_000] {
-            let total = Duration::from_millis(ms);
-            let plan = ShutdownPlan::new(total);
-            let requests = plan.drain + plan.cut + plan.drop;
-            assert!(requests <= total, "{ms}: {plan:?}");
-            let reserve = (total / 4).min(FLUSH_RESERVE_MAX);
-            assert!(total - requests >= reserve / 2, "{ms}: {plan:?}");
-        }
-        let plan = ShutdownPlan::new(Duration::from_secs(30));
-        assert_eq!(plan.drain, Duration::from_secs(25));
-        assert_eq!(plan.cut, Duration::from_secs(1));
-    }
 }

@@ -145,7 +145,7 @@ pub struct ServerConfig {
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// Client connections held at once over all request threads; 0 derives it from the
-    /// descriptor limit (see `crate::fd_limit`).
+    /// descriptor limit (see `crate::serve::fd_limit`).
     #[serde(default)]
     pub max_connections: usize,
 }
@@ -852,6 +852,43 @@ mod tests {
                 c.server.max_connections
             ),
             (1, 2, 3, 4)
+        );
+    }
+
+    /// A provider setting the builder refuses is reported at its own field, not at
+    /// `base_url`, and the message never quotes the secret.
+    #[test]
+    fn provider_builder_errors_name_the_field() {
+        let base = "[providers.up]\nkind = \"openai\"\nbase_url = \"http://h/v1\"\n";
+        for (extra, want) in [
+            (
+                "api_key = \"sk-secret\\nx\"",
+                "providers.up.api_key: contains characters not allowed in a header",
+            ),
+            (
+                "headers = { \"x-team\" = \"sk-secret\\r\\nx\" }",
+                "providers.up.headers.x-team: contains characters not allowed in a header",
+            ),
+            (
+                "headers = { \"x team\" = \"1\" }",
+                "providers.up.headers.x team: is not a valid header name",
+            ),
+            (
+                "api_key = \"sk-secret\"\nheaders = { \"x-ok\" = \"1\", \"x-bad\" = \"\\u0000\" }",
+                "providers.up.headers.x-bad: ",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{extra:?} gave {e:?}, want prefix {want:?}"
+            );
+            assert!(!e.contains("sk-secret"), "{e}");
+        }
+        let e = parse("[providers.up]\nkind = \"openai\"").unwrap_err();
+        assert!(
+            e.starts_with("providers.up.base_url: `base_url` is required"),
+            "{e}"
         );
     }
 

@@ -22,6 +22,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::api_error::{self, ApiShape};
 use crate::config::ServerConfig;
 use crate::control::Control;
 use crate::error::GatewayError;
@@ -120,7 +121,7 @@ impl Policy {
 
     /// What to do with `req`. `open` says whether the gateway runs without keys right now;
     /// it is asked only for a `Host` outside the policy.
-    fn check(&self, req: &Request, open: impl FnOnce() -> bool) -> Verdict {
+    fn check(&self, req: &Request, shape: ApiShape, open: impl FnOnce() -> bool) -> Verdict {
         let headers = req.headers();
         // HTTP/2 carries the host in the URI instead of a header. A request with no host at all
         // is not a browser's, so only a given host is checked.
@@ -132,9 +133,10 @@ impl Policy {
         if let Some(host) = host {
             if !self.hosts.allows(host) && open() {
                 return Verdict::Answer(refusal(
+                    shape,
                     StatusCode::FORBIDDEN,
                     "host_not_allowed",
-                    &format!(
+                    format!(
                         "Host `{}` is not one this gateway answers to while it runs without virtual keys \
                          (a DNS-rebinding guard): add it to [server] allowed_hosts, or create a virtual key",
                         quote(host)
@@ -147,9 +149,10 @@ impl Policy {
         match origin {
             Some(o) if !self.origins.allows(o.as_bytes()) => {
                 return Verdict::Answer(refusal(
+                    shape,
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",
-                    &format!(
+                    format!(
                         "requests from the browser origin `{}` are refused: add it to [server] cors_origins to allow it",
                         quote(o.as_bytes())
                     ),
@@ -158,10 +161,12 @@ impl Policy {
             }
             None if cross_site(headers) => {
                 return Verdict::Answer(refusal(
+                    shape,
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",
                     "cross-site browser requests are refused (Sec-Fetch-Site without an Origin): \
-                     list the page's origin in [server] cors_origins",
+                     list the page's origin in [server] cors_origins"
+                        .to_owned(),
                     "origin",
                 ));
             }
@@ -184,9 +189,10 @@ impl Policy {
                     None => "the request has no Content-Type: send the body as JSON with `Content-Type: application/json`".to_owned(),
                 };
                 let mut response = refusal(
+                    shape,
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    &message,
+                    message,
                     "content_type",
                 );
                 // An allowed page should be able to read why.
@@ -313,22 +319,17 @@ fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
     headers.append(VARY, HeaderValue::from_static("origin"));
 }
 
-/// OpenAI's error shape. Refused requests are not traced, like unauthenticated ones, so a page
-/// cannot flood the destinations; they are counted by reason.
-fn refusal(status: StatusCode, code: &str, message: &str, reason: &'static str) -> Response {
+/// Refused requests are not traced, like unauthenticated ones, so a page cannot flood the
+/// destinations; they are counted by reason.
+fn refusal(
+    shape: ApiShape,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    reason: &'static str,
+) -> Response {
     metrics::counter!("gatecast_requests_refused_total", "reason" => reason).increment(1);
-    let body = serde_json::json!({"error": {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": null,
-        "code": code,
-    }});
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    api_error::respond(&api_error::refused(status, code, message), shape)
 }
 
 /// A client's header value for a message: lossy UTF-8, at most [`QUOTE_CHARS`] chars.
@@ -399,16 +400,22 @@ pub fn normalize_host(raw: &str) -> Result<String, String> {
     Ok(bare)
 }
 
-/// Puts the [`Policy`] in front of every route of a router.
+/// Puts the [`Policy`] in front of every route of a router; its refusals are in `shape`,
+/// the routes' API's.
 #[derive(Clone)]
 pub struct GuardLayer {
     policy: Arc<Policy>,
     control: Arc<Control>,
+    shape: ApiShape,
 }
 
 impl GuardLayer {
-    pub fn new(policy: Arc<Policy>, control: Arc<Control>) -> Self {
-        Self { policy, control }
+    pub fn new(policy: Arc<Policy>, control: Arc<Control>, shape: ApiShape) -> Self {
+        Self {
+            policy,
+            control,
+            shape,
+        }
     }
 }
 
@@ -443,7 +450,11 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let keys = &self.layer.control.keys;
-        match self.layer.policy.check(&req, || !keys.enforced()) {
+        match self
+            .layer
+            .policy
+            .check(&req, self.layer.shape, || !keys.enforced())
+        {
             Verdict::Pass(origin) => GuardFuture::Passed {
                 inner: self.inner.call(req),
                 origin,
@@ -623,19 +634,23 @@ mod tests {
         // As HTTP/2 sends it: `:authority` only.
         let rebound = req("http://evil.example:8080/v1/chat/completions");
         assert_eq!(
-            status(p.check(&rebound, || true)),
+            status(p.check(&rebound, ApiShape::OpenAi, || true)),
             Some(StatusCode::FORBIDDEN)
         );
-        assert_eq!(status(p.check(&rebound, || false)), None, "keys decide");
+        assert_eq!(
+            status(p.check(&rebound, ApiShape::OpenAi, || false)),
+            None,
+            "keys decide"
+        );
         let local = req("http://localhost:8080/v1/chat/completions");
-        assert_eq!(status(p.check(&local, || true)), None);
+        assert_eq!(status(p.check(&local, ApiShape::OpenAi, || true)), None);
         let no_host = req("/v1/chat/completions");
-        assert_eq!(status(p.check(&no_host, || true)), None);
+        assert_eq!(status(p.check(&no_host, ApiShape::OpenAi, || true)), None);
         let mut empty = req("/v1/chat/completions");
         empty
             .headers_mut()
             .insert(HOST, HeaderValue::from_static(""));
-        assert_eq!(status(p.check(&empty, || true)), None);
+        assert_eq!(status(p.check(&empty, ApiShape::OpenAi, || true)), None);
     }
 
     #[test]

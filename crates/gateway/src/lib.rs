@@ -1,19 +1,16 @@
 //! The Gatecast gateway: CLI, start-up and shutdown wiring, and the HTTP surface.
 
 pub mod admin;
+pub mod api_error;
 pub mod app;
-pub mod balance;
-pub mod busy_poll;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod conn;
 pub mod control;
 pub mod error;
-pub mod fd_limit;
 pub mod guard;
 pub mod logging;
-pub mod request_body;
 pub mod routes;
 pub mod serve;
 pub mod upkeep;

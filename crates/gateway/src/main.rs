@@ -52,7 +52,7 @@ fn serve(
         config.server.listen = addr;
     }
     // Before anything opens descriptors: the connection cap is derived from this limit.
-    let fd_limit = gatecast::fd_limit::raise();
+    let fd_limit = gatecast::serve::fd_limit::raise();
     // Destinations, the store and signals run here; requests run on their own threads.
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let control = tokio::runtime::Builder::new_multi_thread()

@@ -1,10 +1,155 @@
-//! The gateway's own errors, rendered once in OpenAI's error shape.
+//! Errors as client APIs answer them: one [`ApiError`] value, rendered by the route's
+//! [`ApiShape`], and the proxy's own refusals ([`ProxyError`]), which lower to it.
+//!
+//! Every error body the gateway writes (a proxy rejection, a guard or auth refusal, a 404 or
+//! 405, a caught panic, the shutdown's 503 and last stream event) goes through
+//! [`ApiShape::body`] or [`ApiShape::event`]. The one exception is the tee's event for a
+//! provider event too large to pass, a constant its tests compare bytes with. A second
+//! inbound API is one more [`ApiShape`] variant with its arms in those two functions.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use gatecast_telemetry::record::ErrorKind;
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
 
-/// Every way the gateway itself can refuse or fail a request. Provider errors are not here:
+/// Which client API an answer is written for, chosen per route.
+///
+/// An Anthropic-compatible route would add `Anthropic`: `{"type":"error","error":{"type",
+/// "message"}}`, with the type named after the status (`invalid_request_error` for 400,
+/// `authentication_error`, `permission_error`, `not_found_error`, `request_too_large`,
+/// `rate_limit_error`, `api_error`, `overloaded_error`) and stream errors as `event: error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiShape {
+    /// `{"error":{"message","type","param","code"}}`, as OpenAI's SDKs read it.
+    OpenAi,
+}
+
+/// The class of an error, as OpenAI's `type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    InvalidRequest,
+    Authentication,
+    /// The admin API's unknown names and routes.
+    NotFound,
+    /// The admin API's clashes with what is stored.
+    Conflict,
+    /// The gateway or the provider failed, not the request.
+    Api,
+}
+
+impl ErrorType {
+    pub fn openai(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request_error",
+            ErrorType::Authentication => "authentication_error",
+            ErrorType::NotFound => "not_found_error",
+            ErrorType::Conflict => "conflict_error",
+            ErrorType::Api => "api_error",
+        }
+    }
+}
+
+/// One error as a client is told it, whatever refused the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: ErrorType,
+    /// A machine-readable reason (`model_not_found`, `invalid_api_key`), when there is one.
+    pub code: Option<&'static str>,
+    /// The request field at fault.
+    pub param: Option<Cow<'static, str>>,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorType, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            kind,
+            code: None,
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The whole answer in `shape`: status, `Content-Type` and body. Map the body into the
+    /// response type at hand (`ProxyBody::full`, axum's `Body::from`).
+    pub fn response(&self, shape: ApiShape) -> http::Response<Bytes> {
+        let mut response = http::Response::new(Bytes::from(shape.body(self)));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+impl ApiShape {
+    /// The error as a response body.
+    pub fn body(self, error: &ApiError) -> Vec<u8> {
+        match self {
+            ApiShape::OpenAi => json(&OpenAiBody {
+                error: OpenAiError::from(error),
+            }),
+        }
+    }
+
+    /// The error as the last event of a stream, which SDKs raise as an API error.
+    pub fn event(self, error: &ApiError) -> Vec<u8> {
+        match self {
+            ApiShape::OpenAi => {
+                let mut event = b"data: ".to_vec();
+                event.extend_from_slice(&self.body(error));
+                event.extend_from_slice(b"\n\n");
+                event
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OpenAiBody<'a> {
+    error: OpenAiError<'a>,
+}
+
+/// The object under OpenAI's `"error"` key, for bodies that carry more beside it (the admin
+/// API's connection-test report). Its keys are written in the order the bodies have always
+/// had (sorted, as `serde_json`'s map wrote them), so that they stay byte for byte the same.
+#[derive(Serialize)]
+pub struct OpenAiError<'a> {
+    code: Option<&'a str>,
+    message: &'a str,
+    param: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+impl<'a> From<&'a ApiError> for OpenAiError<'a> {
+    fn from(e: &'a ApiError) -> Self {
+        Self {
+            code: e.code,
+            message: &e.message,
+            param: e.param.as_deref(),
+            kind: e.kind.openai(),
+        }
+    }
+}
+
+/// Structs of strings always serialize, so the empty body is never written; it only spares
+/// the request path a panic.
+fn json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Every way the proxy itself can refuse or fail a request. Provider errors are not here:
 /// they pass through with the provider's own status and body.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum ProxyError {
@@ -15,8 +160,6 @@ pub enum ProxyError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("{0}")]
-    Unauthorized(String),
     /// `model` is quoted bounded: see [`ProxyError::model_not_found`].
     #[error("the model `{model}` does not exist or is not served by this gateway")]
     ModelNotFound { model: String },
@@ -49,7 +192,6 @@ impl ProxyError {
         match self {
             ProxyError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::Unreachable { .. } | ProxyError::ResponseTooLarge { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -63,7 +205,6 @@ impl ProxyError {
             ProxyError::InvalidRequest { .. } | ProxyError::PayloadTooLarge { .. } => {
                 ErrorKind::InvalidRequest
             }
-            ProxyError::Unauthorized(_) => ErrorKind::Unauthorized,
             ProxyError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             ProxyError::Unreachable { .. } => ErrorKind::Unreachable,
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
@@ -71,29 +212,40 @@ impl ProxyError {
         }
     }
 
-    /// `{"error":{"message","type","param","code"}}`, as OpenAI's SDKs expect.
-    pub fn body(&self) -> Vec<u8> {
+    /// What the client is told.
+    pub fn api_error(&self) -> ApiError {
         let (kind, code, param) = match self {
-            ProxyError::InvalidRequest { param, .. } => {
-                ("invalid_request_error", None, param.as_deref())
-            }
-            ProxyError::PayloadTooLarge { .. } => {
-                ("invalid_request_error", Some("request_too_large"), None)
-            }
-            ProxyError::Unauthorized(_) => ("authentication_error", Some("invalid_api_key"), None),
-            ProxyError::ModelNotFound { .. } => (
-                "invalid_request_error",
-                Some("model_not_found"),
-                Some("model"),
+            ProxyError::InvalidRequest { param, .. } => (
+                ErrorType::InvalidRequest,
+                None,
+                param.clone().map(Cow::Owned),
             ),
-            ProxyError::Unreachable { .. } => ("api_error", Some("upstream_unreachable"), None),
-            ProxyError::Timeout { .. } => ("api_error", Some("upstream_timeout"), None),
+            ProxyError::PayloadTooLarge { .. } => {
+                (ErrorType::InvalidRequest, Some("request_too_large"), None)
+            }
+            ProxyError::ModelNotFound { .. } => (
+                ErrorType::InvalidRequest,
+                Some("model_not_found"),
+                Some(Cow::Borrowed("model")),
+            ),
+            ProxyError::Unreachable { .. } => (ErrorType::Api, Some("upstream_unreachable"), None),
+            ProxyError::Timeout { .. } => (ErrorType::Api, Some("upstream_timeout"), None),
             ProxyError::ResponseTooLarge { .. } => {
-                ("api_error", Some("upstream_response_too_large"), None)
+                (ErrorType::Api, Some("upstream_response_too_large"), None)
             }
         };
-        let body = json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}});
-        body.to_string().into_bytes()
+        ApiError {
+            status: self.status(),
+            kind,
+            code,
+            param,
+            message: Cow::Owned(self.to_string()),
+        }
+    }
+
+    /// The body in OpenAI's shape.
+    pub fn body(&self) -> Vec<u8> {
+        ApiShape::OpenAi.body(&self.api_error())
     }
 }
 
@@ -120,6 +272,51 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
+    }
+
+    /// The renderer writes what the `json!` maps it replaced wrote, byte for byte.
+    #[test]
+    fn openai_bodies_keep_their_bytes() {
+        let errors = [
+            ProxyError::InvalidRequest {
+                message: "bad \"quote\"\nline é \u{1}".into(),
+                param: Some("messages[0]".into()),
+            },
+            ProxyError::InvalidRequest {
+                message: "no param".into(),
+                param: None,
+            },
+            ProxyError::PayloadTooLarge { limit: 10 },
+            ProxyError::model_not_found("gpt-5"),
+            ProxyError::Unreachable {
+                provider: "p".into(),
+                detail: "refused".into(),
+            },
+            ProxyError::Timeout {
+                provider: "p".into(),
+                timeout_ms: 5,
+            },
+            ProxyError::ResponseTooLarge {
+                provider: "p".into(),
+                length: 9,
+                limit: 1,
+            },
+        ];
+        for e in errors {
+            let a = e.api_error();
+            let before = serde_json::json!({"error": {
+                "message": e.to_string(),
+                "type": a.kind.openai(),
+                "param": a.param,
+                "code": a.code,
+            }});
+            assert_eq!(String::from_utf8(e.body()).unwrap(), before.to_string());
+            let event = ApiShape::OpenAi.event(&a);
+            assert_eq!(event, [b"data: ", &e.body()[..], b"\n\n"].concat());
+            let response = a.response(ApiShape::OpenAi);
+            assert_eq!(response.status(), e.status());
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        }
     }
 
     #[test]

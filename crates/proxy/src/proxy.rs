@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::body::ProxyBody;
 use crate::capture::Accumulator;
-use crate::error::ProxyError;
+use crate::error::{ApiError, ApiShape, ErrorType, ProxyError};
 use crate::exchange::{Exchange, RecordSink};
 use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
 use crate::request::ChatRequest;
@@ -54,7 +54,8 @@ impl Default for Settings {
 pub struct Incoming {
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub key_name: Option<String>,
+    /// The virtual key's name, as the gateway's key ring holds it.
+    pub key_name: Option<Arc<str>>,
     pub accepted: Instant,
     pub accepted_unix_nanos: u64,
 }
@@ -125,7 +126,7 @@ impl Proxy {
         record.context.trace_id = resolved.trace_id;
         record.context.parent_span_id = resolved.parent_span_id;
         record.context.traceparent = traceparent.map(str::to_owned);
-        record.key_name = incoming.key_name.clone();
+        record.key_name = incoming.key_name.as_deref().map(str::to_owned);
         record.privacy = header_str(&incoming.headers, PRIVACY_HEADER)
             .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "on" | "true" | "1"));
         Exchange::new(record, incoming.accepted, self.sink.clone())
@@ -429,19 +430,24 @@ fn hex_lower(bytes: &[u8]) -> String {
     s
 }
 
+/// The proxy's refusal in OpenAI's shape, the chat completions API's, with the trace id.
 pub fn error_response(error: &ProxyError, trace_id: &[u8; 16]) -> Response<ProxyBody> {
-    Response::builder()
-        .status(error.status())
-        .header(CONTENT_TYPE, "application/json")
-        .header(TRACE_ID_HEADER, trace_header(trace_id))
-        .body(ProxyBody::full(error.body()))
-        .unwrap_or_else(|_| fallback_500())
+    let mut response = error.api_error().response(ApiShape::OpenAi);
+    response.headers_mut().insert(
+        HeaderName::from_static(TRACE_ID_HEADER),
+        trace_header(trace_id),
+    );
+    response.map(ProxyBody::full)
 }
 
 fn fallback_500() -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(b"{\"error\":{\"message\":\"internal error\",\"type\":\"api_error\",\"param\":null,\"code\":null}}".to_vec()));
-    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    resp
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorType::Api,
+        "internal error",
+    )
+    .response(ApiShape::OpenAi)
+    .map(ProxyBody::full)
 }
 
 /// Keeps a JSON array within `limit` bytes by dropping whole elements from the middle, so the

@@ -20,12 +20,7 @@ pub struct Route {
 }
 
 /// A configuration mistake, with the path of the offending key.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct RoutingError {
-    pub path: String,
-    pub message: String,
-}
+pub type RoutingError = gatecast_telemetry::FieldError;
 
 pub struct Router {
     providers: BTreeMap<String, Arc<dyn Provider>>,
@@ -49,10 +44,7 @@ impl Router {
                     message: "provider names must be non-empty and contain no `/`".into(),
                 });
             }
-            let provider = providers::build(name, config).map_err(|message| RoutingError {
-                path: format!("providers.{name}.base_url"),
-                message,
-            })?;
+            let provider = providers::build(name, config)?;
             built.insert(name.clone(), provider);
         }
         let mut claims: HashMap<String, Vec<String>> = HashMap::new();

@@ -1,6 +1,10 @@
-//! The crate's one error type. Only set-up and encoding can fail: publishing never does.
+//! The crate's one error type, and the config error every crate's settings report in. Only
+//! set-up and encoding can fail: publishing never does.
 
 use std::path::PathBuf;
+
+/// A setting that is wrong, named by its path; one type for provider and destination settings.
+pub use crate::destinations::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

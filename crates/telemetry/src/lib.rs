@@ -24,6 +24,6 @@ pub use span::{build as spans, flavor, limits, model, privacy};
 
 pub use broadcaster::{BroadcastConfig, Broadcaster, ReconfigureSummary};
 pub use destinations::DestinationConfig;
-pub use error::TelemetryError;
+pub use error::{FieldError, TelemetryError};
 pub use probe::{send_test_trace, test_connection, ProbeAttempt, ProbeReport};
 pub use record::GenerationRecord;

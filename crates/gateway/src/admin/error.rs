@@ -1,10 +1,13 @@
-//! Admin API errors, rendered once in the gateway's OpenAI error shape.
+//! Admin API errors, rendered once: OpenAI's error object, with the field at fault as its
+//! `param` and, for a failed connection test, the test's report beside it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use gatecast_proxy::error::{ApiError, ErrorType, OpenAiError};
 use gatecast_store::StoreError;
 use gatecast_telemetry::probe::ProbeReport;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::control::bridge::FieldError;
 
@@ -26,30 +29,43 @@ pub enum AdminError {
     Apply(String),
     #[error("unknown admin route")]
     NoRoute,
+    #[error("this admin route does not take this method: the `Allow` header lists those it takes")]
+    MethodNotAllowed,
+}
+
+/// The admin API's error body.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: OpenAiError<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<Value>,
 }
 
 impl AdminError {
-    fn status_and_type(&self) -> (StatusCode, &'static str) {
+    fn status_and_type(&self) -> (StatusCode, ErrorType) {
         match self {
-            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
-            AdminError::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorType::Authentication),
+            AdminError::BadBody(_) => (StatusCode::BAD_REQUEST, ErrorType::InvalidRequest),
             AdminError::Field(_) | AdminError::TestFailed(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error")
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest)
             }
             AdminError::NotFound { .. } | AdminError::NoRoute => {
-                (StatusCode::NOT_FOUND, "not_found_error")
+                (StatusCode::NOT_FOUND, ErrorType::NotFound)
             }
-            AdminError::Apply(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+            AdminError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorType::InvalidRequest)
+            }
+            AdminError::Apply(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Api),
             AdminError::Store(e) => match e {
-                StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found_error"),
+                StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorType::NotFound),
                 StoreError::AlreadyExists { .. }
                 | StoreError::ReadOnly { .. }
                 | StoreError::NotOverridable { .. }
-                | StoreError::NameClash { .. } => (StatusCode::CONFLICT, "conflict_error"),
+                | StoreError::NameClash { .. } => (StatusCode::CONFLICT, ErrorType::Conflict),
                 StoreError::Invalid { .. } => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error")
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest)
                 }
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Api),
             },
         }
     }
@@ -64,16 +80,21 @@ impl AdminError {
             }
             other => other.to_string(),
         };
-        let param = match &self {
-            AdminError::Field(f) => json!(f.path),
-            AdminError::Store(StoreError::Invalid { field, .. }) => json!(field),
-            _ => json!(null),
+        let mut error = ApiError::new(status, kind, message);
+        error.param = match &self {
+            AdminError::Field(f) => Some(f.path.clone().into()),
+            AdminError::Store(StoreError::Invalid { field, .. }) => Some(field.clone().into()),
+            _ => None,
         };
-        let mut body =
-            json!({"error": {"message": message, "type": kind, "param": param, "code": null}});
-        if let AdminError::TestFailed(report) = &self {
-            body["test"] = json!(report);
-        }
+        let test = match &self {
+            // A map, as before: its keys come out sorted.
+            AdminError::TestFailed(report) => serde_json::to_value(report).ok(),
+            _ => None,
+        };
+        let body = Body {
+            error: OpenAiError::from(&error),
+            test,
+        };
         (status, axum::Json(body)).into_response()
     }
 }
@@ -86,4 +107,8 @@ impl IntoResponse for AdminError {
 
 pub async fn not_found() -> AdminError {
     AdminError::NoRoute
+}
+
+pub async fn method_not_allowed() -> AdminError {
+    AdminError::MethodNotAllowed
 }

@@ -77,6 +77,7 @@ pub fn router(state: Arc<AppState>, token: AdminToken) -> Router<Arc<AppState>> 
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{name}", axum::routing::delete(keys::revoke))
         .route("/audit", get(keys::audit))
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .layer(middleware::from_fn(move |req, next| {
             check_token(token.clone(), req, next)

@@ -5,50 +5,41 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::response::Response;
+use gatecast_proxy::error::ApiShape;
 use gatecast_proxy::proxy::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
 
+use crate::api_error;
 use crate::app::AppState;
-use crate::request_body::{self, ReadError};
+use crate::auth::KeyName;
+use crate::serve::request_body::{self, ReadError};
 
-/// Takes the request whole: a `HeaderMap` extractor would copy the headers.
+/// The chat completions API is OpenAI's.
+const SHAPE: ApiShape = ApiShape::OpenAi;
+
+/// Takes the request whole: a `HeaderMap` extractor would copy the headers. Authenticated by
+/// the client API's [`crate::auth::AuthLayer`], which leaves the key's name in the extensions.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let accepted = Instant::now();
-    let (parts, mut body) = request.into_parts();
-    let headers = parts.headers;
+    let (mut parts, mut body) = request.into_parts();
     let accepted_unix_nanos = unix_nanos();
-    crate::busy_poll::activity();
-    let key_name = match super::authenticate(&state, &headers) {
-        Ok(name) => name,
-        Err(failure) => return super::unauthorized(failure),
-    };
+    crate::serve::busy_poll::activity();
+    let key_name = parts.extensions.remove::<KeyName>().map(|k| k.0);
+    let headers = parts.headers;
     let limit = state.max_body_bytes;
     let (bytes, too_large) = match request_body::read(&mut body, &headers, limit).await {
         Ok(bytes) => (bytes, false),
         Err(ReadError::TooLarge) => (Default::default(), true),
         Err(ReadError::TimedOut(after)) => {
-            let message = format!(
-                "the request body did not arrive within {} ms",
-                after.as_millis()
-            );
-            let response = super::openai_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                &message,
-            );
+            let response = api_error::respond(&api_error::body_timeout(after), SHAPE);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());
             return response;
         }
         Err(ReadError::Broken) => {
-            let response = super::openai_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "the request body could not be read",
-            );
+            let response = api_error::respond(&api_error::body_broken(), SHAPE);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());

@@ -3,17 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
 
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(failure) = super::authenticate(&state, &headers) {
-        return super::unauthorized(failure);
-    }
+/// Authenticated by the client API's [`crate::auth::AuthLayer`].
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     let data: Vec<Value> = state
         .proxy
         .router()

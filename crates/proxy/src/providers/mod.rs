@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use futures::Stream;
 use http::{HeaderMap, StatusCode};
 
+use gatecast_telemetry::FieldError;
+
 use crate::config::{ProviderConfig, ProviderKind};
 
 pub use mock::MockProvider;
@@ -80,8 +82,8 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
 }
 
-/// Builds the provider a config entry describes.
-pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, String> {
+/// Builds the provider `[providers.<name>]` describes; an error names the field at fault.
+pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, FieldError> {
     Ok(match config.kind {
         ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, config.clone())?),
         ProviderKind::Mock => Arc::new(MockProvider::new(name, config.clone())),

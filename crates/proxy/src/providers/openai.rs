@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use gatecast_telemetry::FieldError;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 
@@ -22,25 +23,31 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(name: &str, config: ProviderConfig) -> Result<Self, String> {
+    /// `[providers.<name>]`; an error names the field at fault. Messages never quote a
+    /// key, a header value or the URL, any of which may hold a secret.
+    pub fn new(name: &str, config: ProviderConfig) -> Result<Self, FieldError> {
+        let at =
+            |key: &str, message: &str| FieldError::new(format!("providers.{name}.{key}"), message);
+        const NOT_IN_A_HEADER: &str =
+            "contains characters not allowed in a header (a line break or another control character)";
         let base = config
             .base_url
             .as_deref()
-            .ok_or("`base_url` is required for kind = \"openai\"")?;
-        let url = chat_url(base)?;
+            .ok_or_else(|| at("base_url", "`base_url` is required for kind = \"openai\""))?;
+        let url = chat_url(base).map_err(|e| at("base_url", &e))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = config.api_key.as_deref().filter(|k| !k.is_empty()) {
             let mut value = HeaderValue::try_from(format!("Bearer {key}"))
-                .map_err(|_| "api_key contains characters not allowed in a header".to_string())?;
+                .map_err(|_| at("api_key", NOT_IN_A_HEADER))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
         for (k, v) in &config.headers {
+            let key = format!("headers.{k}");
             let name = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("invalid header name `{k}`"))?;
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| format!("invalid value for header `{k}`"))?;
+                .map_err(|_| at(&key, "is not a valid header name"))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|_| at(&key, NOT_IN_A_HEADER))?;
             headers.insert(name, value);
         }
         let transport = Transport::new(
@@ -51,7 +58,8 @@ impl OpenAiProvider {
                 idle_timeout: Duration::from_secs(90),
                 max_idle_per_host: 256,
             },
-        )?;
+        )
+        .map_err(|e| at("base_url", &e))?;
         let endpoint = Endpoint {
             // Spans show the URL without the credentials it may carry.
             url: Some(redacted(&url).to_string()),

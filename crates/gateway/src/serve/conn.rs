@@ -1,5 +1,5 @@
 //! One client connection: hyper's HTTP/1.1 on it, and a [`Tracker`] that knows whether the
-//! connection waits for a request head, so that its request thread (`crate::serve`) can time
+//! connection waits for a request head, so that its request thread (`super::thread`) can time
 //! it out, shed it at the connection cap and end it at shutdown.
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the previous response ends,
@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,14 +25,16 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::routing::future::RouteFuture;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::request_body::ReadDeadline;
+use super::request_body::ReadDeadline;
+use super::socket::Socket;
+use crate::api_error::{self, ApiShape};
 
 /// The connection timers of `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +161,11 @@ impl Tracker {
         }
     }
 
+    /// Some byte of the connection has arrived (see [`Socket`]).
+    pub(super) fn heard(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+    }
+
     fn request_started(&self) {
         // Single writer: a load and a store, not a read-modify-write.
         let n = self.started.load(Ordering::Relaxed);
@@ -184,7 +190,7 @@ pub fn builder() -> http1::Builder {
 /// Serves `io` with `router` until the connection ends or its tracker closes it.
 pub fn serve<I>(
     builder: &http1::Builder,
-    io: I,
+    io: Socket<I>,
     router: axum::Router,
     timers: &Timers,
     tracker: Arc<Tracker>,
@@ -192,11 +198,7 @@ pub fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Heard {
-        io,
-        heard: false,
-        tracker: tracker.clone(),
-    });
+    let io = TokioIo::new(io.heard_by(tracker.clone()));
     let service = Service {
         router: RefCell::new(router),
         tracker: tracker.clone(),
@@ -222,7 +224,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<I> Future for Task<http1::Connection<TokioIo<Heard<I>>, Service>>
+impl<I> Future for Task<http1::Connection<TokioIo<Socket<I>>, Service>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -273,11 +275,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, request: Request<Incoming>) -> Call {
         self.tracker.request_started();
+        let shape = api_error::shape_of(request.uri().path());
         let request = request.map(|body| ReadDeadline::new(body, self.body_timeout));
         let inner = tower::Service::call(&mut *self.router.borrow_mut(), request);
         Call {
             inner,
             tracker: Some(self.tracker.clone()),
+            shape,
         }
     }
 }
@@ -288,6 +292,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: RouteFuture<Infallible>,
         tracker: Option<Arc<Tracker>>,
+        // The request's API, which the 503 and a cut stream's last event are written in.
+        shape: ApiShape,
     }
 }
 
@@ -302,7 +308,7 @@ impl Future for Call {
         };
         let response = if tracker.is_cut() {
             // Dropping the handler's future cancels the provider request with it.
-            shutting_down()
+            shutting_down(*this.shape)
         } else {
             match ready!(this.inner.poll(cx)) {
                 Ok(response) => response,
@@ -316,25 +322,20 @@ impl Future for Call {
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        Poll::Ready(Ok(response.map(|body| Tracked { body, tracker, sse })))
+        let shape = *this.shape;
+        Poll::Ready(Ok(response.map(|body| Tracked {
+            body,
+            tracker,
+            sse,
+            shape,
+        })))
     }
 }
 
 /// The answer to a request still waiting for its response at the shutdown deadline.
-fn shutting_down() -> Response<Body> {
-    let body = serde_json::json!({"error": {
-        "message": "the gateway is shutting down and could not finish this request; retry it",
-        "type": "api_error",
-        "param": null,
-        "code": "shutting_down",
-    }});
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+fn shutting_down(shape: ApiShape) -> Response<Body> {
+    let mut response = api_error::respond(&api_error::shutting_down(), shape);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
@@ -349,11 +350,8 @@ pub struct Tracked {
     tracker: Option<Arc<Tracker>>,
     /// A `text/event-stream` of unknown length, not yet told of the shutdown.
     sse: bool,
+    shape: ApiShape,
 }
-
-/// The last event of a stream cut at the shutdown deadline. The blank lines first end an
-/// event the provider's last chunk may have left open.
-const SHUTDOWN_EVENT: &[u8] = b"\n\ndata: {\"error\":{\"message\":\"the gateway is shutting down and ended this stream before its end; retry the request\",\"type\":\"api_error\",\"param\":null,\"code\":\"shutting_down\"}}\n\n";
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
@@ -367,7 +365,11 @@ impl http_body::Body for Tracked {
             && self.body.size_hint().exact().is_none()
         {
             if std::mem::take(&mut self.sse) {
-                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(SHUTDOWN_EVENT)))));
+                // The blank lines first end an event the provider's last chunk may have left
+                // open.
+                let mut event = b"\n\n".to_vec();
+                event.extend(self.shape.event(&api_error::stream_cut()));
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
             }
             return Poll::Ready(None);
         }
@@ -388,59 +390,6 @@ impl Drop for Tracked {
         if let Some(tracker) = &self.tracker {
             tracker.response_finished();
         }
-    }
-}
-
-/// The connection's socket, noting in the tracker when the first byte arrives.
-struct Heard<I> {
-    io: I,
-    heard: bool,
-    tracker: Arc<Tracker>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Heard<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if !self.heard && buf.filled().len() > before {
-            self.heard = true;
-            self.tracker.heard.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Heard<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -8,20 +8,19 @@
 //! thread; the others wait until a count changes.
 //!
 //! The same counts enforce `server.max_connections` over all threads. At the cap a thread
-//! accepts only while it has a connection it could shed to make room (`crate::serve`), and
+//! accepts only while it has a connection it could shed to make room (`super::thread`), and
 //! sheds it as the new client comes; otherwise new clients wait in the listen backlog until a
 //! connection closes, and the connections already open keep being served.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+
+use super::socket::Socket;
 
 /// Live connections per request thread, shared by all of them.
 pub struct Shares {
@@ -167,7 +166,7 @@ impl<L: Listener> Balanced<L> {
     pub async fn accept_or_shed(
         &mut self,
         mut can_shed: impl FnMut() -> bool,
-    ) -> (Counted<L::Io>, L::Addr, Admission) {
+    ) -> (Socket<L::Io>, L::Addr, Admission) {
         let Seat { shares, index } = &self.seat;
         let (admission, (io, addr)) = loop {
             // Registered before the check, so a change in between is not missed.
@@ -189,16 +188,15 @@ impl<L: Listener> Balanced<L> {
             }
         };
         shares.opened(*index);
-        let io = Counted {
-            io,
+        let slot = Slot {
             seat: self.seat.clone(),
         };
-        (io, addr, admission)
+        (Socket::new(io, slot), addr, admission)
     }
 }
 
 impl<L: Listener> Listener for Balanced<L> {
-    type Io = Counted<L::Io>;
+    type Io = Socket<L::Io>;
     type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -211,61 +209,15 @@ impl<L: Listener> Listener for Balanced<L> {
     }
 }
 
-/// A connection that counts itself out of its thread's share when it closes.
-pub struct Counted<T> {
-    io: T,
+/// One live connection in its thread's share: counts itself out when dropped, with the
+/// connection's [`Socket`].
+pub struct Slot {
     seat: Seat,
 }
 
-impl<T> Counted<T> {
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-}
-
-impl<T> Drop for Counted<T> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.seat.shares.closed(self.seat.index);
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -22,8 +22,8 @@ use metrics::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::balance::{Admission, Balanced, Seat};
-use crate::conn::{self, Timers, Tracker, Waiting};
+use super::balance::{Admission, Balanced, Seat};
+use super::conn::{self, Timers, Tracker, Waiting};
 use crate::error::GatewayError;
 
 /// Where the gateway is in its life; request threads follow it.
@@ -77,7 +77,7 @@ pub fn thread(
         .map_err(GatewayError::Serve)?;
     runtime.block_on(async move {
         if let Some(window) = settings.busy_poll {
-            tokio::spawn(crate::busy_poll::run(window));
+            tokio::spawn(super::busy_poll::run(window));
         }
         let listener = seat
             .clone()
