@@ -331,7 +331,15 @@ fn event_too_large(e: EventTooLarge) -> TooLarge {
 
 /// What a client whose stream the gateway ends for a too-large event gets before the break:
 /// the error event OpenAI's SDKs raise as an API error.
-const TOO_LARGE_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"the provider sent an event larger than the gateway's max_sse_event_bytes\",\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_response_too_large\"}}\n\n";
+fn too_large_event() -> Bytes {
+    let error = crate::error::ApiError::new(
+        http::StatusCode::BAD_GATEWAY,
+        crate::error::ErrorType::Api,
+        "the provider sent an event larger than the gateway's max_sse_event_bytes",
+    )
+    .code("upstream_response_too_large");
+    Bytes::from(crate::error::ApiShape::OpenAi.event(&error))
+}
 
 /// Removes the `"usage":null` that `include_usage` adds to every chunk.
 fn strip_usage_null(event: &[u8], out: &mut BytesMut) {
@@ -415,7 +423,7 @@ impl Body for TeeBody {
                             } = this.mode
                             {
                                 this.break_next = Some(WHY);
-                                let event = Bytes::from_static(TOO_LARGE_EVENT);
+                                let event = too_large_event();
                                 return Poll::Ready(Some(Ok(Frame::data(event))));
                             }
                             return this.break_after_flush(WHY, cx);
@@ -957,7 +965,7 @@ mod tests {
                 if hide_usage {
                     // It has seen only whole events, so it gets the reason as one.
                     let rest = &got[first.len()..];
-                    assert_eq!(rest, TOO_LARGE_EVENT);
+                    assert_eq!(rest, too_large_event());
                     let data = event_data(rest).unwrap();
                     let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
                     assert_eq!(v["error"]["code"], "upstream_response_too_large");
@@ -1046,7 +1054,7 @@ mod tests {
                 (got, published(&sink).await)
             });
             proptest::prop_assert_eq!(records.len(), 1);
-            proptest::prop_assert!(got.len() <= sent + TOO_LARGE_EVENT.len());
+            proptest::prop_assert!(got.len() <= sent + too_large_event().len());
         }
     }
 
