@@ -683,14 +683,11 @@ fallbacks = ["keyed/gpt-4o-mini"]
 
     let spans = env.spans_of(&fallback_trace, 4).await;
     env.spans_of(&dead_trace, 1).await;
-    let attempts: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name.starts_with("attempt "))
-        .collect();
+    let attempts: Vec<_> = spans.iter().filter(|s| s.name == "POST").collect();
     assert_eq!(attempts.len(), 3, "dead, 503, success");
     let dead = attempts
         .iter()
-        .find(|s| s.name.ends_with("keyed_dead"))
+        .find(|s| attr(s, "gatecast.provider") == Some(json!("keyed_dead")))
         .unwrap();
     assert_eq!(attr(dead, "error.type"), Some(json!("connect")));
     assert_eq!(
@@ -712,7 +709,7 @@ fallbacks = ["keyed/gpt-4o-mini"]
     );
     let private_dead = private_spans
         .iter()
-        .find(|s| s.name.ends_with("keyed_dead") && s.name.starts_with("attempt "))
+        .find(|s| s.name == "POST" && attr(s, "gatecast.provider") == Some(json!("keyed_dead")))
         .unwrap();
     assert_eq!(attr(private_dead, "error.type"), Some(json!("connect")));
     keyed_mock.shutdown().await;

@@ -276,7 +276,6 @@ fn the_generation_attributes_in_order() {
             AttrValue::StringArray(vec!["END".into()]),
         ),
         ("gen_ai.request.choice.count", AttrValue::Int(1)),
-        ("gen_ai.request.stream", AttrValue::Bool(false)),
         ("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
         ("gen_ai.response.id", s("chatcmpl-1")),
         (
@@ -437,9 +436,9 @@ fn streaming_has_time_to_first_chunk() {
         g.attr("gen_ai.response.time_to_first_chunk").is_none(),
         "streaming only"
     );
-    assert_eq!(
-        g.attr("gen_ai.request.stream"),
-        Some(&AttrValue::Bool(false))
+    assert!(
+        g.attr("gen_ai.request.stream").is_none(),
+        "set only when the request streams"
     );
 
     r.request.stream = true;
@@ -552,7 +551,8 @@ fn every_error_kind() {
     assert_eq!(tree(&spans), ["chat nope [Client]"]);
     let g = &spans[0];
     assert_eq!(g.attr("gen_ai.request.model"), Some(&s("nope")));
-    assert!(g.attr("gen_ai.provider.name").is_none() && g.attr("gatecast.attempts").is_none());
+    assert_eq!(g.attr("gen_ai.provider.name"), Some(&s("unknown")));
+    assert!(g.attr("gatecast.attempts").is_none());
     assert_eq!(
         g.status,
         SpanStatus::Error("model_not_found".into()),
@@ -600,9 +600,9 @@ fn retries_and_fallbacks_get_attempt_spans() {
         tree(&spans),
         [
             "classify [Client]",
-            "  attempt 1 dead [Client]",
-            "  attempt 2 up [Client]",
-            "  attempt 3 up [Client]"
+            "  POST [Client]",
+            "  POST [Client]",
+            "  POST [Client]"
         ]
     );
     let g = named(&spans, "classify");
@@ -611,7 +611,8 @@ fn retries_and_fallbacks_get_attempt_spans() {
         .iter()
         .all(|k| !k.starts_with("http.") && !k.starts_with("url.")));
 
-    let a1 = named(&spans, "attempt 1 dead");
+    let a1 = &spans[1];
+    assert_eq!(a1.attr("gatecast.provider"), Some(&s("dead")));
     assert_eq!(a1.role, SpanRole::Attempt);
     assert_eq!(a1.parent_span_id, Some(g.span_id));
     assert_eq!(
@@ -625,7 +626,7 @@ fn retries_and_fallbacks_get_attempt_spans() {
     assert!(a1.attr("http.response.status_code").is_none());
     assert_eq!(a1.status, SpanStatus::Error("connect".into()));
 
-    let a2 = named(&spans, "attempt 2 up");
+    let a2 = &spans[2];
     assert_eq!(
         a2.attr("http.response.status_code"),
         Some(&AttrValue::Int(503))
@@ -636,7 +637,7 @@ fn retries_and_fallbacks_get_attempt_spans() {
         Some(&s("https://api.openai.com/v1/chat/completions"))
     );
 
-    let a3 = named(&spans, "attempt 3 up");
+    let a3 = &spans[3];
     assert_eq!(a3.status, SpanStatus::Unset);
     assert!(a3.attr("error.type").is_none());
 }
@@ -955,7 +956,6 @@ fn privacy_on_drops_all_content_and_keeps_the_rest() {
         "gen_ai.operation.name",
         "gen_ai.provider.name",
         "gen_ai.request.model",
-        "gen_ai.request.stream",
         "gen_ai.response.model",
         "gen_ai.response.id",
         "gen_ai.response.finish_reasons",
@@ -1045,7 +1045,7 @@ fn sentry_flavor_after_privacy() {
         assert_eq!(op("agent"), Some(s("gen_ai.invoke_agent")));
         assert_eq!(op("step"), Some(s("function")));
         assert_eq!(op("chat gpt-4o-mini"), Some(s("gen_ai.chat")));
-        assert_eq!(op("attempt 1 up"), Some(s("http.client")));
+        assert_eq!(op("POST"), Some(s("http.client")));
         for sp in &spans {
             assert_eq!(sp.attr("sentry.description"), Some(&s(&sp.name)));
             assert_eq!(sp.attr("sentry.environment"), Some(&s("prod")));
@@ -1064,5 +1064,151 @@ fn sentry_flavor_after_privacy() {
         let once = spans.clone();
         apply_sentry_flavor(&mut spans);
         assert_eq!(spans, once);
+    }
+}
+
+#[test]
+fn an_unrouted_generation_names_the_provider_from_the_requested_model() {
+    let mut r = base();
+    r.route = None;
+    r.attempts.clear();
+    r.status = Status::Error(ErrorInfo {
+        kind: ErrorKind::ModelNotFound,
+        http_status: Some(404),
+        message: String::new(),
+    });
+    for (model, want) in [
+        ("openai/gpt-x", "openai"),
+        ("up/org/model", "up"),
+        ("gpt-x", "unknown"),
+        ("/gpt-x", "unknown"),
+        ("", "unknown"),
+    ] {
+        r.request.model = model.into();
+        let mut spans = build(&r);
+        assert_eq!(
+            generation(&spans).attr("gen_ai.provider.name"),
+            Some(&s(want)),
+            "{model}"
+        );
+        apply_privacy(&mut spans);
+        assert_eq!(
+            generation(&spans).attr("gen_ai.provider.name"),
+            Some(&s(want)),
+            "kept by privacy"
+        );
+    }
+    // A route without a kind (a record written by hand) falls back the same way.
+    let mut r = base();
+    r.route.as_mut().unwrap().provider_kind.clear();
+    r.request.model = "anthropic/claude".into();
+    assert_eq!(
+        generation(&build(&r)).attr("gen_ai.provider.name"),
+        Some(&s("anthropic"))
+    );
+}
+
+#[test]
+fn a_failed_generation_without_a_finish_reason_ends_in_error() {
+    let error = || {
+        Status::Error(ErrorInfo {
+            kind: ErrorKind::Timeout,
+            http_status: Some(504),
+            message: "upstream timed out".into(),
+        })
+    };
+    let reasons = |r: &GenerationRecord| {
+        generation(&build(r))
+            .attr("gen_ai.response.finish_reasons")
+            .cloned()
+    };
+    let mut r = base();
+    r.output = Default::default();
+    r.status = error();
+    assert_eq!(
+        reasons(&r),
+        Some(AttrValue::StringArray(vec!["error".into()]))
+    );
+
+    // Choices that ended but carry no reason count as none.
+    r.output.choices = vec![Choice {
+        index: 0,
+        role: Some("assistant".into()),
+        text: "part".into(),
+        tool_calls: vec![],
+        finish_reason: None,
+    }];
+    assert_eq!(
+        reasons(&r),
+        Some(AttrValue::StringArray(vec!["error".into()]))
+    );
+
+    // The record's own reason wins over the placeholder.
+    r.output.choices[0].finish_reason = Some("length".into());
+    assert_eq!(
+        reasons(&r),
+        Some(AttrValue::StringArray(vec!["length".into()]))
+    );
+
+    // A success without a reason gets none invented.
+    let mut r = base();
+    r.output = Default::default();
+    assert_eq!(reasons(&r), None);
+}
+
+#[test]
+fn the_stream_flag_is_set_only_when_the_request_streams() {
+    let mut r = base();
+    r.request.stream = false;
+    let g = generation(&build(&r)).clone();
+    assert!(g.attr("gen_ai.request.stream").is_none(), "never false");
+    r.request.stream = true;
+    assert_eq!(
+        generation(&build(&r)).attr("gen_ai.request.stream"),
+        Some(&AttrValue::Bool(true))
+    );
+}
+
+#[test]
+fn attempt_spans_follow_the_http_client_naming() {
+    let mut r = base();
+    let attempt =
+        |provider: &str, http_status, error: Option<&str>| gatecast_telemetry::record::Attempt {
+            provider: provider.into(),
+            model: "gpt-4o-mini".into(),
+            url: Some("https://api.openai.com/v1/chat/completions".into()),
+            http_status,
+            error: error.map(str::to_owned),
+            start: ms(1),
+            end: ms(2),
+        };
+    r.attempts = vec![
+        attempt("dead", None, Some("connect")),
+        attempt("up", Some(200), None),
+    ];
+    for private in [false, true] {
+        let mut spans = build(&r);
+        if private {
+            apply_privacy(&mut spans);
+        }
+        let attempts: Vec<&SpanModel> = spans
+            .iter()
+            .filter(|sp| sp.role == SpanRole::Attempt)
+            .collect();
+        assert_eq!(attempts.len(), 2);
+        for (n, (a, provider)) in attempts.iter().zip(["dead", "up"]).enumerate() {
+            assert_eq!(
+                a.name, "POST",
+                "`{{method}}` per the HTTP client conventions"
+            );
+            assert_eq!(a.kind, SpanKind::Client);
+            assert_eq!(a.attr("http.request.method"), Some(&s("POST")));
+            assert_eq!(
+                a.attr("gatecast.attempt"),
+                Some(&AttrValue::Int(n as i64 + 1)),
+                "private: {private}"
+            );
+            assert_eq!(a.attr("gatecast.provider"), Some(&s(provider)));
+        }
     }
 }

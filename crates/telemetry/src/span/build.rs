@@ -123,13 +123,16 @@ pub fn build_spans(record: &GenerationRecord, opts: &SpanOptions) -> Vec<SpanMod
 
     if record.attempts.len() > 1 {
         for (n, attempt) in record.attempts.iter().enumerate() {
-            let (attributes, status) = attempt_attributes(attempt);
+            let (mut attributes, status) = attempt_attributes(attempt);
+            attributes.push(("gatecast.attempt".into(), (n as u64 + 1).into()));
             spans.push(SpanModel {
                 trace_id,
                 span_id: ids.next(),
                 parent_span_id: generation_id,
                 parent_is_remote: false,
-                name: format!("attempt {} {}", n + 1, attempt.provider),
+                // HTTP client conventions name the span `{method}`; the try and the provider
+                // are attributes.
+                name: ATTEMPT_METHOD.to_owned(),
                 kind: SpanKind::Client,
                 role: SpanRole::Attempt,
                 start_unix_nanos: at(start, attempt.start),
@@ -188,13 +191,16 @@ fn at(start: u64, offset: Duration) -> u64 {
     start.saturating_add(u64::try_from(offset.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// Every upstream try is a chat completion `POST`.
+const ATTEMPT_METHOD: &str = "POST";
+
 /// What broke in a try that got no HTTP status, as `error.type` on its attempt span.
 pub const ATTEMPT_ERROR_TYPES: &[&str] = &["connect", "timeout", "stream_aborted"];
 
 /// Attempt spans are the only ones with `http.*` and `url.*`: they are the HTTP calls.
 fn attempt_attributes(attempt: &Attempt) -> (Vec<(AttrKey, AttrValue)>, SpanStatus) {
     let mut attrs: Vec<(AttrKey, AttrValue)> = vec![
-        ("http.request.method".into(), "POST".into()),
+        ("http.request.method".into(), ATTEMPT_METHOD.into()),
         ("gatecast.provider".into(), attempt.provider.as_str().into()),
     ];
     if !attempt.model.is_empty() {

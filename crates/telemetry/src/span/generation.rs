@@ -31,17 +31,27 @@ pub(crate) fn request_model(record: &GenerationRecord) -> Option<&str> {
         .or(Some(record.request.model.as_str()).filter(|m| !m.is_empty()))
 }
 
+/// `gen_ai.provider.name` when no provider was resolved (404, or a rejection before routing).
+pub const UNKNOWN_PROVIDER: &str = "unknown";
+
+/// The resolved provider's kind; else the prefix of the requested model (`openai/gpt-x` →
+/// `openai`), else [`UNKNOWN_PROVIDER`]: the conventions require the attribute on every span.
+fn provider_name(record: &GenerationRecord) -> &str {
+    let kind = record.route.as_ref().map(|r| r.provider_kind.as_str());
+    if let Some(kind) = kind.filter(|k| !k.is_empty()) {
+        return kind;
+    }
+    match record.request.model.split_once('/') {
+        Some((prefix, _)) if !prefix.is_empty() => prefix,
+        _ => UNKNOWN_PROVIDER,
+    }
+}
+
 pub(crate) fn attributes(record: &GenerationRecord) -> (Attrs, SpanStatus) {
     let mut a = Attrs::with_capacity(40);
     put(&mut a, "gen_ai.operation.name", "chat");
     let route = record.route.as_ref();
-    put_opt(
-        &mut a,
-        "gen_ai.provider.name",
-        route
-            .map(|r| r.provider_kind.as_str())
-            .filter(|k| !k.is_empty()),
-    );
+    put(&mut a, "gen_ai.provider.name", provider_name(record));
     put_opt(&mut a, "gen_ai.request.model", request_model(record));
     request(record, &mut a);
     response(record, &mut a);
@@ -112,18 +122,25 @@ fn request(record: &GenerationRecord, a: &mut Attrs) {
         );
     }
     put_opt(a, "gen_ai.request.choice.count", r.choice_count);
-    put(a, "gen_ai.request.stream", r.stream);
+    // Set only when true: the conventions treat an absent flag as a non-streaming request.
+    if r.stream {
+        put(a, "gen_ai.request.stream", true);
+    }
 }
 
 fn response(record: &GenerationRecord, a: &mut Attrs) {
     let o = &record.output;
     put_opt(a, "gen_ai.response.model", o.response_model.as_deref());
     put_opt(a, "gen_ai.response.id", o.response_id.as_deref());
-    let reasons: Vec<String> = o
+    let mut reasons: Vec<String> = o
         .choices
         .iter()
         .filter_map(|c| c.finish_reason.clone())
         .collect();
+    if reasons.is_empty() && matches!(record.status, Status::Error(_)) {
+        // GenAI conventions: a generation that failed without a reason of its own ends in `error`.
+        reasons.push("error".to_owned());
+    }
     if !reasons.is_empty() {
         put(
             a,
