@@ -1094,15 +1094,7 @@ async fn every_client_route_is_authenticated_before_its_body_is_parsed() {
     assert_eq!(resp.status(), 200);
     let spans = env.spans_of(&trace_id_of(&resp), 1).await;
     assert_eq!(attr(&spans[0], "gatecast.key.name"), Some(json!("team-a")));
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     assert!(
         metrics
             .lines()

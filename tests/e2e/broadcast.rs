@@ -321,15 +321,7 @@ async fn faulty_destinations_never_hurt_clients_or_each_other() {
     }
     assert!(broken.calls() > 0);
 
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     assert!(
         metrics.contains("gatecast_destination_dropped"),
         "drops are counted: {metrics}"

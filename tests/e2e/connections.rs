@@ -213,15 +213,7 @@ async fn at_the_connection_cap_the_longest_silent_connection_makes_room() {
         200,
         "the busy connection was served"
     );
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     assert!(
         metrics.contains("gatecast_connections_closed_total{reason=\"shed\"}"),
         "{metrics}"

@@ -107,15 +107,7 @@ async fn a_post_that_is_not_json_gets_415_before_anything_is_forwarded() {
         .await;
         assert_eq!(status, 200, "{content_type}: {body}");
     }
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     assert!(
         metrics.contains(r#"gatecast_requests_refused_total{reason="content_type"}"#),
         "refusals are counted"

@@ -157,6 +157,18 @@ impl Env {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The gateway's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn chat(&self, body: Value) -> reqwest::Response {
         self.chat_as("client-key-never-forwarded", body).await
     }

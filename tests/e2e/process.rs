@@ -33,6 +33,11 @@ pub fn free_port() -> u16 {
 pub async fn start(dir: &Path, config: &str, fd_limit: Option<u32>) -> Gateway {
     let config_path = dir.join("gatecast.toml");
     std::fs::write(&config_path, config).unwrap();
+    start_config(dir, &config_path, fd_limit).await
+}
+
+/// [`start`] with a config file already written at `config_path`.
+pub async fn start_config(dir: &Path, config_path: &Path, fd_limit: Option<u32>) -> Gateway {
     let port = free_port();
     let log = dir.join(format!("gateway-{port}.log"));
     let binary = env!("CARGO_BIN_EXE_gatecast");
@@ -46,7 +51,7 @@ pub async fn start(dir: &Path, config: &str, fd_limit: Option<u32>) -> Gateway {
         .arg(script)
         .arg(binary)
         .args(["serve", "--config"])
-        .arg(&config_path)
+        .arg(config_path)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir)
         .env_remove("SENTRY_DSN")
@@ -93,6 +98,12 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL: no shutdown, no flush; only what is on disk survives.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Sends SIGTERM, as Kubernetes does.

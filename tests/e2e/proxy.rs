@@ -467,15 +467,7 @@ async fn models_health_and_the_builtin_mock() {
         .await;
     assert_eq!(resp.status(), 404);
 
-    let metrics = env
-        .client
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     for line in [
         "gatecast_requests_total{status=\"200\"} 1",
         "gatecast_requests_total{status=\"404\"} 1",
@@ -577,12 +569,7 @@ async fn keep_alive_connections_are_spread_evenly_over_the_request_threads() {
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
-    let metrics = reqwest::get(env.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     let live: Vec<f64> = (0..2)
         .map(|t| {
             let prefix = format!("gatecast_request_thread_connections{{thread=\"{t}\"}} ");

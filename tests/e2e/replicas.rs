@@ -2,7 +2,6 @@
 //! CLI, reaches the other within 2 s. Needs `GATECAST_TEST_POSTGRES_URL`, which
 //! `scripts/test` always sets (it installs and starts a throwaway cluster, or fails).
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
 use crate::harness::{attr, hex};
+use crate::process::free_port;
 
 const TOKEN: &str = "replica-admin-token";
 const SECRET_KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
@@ -25,14 +25,6 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn gatecast(dir: &Path) -> Command {

@@ -5,15 +5,14 @@
 //! with the in-process OTLP receiver.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gatecast_mock::otlp::{Behaviour, Receiver};
 use serde_json::json;
 
 use crate::harness::hex;
+use crate::process::{self, Gateway};
 
 /// Records published before the spool is checked, and after it: the second lot is what
 /// the last flush interval holds when the gateway dies.
@@ -21,50 +20,15 @@ const SETTLED: usize = 30;
 const LAST_INTERVAL: usize = 10;
 const FLUSH_INTERVAL_MS: u64 = 200;
 
-struct Gateway {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    /// SIGKILL: no shutdown, no flush, nothing but what is on disk survives.
-    fn crash(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, as an orchestrator stops it; returns how long it took to exit.
-    async fn terminate(mut self) -> Duration {
-        let started = Instant::now();
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the gateway did not exit after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        started.elapsed()
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// SIGTERM, as an orchestrator stops it; returns how long the gateway took to exit.
+async fn terminate(mut gateway: Gateway) -> Duration {
+    let started = Instant::now();
+    gateway.terminate();
+    assert!(
+        gateway.exited(Duration::from_secs(30)).await.is_some(),
+        "the gateway did not exit after SIGTERM"
+    );
+    started.elapsed()
 }
 
 fn write_config(dir: &Path, run: &str, mock: &str, endpoint: &str, extra: &str) -> PathBuf {
@@ -98,40 +62,7 @@ spool_dir = "{dir}/spool"
 }
 
 async fn start(dir: &Path, config: &Path) -> Gateway {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join(format!("gateway-{port}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gatecast"))
-        .current_dir(dir)
-        .env_remove("SENTRY_DSN")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("GATECAST_ADMIN_TOKEN")
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let gateway = Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while !client
-        .get(format!("{}/ready", gateway.base))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "gateway on {port} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    gateway
+    process::start_config(dir, config, None).await
 }
 
 /// Sends one chat request; returns its trace id.
@@ -361,7 +292,7 @@ async fn sigterm_while_an_export_hangs_keeps_every_record_in_the_spool() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let took = first.terminate().await;
+    let took = terminate(first).await;
 
     let up = Receiver::http(Behaviour::Ok).await;
     let config = write_config(

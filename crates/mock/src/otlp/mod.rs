@@ -7,6 +7,9 @@
 //! empty export response, scripted statuses with `Retry-After`, a redirect, a request never
 //! answered, a connection never answered or never read. The bench runs the same server
 //! [counting only](HttpServer::counting_only), on a thread of its own.
+//!
+//! A receiver that cannot bind or decode panics on purpose: that is a failed test. The module
+//! is behind the `otlp` feature, which the gateway binary never enables.
 
 mod behaviour;
 mod grpc;
