@@ -82,6 +82,7 @@ pub fn sample_record_with_prompt(seq: u64, prompt: &str) -> GenerationRecord {
             input_tokens: 12,
             output_tokens: 7,
             cache_read_input_tokens: None,
+            cache_creation_input_tokens: None,
             reasoning_output_tokens: None,
         }),
         attempts: vec![Attempt {

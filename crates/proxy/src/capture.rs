@@ -188,6 +188,7 @@ impl Accumulator {
                 input_tokens: u.prompt_tokens,
                 output_tokens: u.completion_tokens,
                 cache_read_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+                cache_creation_input_tokens: None,
                 reasoning_output_tokens: u
                     .completion_tokens_details
                     .and_then(|d| d.reasoning_tokens),
@@ -342,6 +343,7 @@ mod tests {
                 input_tokens: 5,
                 output_tokens: 3,
                 cache_read_input_tokens: Some(2),
+                cache_creation_input_tokens: None,
                 reasoning_output_tokens: Some(1)
             })
         );

@@ -227,10 +227,12 @@ fn test_record(trace_id: [u8; 16]) -> GenerationRecord {
             }],
             truncated: false,
         },
+        cost: None,
         usage: Some(Usage {
             input_tokens: 12,
             output_tokens: 5,
             cache_read_input_tokens: None,
+            cache_creation_input_tokens: None,
             reasoning_output_tokens: None,
         }),
         status: Status::Ok,

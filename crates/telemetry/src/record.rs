@@ -17,6 +17,9 @@ pub struct GenerationRecord {
     pub request: RequestInfo,
     pub output: Output,
     pub usage: Option<Usage>,
+    /// What the exchange cost, priced from `usage` at publish time; `None` when the model is
+    /// not priced or nothing was used.
+    pub cost: Option<Cost>,
     pub status: Status,
     /// Every upstream try, in order. Attempt spans are emitted only when there is more than one.
     pub attempts: Vec<Attempt>,
@@ -121,8 +124,21 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Subset of `input_tokens` served from the provider's prompt cache.
     pub cache_read_input_tokens: Option<u64>,
+    /// Subset of `input_tokens` written to the provider's prompt cache (Anthropic reports it
+    /// beside `input_tokens`; the gateway adds it in, so `input_tokens` is always the total).
+    pub cache_creation_input_tokens: Option<u64>,
     /// Subset of `output_tokens` spent on reasoning.
     pub reasoning_output_tokens: Option<u64>,
+}
+
+/// A priced exchange, in US dollars.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cost {
+    /// Every input token, cached and cache-written ones at their own rates.
+    pub input_usd: f64,
+    /// Every output token, reasoning included.
+    pub output_usd: f64,
+    pub total_usd: f64,
 }
 
 /// How the exchange ended.

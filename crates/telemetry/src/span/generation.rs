@@ -169,6 +169,11 @@ fn usage(record: &GenerationRecord, a: &mut Attrs) {
     );
     put_opt(
         a,
+        "gen_ai.usage.cache_creation.input_tokens",
+        u.cache_creation_input_tokens,
+    );
+    put_opt(
+        a,
         "gen_ai.usage.reasoning.output_tokens",
         u.reasoning_output_tokens,
     );

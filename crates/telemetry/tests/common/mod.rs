@@ -51,10 +51,12 @@ pub fn base() -> GenerationRecord {
             }],
             truncated: false,
         },
+        cost: None,
         usage: Some(Usage {
             input_tokens: 12,
             output_tokens: 5,
             cache_read_input_tokens: Some(4),
+            cache_creation_input_tokens: None,
             reasoning_output_tokens: Some(0),
         }),
         attempts: vec![Attempt {
