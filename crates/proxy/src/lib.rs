@@ -7,6 +7,7 @@
 
 pub mod body;
 mod capture;
+pub mod convert;
 pub mod config;
 pub mod error;
 mod exchange;

@@ -1,0 +1,1 @@
+//! A chat-completions client served by an Anthropic Messages provider.

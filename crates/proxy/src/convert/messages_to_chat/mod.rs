@@ -1,0 +1,1 @@
+//! An Anthropic Messages client served by a chat-completions provider.

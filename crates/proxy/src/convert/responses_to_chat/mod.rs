@@ -1,0 +1,1 @@
+//! An OpenAI Responses client served by a chat-completions provider.
