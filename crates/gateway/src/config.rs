@@ -330,6 +330,7 @@ impl Config {
         expand_env(&mut value, &mut String::new(), &env)?;
         // Read apart, so an error names the destination's field, not just the destination.
         let destinations = value.as_table_mut().and_then(|t| t.remove("destinations"));
+        let providers = value.as_table_mut().and_then(|t| t.remove("providers"));
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             GatewayError::config(
@@ -337,6 +338,7 @@ impl Config {
                 e.into_inner().to_string(),
             )
         })?;
+        config.providers = parse_providers(providers)?;
         config.destinations = parse_destinations(destinations)?;
         config.destinations.extend(env_destinations(&env)?);
         config.validate()?;
@@ -485,6 +487,34 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
         .replace('#', "%23");
     let sep = if base.ends_with('/') { "" } else { "/" };
     format!("sqlite://{base}{sep}{file}{query}")
+}
+
+/// `[providers.NAME]`: the shared keys and the kind's own, errors at `providers.NAME.FIELD`.
+fn parse_providers(
+    value: Option<toml::Value>,
+) -> Result<BTreeMap<String, ProviderConfig>, GatewayError> {
+    let Some(value) = value else {
+        return Ok(BTreeMap::new());
+    };
+    let toml::Value::Table(tables) = value else {
+        return Err(GatewayError::config(
+            "providers",
+            "expected a table of providers ([providers.NAME])",
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (name, table) in tables {
+        let path = format!("providers.{name}");
+        let Ok(serde_json::Value::Object(map)) = serde_json::to_value(table) else {
+            return Err(GatewayError::config(path, "expected a table"));
+        };
+        let provider = ProviderConfig::from_map(map).map_err(|e| {
+            let e = e.under(&path);
+            GatewayError::config(e.path, e.message)
+        })?;
+        out.insert(name, provider);
+    }
+    Ok(out)
 }
 
 /// `[[destinations]]`: each table in the flat shape, errors at `destinations[i].FIELD`.
@@ -696,7 +726,10 @@ mod tests {
     #[test]
     fn expands_env_and_reports_missing_variables_by_path() {
         let c = parse("[providers.up]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${UP_KEY}\"").unwrap();
-        assert_eq!(c.providers["up"].api_key.as_deref(), Some("sk-123"));
+        let gatecast_proxy::ProviderKind::Openai(up) = &c.providers["up"].kind else {
+            panic!("{:?}", c.providers["up"])
+        };
+        assert_eq!(up.api_key.as_deref(), Some("sk-123"));
         let e = parse(
             "[providers.up]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${NOPE}\"",
         )

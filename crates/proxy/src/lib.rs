@@ -7,8 +7,9 @@
 
 pub mod body;
 mod capture;
-pub mod convert;
 pub mod config;
+pub mod convert;
+pub mod dialects;
 pub mod error;
 mod exchange;
 pub mod providers;

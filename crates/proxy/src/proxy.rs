@@ -16,7 +16,7 @@ use crate::body::ProxyBody;
 use crate::capture::Accumulator;
 use crate::error::{ApiError, ApiShape, ErrorType, ProxyError};
 use crate::exchange::{Exchange, RecordSink};
-use crate::providers::{UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::providers::{UpstreamCall, UpstreamError, UpstreamResponse};
 use crate::request::ChatRequest;
 use crate::retry::{Next, RetryPolicy};
 use crate::routing::{Router, Target};
@@ -221,12 +221,15 @@ impl Proxy {
             let cfg = target.provider.config();
             let policy = RetryPolicy::of(cfg);
             let timeout = Duration::from_millis(cfg.timeout_ms);
-            let body = Bytes::from(req.upstream_body(&target.model));
             set_route(&mut exchange, target, req.model());
+            let call = match target.provider.chat_call(req, &target.model) {
+                Ok(call) => call,
+                Err(e) => return self.reject_exchange(exchange, e),
+            };
             let mut tries = 0u32;
             let outcome = loop {
                 let (result, deadline) =
-                    try_once(&mut exchange, target, timeout, &body, client_headers).await;
+                    try_once(&mut exchange, target, timeout, &call, client_headers).await;
                 let next = match &result {
                     Ok(resp) if resp.status.is_success() => Next::Respond,
                     Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
@@ -352,7 +355,7 @@ async fn try_once(
     exchange: &mut Exchange,
     target: &Target,
     timeout: Duration,
-    body: &Bytes,
+    call: &UpstreamCall,
     client_headers: &HeaderMap,
 ) -> (Result<UpstreamResponse, UpstreamError>, Instant) {
     let provider = &target.provider;
@@ -361,11 +364,8 @@ async fn try_once(
         exchange.record.timings.upstream_start = Some(start);
     }
     let deadline = Instant::now() + timeout;
-    let call = provider.send(UpstreamRequest {
-        body: body.clone(),
-        client_headers,
-    });
-    let result = match tokio::time::timeout_at(deadline.into(), call).await {
+    let sent = provider.send(call, client_headers);
+    let result = match tokio::time::timeout_at(deadline.into(), sent).await {
         Ok(r) => r,
         Err(_) => Err(UpstreamError::Timeout),
     };
@@ -393,7 +393,12 @@ async fn try_once(
         }
     }
     exchange.record.attempts.push(attempt);
-    (result, deadline)
+    // The attempt keeps the provider's own status (Anthropic's 529); the client and the retry
+    // policy see the answer as chat completions.
+    (
+        result.map(|response| provider.chat_response(response)),
+        deadline,
+    )
 }
 
 /// The client's error when a target's last try got no answer.

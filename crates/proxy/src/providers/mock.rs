@@ -7,8 +7,10 @@ use gatecast_mock::{Mock, MockReply};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
-use super::{Endpoint, Provider, UpstreamError, UpstreamRequest, UpstreamResponse};
+use super::{Endpoint, Provider, UpstreamCall, UpstreamError, UpstreamResponse};
 use crate::config::ProviderConfig;
+use crate::error::ProxyError;
+use crate::request::ChatRequest;
 
 pub struct MockProvider {
     name: String,
@@ -46,13 +48,24 @@ impl Provider for MockProvider {
         &self.endpoint
     }
 
+    fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError> {
+        Ok(UpstreamCall {
+            body: crate::dialects::openai_chat_body(req, model),
+            url: None,
+        })
+    }
+
+    fn chat_response(&self, response: UpstreamResponse) -> UpstreamResponse {
+        response
+    }
+
     fn send(
         &self,
-        request: UpstreamRequest<'_>,
+        call: &UpstreamCall,
+        client_headers: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
-        let directives = request
-            .client_headers
+        let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap_or_default();
+        let directives = client_headers
             .get(gatecast_mock::DIRECTIVES_HEADER)
             .and_then(|v| v.to_str().ok());
         let reply = self.mock.respond(&body, directives);

@@ -1,7 +1,12 @@
-//! The seam between the gateway and a model provider: one file per wire implementation.
+//! The seam between the gateway and a model provider.
+//!
+//! A provider is where calls go and how they are sent: [`remote::HttpProvider`] for every
+//! networked kind, [`mock::MockProvider`] in-process. What is sent and how the answer reads
+//! is the provider's [`Dialect`](crate::dialects::Dialect), one file per wire format in
+//! `dialects/`.
 
 mod mock;
-mod openai;
+mod remote;
 pub(crate) mod upstream_url;
 
 use std::pin::Pin;
@@ -11,25 +16,27 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::Stream;
 use http::{HeaderMap, StatusCode};
+use url::Url;
 
 use gatecast_telemetry::FieldError;
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::error::ProxyError;
+use crate::request::ChatRequest;
 
 pub use mock::MockProvider;
-pub use openai::OpenAiProvider;
+pub(crate) use remote::secret_header;
+pub use remote::HttpProvider;
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
-/// One prepared call to a provider.
+/// One prepared call to a provider, as its dialect wrote it.
 #[derive(Debug, Clone)]
-pub struct UpstreamRequest<'a> {
-    /// The exact JSON body to send.
+pub struct UpstreamCall {
+    /// The exact body to send.
     pub body: Bytes,
-    /// The client's request headers. A provider passes on only what its wire defines: nothing
-    /// for `openai` (the client authenticates to the gateway, the gateway to the provider),
-    /// the `x-mock` directives for the built-in mock, as the mock server reads them.
-    pub client_headers: &'a HeaderMap,
+    /// Where it goes when not the provider's base chat URL (Azure's deployment URLs).
+    pub url: Option<Url>,
 }
 
 /// A provider's answer once its status and headers are in; the body is still streaming.
@@ -75,17 +82,34 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn config(&self) -> &ProviderConfig;
     fn endpoint(&self) -> &Endpoint;
+    /// Writes the call for a chat-completions request to `model`, in the provider's wire.
+    fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError>;
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.
+    /// `client_headers` are the client's: a provider passes on only what its wire defines
+    /// (the `x-mock` directives for the built-in mock; nothing for networked ones).
     fn send(
         &self,
-        request: UpstreamRequest<'_>,
+        call: &UpstreamCall,
+        client_headers: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
+    /// The provider's answer as chat completions: status, headers and body, whole or
+    /// streamed. The identity for OpenAI's wire.
+    fn chat_response(&self, response: UpstreamResponse) -> UpstreamResponse;
 }
 
 /// Builds the provider `[providers.<name>]` describes; an error names the field at fault.
 pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, FieldError> {
-    Ok(match config.kind {
-        ProviderKind::Openai => Arc::new(OpenAiProvider::new(name, config.clone())?),
+    use crate::dialects::{azure, openai};
+    let at = |e: FieldError| e.under(&format!("providers.{name}"));
+    Ok(match &config.kind {
+        ProviderKind::Openai(kind) => Arc::new(openai::provider(name, config, kind).map_err(at)?),
+        ProviderKind::Anthropic(_) => {
+            return Err(at(FieldError::new(
+                "kind",
+                "`anthropic` is not served by this build yet",
+            )))
+        }
+        ProviderKind::Azure(kind) => Arc::new(azure::provider(name, config, kind).map_err(at)?),
         ProviderKind::Mock => Arc::new(MockProvider::new(name, config.clone())),
     })
 }

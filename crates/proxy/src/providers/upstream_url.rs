@@ -14,7 +14,13 @@ const REDACTED: &str = "REDACTED";
 /// as Azure-style services (`?api-version=`) need. Errors never quote the URL, since it may
 /// hold a key.
 pub(crate) fn chat_url(base: &str) -> Result<Url, String> {
-    let mut url = Url::parse(base.trim()).map_err(|e| format!("invalid URL: {e}"))?;
+    Ok(appended(&base_url(base)?, "/chat/completions"))
+}
+
+/// A provider's `base_url`, checked: http or https, a host, no fragment. Errors never quote
+/// the URL, since it may hold a key.
+pub(crate) fn base_url(base: &str) -> Result<Url, String> {
+    let url = Url::parse(base.trim()).map_err(|e| format!("invalid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("invalid URL: the scheme must be http or https".into());
     }
@@ -24,9 +30,15 @@ pub(crate) fn chat_url(base: &str) -> Result<Url, String> {
     if url.fragment().is_some() {
         return Err("invalid URL: a base URL cannot have a `#` fragment".into());
     }
-    let path = format!("{}/chat/completions", url.path().trim_end_matches('/'));
-    url.set_path(&path);
     Ok(url)
+}
+
+/// `base` with `suffix` (which starts with `/`) appended to its path, its query kept.
+pub(crate) fn appended(base: &Url, suffix: &str) -> Url {
+    let mut url = base.clone();
+    let path = format!("{}{suffix}", base.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url
 }
 
 /// `url` without its userinfo and with every query value replaced by `REDACTED`, keeping the

@@ -51,13 +51,15 @@ impl Transport {
         }
     }
 
+    /// Posts `body` to `url`, which shares the base URL's origin, or to the base URL itself.
     pub(crate) fn send(
         &self,
+        url: Option<&reqwest::Url>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         match self {
-            Transport::Plain(t) => t.send(body),
-            Transport::Tls(t) => t.send(body),
+            Transport::Plain(t) => t.send(url, body),
+            Transport::Tls(t) => t.send(url, body),
         }
     }
 }
@@ -105,7 +107,7 @@ mod tests {
                 },
             )
             .unwrap();
-            match transport.send(Bytes::from_static(b"{}")).await {
+            match transport.send(None, Bytes::from_static(b"{}")).await {
                 Err(UpstreamError::Connect(message)) => {
                     assert!(!message.contains("SECRET"), "{message}");
                     assert!(

@@ -233,11 +233,9 @@ impl PlainHttp {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        let path = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        };
-        let uri: Uri = path.parse().map_err(|e| format!("invalid URL: {e}"))?;
+        let uri: Uri = path_and_query(url)
+            .parse()
+            .map_err(|e| format!("invalid URL: {e}"))?;
         let host_header =
             HeaderValue::from_str(&authority).map_err(|e| format!("invalid URL host: {e}"))?;
         // What the TLS client sends by default, so a provider sees the same request either way.
@@ -268,10 +266,10 @@ impl PlainHttp {
         })
     }
 
-    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+    fn request(&self, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.reserve(self.headers.len() + 1);
         headers.insert(HOST, self.host.clone());
@@ -281,13 +279,32 @@ impl PlainHttp {
         request
     }
 
+    /// Sends to `url`'s path and query on this upstream's origin, or to the base URL's.
     pub(crate) fn send(
         &self,
+        url: Option<&reqwest::Url>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let request = self.request(body);
+        let uri = match url {
+            None => self.uri.clone(),
+            Some(url) => match path_and_query(url).parse() {
+                Ok(uri) => uri,
+                Err(e) => {
+                    let error = self.upstream.error(&format!("invalid URL: {e}"));
+                    return async move { Err(error) }.boxed();
+                }
+            },
+        };
+        let request = self.request(uri, body);
         let upstream = self.upstream.clone();
         async move { upstream.send(request).await }.boxed()
+    }
+}
+
+fn path_and_query(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
     }
 }
 
@@ -568,7 +585,7 @@ mod tests {
     }
 
     async fn call(client: &PlainHttp) -> Result<Vec<u8>, UpstreamError> {
-        let resp = client.send(Bytes::from_static(b"{}")).await?;
+        let resp = client.send(None, Bytes::from_static(b"{}")).await?;
         assert_eq!(resp.status, 200);
         let mut body = resp.body;
         let mut out = Vec::new();
@@ -593,7 +610,7 @@ mod tests {
     async fn a_body_dropped_unread_takes_its_connection_with_it() {
         let p = provider(None).await;
         let client = client(&p, Duration::from_secs(30));
-        let resp = client.send(Bytes::from_static(b"{}")).await.unwrap();
+        let resp = client.send(None, Bytes::from_static(b"{}")).await.unwrap();
         drop(resp);
         assert_eq!(call(&client).await.unwrap(), b"ok");
         assert_eq!(p.connections.load(Ordering::SeqCst), 2);

@@ -39,15 +39,16 @@ impl TlsHttp {
 
     pub(super) fn send(
         &self,
+        url: Option<&reqwest::Url>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        let url = url.unwrap_or(&self.url).clone();
         let call = self
             .client
-            .post(self.url.clone())
+            .post(url.clone())
             .headers(self.headers.clone())
             .body(body)
             .send();
-        let url = self.url.clone();
         async move {
             let resp = call.await.map_err(|e| classify(e, &url))?;
             let status = resp.status();

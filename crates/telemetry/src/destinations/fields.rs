@@ -38,7 +38,7 @@ impl FieldError {
     }
 
     /// A serde error at the path `serde_path_to_error` tracked (`.` is the object itself).
-    pub(crate) fn from_serde<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Self {
+    pub fn from_serde<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Self {
         let path = e.path().to_string();
         Self {
             path: if path == "." { String::new() } else { path },

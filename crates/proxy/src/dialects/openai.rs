@@ -1,0 +1,42 @@
+//! OpenAI's chat completions and every service compatible with it (Groq, Together, Mistral,
+//! DeepSeek, Fireworks, OpenRouter, vLLM, Ollama, LM Studio): the identity dialect, so bytes
+//! pass through as the client sent them.
+
+use bytes::Bytes;
+use gatecast_telemetry::FieldError;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+use super::{openai_chat_body, Dialect};
+use crate::config::{OpenAiKind, ProviderConfig};
+use crate::error::ProxyError;
+use crate::providers::upstream_url::chat_url;
+use crate::providers::HttpProvider;
+use crate::request::ChatRequest;
+
+pub(crate) fn provider(
+    name: &str,
+    config: &ProviderConfig,
+    kind: &OpenAiKind,
+) -> Result<HttpProvider, FieldError> {
+    let base = kind.base_url.as_deref().ok_or_else(|| {
+        FieldError::new("base_url", "`base_url` is required for kind = \"openai\"")
+    })?;
+    let url = chat_url(base).map_err(|e| FieldError::new("base_url", e))?;
+    let mut headers = HeaderMap::new();
+    if let Some(key) = kind.api_key.as_deref().filter(|k| !k.is_empty()) {
+        headers.insert(
+            AUTHORIZATION,
+            crate::providers::secret_header("api_key", &format!("Bearer {key}"))?,
+        );
+    }
+    HttpProvider::new(name, config, &url, headers, Box::new(OpenAi))
+}
+
+pub(crate) struct OpenAi;
+
+impl Dialect for OpenAi {
+    fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError> {
+        Ok(openai_chat_body(req, model))
+    }
+}
