@@ -353,3 +353,40 @@ async fn an_error_inside_a_200_stream_is_traced_as_a_stream_error() {
     }
     assert!(!private.dump().contains("mock stream error"));
 }
+
+/// Clients that cannot add body fields set the same metadata with headers; a body `trace`
+/// key wins over its header.
+#[tokio::test]
+async fn trace_metadata_from_headers_and_the_body_wins() {
+    let env = Env::start().await;
+    let resp = env
+        .client
+        .post(env.url("/v1/chat/completions"))
+        .header("x-gatecast-trace-id", "run-77")
+        .header("x-gatecast-trace-name", "header-agent")
+        .header("x-gatecast-span-name", "from-header")
+        .header("x-gatecast-generation-name", "gen-from-header")
+        .header("x-gatecast-user", "u-header")
+        .header("x-session-id", "chat-h")
+        .header("x-gatecast-metadata-customer", "acme")
+        .header("x-gatecast-metadata-tier", "gold")
+        .json(&json!({"model": "up/gpt-4o-mini",
+                      "messages": [{"role": "user", "content": "headers"}],
+                      "trace": {"span_name": "from-body", "tier": "platinum"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    assert_eq!(trace_id, sha_prefix("run-77", 16));
+    let spans = env.spans_of(&trace_id, 3).await;
+    let root = span_named(&spans, "header-agent");
+    let step = span_named(&spans, "from-body");
+    let g = span_named(&spans, "gen-from-header");
+    assert_eq!(step.parent_span_id, root.span_id);
+    assert_eq!(g.parent_span_id, step.span_id);
+    assert_eq!(attr(g, "user.id"), Some(json!("u-header")));
+    assert_eq!(attr(g, "session.id"), Some(json!("chat-h")));
+    assert_eq!(attr(g, "trace.metadata.customer"), Some(json!("acme")));
+    assert_eq!(attr(g, "trace.metadata.tier"), Some(json!("platinum")));
+}

@@ -18,6 +18,7 @@ pub mod request;
 mod retry;
 pub mod routing;
 pub mod stream;
+pub mod trace_headers;
 pub mod transport;
 
 pub use body::ProxyBody;

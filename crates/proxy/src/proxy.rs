@@ -22,6 +22,7 @@ use crate::retry::{Next, RetryPolicy};
 use crate::routing::{Router, Target};
 use crate::stream::sse::SseSplitter;
 use crate::stream::tee::{Mode, TeeBody};
+use crate::trace_headers;
 
 pub const TRACE_ID_HEADER: &str = "x-gatecast-trace-id";
 pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";
@@ -120,7 +121,8 @@ impl Proxy {
 
     fn start(&self, incoming: &Incoming) -> Exchange {
         let traceparent = header_str(&incoming.headers, "traceparent");
-        let resolved = ids::resolve(&serde_json::Map::new(), traceparent);
+        let from_headers = trace_headers::from_headers(&incoming.headers);
+        let resolved = ids::resolve(&from_headers, traceparent);
         let mut record = GenerationRecord::default();
         record.timings.accepted_unix_nanos = incoming.accepted_unix_nanos;
         record.context.trace_id = resolved.trace_id;
@@ -144,13 +146,18 @@ impl Proxy {
         )?;
         let record = &mut exchange.record;
         record.request = req.info.clone();
-        if let Some(trace) = req.trace.take() {
+        let from_headers = trace_headers::from_headers(&incoming.headers);
+        if req.trace.is_some() || !from_headers.is_empty() {
+            let trace = trace_headers::merge(from_headers, req.trace.take());
             let (trace, dropped) = metadata::sanitize(trace);
             let resolved = ids::resolve(&trace, record.context.traceparent.as_deref());
             record.context.trace_id = resolved.trace_id;
             record.context.parent_span_id = resolved.parent_span_id;
             record.context.trace = trace;
             record.context.dropped_metadata_keys = dropped;
+        }
+        if req.user.is_none() {
+            req.user = trace_headers::user(&incoming.headers);
         }
         record.context.user = req.user.clone();
         record.context.session_id = req.session_id.clone();
