@@ -1,0 +1,752 @@
+//! An OpenAI chat request as an Anthropic Messages request body.
+//!
+//! What maps, and how:
+//! - `system` and `developer` messages, wherever they stand, become the top-level `system`
+//!   text blocks in order; the other turns alternate user/assistant, consecutive ones of the
+//!   same role merged into one turn as Anthropic requires.
+//! - Content parts: `text`; `image_url` (a base64 data URL becomes a `base64` source, an
+//!   http(s) URL a `url` source); `file` (`file_data` becomes a base64 `document`, `file_id` a
+//!   `file` source). A part's `cache_control` is kept.
+//! - Assistant `tool_calls` become `tool_use` blocks, their `arguments` parsed to an object;
+//!   `tool` messages become `tool_result` blocks in a user turn.
+//! - `tools` → `tools` with `input_schema`; `tool_choice` `auto`/`none`/`required`/a named
+//!   function → `auto`/`none`/`any`/`tool`; `parallel_tool_calls: false` →
+//!   `disable_parallel_tool_use`.
+//! - `max_completion_tokens`, else `max_tokens`, else [`MessagesOptions::default_max_tokens`]
+//!   (Anthropic requires one); `stop` → `stop_sequences`; `temperature` and `top_p` as sent
+//!   (Anthropic answers a temperature above 1 with its own 400); `user` (else
+//!   `safety_identifier`) → `metadata.user_id`; `stream`.
+//! - `reasoning_effort` → `thinking: {type: enabled, budget_tokens}` with the budget of its
+//!   level. Anthropic wants `max_tokens` above the budget: when it is not, the budget is added
+//!   to it, so the client's allowance for the answer itself is kept.
+//! - `response_format: {type: json_schema}` → a tool named [`RESPONSE_TOOL`] whose
+//!   `input_schema` is the schema, and a `tool_choice` that forces it (or, beside client
+//!   tools, forces *a* tool call: a real tool or the answer). Forced tool use works on every
+//!   Anthropic model, where native structured output does not; it excludes extended
+//!   thinking, so `reasoning_effort` with a json_schema is a 400. `json_object` and `text`
+//!   have no equivalent and are dropped.
+//!
+//! Parameters Anthropic has no equivalent for (`frequency_penalty`, `presence_penalty`,
+//! `seed`, `logprobs`, `logit_bias`, `stream_options`, ...) are dropped, as are the gateway's
+//! own `trace` and `session_id`. `n` above 1 and the retired `functions` are 400s.
+
+use serde::Serialize;
+use serde_json::{json, Map, Number, Value};
+
+use super::RESPONSE_TOOL;
+use crate::error::ProxyError;
+use crate::request::ChatRequest;
+
+/// Per-provider settings of the conversion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagesOptions {
+    /// `max_tokens` when the client sent neither `max_tokens` nor `max_completion_tokens`.
+    pub default_max_tokens: u64,
+    /// `thinking.budget_tokens` for `reasoning_effort` `minimal` and `low`.
+    pub thinking_budget_low: u64,
+    pub thinking_budget_medium: u64,
+    /// For `high` and `xhigh`.
+    pub thinking_budget_high: u64,
+}
+
+impl Default for MessagesOptions {
+    fn default() -> Self {
+        Self {
+            default_max_tokens: 4096,
+            // Anthropic's smallest budget.
+            thinking_budget_low: 1024,
+            thinking_budget_medium: 4096,
+            thinking_budget_high: 16384,
+        }
+    }
+}
+
+/// The Messages body for `req`, sent to `upstream_model`. A 400 names the field at fault by
+/// its path (`messages[2].tool_calls[0].function.arguments`).
+pub fn request(
+    req: &ChatRequest,
+    upstream_model: &str,
+    opts: &MessagesOptions,
+) -> Result<Vec<u8>, ProxyError> {
+    let mut p = Params::default();
+    for (key, raw) in req.fields() {
+        let value: Value = serde_json::from_str(raw).map_err(|e| invalid(key, e.to_string()))?;
+        if value.is_null() {
+            continue;
+        }
+        match key {
+            "messages" => p.messages = Some(value),
+            "tools" => p.tools = Some(value),
+            "tool_choice" => p.tool_choice = Some(value),
+            "parallel_tool_calls" => p.parallel = Some(boolean(key, &value)?),
+            "response_format" => p.response_format = Some(value),
+            "max_completion_tokens" => p.max_completion_tokens = Some(count(key, &value)?),
+            "max_tokens" => p.max_tokens = Some(count(key, &value)?),
+            "stop" => p.stop = stop(&value)?,
+            "temperature" | "top_p" => {
+                let n = number(key, &value)?;
+                if key == "temperature" {
+                    p.temperature = Some(n);
+                } else {
+                    p.top_p = Some(n);
+                }
+            }
+            "user" => p.user = Some(string(key, &value)?.to_owned()),
+            "safety_identifier" => p.safety_identifier = Some(string(key, &value)?.to_owned()),
+            "reasoning_effort" => p.effort = Some(string(key, &value)?.to_owned()),
+            "stream" => p.stream = boolean(key, &value)?,
+            "n" if count(key, &value)? > 1 => {
+                return Err(invalid(
+                    "n",
+                    "`n` above 1 is not supported by Anthropic models: they return one choice",
+                ))
+            }
+            "functions" | "function_call" => {
+                return Err(invalid(
+                    key,
+                    format!("`{key}` is retired and not supported here: send `tools` instead"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    p.write(upstream_model, opts)
+}
+
+/// The fields that map, decoded; everything else was dropped on the way in.
+#[derive(Default)]
+struct Params {
+    messages: Option<Value>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    parallel: Option<bool>,
+    response_format: Option<Value>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
+    stop: Option<Vec<String>>,
+    temperature: Option<Number>,
+    top_p: Option<Number>,
+    user: Option<String>,
+    safety_identifier: Option<String>,
+    effort: Option<String>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    model: &'a str,
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<Value>,
+    messages: Vec<Turn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Turn {
+    role: &'static str,
+    content: Vec<Value>,
+}
+
+impl Params {
+    fn write(self, model: &str, opts: &MessagesOptions) -> Result<Vec<u8>, ProxyError> {
+        let messages = self
+            .messages
+            .ok_or_else(|| invalid("messages", "missing required parameter: `messages`"))?;
+        let (system, turns) = conversation(&messages)?;
+
+        let mut tools = match &self.tools {
+            Some(v) => tools(v)?,
+            None => Vec::new(),
+        };
+        let client_tools = !tools.is_empty();
+        let mut choice = match (&self.tool_choice, client_tools) {
+            (Some(v), true) => Some(tool_choice(v)?),
+            // A choice among no tools says nothing; Anthropic would refuse it.
+            _ => None,
+        };
+
+        let response_tool = match &self.response_format {
+            Some(v) => response_tool(v)?,
+            None => None,
+        };
+        if let Some(tool) = response_tool {
+            if self.effort.as_deref().is_some_and(|e| e != "none") {
+                return Err(invalid(
+                    "response_format",
+                    "`response_format` json_schema cannot be combined with `reasoning_effort` \
+                     on Anthropic models: the schema is answered through a forced tool, which \
+                     extended thinking does not allow",
+                ));
+            }
+            tools.push(tool);
+            let forced = json!({"type": "tool", "name": RESPONSE_TOOL});
+            choice = Some(match choice {
+                // The client's own named tool, or "any tool" (which includes the answer).
+                Some(c) if c["type"] == "tool" || c["type"] == "any" => c,
+                Some(c) if c["type"] == "auto" && client_tools => json!({"type": "any"}),
+                None if client_tools => json!({"type": "any"}),
+                _ => forced,
+            });
+        }
+        if self.parallel == Some(false) {
+            if let Some(Value::Object(c)) = &mut choice {
+                if c.get("type").and_then(Value::as_str) != Some("none") {
+                    c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+                }
+            } else if client_tools {
+                choice = Some(json!({"type": "auto", "disable_parallel_tool_use": true}));
+            }
+        }
+
+        let mut max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(opts.default_max_tokens);
+        let thinking = match self.effort.as_deref() {
+            None | Some("none") => None,
+            Some(level) => {
+                let budget = match level {
+                    "minimal" | "low" => opts.thinking_budget_low,
+                    "medium" => opts.thinking_budget_medium,
+                    "high" | "xhigh" => opts.thinking_budget_high,
+                    other => {
+                        return Err(invalid(
+                            "reasoning_effort",
+                            format!(
+                                "invalid value for `reasoning_effort`: `{}`; expected none, \
+                                 minimal, low, medium, high or xhigh",
+                                crate::error::bounded(other, 64)
+                            ),
+                        ))
+                    }
+                };
+                if max_tokens <= budget {
+                    max_tokens = max_tokens.saturating_add(budget);
+                }
+                Some(json!({"type": "enabled", "budget_tokens": budget}))
+            }
+        };
+
+        let body = MessagesBody {
+            model,
+            max_tokens,
+            system,
+            messages: turns,
+            stop_sequences: self.stop,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            metadata: self
+                .user
+                .or(self.safety_identifier)
+                .map(|user_id| json!({ "user_id": user_id })),
+            tools,
+            tool_choice: choice,
+            thinking,
+            stream: self.stream,
+        };
+        serde_json::to_vec(&body).map_err(|e| invalid("messages", e.to_string()))
+    }
+}
+
+/// The top-level `system` blocks and the merged user/assistant turns.
+fn conversation(messages: &Value) -> Result<(Vec<Value>, Vec<Turn>), ProxyError> {
+    let list = messages
+        .as_array()
+        .ok_or_else(|| invalid("messages", "`messages` must be an array"))?;
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
+    for (i, message) in list.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = message
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("{at}.role"), "each message needs a string `role`"))?;
+        let (role, blocks) = match role {
+            "system" | "developer" => {
+                system.extend(text_blocks(message.get("content"), &at)?);
+                continue;
+            }
+            "user" => ("user", user_blocks(message.get("content"), &at)?),
+            "assistant" => ("assistant", assistant_blocks(message, &at)?),
+            "tool" => ("user", vec![tool_result(message, &at)?]),
+            other => {
+                return Err(invalid(
+                    format!("{at}.role"),
+                    format!(
+                        "role `{}` is not supported here; use system, developer, user, \
+                         assistant or tool",
+                        crate::error::bounded(other, 64)
+                    ),
+                ))
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => turns.push(Turn {
+                role,
+                content: blocks,
+            }),
+        }
+    }
+    if turns.is_empty() {
+        return Err(invalid(
+            "messages",
+            "`messages` must hold at least one user or assistant message with content",
+        ));
+    }
+    Ok((system, turns))
+}
+
+/// Content that may only be text (system messages): a string or `text` parts.
+fn text_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ProxyError> {
+    let mut blocks = Vec::new();
+    match content {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => push_text(&mut blocks, s, None),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                let path = format!("{at}.content[{j}]");
+                match part_type(part, &path)? {
+                    "text" => push_text(&mut blocks, part_text(part, &path)?, Some(part)),
+                    other => return Err(unsupported_part(&path, other, "text")),
+                }
+            }
+        }
+        Some(_) => return Err(content_shape(at)),
+    }
+    Ok(blocks)
+}
+
+fn user_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, ProxyError> {
+    let mut blocks = Vec::new();
+    match content {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => push_text(&mut blocks, s, None),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                blocks.extend(media_part(part, &format!("{at}.content[{j}]"))?);
+            }
+        }
+        Some(_) => return Err(content_shape(at)),
+    }
+    Ok(blocks)
+}
+
+/// A user or tool-result part: text, an image or a file.
+fn media_part(part: &Value, path: &str) -> Result<Option<Value>, ProxyError> {
+    let block = match part_type(part, path)? {
+        "text" => {
+            let text = part_text(part, path)?;
+            if text.is_empty() {
+                return Ok(None);
+            }
+            json!({"type": "text", "text": text})
+        }
+        "image_url" => image(part, path)?,
+        "file" => document(part, path)?,
+        other => return Err(unsupported_part(path, other, "text, image_url or file")),
+    };
+    Ok(Some(with_cache_control(block, part)))
+}
+
+fn assistant_blocks(message: &Value, at: &str) -> Result<Vec<Value>, ProxyError> {
+    let mut blocks = Vec::new();
+    match message.get("content") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => push_text(&mut blocks, s, None),
+        Some(Value::Array(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                let path = format!("{at}.content[{j}]");
+                match part_type(part, &path)? {
+                    "text" => push_text(&mut blocks, part_text(part, &path)?, Some(part)),
+                    "refusal" => {
+                        let text =
+                            part.get("refusal").and_then(Value::as_str).ok_or_else(|| {
+                                invalid(format!("{path}.refusal"), "a refusal part needs a string")
+                            })?;
+                        push_text(&mut blocks, text, None);
+                    }
+                    other => return Err(unsupported_part(&path, other, "text or refusal")),
+                }
+            }
+        }
+        Some(_) => return Err(content_shape(at)),
+    }
+    let Some(calls) = message.get("tool_calls").filter(|v| !v.is_null()) else {
+        return Ok(blocks);
+    };
+    let calls = calls
+        .as_array()
+        .ok_or_else(|| invalid(format!("{at}.tool_calls"), "`tool_calls` must be an array"))?;
+    for (k, call) in calls.iter().enumerate() {
+        let path = format!("{at}.tool_calls[{k}]");
+        let id = required_str(call, "id", &path)?;
+        let function = call
+            .get("function")
+            .ok_or_else(|| invalid(format!("{path}.function"), "a tool call needs `function`"))?;
+        let name = required_str(function, "name", &format!("{path}.function"))?;
+        let arguments = function
+            .get("arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let input = if arguments.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            match serde_json::from_str::<Value>(arguments) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => {
+                    return Err(invalid(
+                        format!("{path}.function.arguments"),
+                        "tool call arguments must be a JSON object",
+                    ))
+                }
+                Err(e) => {
+                    return Err(invalid(
+                        format!("{path}.function.arguments"),
+                        format!("tool call arguments are not valid JSON: {e}"),
+                    ))
+                }
+            }
+        };
+        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+    }
+    Ok(blocks)
+}
+
+fn tool_result(message: &Value, at: &str) -> Result<Value, ProxyError> {
+    let id = required_str(message, "tool_call_id", at)?;
+    let mut block = json!({"type": "tool_result", "tool_use_id": id});
+    match message.get("content") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(Value::String(s)) => block["content"] = Value::String(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut blocks = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                blocks.extend(media_part(part, &format!("{at}.content[{j}]"))?);
+            }
+            if !blocks.is_empty() {
+                block["content"] = Value::Array(blocks);
+            }
+        }
+        Some(_) => return Err(content_shape(at)),
+    }
+    Ok(block)
+}
+
+/// `image_url`: `{url, detail}` or, as some clients send it, the URL string itself.
+fn image(part: &Value, path: &str) -> Result<Value, ProxyError> {
+    let url = match part.get("image_url") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(obj) => obj.get("url").and_then(Value::as_str).ok_or_else(|| {
+            invalid(
+                format!("{path}.image_url.url"),
+                "an image part needs a string url",
+            )
+        })?,
+        None => {
+            return Err(invalid(
+                format!("{path}.image_url"),
+                "an image part needs `image_url`",
+            ))
+        }
+    };
+    let source = if url.starts_with("data:") {
+        let (media_type, data) = data_url(url, &format!("{path}.image_url.url"))?;
+        json!({"type": "base64", "media_type": media_type, "data": data})
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        json!({"type": "url", "url": url})
+    } else {
+        return Err(invalid(
+            format!("{path}.image_url.url"),
+            "an image url must be an http(s) URL or a base64 data URL",
+        ));
+    };
+    Ok(json!({"type": "image", "source": source}))
+}
+
+/// `file`: inline `file_data` (a data URL, or bare base64 taken as a PDF) or an uploaded
+/// `file_id`; `filename` becomes the document's title.
+fn document(part: &Value, path: &str) -> Result<Value, ProxyError> {
+    let file = part
+        .get("file")
+        .filter(|f| f.is_object())
+        .ok_or_else(|| invalid(format!("{path}.file"), "a file part needs a `file` object"))?;
+    let source = if let Some(data) = file.get("file_data").and_then(Value::as_str) {
+        let (media_type, data) = if data.starts_with("data:") {
+            data_url(data, &format!("{path}.file.file_data"))?
+        } else {
+            ("application/pdf", data)
+        };
+        json!({"type": "base64", "media_type": media_type, "data": data})
+    } else if let Some(id) = file.get("file_id").and_then(Value::as_str) {
+        json!({"type": "file", "file_id": id})
+    } else {
+        return Err(invalid(
+            format!("{path}.file"),
+            "a file part needs `file_data` or `file_id`",
+        ));
+    };
+    let mut block = json!({"type": "document", "source": source});
+    if let Some(name) = file.get("filename").and_then(Value::as_str) {
+        block["title"] = Value::String(name.to_owned());
+    }
+    Ok(block)
+}
+
+/// `data:<media type>;base64,<data>` as (media type, data).
+fn data_url<'a>(url: &'a str, param: &str) -> Result<(&'a str, &'a str), ProxyError> {
+    let bad = || {
+        invalid(
+            param,
+            "a data URL must be `data:<media type>;base64,<data>`",
+        )
+    };
+    let rest = url.strip_prefix("data:").ok_or_else(bad)?;
+    let (header, data) = rest.split_once(',').ok_or_else(bad)?;
+    let media_type = header.strip_suffix(";base64").ok_or_else(bad)?;
+    if media_type.is_empty() {
+        return Err(bad());
+    }
+    Ok((media_type, data))
+}
+
+fn tools(value: &Value) -> Result<Vec<Value>, ProxyError> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| invalid("tools", "`tools` must be an array"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, tool) in list.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        let kind = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("function");
+        if kind != "function" {
+            return Err(invalid(
+                format!("{at}.type"),
+                format!(
+                    "tool type `{}` is not supported by Anthropic models; use function tools",
+                    crate::error::bounded(kind, 64)
+                ),
+            ));
+        }
+        let function = tool
+            .get("function")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| invalid(format!("{at}.function"), "a tool needs a `function`"))?;
+        let name = required_str(function, "name", &format!("{at}.function"))?;
+        if name == RESPONSE_TOOL {
+            return Err(invalid(
+                format!("{at}.function.name"),
+                format!("the tool name `{RESPONSE_TOOL}` is reserved by the gateway"),
+            ));
+        }
+        let mut def = json!({"name": name});
+        if let Some(d) = function.get("description").and_then(Value::as_str) {
+            def["description"] = Value::String(d.to_owned());
+        }
+        def["input_schema"] = match function.get("parameters") {
+            Some(p) if p.is_object() => p.clone(),
+            // OpenAI allows a function without parameters; Anthropic wants a schema.
+            _ => json!({"type": "object", "properties": {}}),
+        };
+        out.push(def);
+    }
+    Ok(out)
+}
+
+fn tool_choice(value: &Value) -> Result<Value, ProxyError> {
+    match value {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(json!({"type": "auto"})),
+            "none" => Ok(json!({"type": "none"})),
+            "required" => Ok(json!({"type": "any"})),
+            other => Err(invalid(
+                "tool_choice",
+                format!(
+                    "invalid value for `tool_choice`: `{}`; expected auto, none, required or \
+                     a function",
+                    crate::error::bounded(other, 64)
+                ),
+            )),
+        },
+        Value::Object(obj) if obj.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = obj
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    invalid(
+                        "tool_choice.function.name",
+                        "a named tool choice needs a function name",
+                    )
+                })?;
+            Ok(json!({"type": "tool", "name": name}))
+        }
+        _ => Err(invalid(
+            "tool_choice",
+            "`tool_choice` must be auto, none, required or {\"type\": \"function\", ...}",
+        )),
+    }
+}
+
+/// The answer tool for a json_schema format; `None` for formats that have no equivalent.
+fn response_tool(value: &Value) -> Result<Option<Value>, ProxyError> {
+    match value.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {}
+        Some("text" | "json_object") => return Ok(None),
+        _ => {
+            return Err(invalid(
+                "response_format.type",
+                "`response_format.type` must be text, json_object or json_schema",
+            ))
+        }
+    }
+    let spec = value
+        .get("json_schema")
+        .filter(|s| s.is_object())
+        .ok_or_else(|| {
+            invalid(
+                "response_format.json_schema",
+                "a json_schema response format needs `json_schema`",
+            )
+        })?;
+    let description = match (spec.get("description").and_then(Value::as_str), spec.get("name").and_then(Value::as_str)) {
+        (Some(d), _) => d.to_owned(),
+        (None, Some(name)) => format!("Give the final answer as the input of this tool: a `{name}` object that follows its schema."),
+        (None, None) => "Give the final answer as the input of this tool, following its schema.".to_owned(),
+    };
+    let schema = match spec.get("schema") {
+        Some(s) if s.is_object() => s.clone(),
+        _ => json!({"type": "object"}),
+    };
+    Ok(Some(json!({
+        "name": RESPONSE_TOOL,
+        "description": description,
+        "input_schema": schema,
+    })))
+}
+
+fn push_text(blocks: &mut Vec<Value>, text: &str, part: Option<&Value>) {
+    // Anthropic refuses empty text blocks.
+    if text.is_empty() {
+        return;
+    }
+    let block = json!({"type": "text", "text": text});
+    blocks.push(match part {
+        Some(part) => with_cache_control(block, part),
+        None => block,
+    });
+}
+
+fn with_cache_control(mut block: Value, part: &Value) -> Value {
+    if let Some(cc) = part.get("cache_control").filter(|v| !v.is_null()) {
+        block["cache_control"] = cc.clone();
+    }
+    block
+}
+
+fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ProxyError> {
+    part.get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{path}.type"), "each content part needs a `type`"))
+}
+
+fn part_text<'a>(part: &'a Value, path: &str) -> Result<&'a str, ProxyError> {
+    part.get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{path}.text"), "a text part needs a string `text`"))
+}
+
+fn required_str<'a>(obj: &'a Value, key: &str, at: &str) -> Result<&'a str, ProxyError> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{at}.{key}"), format!("`{key}` must be a string")))
+}
+
+fn unsupported_part(path: &str, kind: &str, allowed: &str) -> ProxyError {
+    invalid(
+        format!("{path}.type"),
+        format!(
+            "content part type `{}` is not supported here by Anthropic models; use {allowed}",
+            crate::error::bounded(kind, 64)
+        ),
+    )
+}
+
+fn content_shape(at: &str) -> ProxyError {
+    invalid(
+        format!("{at}.content"),
+        "`content` must be a string or an array of content parts",
+    )
+}
+
+fn stop(value: &Value) -> Result<Option<Vec<String>>, ProxyError> {
+    let list = match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("stop", "`stop` must be a string or an array of strings"))?,
+        _ => {
+            return Err(invalid(
+                "stop",
+                "`stop` must be a string or an array of strings",
+            ))
+        }
+    };
+    Ok((!list.is_empty()).then_some(list))
+}
+
+fn count(key: &str, value: &Value) -> Result<u64, ProxyError> {
+    value
+        .as_u64()
+        .ok_or_else(|| invalid(key, format!("`{key}` must be a non-negative integer")))
+}
+
+fn number(key: &str, value: &Value) -> Result<Number, ProxyError> {
+    match value {
+        Value::Number(n) => Ok(n.clone()),
+        _ => Err(invalid(key, format!("`{key}` must be a number"))),
+    }
+}
+
+fn boolean(key: &str, value: &Value) -> Result<bool, ProxyError> {
+    value
+        .as_bool()
+        .ok_or_else(|| invalid(key, format!("`{key}` must be a boolean")))
+}
+
+fn string<'a>(key: &str, value: &'a Value) -> Result<&'a str, ProxyError> {
+    value
+        .as_str()
+        .ok_or_else(|| invalid(key, format!("`{key}` must be a string")))
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProxyError {
+    ProxyError::InvalidRequest {
+        message: message.into(),
+        param: Some(param.into()),
+    }
+}
