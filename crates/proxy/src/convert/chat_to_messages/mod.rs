@@ -82,12 +82,17 @@ impl AnthropicUsage {
     fn chat(&self) -> ChatUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let created = self.cache_creation_input_tokens.unwrap_or(0);
-        let prompt = self.input_tokens.unwrap_or(0) + read + created;
+        // Saturating: the counts are the provider's numbers, and a wild one must not panic.
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(created);
         let completion = self.output_tokens.unwrap_or(0);
         ChatUsage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: PromptDetails {
                 cached_tokens: read,
             },

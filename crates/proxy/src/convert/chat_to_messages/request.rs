@@ -750,3 +750,427 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProxyError {
         param: Some(param.into()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn convert_with(body: Value, opts: &MessagesOptions) -> Result<Value, ProxyError> {
+        let req = ChatRequest::parse(body.to_string().as_bytes(), None).unwrap();
+        request(&req, "claude-up", opts).map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    fn convert(body: Value) -> Value {
+        convert_with(body, &MessagesOptions::default()).unwrap()
+    }
+
+    /// The 400's (param, message).
+    fn refuse(body: Value) -> (String, String) {
+        match convert_with(body, &MessagesOptions::default()) {
+            Err(ProxyError::InvalidRequest { message, param }) => (param.unwrap(), message),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"role": "user", "content": text})
+    }
+
+    #[test]
+    fn a_plain_request_gets_the_default_max_tokens() {
+        let out = convert(json!({"model": "claude", "messages": [user("hi")]}));
+        assert_eq!(
+            out,
+            json!({"model": "claude-up", "max_tokens": 4096,
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+        );
+        let opts = MessagesOptions {
+            default_max_tokens: 77,
+            ..MessagesOptions::default()
+        };
+        let out = convert_with(json!({"model": "c", "messages": [user("hi")]}), &opts).unwrap();
+        assert_eq!(out["max_tokens"], 77);
+    }
+
+    #[test]
+    fn system_and_developer_messages_become_the_top_level_system() {
+        let out = convert(json!({"model": "c", "messages": [
+            {"role": "system", "content": "be brief"},
+            user("hi"),
+            {"role": "developer", "content": [{"type": "text", "text": "no emoji"}]},
+            {"role": "assistant", "content": "hello"},
+        ]}));
+        assert_eq!(
+            out["system"],
+            json!([{"type": "text", "text": "be brief"}, {"type": "text", "text": "no emoji"}])
+        );
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+            ])
+        );
+    }
+
+    #[test]
+    fn consecutive_turns_of_one_role_are_merged() {
+        let out = convert(json!({"model": "c", "messages": [
+            user("one"), user("two"),
+            {"role": "system", "content": "between"},
+            user("three"),
+            {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"},
+        ]}));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "text", "text": "one"}, {"type": "text", "text": "two"},
+                    {"type": "text", "text": "three"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            ])
+        );
+    }
+
+    #[test]
+    fn image_and_file_parts_become_image_and_document_blocks() {
+        let out = convert(
+            json!({"model": "c", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is this?", "cache_control": {"type": "ephemeral"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+                {"type": "file", "file": {"file_data": "JVBERi0="}},
+                {"type": "file", "file": {"file_id": "file_123"}},
+            ]}]}),
+        );
+        assert_eq!(
+            out["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "what is this?", "cache_control": {"type": "ephemeral"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                {"type": "document", "title": "a.pdf",
+                 "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+                {"type": "document",
+                 "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+                {"type": "document", "source": {"type": "file", "file_id": "file_123"}},
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_parts_are_400s_that_name_the_part() {
+        let part = |p: Value| json!({"model": "c", "messages": [user("x"), {"role": "user", "content": [p]}]});
+        let (param, message) = refuse(part(
+            json!({"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}),
+        ));
+        assert_eq!(param, "messages[1].content[0].image_url.url");
+        assert!(message.contains("http(s)"), "{message}");
+        let (param, _) = refuse(part(
+            json!({"type": "image_url", "image_url": {"url": "data:image/png,abc"}}),
+        ));
+        assert_eq!(param, "messages[1].content[0].image_url.url");
+        let (param, message) = refuse(part(json!({"type": "input_audio", "input_audio": {}})));
+        assert_eq!(param, "messages[1].content[0].type");
+        assert!(message.contains("input_audio"), "{message}");
+        let (param, _) = refuse(part(json!({"type": "file", "file": {}})));
+        assert_eq!(param, "messages[1].content[0].file");
+        let (param, _) =
+            refuse(json!({"model": "c", "messages": [{"role": "function", "content": "x"}]}));
+        assert_eq!(param, "messages[0].role");
+        let (param, _) =
+            refuse(json!({"model": "c", "messages": [{"role": "system", "content": "x"}]}));
+        assert_eq!(param, "messages");
+    }
+
+    #[test]
+    fn tools_become_input_schemas() {
+        let out = convert(json!({"model": "c", "messages": [user("x")], "tools": [
+            {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+             "strict": true}},
+            {"type": "function", "function": {"name": "ping"}},
+        ]}));
+        assert_eq!(
+            out["tools"],
+            json!([
+                {"name": "get_weather", "description": "Weather now",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+                {"name": "ping", "input_schema": {"type": "object", "properties": {}}},
+            ])
+        );
+        assert!(out.get("tool_choice").is_none());
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x")],
+            "tools": [{"type": "custom", "custom": {"name": "x"}}]}));
+        assert_eq!(param, "tools[0].type");
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x")],
+            "tools": [{"type": "function", "function": {"name": RESPONSE_TOOL}}]}));
+        assert_eq!(param, "tools[0].function.name");
+    }
+
+    fn with_tools(extra: Value) -> Value {
+        let mut body = json!({"model": "c", "messages": [user("x")],
+            "tools": [{"type": "function", "function": {"name": "f"}}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        convert(body)
+    }
+
+    #[test]
+    fn tool_choice_maps_to_anthropics_names() {
+        for (openai, anthropic) in [
+            (json!("auto"), json!({"type": "auto"})),
+            (json!("none"), json!({"type": "none"})),
+            (json!("required"), json!({"type": "any"})),
+            (
+                json!({"type": "function", "function": {"name": "f"}}),
+                json!({"type": "tool", "name": "f"}),
+            ),
+        ] {
+            assert_eq!(
+                with_tools(json!({"tool_choice": openai}))["tool_choice"],
+                anthropic
+            );
+        }
+        // Without tools a choice means nothing, and Anthropic would refuse it.
+        let out =
+            convert(json!({"model": "c", "messages": [user("x")], "tool_choice": "required"}));
+        assert!(out.get("tool_choice").is_none());
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x")],
+            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}));
+        assert_eq!(param, "tool_choice");
+    }
+
+    #[test]
+    fn parallel_tool_calls_false_disables_parallel_tool_use() {
+        let out = with_tools(json!({"parallel_tool_calls": false}));
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        let out = with_tools(json!({"parallel_tool_calls": false, "tool_choice": "required"}));
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        let out = with_tools(json!({"parallel_tool_calls": false, "tool_choice": "none"}));
+        assert_eq!(out["tool_choice"], json!({"type": "none"}));
+        let out = with_tools(json!({"parallel_tool_calls": true}));
+        assert!(out.get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn assistant_tool_calls_become_tool_use_and_tool_messages_tool_results() {
+        let out = convert(json!({"model": "c", "messages": [
+            user("weather in Paris and Rome?"),
+            {"role": "assistant", "content": "Checking.", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}},
+                {"id": "call_3", "type": "function", "function": {"name": "now", "arguments": ""}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "21C"}]},
+            {"role": "tool", "tool_call_id": "call_3", "content": ""},
+            user("thanks"),
+        ]}));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "weather in Paris and Rome?"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
+                    {"type": "tool_use", "id": "call_3", "name": "now", "input": {}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "21C"}]},
+                    {"type": "tool_result", "tool_use_id": "call_3"},
+                    {"type": "text", "text": "thanks"},
+                ]},
+            ])
+        );
+    }
+
+    #[test]
+    fn invalid_tool_call_arguments_are_a_400_at_their_path() {
+        let call = |args: &str| {
+            json!({"model": "c", "messages": [user("x"),
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "b", "type": "function", "function": {"name": "f", "arguments": args}}]}]})
+        };
+        let (param, message) = refuse(call("{\"city\": "));
+        assert_eq!(param, "messages[1].tool_calls[1].function.arguments");
+        assert!(message.contains("not valid JSON"), "{message}");
+        let (param, message) = refuse(call("[1, 2]"));
+        assert_eq!(param, "messages[1].tool_calls[1].function.arguments");
+        assert!(message.contains("JSON object"), "{message}");
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x"),
+            {"role": "tool", "content": "r"}]}));
+        assert_eq!(param, "messages[1].tool_call_id");
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_over_max_tokens() {
+        let out = convert(json!({"model": "c", "messages": [user("x")], "max_tokens": 10}));
+        assert_eq!(out["max_tokens"], 10);
+        let out = convert(json!({"model": "c", "messages": [user("x")],
+            "max_completion_tokens": 20, "max_tokens": 10}));
+        assert_eq!(out["max_tokens"], 20);
+    }
+
+    #[test]
+    fn stop_becomes_stop_sequences() {
+        let out = convert(json!({"model": "c", "messages": [user("x")], "stop": "END"}));
+        assert_eq!(out["stop_sequences"], json!(["END"]));
+        let out = convert(json!({"model": "c", "messages": [user("x")], "stop": ["a", "b"]}));
+        assert_eq!(out["stop_sequences"], json!(["a", "b"]));
+        let out = convert(json!({"model": "c", "messages": [user("x")], "stop": []}));
+        assert!(out.get("stop_sequences").is_none());
+    }
+
+    #[test]
+    fn sampling_user_and_stream_pass_under_anthropics_names() {
+        let out = convert(
+            json!({"model": "c", "messages": [user("x")], "temperature": 0.25,
+            "top_p": 0.9, "user": "u-17", "stream": true,
+            "stream_options": {"include_usage": true}}),
+        );
+        assert_eq!(
+            out,
+            json!({"model": "claude-up", "max_tokens": 4096,
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+                   "temperature": 0.25, "top_p": 0.9, "metadata": {"user_id": "u-17"},
+                   "stream": true})
+        );
+        let out =
+            convert(json!({"model": "c", "messages": [user("x")], "safety_identifier": "h-1"}));
+        assert_eq!(out["metadata"], json!({"user_id": "h-1"}));
+        let out = convert(json!({"model": "c", "messages": [user("x")], "stream": false}));
+        assert!(out.get("stream").is_none());
+    }
+
+    #[test]
+    fn parameters_without_an_equivalent_and_gateway_fields_are_dropped() {
+        let out = convert(json!({"model": "c", "messages": [user("x")],
+            "frequency_penalty": 0.5, "presence_penalty": 0.1, "seed": 7, "logprobs": true,
+            "top_logprobs": 2, "logit_bias": {"1": 2}, "n": 1, "store": true,
+            "metadata": {"k": "v"}, "response_format": {"type": "json_object"},
+            "trace": {"trace_id": "t"}, "session_id": "s", "x_vendor": 1}));
+        assert_eq!(
+            out,
+            json!({"model": "claude-up", "max_tokens": 4096,
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]})
+        );
+    }
+
+    #[test]
+    fn more_than_one_choice_is_a_400_naming_n() {
+        let (param, message) = refuse(json!({"model": "c", "messages": [user("x")], "n": 2}));
+        assert_eq!(param, "n");
+        assert!(message.contains("one choice"), "{message}");
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x")], "functions": []}));
+        assert_eq!(param, "functions");
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_a_thinking_budget_below_max_tokens() {
+        let opts = MessagesOptions {
+            default_max_tokens: 4096,
+            thinking_budget_low: 1024,
+            thinking_budget_medium: 3000,
+            thinking_budget_high: 8000,
+        };
+        let run = |extra: Value| {
+            let mut body = json!({"model": "c", "messages": [user("x")]});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            convert_with(body, &opts).unwrap()
+        };
+        let out = run(json!({"reasoning_effort": "low"}));
+        assert_eq!(
+            out["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1024})
+        );
+        assert_eq!(out["max_tokens"], 4096);
+        let out = run(json!({"reasoning_effort": "medium", "max_tokens": 5000}));
+        assert_eq!(out["thinking"]["budget_tokens"], 3000);
+        assert_eq!(out["max_tokens"], 5000);
+        // Below the budget: the answer keeps its own allowance on top of the thinking.
+        let out = run(json!({"reasoning_effort": "high", "max_completion_tokens": 500}));
+        assert_eq!(out["thinking"]["budget_tokens"], 8000);
+        assert_eq!(out["max_tokens"], 8500);
+        let out = run(json!({"reasoning_effort": "minimal"}));
+        assert_eq!(out["thinking"]["budget_tokens"], 1024);
+        let out = run(json!({"reasoning_effort": "none"}));
+        assert!(out.get("thinking").is_none());
+        let (param, _) =
+            refuse(json!({"model": "c", "messages": [user("x")], "reasoning_effort": "huge"}));
+        assert_eq!(param, "reasoning_effort");
+    }
+
+    #[test]
+    fn a_json_schema_format_becomes_a_forced_answer_tool() {
+        let format = json!({"type": "json_schema", "json_schema": {"name": "city",
+            "schema": {"type": "object", "properties": {"name": {"type": "string"}}}, "strict": true}});
+        let out =
+            convert(json!({"model": "c", "messages": [user("x")], "response_format": format}));
+        assert_eq!(
+            out["tools"],
+            json!([{"name": RESPONSE_TOOL,
+                    "description": "Give the final answer as the input of this tool: a `city` object that follows its schema.",
+                    "input_schema": {"type": "object", "properties": {"name": {"type": "string"}}}}])
+        );
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "tool", "name": RESPONSE_TOOL})
+        );
+
+        // Beside the client's tools the model must call one: a real tool or the answer.
+        let out = with_tools(json!({"response_format": format}));
+        assert_eq!(out["tools"][0]["name"], "f");
+        assert_eq!(out["tools"][1]["name"], RESPONSE_TOOL);
+        assert_eq!(out["tool_choice"], json!({"type": "any"}));
+        let out = with_tools(json!({"response_format": format, "tool_choice": "none"}));
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "tool", "name": RESPONSE_TOOL})
+        );
+        let out = with_tools(json!({"response_format": format,
+            "tool_choice": {"type": "function", "function": {"name": "f"}}}));
+        assert_eq!(out["tool_choice"], json!({"type": "tool", "name": "f"}));
+
+        let (param, _) = refuse(json!({"model": "c", "messages": [user("x")],
+            "response_format": format, "reasoning_effort": "low"}));
+        assert_eq!(param, "response_format");
+    }
+
+    proptest::proptest! {
+        /// Whatever the client sends, the converter answers a body or a 400, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_messages(
+            roles in proptest::collection::vec(proptest::sample::select(vec!["system", "user", "assistant", "tool", "x"]), 0..6),
+            texts in proptest::collection::vec(".{0,8}", 0..6),
+            args in ".{0,12}",
+        ) {
+            let messages: Vec<Value> = roles.iter().zip(texts.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(r, t)| json!({"role": r, "content": t, "tool_call_id": "c",
+                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}]}))
+                .collect();
+            let body = json!({"model": "c", "messages": messages, "stop": texts});
+            if let Ok(req) = ChatRequest::parse(body.to_string().as_bytes(), None) {
+                if let Ok(out) = request(&req, "up", &MessagesOptions::default()) {
+                    let v: Value = serde_json::from_slice(&out).unwrap();
+                    proptest::prop_assert!(v["max_tokens"].as_u64().is_some());
+                }
+            }
+        }
+    }
+}
