@@ -69,7 +69,8 @@ pub fn request(
     opts: &MessagesOptions,
 ) -> Result<Vec<u8>, ProxyError> {
     let mut p = Params::default();
-    for (key, raw) in req.fields() {
+    // Only the fields that map are decoded; the rest are never looked into.
+    for (key, raw) in req.fields().filter(|(k, _)| READ.contains(k)) {
         let value: Value = serde_json::from_str(raw).map_err(|e| invalid(key, e.to_string()))?;
         if value.is_null() {
             continue;
@@ -112,6 +113,27 @@ pub fn request(
     }
     p.write(upstream_model, opts)
 }
+
+/// The client fields [`request`] reads.
+const READ: [&str; 17] = [
+    "messages",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "max_completion_tokens",
+    "max_tokens",
+    "stop",
+    "temperature",
+    "top_p",
+    "user",
+    "safety_identifier",
+    "reasoning_effort",
+    "stream",
+    "n",
+    "functions",
+    "function_call",
+];
 
 /// The fields that map, decoded; everything else was dropped on the way in.
 #[derive(Default)]
@@ -167,9 +189,33 @@ impl Params {
     fn write(self, model: &str, opts: &MessagesOptions) -> Result<Vec<u8>, ProxyError> {
         let messages = self
             .messages
+            .as_ref()
             .ok_or_else(|| invalid("messages", "missing required parameter: `messages`"))?;
-        let (system, turns) = conversation(&messages)?;
+        let (system, turns) = conversation(messages)?;
+        let (tools, tool_choice) = self.tools_and_choice()?;
+        let (max_tokens, thinking) = self.budget(opts)?;
+        let body = MessagesBody {
+            model,
+            max_tokens,
+            system,
+            messages: turns,
+            stop_sequences: self.stop,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            metadata: self
+                .user
+                .or(self.safety_identifier)
+                .map(|user_id| json!({ "user_id": user_id })),
+            tools,
+            tool_choice,
+            thinking,
+            stream: self.stream,
+        };
+        serde_json::to_vec(&body).map_err(|e| invalid("messages", e.to_string()))
+    }
 
+    /// `tools` and `tool_choice`, the json_schema answer tool among them when asked for.
+    fn tools_and_choice(&self) -> Result<(Vec<Value>, Option<Value>), ProxyError> {
         let mut tools = match &self.tools {
             Some(v) => tools(v)?,
             None => Vec::new(),
@@ -180,7 +226,6 @@ impl Params {
             // A choice among no tools says nothing; Anthropic would refuse it.
             _ => None,
         };
-
         let response_tool = match &self.response_format {
             Some(v) => response_tool(v)?,
             None => None,
@@ -195,13 +240,13 @@ impl Params {
                 ));
             }
             tools.push(tool);
-            let forced = json!({"type": "tool", "name": RESPONSE_TOOL});
             choice = Some(match choice {
                 // The client's own named tool, or "any tool" (which includes the answer).
                 Some(c) if c["type"] == "tool" || c["type"] == "any" => c,
-                Some(c) if c["type"] == "auto" && client_tools => json!({"type": "any"}),
+                Some(c) if c["type"] == "auto" => json!({"type": "any"}),
                 None if client_tools => json!({"type": "any"}),
-                _ => forced,
+                // No client tools, or `none` of them: the answer is the only call left.
+                _ => json!({"type": "tool", "name": RESPONSE_TOOL}),
             });
         }
         if self.parallel == Some(false) {
@@ -213,54 +258,39 @@ impl Params {
                 choice = Some(json!({"type": "auto", "disable_parallel_tool_use": true}));
             }
         }
+        Ok((tools, choice))
+    }
 
-        let mut max_tokens = self
+    /// `max_tokens` and the `thinking` that `reasoning_effort` asks for. Anthropic wants
+    /// `max_tokens` above the budget: when it is not, the budget is added to it.
+    fn budget(&self, opts: &MessagesOptions) -> Result<(u64, Option<Value>), ProxyError> {
+        let max_tokens = self
             .max_completion_tokens
             .or(self.max_tokens)
             .unwrap_or(opts.default_max_tokens);
-        let thinking = match self.effort.as_deref() {
-            None | Some("none") => None,
-            Some(level) => {
-                let budget = match level {
-                    "minimal" | "low" => opts.thinking_budget_low,
-                    "medium" => opts.thinking_budget_medium,
-                    "high" | "xhigh" => opts.thinking_budget_high,
-                    other => {
-                        return Err(invalid(
-                            "reasoning_effort",
-                            format!(
-                                "invalid value for `reasoning_effort`: `{}`; expected none, \
-                                 minimal, low, medium, high or xhigh",
-                                crate::error::bounded(other, 64)
-                            ),
-                        ))
-                    }
-                };
-                if max_tokens <= budget {
-                    max_tokens = max_tokens.saturating_add(budget);
-                }
-                Some(json!({"type": "enabled", "budget_tokens": budget}))
+        let budget = match self.effort.as_deref() {
+            None | Some("none") => return Ok((max_tokens, None)),
+            Some("minimal" | "low") => opts.thinking_budget_low,
+            Some("medium") => opts.thinking_budget_medium,
+            Some("high" | "xhigh") => opts.thinking_budget_high,
+            Some(other) => {
+                return Err(invalid(
+                    "reasoning_effort",
+                    format!(
+                        "invalid value for `reasoning_effort`: `{}`; expected none, minimal, \
+                         low, medium, high or xhigh",
+                        crate::error::bounded(other, 64)
+                    ),
+                ))
             }
         };
-
-        let body = MessagesBody {
-            model,
-            max_tokens,
-            system,
-            messages: turns,
-            stop_sequences: self.stop,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            metadata: self
-                .user
-                .or(self.safety_identifier)
-                .map(|user_id| json!({ "user_id": user_id })),
-            tools,
-            tool_choice: choice,
-            thinking,
-            stream: self.stream,
+        let max_tokens = if max_tokens <= budget {
+            max_tokens.saturating_add(budget)
+        } else {
+            max_tokens
         };
-        serde_json::to_vec(&body).map_err(|e| invalid("messages", e.to_string()))
+        let thinking = json!({"type": "enabled", "budget_tokens": budget});
+        Ok((max_tokens, Some(thinking)))
     }
 }
 

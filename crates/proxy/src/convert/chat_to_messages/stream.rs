@@ -188,6 +188,12 @@ impl MessagesToChatStream {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
         };
+        // Anthropic starts a tool block with `input: {}` and streams the input as deltas; an
+        // input given whole at the start is passed on as the first fragment.
+        let initial_input = block
+            .get("input")
+            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+            .map(Value::to_string);
         let kind = match block.get("type").and_then(Value::as_str) {
             Some("text") => {
                 if let Some(text) = text_of("text") {
@@ -214,6 +220,13 @@ impl MessagesToChatStream {
             }
             Some("tool_use") if text_of("name") == Some(RESPONSE_TOOL) => {
                 self.answered_by_tool = true;
+                if let Some(json) = &initial_input {
+                    let delta = Delta {
+                        content: Some(json),
+                        ..Delta::default()
+                    };
+                    self.delta(delta, None, out);
+                }
                 BlockKind::Answer
             }
             Some("tool_use") => {
@@ -225,7 +238,7 @@ impl MessagesToChatStream {
                     kind: Some("function"),
                     function: FunctionDelta {
                         name: Some(text_of("name").unwrap_or_default()),
-                        arguments: "",
+                        arguments: initial_input.as_deref().unwrap_or(""),
                     },
                 };
                 self.delta(
@@ -645,6 +658,29 @@ mod tests {
                 &json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"c\":2}"}}]}),
                 &json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"c\":1}"}}]}),
             ]
+        );
+    }
+
+    #[test]
+    fn a_tool_input_given_at_the_start_is_the_first_fragment() {
+        let got = each(&[
+            start(),
+            block_start(
+                0,
+                json!({"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}),
+            ),
+            block_start(
+                1,
+                json!({"type": "tool_use", "id": "r", "name": RESPONSE_TOOL, "input": {"b": 2}}),
+            ),
+        ]);
+        assert_eq!(
+            got[1][0]["choices"][0]["delta"]["tool_calls"][0]["function"],
+            json!({"name": "f", "arguments": "{\"a\":1}"})
+        );
+        assert_eq!(
+            got[2][0]["choices"][0]["delta"],
+            json!({"content": "{\"b\":2}"})
         );
     }
 
