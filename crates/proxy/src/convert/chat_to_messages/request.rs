@@ -18,7 +18,10 @@
 //!   `safety_identifier`) → `metadata.user_id`; `stream`.
 //! - `reasoning_effort` → `thinking: {type: enabled, budget_tokens}` with the budget of its
 //!   level. Anthropic wants `max_tokens` above the budget: when it is not, the budget is added
-//!   to it, so the client's allowance for the answer itself is kept.
+//!   to it, so the client's allowance for the answer itself is kept. A request that carries
+//!   the results of a tool call goes without thinking: Anthropic would want the signed
+//!   thinking block of the call, which a chat client never gets. With thinking on,
+//!   `temperature` and `top_p` are dropped: Anthropic refuses them beside it.
 //! - `response_format: {type: json_schema}` → a tool named [`RESPONSE_TOOL`] whose
 //!   `input_schema` is the schema, and a `tool_choice` that forces it (or, beside client
 //!   tools, forces *a* tool call: a real tool or the answer). Forced tool use works on every
@@ -193,15 +196,16 @@ impl Params {
             .ok_or_else(|| invalid("messages", "missing required parameter: `messages`"))?;
         let (system, turns) = conversation(messages)?;
         let (tools, tool_choice) = self.tools_and_choice()?;
-        let (max_tokens, thinking) = self.budget(opts)?;
+        let (max_tokens, thinking) = self.budget(opts, unsigned_tool_use(&turns))?;
         let body = MessagesBody {
             model,
             max_tokens,
             system,
             messages: turns,
             stop_sequences: self.stop,
-            temperature: self.temperature,
-            top_p: self.top_p,
+            // Anthropic refuses sampling settings beside thinking, which has its own.
+            temperature: self.temperature.filter(|_| thinking.is_none()),
+            top_p: self.top_p.filter(|_| thinking.is_none()),
             metadata: self
                 .user
                 .or(self.safety_identifier)
@@ -262,14 +266,20 @@ impl Params {
     }
 
     /// `max_tokens` and the `thinking` that `reasoning_effort` asks for. Anthropic wants
-    /// `max_tokens` above the budget: when it is not, the budget is added to it.
-    fn budget(&self, opts: &MessagesOptions) -> Result<(u64, Option<Value>), ProxyError> {
+    /// `max_tokens` above the budget: when it is not, the budget is added to it. With
+    /// `unsigned_tool_use` the request goes without thinking (see [`unsigned_tool_use`]).
+    fn budget(
+        &self,
+        opts: &MessagesOptions,
+        unsigned_tool_use: bool,
+    ) -> Result<(u64, Option<Value>), ProxyError> {
         let max_tokens = self
             .max_completion_tokens
             .or(self.max_tokens)
             .unwrap_or(opts.default_max_tokens);
         let budget = match self.effort.as_deref() {
             None | Some("none") => return Ok((max_tokens, None)),
+            Some(_) if unsigned_tool_use => return Ok((max_tokens, None)),
             Some("minimal" | "low") => opts.thinking_budget_low,
             Some("medium") => opts.thinking_budget_medium,
             Some("high" | "xhigh") => opts.thinking_budget_high,
@@ -344,6 +354,18 @@ fn conversation(messages: &Value) -> Result<(Vec<Value>, Vec<Turn>), ProxyError>
         ));
     }
     Ok((system, turns))
+}
+
+/// The last assistant turn called tools. With thinking on, Anthropic wants that turn to
+/// start with the thinking block it answered with, signature and all; a chat client never
+/// had one to send back, so the tool-result turn of a tool loop must go without thinking
+/// (a 400 otherwise).
+fn unsigned_tool_use(turns: &[Turn]) -> bool {
+    turns
+        .iter()
+        .rev()
+        .find(|t| t.role == "assistant")
+        .is_some_and(|t| t.content.iter().any(|b| b["type"] == "tool_use"))
 }
 
 /// Content that may only be text (system messages): a string or `text` parts.
@@ -1137,6 +1159,11 @@ mod tests {
         let out = run(json!({"reasoning_effort": "high", "max_completion_tokens": 500}));
         assert_eq!(out["thinking"]["budget_tokens"], 8000);
         assert_eq!(out["max_tokens"], 8500);
+        let out = run(json!({"reasoning_effort": "low", "temperature": 0.2, "top_p": 0.5}));
+        assert!(
+            out.get("temperature").is_none() && out.get("top_p").is_none(),
+            "{out}"
+        );
         let out = run(json!({"reasoning_effort": "minimal"}));
         assert_eq!(out["thinking"]["budget_tokens"], 1024);
         let out = run(json!({"reasoning_effort": "none"}));
@@ -1144,6 +1171,30 @@ mod tests {
         let (param, _) =
             refuse(json!({"model": "c", "messages": [user("x")], "reasoning_effort": "huge"}));
         assert_eq!(param, "reasoning_effort");
+    }
+
+    #[test]
+    fn a_tool_loop_goes_on_without_thinking() {
+        let body = |last: Value| {
+            json!({"model": "c", "reasoning_effort": "high", "max_tokens": 100,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [user("x"), {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                last]})
+        };
+        let out = convert(body(
+            json!({"role": "tool", "tool_call_id": "a", "content": "r"}),
+        ));
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(out["max_tokens"], 100);
+        // Once the model has answered in text, the next turn thinks again.
+        let mut b = body(json!({"role": "tool", "tool_call_id": "a", "content": "r"}));
+        b["messages"].as_array_mut().unwrap().extend([
+            json!({"role": "assistant", "content": "done"}),
+            user("and now?"),
+        ]);
+        let out = convert(b);
+        assert_eq!(out["thinking"]["budget_tokens"], 16384);
     }
 
     #[test]
