@@ -11,7 +11,7 @@
 //! | `error` | `data: {"error": ...}`, and nothing after it |
 //!
 //! `ping`, `content_block_stop`, `signature_delta` and event types newer than this code give
-//! nothing. The [`RESPONSE_TOOL`] block's input streams as `delta.content`. The usage chunk is
+//! nothing to the client. The [`RESPONSE_TOOL`] block's input streams as `delta.content`. The usage chunk is
 //! always written: the gateway's tee hides it from clients that did not ask for it.
 
 use bytes::{BufMut, BytesMut};
@@ -30,7 +30,8 @@ pub struct MessagesToChatStream {
     id: String,
     model: String,
     role_sent: bool,
-    /// Anthropic's block index → what its deltas are, for the blocks started so far.
+    /// Anthropic's block index → what its deltas are, for the blocks open now (Anthropic
+    /// streams one at a time; at most [`MAX_OPEN_BLOCKS`] are held).
     blocks: Vec<(u64, BlockKind)>,
     /// OpenAI's `index` of the next tool call: the tool blocks seen so far.
     tool_calls: u32,
@@ -38,6 +39,10 @@ pub struct MessagesToChatStream {
     usage: AnthropicUsage,
     state: State,
 }
+
+/// Blocks started and not stopped that the converter remembers: a provider that never stops
+/// its blocks cannot grow the converter without bound.
+const MAX_OPEN_BLOCKS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum BlockKind {
@@ -253,6 +258,9 @@ impl MessagesToChatStream {
             }
             _ => BlockKind::Other,
         };
+        if self.blocks.len() >= MAX_OPEN_BLOCKS {
+            self.blocks.remove(0);
+        }
         self.blocks.push((index, kind));
     }
 
@@ -411,7 +419,12 @@ impl StreamConverter for MessagesToChatStream {
                 };
                 self.fail(field("type"), message, out);
             }
-            // ping, content_block_stop, and event types newer than this code.
+            "content_block_stop" => {
+                if let Some(i) = index {
+                    self.blocks.retain(|(b, _)| *b != i);
+                }
+            }
+            // ping, and event types newer than this code.
             _ => {}
         }
     }
@@ -682,6 +695,30 @@ mod tests {
             got[2][0]["choices"][0]["delta"],
             json!({"content": "{\"b\":2}"})
         );
+    }
+
+    #[test]
+    fn only_open_blocks_are_remembered() {
+        let mut events = vec![start()];
+        for i in 0..1000 {
+            events.push(block_start(i, json!({"type": "text", "text": ""})));
+            events.push(block_stop(i));
+        }
+        for i in 1000..1100 {
+            events.push(block_start(i, json!({"type": "text", "text": ""})));
+        }
+        let mut conv = MessagesToChatStream::new(CREATED);
+        let mut out = BytesMut::new();
+        for e in &events {
+            conv.event(e.as_bytes(), &mut out);
+        }
+        assert_eq!(conv.blocks.len(), MAX_OPEN_BLOCKS);
+        out.clear();
+        conv.event(text(1099, "still open").as_bytes(), &mut out);
+        conv.event(text(999, "stopped").as_bytes(), &mut out);
+        let got = datas(&out);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["choices"][0]["delta"]["content"], "still open");
     }
 
     #[test]
