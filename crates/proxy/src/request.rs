@@ -147,6 +147,12 @@ impl ChatRequest {
             .map(|(_, v)| v.get())
     }
 
+    /// Every top-level field as (name, raw JSON text), in the client's order and with the
+    /// gateway's own fields among them: for converters that write another provider's wire.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
+
     /// Writes the body sent upstream: the client's fields in their order, minus the gateway's
     /// own, with `model` replaced by the provider's name for it and, when streaming, usage
     /// reporting switched on so the exchange can be measured.

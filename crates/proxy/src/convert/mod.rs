@@ -4,6 +4,7 @@
 //! into the provider's wire, and the provider's answer (whole, streamed, or an error) back into
 //! what the client's API expects.
 
+pub mod adapt;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
 pub mod responses_to_chat;
