@@ -49,12 +49,6 @@ pub struct ProviderConfig {
     /// gateway must hold at once is.
     #[serde(default = "defaults::max_sse_event_bytes")]
     pub max_sse_event_bytes: usize,
-    /// Per-model price overrides for this provider, read by pricing (`docs/cost.md`).
-    #[serde(default)]
-    pub prices: BTreeMap<String, Value>,
-    /// A discount or markup on every price of this provider (0.8 is 20% off).
-    #[serde(default)]
-    pub price_factor: Option<f64>,
 }
 
 /// `kind` and the keys only that kind takes.
@@ -149,7 +143,7 @@ pub enum AzureApi {
 const KINDS: &str = "`openai`, `anthropic`, `azure` or `mock`";
 
 /// The keys every kind shares: those of [`ProviderConfig`] itself.
-const COMMON_FIELDS: [&str; 14] = [
+const COMMON_FIELDS: [&str; 12] = [
     "headers",
     "models",
     "provider_name",
@@ -161,8 +155,6 @@ const COMMON_FIELDS: [&str; 14] = [
     "max_retry_after_ms",
     "max_response_bytes",
     "max_sse_event_bytes",
-    "prices",
-    "price_factor",
     "kind",
 ];
 

@@ -4,6 +4,7 @@
 //! Adding a provider with a new wire format is a file here (its constructor and its
 //! [`Dialect`]) plus a variant of [`ProviderKind`](crate::config::ProviderKind).
 
+pub mod anthropic;
 pub mod azure;
 pub mod openai;
 

@@ -99,15 +99,12 @@ pub trait Provider: Send + Sync {
 
 /// Builds the provider `[providers.<name>]` describes; an error names the field at fault.
 pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, FieldError> {
-    use crate::dialects::{azure, openai};
+    use crate::dialects::{anthropic, azure, openai};
     let at = |e: FieldError| e.under(&format!("providers.{name}"));
     Ok(match &config.kind {
         ProviderKind::Openai(kind) => Arc::new(openai::provider(name, config, kind).map_err(at)?),
-        ProviderKind::Anthropic(_) => {
-            return Err(at(FieldError::new(
-                "kind",
-                "`anthropic` is not served by this build yet",
-            )))
+        ProviderKind::Anthropic(kind) => {
+            Arc::new(anthropic::provider(name, config, kind).map_err(at)?)
         }
         ProviderKind::Azure(kind) => Arc::new(azure::provider(name, config, kind).map_err(at)?),
         ProviderKind::Mock => Arc::new(MockProvider::new(name, config.clone())),
