@@ -78,6 +78,7 @@ impl Gateway {
         control.spawn_watch(Duration::from_millis(config.store.watch_interval_ms));
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
+            pricer: Some(Arc::new(config.pricer()?)),
         };
         let proxy = Proxy::new(
             router,

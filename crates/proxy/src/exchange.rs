@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gatecast_telemetry::cost::Pricer;
 use gatecast_telemetry::record::{ErrorInfo, ErrorKind, GenerationRecord, Status};
 
 /// Receives finished records. Implemented by the broadcaster; `publish` must never block.
@@ -28,6 +29,8 @@ pub struct Exchange {
     pub record: GenerationRecord,
     started: Instant,
     sink: Arc<dyn RecordSink>,
+    /// Prices the record once, just before it is published.
+    pricer: Option<Arc<Pricer>>,
     published: bool,
     /// When the answer's last byte came in, if the record is built later.
     ended: Option<Duration>,
@@ -39,9 +42,16 @@ impl Exchange {
             record,
             started,
             sink,
+            pricer: None,
             published: false,
             ended: None,
         }
+    }
+
+    /// Prices the record with `pricer` when it is published.
+    pub fn with_pricer(mut self, pricer: Option<Arc<Pricer>>) -> Self {
+        self.pricer = pricer;
+        self
     }
 
     /// Stamps the end now, for a record that is built and published a little later.
@@ -84,6 +94,10 @@ impl Exchange {
             (self.record.attempts.first(), self.record.attempts.last())
         {
             timings.upstream_total = last.end.saturating_sub(first.start);
+        }
+        // Whatever the status: a failed exchange with usage is priced on what it used.
+        if let Some(pricer) = &self.pricer {
+            pricer.apply(&mut self.record);
         }
         let record = std::mem::take(&mut self.record);
         self.sink.publish(record);
