@@ -118,3 +118,68 @@ impl Drop for Exchange {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use gatecast_telemetry::record::{RouteInfo, Usage};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<GenerationRecord>>);
+
+    impl RecordSink for Keep {
+        fn publish(&self, record: GenerationRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+        fn wants_content(&self) -> bool {
+            false
+        }
+    }
+
+    fn exchange(sink: Arc<Keep>, pricer: Option<Arc<Pricer>>) -> Exchange {
+        let mut record = GenerationRecord::default();
+        record.route = Some(RouteInfo {
+            provider: "up".into(),
+            provider_kind: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            ..Default::default()
+        });
+        Exchange::new(record, Instant::now(), sink).with_pricer(pricer)
+    }
+
+    #[test]
+    fn a_failed_exchange_with_usage_is_priced_once_at_publish() {
+        let sink = Arc::new(Keep::default());
+        let mut ex = exchange(sink.clone(), Some(Arc::new(Pricer::shipped())));
+        // A stream that broke after its usage chunk: gpt-4o-mini at 0.15 / 0.60 per Mtok.
+        ex.record.usage = Some(Usage {
+            input_tokens: 1000,
+            output_tokens: 50,
+            ..Default::default()
+        });
+        ex.fail(ErrorKind::StreamAborted, Some(200), "broken".into());
+        ex.publish();
+        let got = sink.0.lock().unwrap();
+        let cost = got[0].cost.clone().unwrap();
+        let want = (1000.0 * 0.15 + 50.0 * 0.60) / 1e6;
+        assert!((cost.total_usd - want).abs() < 1e-15, "{cost:?}");
+        assert!(!got[0].cost_unknown_model);
+    }
+
+    #[test]
+    fn without_a_pricer_or_usage_nothing_is_priced() {
+        let sink = Arc::new(Keep::default());
+        let mut ex = exchange(sink.clone(), None);
+        ex.record.usage = Some(Usage::default());
+        ex.publish();
+        // Dropped half-way, with a pricer but no usage.
+        drop(exchange(sink.clone(), Some(Arc::new(Pricer::shipped()))));
+        let got = sink.0.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|r| r.cost.is_none() && !r.cost_unknown_model));
+    }
+}
