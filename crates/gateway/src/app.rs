@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
+use crate::routes::usage_metrics::UsageMetrics;
 use crate::serve::ShutdownPlan;
 
 /// Shared by every handler; built once per process start.
@@ -53,11 +54,13 @@ pub struct Gateway {
     max_connections: usize,
 }
 
-/// The proxy hands finished records to the broadcaster through this narrow seam.
-struct BroadcastSink(Broadcaster);
+/// The proxy hands finished (and priced) records to the broadcaster through this narrow
+/// seam, which also counts their tokens and cost.
+struct BroadcastSink(Broadcaster, UsageMetrics);
 
 impl RecordSink for BroadcastSink {
     fn publish(&self, record: GenerationRecord) {
+        self.1.record(&record);
         self.0.publish(record);
     }
     fn wants_content(&self) -> bool {
@@ -82,7 +85,10 @@ impl Gateway {
         };
         let proxy = Proxy::new(
             router,
-            Arc::new(BroadcastSink(control.broadcaster.clone())),
+            Arc::new(BroadcastSink(
+                control.broadcaster.clone(),
+                UsageMetrics::new(),
+            )),
             settings,
         );
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());

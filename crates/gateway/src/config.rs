@@ -1096,4 +1096,104 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn prices_overrides_and_provider_pricing() {
+        let c = parse(
+            r#"
+[providers.up]
+kind = "mock"
+price_factor = 0.8
+[providers.up.prices."house-model"]
+input_per_mtok = 4
+output_per_mtok = 8
+
+[providers.plain]
+kind = "mock"
+
+[prices."gpt-4.1"]
+input_per_mtok = 2.0
+output_per_mtok = 8.0
+cache_read_per_mtok = 0.5
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.prices["gpt-4.1"].cache_read_per_mtok, Some(0.5));
+        let up = &c.provider_pricing["up"];
+        assert_eq!(up.price_factor, 0.8);
+        assert_eq!(up.prices["house-model"].output_per_mtok, 8.0);
+        assert!(!c.provider_pricing.contains_key("plain"));
+        assert!(
+            c.providers.contains_key("up"),
+            "the provider itself still parses"
+        );
+        c.pricer().unwrap();
+
+        let cases = [
+            (
+                "[prices.\"m\"]\ninput_per_mtok = 1",
+                "prices.m: missing field `output_per_mtok`",
+            ),
+            (
+                "[prices.\"m\"]\ninput_per_mtok = -1\noutput_per_mtok = 1",
+                "prices.\"m\".input_per_mtok: -1 is not a price",
+            ),
+            ("[prices.\"m\"]\ninput = 1", "prices.m"),
+            (
+                "[providers.up]\nkind = \"mock\"\nprice_factor = -2",
+                "providers.up.price_factor: must be a number >= 0",
+            ),
+            (
+                "[providers.up]\nkind = \"mock\"\nprice_factor = \"cheap\"",
+                "providers.up.price_factor",
+            ),
+            (
+                "[providers.up]\nkind = \"mock\"\n[providers.up.prices.m]\ninput_per_mtok = 1\noutput_per_mtok = 1\nbogus = 2",
+                "providers.up.prices.m",
+            ),
+            ("[pricing]\nfile = \"x\"", "pricing"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{text:?} gave {e:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_price_table_file_replaces_the_shipped_one_and_resolves_against_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("gatecast.toml"),
+            "[pricing]\ntable = \"prices.json\"\n",
+        )
+        .unwrap();
+        let path = dir.path().join("gatecast.toml");
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with("pricing.table: cannot read"), "{e}");
+        std::fs::write(
+            dir.path().join("prices.json"),
+            r#"{"models": {"m": {"input": -1}}}"#,
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with("pricing.table: ") && e.contains("models.m"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("prices.json"),
+            r#"{"models": {"m": {"input": 1, "output": 2}}}"#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let p = c.pricer().unwrap();
+        assert_eq!(p.table().len(), 1);
+        assert!(
+            p.table().get("gpt-4o-mini").is_none(),
+            "replaced, not merged"
+        );
+    }
 }
