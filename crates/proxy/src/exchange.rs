@@ -139,13 +139,15 @@ mod tests {
     }
 
     fn exchange(sink: Arc<Keep>, pricer: Option<Arc<Pricer>>) -> Exchange {
-        let mut record = GenerationRecord::default();
-        record.route = Some(RouteInfo {
-            provider: "up".into(),
-            provider_kind: "openai".into(),
-            model: "gpt-4o-mini".into(),
+        let record = GenerationRecord {
+            route: Some(RouteInfo {
+                provider: "up".into(),
+                provider_kind: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         Exchange::new(record, Instant::now(), sink).with_pricer(pricer)
     }
 

@@ -438,6 +438,9 @@ fn the_cost_filter_compares_the_total() {
     );
 }
 
+/// Input, output, cache read, cache write (USD per token) and provider, as the source has them.
+type SourceRates = (f64, f64, Option<f64>, Option<f64>, &'static str);
+
 /// The committed table against figures read from its source file
 /// (litellm/model_prices_and_context_window_backup.json of litellm 1.110.2) when it was
 /// generated, in the source's unit, USD per token.
@@ -468,7 +471,7 @@ fn the_shipped_table_matches_its_source() {
             m.provider.clone().unwrap(),
         )
     };
-    let samples: [(&str, (f64, f64, Option<f64>, Option<f64>, &str)); 6] = [
+    let samples: [(&str, SourceRates); 6] = [
         (
             "gpt-4o-mini",
             (1.5e-07, 6e-07, Some(7.5e-08), None, "openai"),
