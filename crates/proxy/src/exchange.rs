@@ -73,6 +73,15 @@ impl Exchange {
         });
     }
 
+    /// Prices the record as it stands and returns its cost, for an answer that says it
+    /// (`x-gatecast-cost-usd`) before the record is published; publishing prices it again,
+    /// as the record may still change.
+    pub fn price_now(&mut self) -> Option<&gatecast_telemetry::record::Cost> {
+        let pricer = self.pricer.as_ref()?;
+        pricer.apply(&mut self.record);
+        self.record.cost.as_ref()
+    }
+
     /// Stamps the end time, closes the last attempt, and hands the record over.
     pub fn publish(mut self) {
         self.publish_now();
@@ -162,11 +171,13 @@ mod tests {
             ..Default::default()
         });
         ex.fail(ErrorKind::StreamAborted, Some(200), "broken".into());
+        let now = ex.price_now().cloned().unwrap();
         ex.publish();
         let got = sink.0.lock().unwrap();
         let cost = got[0].cost.clone().unwrap();
         let want = (1000.0 * 0.15 + 50.0 * 0.60) / 1e6;
         assert!((cost.total_usd - want).abs() < 1e-15, "{cost:?}");
+        assert_eq!(now, cost, "priced the same before and at publish");
         assert!(!got[0].cost_unknown_model);
     }
 

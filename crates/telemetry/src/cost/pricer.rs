@@ -11,7 +11,8 @@ use crate::error::FieldError;
 use crate::record::{Cost, GenerationRecord};
 
 /// Prices records. Built once at start-up and shared (`Arc<Pricer>`); pricing a record
-/// takes a hash lookup or two and no lock.
+/// whose answer names a listed model is one hash lookup (a few on misses), with no lock and,
+/// for a provider kind the table has no `KIND/` entries of, no allocation.
 #[derive(Debug, Clone)]
 pub struct Pricer {
     table: Cow<'static, PriceTable>,
@@ -99,6 +100,7 @@ impl Pricer {
                 return Some((hit, factor));
             }
         }
+        let kind = kind.filter(|k| self.table.has_prefix(k));
         names()
             .find_map(|n| normalise::find(n, kind, |k| self.table.get(k)))
             .map(|hit| (hit, factor))

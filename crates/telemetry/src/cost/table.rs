@@ -4,7 +4,7 @@
 //! `scripts/update-prices.py`; `[pricing] table = "path"` replaces it with a file of the
 //! same format.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -152,6 +152,9 @@ pub struct PriceTable {
     pub version: String,
     pub generated: String,
     models: HashMap<String, ModelPrice>,
+    /// The `provider/` prefixes entry names have, so a lookup tries `KIND/NAME` only for a
+    /// kind the table has entries of (no `openai/` entry exists: OpenAI's are bare names).
+    prefixes: HashSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,12 +199,23 @@ impl PriceTable {
                 .check()
                 .map_err(|e| e.under(&format!("models.{name}")))?;
         }
+        let prefixes = file
+            .models
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|(p, _)| p.to_owned()))
+            .collect();
         Ok(Self {
             source: file.source,
             version: file.version,
             generated: file.generated,
             models: file.models,
+            prefixes,
         })
+    }
+
+    /// Whether some entry's name starts with `prefix/`.
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        self.prefixes.contains(prefix)
     }
 
     pub fn get(&self, model: &str) -> Option<&ModelPrice> {
