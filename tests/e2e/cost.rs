@@ -118,11 +118,27 @@ async fn the_generation_span_carries_its_cost_streamed_and_not() {
 }
 
 #[tokio::test]
-async fn an_override_prices_a_model_and_an_unknown_one_is_flagged() {
+async fn overrides_price_a_model_and_an_unknown_one_is_flagged() {
     let env = Env::with_extra(
-        "\n[prices.\"mock-model\"]\ninput_per_mtok = 1000\noutput_per_mtok = 2000\n",
+        "\n[prices.\"mock-model\"]\ninput_per_mtok = 1000\noutput_per_mtok = 2000\n\
+         [providers.up.prices.\"gpt-4o-mini\"]\ninput_per_mtok = 100\noutput_per_mtok = 300\n",
     )
     .await;
+    // A provider's own price wins over the table's 0.15 / 0.60.
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini",
+                     "messages": [{"role": "user", "content": "priced by the provider"}],
+                     "trace": {"generation_name": "own"}}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let body: Value = resp.json().await.unwrap();
+    let (prompt, _, completion) = tokens(&body["usage"]);
+    let spans = env.spans_of(&trace_id, 1).await;
+    let want = (prompt * 100.0 + completion * 300.0) / 1e6;
+    let got = cost_of(span_named(&spans, "own"));
+    assert!(close(got, want), "{got} != {want}");
+
     let resp = env
         .chat(json!({"model": "mock-model",
                      "messages": [{"role": "user", "content": "priced by the config"}],

@@ -1,10 +1,10 @@
 //! [`Pricer`]: the table and the config's overrides, asked once per record.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::cost::normalise;
-use crate::cost::overrides::Overrides;
+use crate::cost::overrides::{Overrides, PriceOverride};
 use crate::cost::price;
 use crate::cost::table::{ModelPrice, PriceTable};
 use crate::error::FieldError;
@@ -40,24 +40,19 @@ impl Pricer {
     /// `table` replaces the shipped table when given; `overrides` are checked here.
     pub fn new(table: Option<PriceTable>, overrides: &Overrides) -> Result<Self, FieldError> {
         overrides.check()?;
-        let prices = |m: &std::collections::BTreeMap<_, crate::cost::PriceOverride>| {
-            m.iter()
-                .map(|(name, o): (&String, _)| o.to_price().map(|p| (name.clone(), p)))
-                .collect::<Result<HashMap<_, _>, _>>()
-        };
         let mut providers = HashMap::with_capacity(overrides.providers.len());
         for (name, p) in &overrides.providers {
             providers.insert(
                 name.clone(),
                 ProviderPrices {
-                    prices: prices(&p.prices)?,
+                    prices: to_prices(&p.prices)?,
                     factor: p.price_factor,
                 },
             );
         }
         Ok(Self {
-            table: table.map_or(Cow::Borrowed(PriceTable::shipped()), Cow::Owned),
-            global: prices(&overrides.global)?,
+            table: table.map_or_else(|| Cow::Borrowed(PriceTable::shipped()), Cow::Owned),
+            global: to_prices(&overrides.global)?,
             providers,
         })
     }
@@ -137,4 +132,13 @@ impl Pricer {
             }
         }
     }
+}
+
+fn to_prices(
+    overrides: &BTreeMap<String, PriceOverride>,
+) -> Result<HashMap<String, ModelPrice>, FieldError> {
+    overrides
+        .iter()
+        .map(|(name, o)| o.to_price().map(|p| (name.clone(), p)))
+        .collect()
 }
