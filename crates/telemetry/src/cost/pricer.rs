@@ -13,17 +13,30 @@ use crate::record::{Cost, GenerationRecord};
 /// Prices records. Built once at start-up and shared (`Arc<Pricer>`); pricing a record
 /// whose answer names a listed model is one hash lookup (a few on misses), with no lock and,
 /// for a provider kind the table has no `KIND/` entries of, no allocation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pricer {
     table: Cow<'static, PriceTable>,
     global: HashMap<String, ModelPrice>,
     providers: HashMap<String, ProviderPrices>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct ProviderPrices {
     prices: HashMap<String, ModelPrice>,
     factor: f64,
+}
+
+/// A summary: the proxy's settings are printed with `{:?}`, and the table has thousands of
+/// entries.
+impl std::fmt::Debug for Pricer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pricer")
+            .field("table", &self.table.source)
+            .field("models", &self.table.len())
+            .field("overrides", &self.global.len())
+            .field("providers", &self.providers.len())
+            .finish()
+    }
 }
 
 /// What pricing a record found.
