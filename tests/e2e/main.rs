@@ -9,6 +9,7 @@ mod bounds;
 mod broadcast;
 mod cli;
 mod connections;
+mod cost;
 mod guard;
 mod harness;
 mod process;

@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
+use crate::routes::usage_metrics::UsageMetrics;
 use crate::serve::ShutdownPlan;
 
 /// Shared by every handler; built once per process start.
@@ -53,11 +54,13 @@ pub struct Gateway {
     max_connections: usize,
 }
 
-/// The proxy hands finished records to the broadcaster through this narrow seam.
-struct BroadcastSink(Broadcaster);
+/// The proxy hands finished (and priced) records to the broadcaster through this narrow
+/// seam, which also counts their tokens and cost.
+struct BroadcastSink(Broadcaster, UsageMetrics);
 
 impl RecordSink for BroadcastSink {
     fn publish(&self, record: GenerationRecord) {
+        self.1.record(&record);
         self.0.publish(record);
     }
     fn wants_content(&self) -> bool {
@@ -78,10 +81,14 @@ impl Gateway {
         control.spawn_watch(Duration::from_millis(config.store.watch_interval_ms));
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
+            pricer: Some(Arc::new(config.pricer()?)),
         };
         let proxy = Proxy::new(
             router,
-            Arc::new(BroadcastSink(control.broadcaster.clone())),
+            Arc::new(BroadcastSink(
+                control.broadcaster.clone(),
+                UsageMetrics::new(),
+            )),
             settings,
         );
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());
