@@ -7,21 +7,27 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod answer;
+mod azure;
 mod directives;
+mod embeddings;
 mod error_reply;
 mod fail_counter;
+mod messages;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod recorder;
 mod reply;
 mod request;
 mod responder;
+mod responses;
 mod server;
 mod sse;
+mod stream_shape;
 mod wire;
 
 pub use directives::{DirectiveError, Directives, HEADER as DIRECTIVES_HEADER};
-pub use recorder::RecordedRequest;
+pub use embeddings::DEFAULT_DIMENSIONS as DEFAULT_EMBEDDING_DIMENSIONS;
+pub use recorder::{redaction_marker, RecordedRequest};
 pub use reply::{MockAbort, MockBody, MockReply};
 pub use responder::Mock;
 pub use server::{start, MockServer};
