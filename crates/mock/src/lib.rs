@@ -1,4 +1,6 @@
-//! A deterministic mock LLM speaking OpenAI's chat-completions wire format.
+//! A deterministic mock LLM speaking OpenAI's chat-completions wire format, and beside it
+//! Anthropic Messages ([`Mock::messages`]), Azure OpenAI's paths ([`Mock::azure_chat`]), the
+//! Responses API ([`Mock::responses`]) and embeddings ([`Mock::embeddings`]); docs/mock.md.
 //!
 //! The same [`Mock`] responder serves the gateway's built-in `mock` provider in-process and the
 //! `gatecast-mock` HTTP server, so offline runs and networked tests see identical bytes. The
