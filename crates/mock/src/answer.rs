@@ -77,7 +77,7 @@ pub(crate) fn usage(prompt_tokens: u64, answers: &[Answer<'_>]) -> Usage {
 }
 
 /// Cuts at a char boundary so multi-byte text never splits mid-character.
-fn clip(text: &str, max_chars: usize) -> &str {
+pub(crate) fn clip(text: &str, max_chars: usize) -> &str {
     match text.char_indices().nth(max_chars) {
         Some((end, _)) => &text[..end],
         None => text,

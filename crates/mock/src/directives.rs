@@ -11,7 +11,8 @@ pub const HEADER: &str = "x-mock";
 pub(crate) const MARKER: &str = "#mock:";
 
 const KNOWN_KEYS: &str = "error, retry_after, latency_ms, chunk_delay_ms, abort_after, chunks, \
-fail_times, stream_error_after, truncate_after, answer_bytes, event_bytes";
+fail_times, stream_error_after, truncate_after, answer_bytes, event_bytes, cache_read, cache_write, \
+content_filter";
 
 /// Error messages quote user input; clipping keeps a hostile token from bloating the reply.
 const QUOTE_LIMIT: usize = 64;
@@ -36,6 +37,15 @@ pub struct Directives {
     /// Streams only: after the first event, one event of this many bytes that never ends,
     /// made as it is sent.
     pub event_bytes: Option<u64>,
+    /// Anthropic Messages: prompt tokens reported as read from the prompt cache
+    /// (`cache_read_input_tokens`), on top of the uncached `input_tokens`.
+    pub cache_read: Option<u64>,
+    /// Anthropic Messages: prompt tokens reported as written to the prompt cache
+    /// (`cache_creation_input_tokens`).
+    pub cache_write: Option<u64>,
+    /// Azure paths: content-filter annotations on the answer, or with `error=400` Azure's
+    /// `content_filter` error.
+    pub content_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -114,6 +124,15 @@ impl Directives {
             }
             "answer_bytes" => self.answer_bytes = Some(number(key, value, "a number of bytes")?),
             "event_bytes" => self.event_bytes = Some(number(key, value, "a number of bytes")?),
+            "cache_read" => self.cache_read = Some(number(key, value, "a number of tokens")?),
+            "cache_write" => self.cache_write = Some(number(key, value, "a number of tokens")?),
+            "content_filter" => {
+                self.content_filter = match value {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid(key, value, "1 or 0")),
+                }
+            }
             _ => return Err(DirectiveError::UnknownKey(clip(key))),
         }
         Ok(())
@@ -200,7 +219,8 @@ mod tests {
     fn parses_every_key() {
         let d = Directives::parse(
             "error=429,retry_after=7;latency_ms=15 chunk_delay_ms=3,abort_after=2,chunks=4,fail_times=1 \
-             stream_error_after=5,truncate_after=6,answer_bytes=1048576,event_bytes=2097152",
+             stream_error_after=5,truncate_after=6,answer_bytes=1048576,event_bytes=2097152 \
+             cache_read=30,cache_write=12,content_filter=1",
         )
         .unwrap();
         assert_eq!(
@@ -217,7 +237,16 @@ mod tests {
                 truncate_after: Some(6),
                 answer_bytes: Some(1 << 20),
                 event_bytes: Some(2 << 20),
+                cache_read: Some(30),
+                cache_write: Some(12),
+                content_filter: true,
             }
+        );
+        assert!(Directives::parse("content_filter=yes").is_err());
+        assert!(
+            !Directives::parse("content_filter=0")
+                .unwrap()
+                .content_filter
         );
     }
 

@@ -19,12 +19,22 @@ pub(crate) fn error_type(status: u16) -> &'static str {
 }
 
 pub(crate) fn body(status: u16, message: &str, param: Option<&str>) -> Bytes {
+    with_code(status, message, param, None)
+}
+
+/// As [`body`], with OpenAI's machine-readable `code` (`unknown_parameter`, ...).
+pub(crate) fn with_code(
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Bytes {
     let error = ErrorBody {
         error: ErrorDetail {
             message,
             kind: error_type(status),
             param,
-            code: None,
+            code,
         },
     };
     Bytes::from(wire::to_bytes(&error))

@@ -4,6 +4,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Headers whose values are credentials; the HTTP read of the recorder shows only that they
+/// were present, with a short fingerprint so a test can still tell which key was sent.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+    "x-goog-api-key",
+];
 
 /// Enough history for any test, small enough that a benchmark cannot exhaust memory.
 const MAX_RECORDED: usize = 10_000;
@@ -28,6 +40,22 @@ impl RecordedRequest {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// This request with each credential replaced by [`redaction_marker`].
+    pub fn redacted(mut self) -> Self {
+        for (name, value) in &mut self.headers {
+            if SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                *value = redaction_marker(value);
+            }
+        }
+        self
+    }
+}
+
+/// `[redacted; present, sha256:<8 hex>]`: says the header was sent and which value, without it.
+pub fn redaction_marker(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    format!("[redacted; present, sha256:{}]", hex::encode(&digest[..4]))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +98,27 @@ mod tests {
             headers: vec![],
             body: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn redaction_hides_credentials_and_keeps_the_rest() {
+        let mut r = request(0);
+        r.headers = vec![
+            ("Authorization".into(), "Bearer sk-secret".into()),
+            ("x-api-key".into(), "sk-ant-secret".into()),
+            ("api-key".into(), "azure-secret".into()),
+            ("anthropic-version".into(), "2023-06-01".into()),
+        ];
+        let shown = serde_json::to_string(&r.clone().redacted()).unwrap();
+        assert!(!shown.contains("secret"), "{shown}");
+        let redacted = r.redacted();
+        assert_eq!(redacted.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(
+            redacted.header("authorization"),
+            Some(redaction_marker("Bearer sk-secret").as_str())
+        );
+        assert!(redaction_marker("a").starts_with("[redacted; present, sha256:"));
+        assert_ne!(redaction_marker("a"), redaction_marker("b"));
     }
 
     #[test]

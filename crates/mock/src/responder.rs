@@ -16,13 +16,13 @@ use crate::request::ChatRequest;
 use crate::sse::{self, StreamContext};
 use crate::wire::{self, Completion};
 
-const JSON: &str = "application/json";
-const EVENT_STREAM: &str = "text/event-stream";
+pub(crate) const JSON: &str = "application/json";
+pub(crate) const EVENT_STREAM: &str = "text/event-stream";
 
 /// Cheap to clone; clones share the `fail_times` counters.
 #[derive(Debug, Clone, Default)]
 pub struct Mock {
-    failures: Arc<FailCounter>,
+    pub(crate) failures: Arc<FailCounter>,
 }
 
 impl Mock {
@@ -57,6 +57,25 @@ impl Mock {
             }
         }
         success(&request, &clean_text, &directives, &tag, latency)
+    }
+
+    /// The error `directives` ask for, as (status, retry-after), unless `fail_times` has run
+    /// out for this kind of request. Shared by every dialect so they fail alike.
+    pub(crate) fn injected_error(
+        &self,
+        directives: &Directives,
+        header: Option<&str>,
+        user_text: &str,
+    ) -> Option<(u16, Option<u64>)> {
+        let status = directives.error?;
+        self.failures
+            .should_fail(directives.fail_times, header, user_text)
+            .then(|| {
+                (
+                    status,
+                    directives.retry_after.or((status == 429).then_some(1)),
+                )
+            })
     }
 }
 
@@ -193,7 +212,7 @@ fn error(
     }
 }
 
-fn headers(content_type: &str, tag: &str) -> Vec<(String, String)> {
+pub(crate) fn headers(content_type: &str, tag: &str) -> Vec<(String, String)> {
     vec![
         ("content-type".into(), content_type.into()),
         ("x-request-id".into(), format!("mock-{tag}")),
@@ -202,7 +221,7 @@ fn headers(content_type: &str, tag: &str) -> Vec<(String, String)> {
 }
 
 /// Ties the id to the request so identical requests get identical replies.
-fn request_tag(body: &Value) -> String {
+pub(crate) fn request_tag(body: &Value) -> String {
     // Serializing a `Value` cannot fail: its map keys are always strings.
     let canonical = serde_json::to_vec(body).unwrap_or_default();
     let digest = Sha256::digest(&canonical);

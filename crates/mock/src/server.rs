@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -108,11 +108,70 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .route("/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses", post(responses))
+        .route("/responses", post(responses))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_deployment_chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_deployment_embeddings),
+        )
+        .route("/openai/v1/chat/completions", post(azure_v1_chat))
+        .route("/openai/v1/embeddings", post(azure_v1_embeddings))
+        .route("/openai/v1/responses", post(azure_v1_responses))
         .route("/v1/models", get(models))
         .route("/__mock/requests", get(recorded).delete(clear_recorded))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// What every POST route needs: the parsed body (`Null` when it is not JSON), its headers,
+/// and a record of it for the tests.
+struct Received {
+    body: Value,
+    headers: HeaderMap,
+    query: Option<String>,
+}
+
+impl Received {
+    fn take(
+        state: &AppState,
+        method: &Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: &Bytes,
+    ) -> Self {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        state.recorder.push(RecordedRequest {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            headers: header_pairs(&headers),
+            body: body.clone(),
+        });
+        Received {
+            body,
+            headers,
+            query: uri.query().map(str::to_owned),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn directives(&self) -> Option<&str> {
+        self.header(crate::DIRECTIVES_HEADER)
+    }
 }
 
 async fn chat(
@@ -122,19 +181,180 @@ async fn chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let directives = headers
-        .get(crate::DIRECTIVES_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let reply = state.mock.respond(&body, directives);
-    state.recorder.push(RecordedRequest {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: header_pairs(&headers),
-        body,
-    });
-    send(reply).await
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    send(state.mock.respond(&req.body, req.directives())).await
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = anthropic_refusal(&req) {
+        return send(refused).await;
+    }
+    send(state.mock.messages(&req.body, req.directives())).await
+}
+
+async fn count_tokens(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = anthropic_refusal(&req) {
+        return send(refused).await;
+    }
+    send(state.mock.count_tokens(&req.body, req.directives())).await
+}
+
+/// Anthropic wants a key (`x-api-key`, or a bearer token) and an `anthropic-version`.
+fn anthropic_refusal(req: &Received) -> Option<MockReply> {
+    let tag = crate::responder::request_tag(&req.body);
+    let has_key = req.header("x-api-key").is_some_and(|k| !k.is_empty())
+        || req.header("authorization").is_some_and(|a| !a.is_empty());
+    if !has_key {
+        let message = "x-api-key header is required";
+        return Some(crate::messages::error(
+            401,
+            message,
+            &tag,
+            None,
+            Duration::ZERO,
+        ));
+    }
+    if req.header("anthropic-version").is_none_or(str::is_empty) {
+        let message = "anthropic-version: header is required";
+        return Some(crate::messages::error(
+            400,
+            message,
+            &tag,
+            None,
+            Duration::ZERO,
+        ));
+    }
+    None
+}
+
+async fn responses(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    send(state.mock.responses(&req.body, req.directives())).await
+}
+
+async fn embeddings(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    send(state.mock.embeddings(&req.body, req.directives())).await
+}
+
+async fn azure_deployment_chat(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = azure_refusal(&req, true) {
+        return send(refused).await;
+    }
+    send(
+        state
+            .mock
+            .azure_chat(&req.body, req.directives(), Some(&deployment)),
+    )
+    .await
+}
+
+async fn azure_v1_chat(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = azure_refusal(&req, false) {
+        return send(refused).await;
+    }
+    send(state.mock.azure_chat(&req.body, req.directives(), None)).await
+}
+
+async fn azure_deployment_embeddings(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = azure_refusal(&req, true) {
+        return send(refused).await;
+    }
+    if let Some(object) = req.body.as_object_mut() {
+        object.insert("model".into(), Value::String(deployment));
+    }
+    send(state.mock.embeddings(&req.body, req.directives())).await
+}
+
+async fn azure_v1_embeddings(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = azure_refusal(&req, false) {
+        return send(refused).await;
+    }
+    send(state.mock.embeddings(&req.body, req.directives())).await
+}
+
+async fn azure_v1_responses(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::take(&state, &method, &uri, headers, &body);
+    if let Some(refused) = azure_refusal(&req, false) {
+        return send(refused).await;
+    }
+    send(state.mock.responses(&req.body, req.directives())).await
+}
+
+/// The deployment form needs `api-version` (404 without, as Azure answers); both need a key.
+fn azure_refusal(req: &Received, needs_version: bool) -> Option<MockReply> {
+    if needs_version {
+        if let Some(missing) = crate::azure::missing_api_version(req.query.as_deref(), &req.body) {
+            return Some(missing);
+        }
+    }
+    crate::azure::missing_key(
+        req.header("api-key"),
+        req.header("authorization"),
+        &req.body,
+    )
 }
 
 async fn send(mut reply: MockReply) -> Response {
@@ -178,8 +398,17 @@ async fn models() -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+/// Secret-bearing headers are redacted here: this read is open to anything that reaches the
+/// port, unlike [`MockServer::requests`] in the test's own process.
 async fn recorded(State(state): State<AppState>) -> Json<Vec<RecordedRequest>> {
-    Json(state.recorder.snapshot())
+    Json(
+        state
+            .recorder
+            .snapshot()
+            .into_iter()
+            .map(RecordedRequest::redacted)
+            .collect(),
+    )
 }
 
 async fn clear_recorded(State(state): State<AppState>) -> StatusCode {
