@@ -33,6 +33,7 @@ fn config_text(mock: &str, dir: &str, traces: &str, extra: &str, server_extra: &
     } else {
         "max_body_bytes = 65536"
     };
+    let mock_root = mock.trim_end_matches("/v1");
     format!(
         r#"
 [server]
@@ -70,6 +71,27 @@ connect_timeout_ms = 500
 
 [providers.builtin]
 kind = "mock"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "{mock_root}"
+api_key = "sk-ant-provider-secret"
+headers = {{ "anthropic-beta" = "tools-2024-04-04" }}
+default_max_tokens = 333
+
+[providers.azure]
+kind = "azure"
+base_url = "{mock_root}"
+api_key = "azure-provider-secret"
+api_version = "2024-10-21"
+[providers.azure.deployments]
+gpt-4o-mini = "dep-mini"
+
+[providers.azurev1]
+kind = "azure"
+base_url = "{mock_root}"
+api = "v1"
+bearer_token = "entra-provider-token"
 
 [models.fast]
 provider = "dead"

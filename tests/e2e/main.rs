@@ -10,6 +10,7 @@ mod broadcast;
 mod cli;
 mod connections;
 mod cost;
+mod dialects;
 mod guard;
 mod harness;
 mod process;

@@ -59,6 +59,9 @@ struct UsageView {
     completion_tokens: u64,
     prompt_tokens_details: Option<PromptDetails>,
     completion_tokens_details: Option<CompletionDetails>,
+    /// Not OpenAI's: the Anthropic dialect reports cache writes here (inside `prompt_tokens`),
+    /// as LiteLLM and others do, so they can be priced apart.
+    cache_creation_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -188,7 +191,7 @@ impl Accumulator {
                 input_tokens: u.prompt_tokens,
                 output_tokens: u.completion_tokens,
                 cache_read_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
-                cache_creation_input_tokens: None,
+                cache_creation_input_tokens: u.cache_creation_input_tokens,
                 reasoning_output_tokens: u
                     .completion_tokens_details
                     .and_then(|d| d.reasoning_tokens),
