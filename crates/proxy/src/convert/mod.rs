@@ -4,11 +4,14 @@
 //! into the provider's wire, and the provider's answer (whole, streamed, or an error) back into
 //! what the client's API expects.
 
+pub(crate) mod chat;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
 pub mod responses_to_chat;
 
 use bytes::BytesMut;
+
+pub use chat::InvalidUpstream;
 
 /// Turns a provider's stream into the client's, one event at a time, holding nothing back.
 pub trait StreamConverter: Send + 'static {

@@ -1,0 +1,263 @@
+//! The chat-completions answer as the inbound converters read it: the whole response, the
+//! stream's chunks and the usage both carry, decoded leniently (unknown fields ignored,
+//! strings borrowed where they have no escapes).
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The provider's answer is not the chat completion the converter expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the provider's answer is not a chat completion: {0}")]
+pub struct InvalidUpstream(pub String);
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Completion {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub choices: Option<Vec<Choice>>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Choice {
+    #[serde(default)]
+    pub message: Option<Message>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Message {
+    #[serde(default)]
+    pub content: Option<Value>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ToolCall {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub function: Option<Function>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Function {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: Option<String>,
+}
+
+/// Chat's `usage`: `prompt_tokens` is the whole input, cached tokens a part of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub total_tokens: Option<u64>,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn input(&self) -> u64 {
+        self.prompt_tokens.unwrap_or(0)
+    }
+    pub fn output(&self) -> u64 {
+        self.completion_tokens.unwrap_or(0)
+    }
+    /// Cached input, never more than the input it is part of.
+    pub fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(self.input())
+    }
+}
+
+/// One streamed chunk. Text fragments borrow from the event when they have no escapes.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Chunk<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// A provider's in-stream error: `{"error":{"message","type","code"}}`.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    pub delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Delta<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ToolCallDelta<'a> {
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub arguments: Option<Cow<'a, str>>,
+}
+
+/// What one provider event holds for a converter.
+pub(crate) enum Event<'a> {
+    Chunk(Chunk<'a>),
+    Done,
+    /// A comment, a keep-alive or data that is not a chunk: nothing to convert.
+    Skip,
+}
+
+pub(crate) fn parse_event(data: &[u8]) -> Event<'_> {
+    let trimmed = data.trim_ascii();
+    if trimmed == b"[DONE]" {
+        return Event::Done;
+    }
+    match serde_json::from_slice::<Chunk<'_>>(trimmed) {
+        Ok(chunk) => Event::Chunk(chunk),
+        Err(_) => Event::Skip,
+    }
+}
+
+/// The message and type of a provider's OpenAI-shaped error object (or bare message).
+pub(crate) fn error_fields(error: &Value) -> (String, Option<String>, Option<String>) {
+    match error {
+        Value::String(message) => (message.clone(), None, None),
+        Value::Object(map) => {
+            let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
+            let code = match map.get("code") {
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => text("code"),
+            };
+            (
+                text("message").unwrap_or_else(|| "the provider reported an error".to_owned()),
+                text("type"),
+                code,
+            )
+        }
+        _ => ("the provider reported an error".to_owned(), None, None),
+    }
+}
+
+/// Appends `event: {name}` and `data: {json}` and the blank line. Serializing plain structs
+/// of strings and numbers does not fail; if it ever did, the event is left out whole.
+pub(crate) fn write_event(out: &mut BytesMut, name: &str, data: &impl Serialize) {
+    let start = out.len();
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    if serde_json::to_writer(out.writer(), data).is_err() {
+        out.truncate(start);
+        return;
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod testing {
+    //! Reading converted streams back in tests.
+    use bytes::BytesMut;
+    use serde_json::Value;
+
+    use crate::convert::StreamConverter;
+    use crate::stream::sse::{event_data, SseSplitter};
+
+    /// `(event name, data)` for every event in `bytes`.
+    pub fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+        let mut splitter = SseSplitter::default();
+        let mut out = Vec::new();
+        for event in splitter.push(bytes).unwrap() {
+            let name = event
+                .split(|b| *b == b'\n')
+                .find_map(|l| l.strip_prefix(b"event: "))
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            let data = event_data(&event).unwrap();
+            out.push((name, serde_json::from_slice(&data).unwrap()));
+        }
+        assert!(splitter.remainder().is_empty(), "a trailing partial event");
+        out
+    }
+
+    /// A provider stream of chat chunks, each a `data:` event, then `[DONE]`.
+    pub fn chat_stream(chunks: &[Value]) -> Vec<u8> {
+        let mut s = Vec::new();
+        for c in chunks {
+            s.extend_from_slice(format!("data: {c}\n\n").as_bytes());
+        }
+        s.extend_from_slice(b"data: [DONE]\n\n");
+        s
+    }
+
+    /// Feeds `stream` cut at `cuts` through a splitter into `conv`, then ends it.
+    pub fn run(conv: &mut impl StreamConverter, stream: &[u8], cuts: &[usize]) -> BytesMut {
+        let mut points: Vec<usize> = cuts.iter().map(|c| (*c).min(stream.len())).collect();
+        points.sort_unstable();
+        let mut splitter = SseSplitter::default();
+        let mut out = BytesMut::new();
+        let mut prev = 0;
+        for p in points.into_iter().chain([stream.len()]) {
+            for event in splitter.push(&stream[prev..p]).unwrap() {
+                conv.event(&event, &mut out);
+            }
+            prev = p;
+        }
+        conv.end(&mut out);
+        out
+    }
+}
