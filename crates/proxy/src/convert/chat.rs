@@ -100,6 +100,15 @@ impl Usage {
             .unwrap_or(0)
             .min(self.input())
     }
+    pub fn reasoning(&self) -> u64 {
+        self.completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
+    pub fn total(&self) -> u64 {
+        self.total_tokens
+            .unwrap_or_else(|| self.input().saturating_add(self.output()))
+    }
 }
 
 /// One streamed chunk. Text fragments borrow from the event when they have no escapes.
@@ -212,7 +221,8 @@ pub(crate) fn write_event(out: &mut BytesMut, name: &str, data: &impl Serialize)
 pub(crate) mod testing {
     //! Reading converted streams back in tests.
     use bytes::BytesMut;
-    use serde_json::Value;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
 
     use crate::convert::StreamConverter;
     use crate::stream::sse::{event_data, SseSplitter};
@@ -259,5 +269,50 @@ pub(crate) mod testing {
         }
         conv.end(&mut out);
         out
+    }
+
+    fn text_chunk(delta: Value, finish: Value) -> Value {
+        json!({"id": "chatcmpl-p", "object": "chat.completion.chunk", "model": "m",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    fn usage_chunk(prompt: u64, cached: u64, completion: u64) -> Value {
+        json!({"id": "chatcmpl-p", "object": "chat.completion.chunk", "model": "m", "choices": [],
+               "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                         "prompt_tokens_details": {"cached_tokens": cached}}})
+    }
+
+    /// Any mix of the chunks a chat stream can hold, in any order, including ones a well-behaved
+    /// provider would not send (a call's fragments after the next call, text after the finish).
+    pub fn any_chunk() -> impl Strategy<Value = Vec<u8>> {
+        let text =
+            "[a-z é\"\\\\]{0,6}".prop_map(|t| text_chunk(json!({"content": t}), Value::Null));
+        let call = (0u64..3, any::<bool>(), "[a-z{}\":]{0,6}").prop_map(|(i, first, a)| {
+            let call = if first {
+                json!({"index": i, "id": format!("c{i}"), "function": {"name": "f", "arguments": a}})
+            } else {
+                json!({"index": i, "function": {"arguments": a}})
+            };
+            text_chunk(json!({"tool_calls": [call]}), Value::Null)
+        });
+        let finish = prop::sample::select(vec![
+            "stop",
+            "length",
+            "tool_calls",
+            "content_filter",
+            "other",
+        ])
+        .prop_map(|f| text_chunk(json!({}), json!(f)));
+        let usage = (0u64..100, 0u64..200, 0u64..50).prop_map(|(p, c, o)| usage_chunk(p, c, o));
+        let error = Just(json!({"error": {"message": "boom", "type": "server_error"}}));
+        prop_oneof![
+            4 => text.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            3 => call.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            1 => finish.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            1 => usage.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            1 => error.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            1 => Just(b"data: [DONE]\n\n".to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+        ]
     }
 }

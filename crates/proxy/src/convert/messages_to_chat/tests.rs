@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::convert::chat::testing::{chat_stream, events, run};
+use crate::convert::chat::testing::{any_chunk, chat_stream, events, run};
 use crate::convert::StreamConverter;
 use crate::error::ProxyError;
 
@@ -684,39 +684,6 @@ proptest! {
         }
         conv.end(&mut out);
     }
-}
-
-/// Any mix of the chunks a chat stream can hold, in any order, including ones a well-behaved
-/// provider would not send (a call's fragments after the next call, text after the finish).
-pub(crate) fn any_chunk() -> impl Strategy<Value = Vec<u8>> {
-    let text = "[a-z é\"\\\\]{0,6}".prop_map(|t| chunk(json!({"content": t}), Value::Null));
-    let call = (0u64..3, any::<bool>(), "[a-z{}\":]{0,6}").prop_map(|(i, first, a)| {
-        let call = if first {
-            json!({"index": i, "id": format!("c{i}"), "function": {"name": "f", "arguments": a}})
-        } else {
-            json!({"index": i, "function": {"arguments": a}})
-        };
-        chunk(json!({"tool_calls": [call]}), Value::Null)
-    });
-    let finish = prop::sample::select(vec![
-        "stop",
-        "length",
-        "tool_calls",
-        "content_filter",
-        "other",
-    ])
-    .prop_map(|f| chunk(json!({}), json!(f)));
-    let usage = (0u64..100, 0u64..200, 0u64..50).prop_map(|(p, c, o)| usage_chunk(p, c, o));
-    let error = Just(json!({"error": {"message": "boom", "type": "server_error"}}));
-    prop_oneof![
-        4 => text.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
-        3 => call.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
-        1 => finish.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
-        1 => usage.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
-        1 => error.prop_map(|v| format!("data: {v}\n\n").into_bytes()),
-        1 => Just(b"data: [DONE]\n\n".to_vec()),
-        1 => prop::collection::vec(any::<u8>(), 0..40),
-    ]
 }
 
 proptest! {
