@@ -163,6 +163,32 @@ pub(crate) struct FunctionDelta<'a> {
     pub arguments: Option<Cow<'a, str>>,
 }
 
+/// Which call a streamed tool-call fragment belongs to. Chat numbers calls by `index`; some
+/// servers leave it out and send each call whole with its id (Gemini's compatible endpoint),
+/// so without an index a new id is a new call and a fragment without an id continues the last.
+#[derive(Debug, Default)]
+pub(crate) struct CallIndex {
+    last: Option<(u64, Option<String>)>,
+    max: Option<u64>,
+}
+
+impl CallIndex {
+    pub fn of(&mut self, index: Option<u64>, id: Option<&str>) -> u64 {
+        let index = match (index, &self.last, id) {
+            (Some(index), _, _) => index,
+            (None, Some((last, _)), None) => *last,
+            (None, Some((last, Some(last_id))), Some(id)) if last_id == id => *last,
+            (None, _, _) => self.max.map_or(0, |m| m + 1),
+        };
+        self.max = Some(self.max.map_or(index, |m| m.max(index)));
+        let same = matches!(&self.last, Some((last, _)) if *last == index);
+        if !same || id.is_some() {
+            self.last = Some((index, id.map(str::to_owned)));
+        }
+        index
+    }
+}
+
 /// What one provider event holds for a converter.
 pub(crate) enum Event<'a> {
     Chunk(Chunk<'a>),
@@ -243,6 +269,26 @@ pub(crate) mod testing {
         assert!(splitter.remainder().is_empty(), "a trailing partial event");
         out
     }
+
+    /// A stream as OpenAI sends it with `include_usage`, nulls, fingerprints and all: text,
+    /// then a tool call whose arguments come in fragments, `finish_reason`, the usage chunk.
+    pub const OPENAI_STREAM: &str = concat!(
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"content":"Let me check the \"weather\"."},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"k3"}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_DdmO9","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ation\":\"Paris\"}"}}]},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"chatcmpl-B9x","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[],"usage":{"prompt_tokens":82,"completion_tokens":18,"total_tokens":100,"prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+        "\n\n",
+        "data: [DONE]\n\n",
+    );
 
     /// A provider stream of chat chunks, each a `data:` event, then `[DONE]`.
     pub fn chat_stream(chunks: &[Value]) -> Vec<u8> {

@@ -5,8 +5,10 @@
 //!   whose `input` is the parsed arguments. Arguments that are not a JSON object (a model's
 //!   truncated or malformed JSON) become `input: {}`: the call is kept so the client's tool loop
 //!   still answers it, and the unparsable text is not passed off as arguments.
-//! - `stop_reason`: `stop` → `end_turn`, `length` → `max_tokens`, `tool_calls` → `tool_use`,
-//!   `content_filter` → `refusal`; chat cannot say which stop sequence matched, so
+//! - Chat's `reasoning_content` is not passed on: a `thinking` block needs a signature only
+//!   Anthropic can make, and the request side drops thinking blocks anyway.
+//! - `stop_reason`: `stop` → `end_turn` (`tool_use` when the answer has tool calls),
+//!   `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter` → `refusal`; chat cannot say which stop sequence matched, so
 //!   `stop_sequence` is always null.
 //! - Usage: Anthropic's `input_tokens` excludes cache reads, chat's `prompt_tokens` includes
 //!   them, so `input_tokens = prompt_tokens − cached` and `cache_read_input_tokens = cached`.
@@ -24,6 +26,8 @@ pub fn response(chat: &[u8]) -> Result<Vec<u8>, InvalidUpstream> {
         .ok_or_else(|| InvalidUpstream("it has no choices".into()))?;
     let message = choice.message.unwrap_or_default();
 
+    let calls = message.tool_calls.unwrap_or_default();
+    let stop = stop_reason(choice.finish_reason.as_deref(), !calls.is_empty());
     let mut content = Vec::new();
     let text = match message.content {
         Some(Value::String(s)) => s,
@@ -42,12 +46,7 @@ pub fn response(chat: &[u8]) -> Result<Vec<u8>, InvalidUpstream> {
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    for (i, call) in message
-        .tool_calls
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
+    for (i, call) in calls.into_iter().enumerate() {
         let function = call.function.unwrap_or_default();
         content.push(json!({
             "type": "tool_use",
@@ -63,7 +62,7 @@ pub fn response(chat: &[u8]) -> Result<Vec<u8>, InvalidUpstream> {
         "role": "assistant",
         "model": completion.model.unwrap_or_default(),
         "content": content,
-        "stop_reason": stop_reason(choice.finish_reason.as_deref()),
+        "stop_reason": stop,
         "stop_sequence": null,
         "usage": usage(&completion.usage.unwrap_or_default()),
     });
@@ -79,11 +78,14 @@ pub(crate) fn message_id(chat_id: Option<&str>) -> String {
     }
 }
 
-pub(crate) fn stop_reason(finish: Option<&str>) -> &'static str {
+/// Anthropic's `stop_reason` for chat's `finish_reason`. Some chat servers say `stop` after
+/// calling tools, and Anthropic clients run tools only on `tool_use`, so calls make it that.
+pub(crate) fn stop_reason(finish: Option<&str>, called_tools: bool) -> &'static str {
     match finish {
         Some("length") => "max_tokens",
         Some("tool_calls" | "function_call") => "tool_use",
         Some("content_filter") => "refusal",
+        _ if called_tools => "tool_use",
         _ => "end_turn",
     }
 }

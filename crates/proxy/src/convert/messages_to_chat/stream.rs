@@ -8,14 +8,17 @@
 //! The SDKs overwrite the message's `stop_reason` with every `message_delta`, so there is only
 //! one: after the finish reason it waits for the usage chunk (the request asks for it), or for
 //! `[DONE]` or the end of the stream when none comes. That wait holds a few numbers, never text.
-//! A provider's error chunk becomes `event: error`, and nothing follows it.
+//! A provider's error chunk becomes `event: error`, and nothing follows it. Reasoning deltas
+//! are not passed on (see the response module).
 
 use bytes::BytesMut;
 use serde::Serialize;
 
 use super::error::{event as error_event, type_of_stream_error};
 use super::response::{message_id, stop_reason, usage};
-use crate::convert::chat::{error_fields, parse_event, write_event, Chunk, Event, Usage};
+use crate::convert::chat::{
+    error_fields, parse_event, write_event, CallIndex, Chunk, Event, Usage,
+};
 use crate::convert::StreamConverter;
 use crate::stream::sse::event_data;
 
@@ -27,6 +30,7 @@ pub struct ChatToMessagesStream {
     next_index: u32,
     /// Chat tool-call index → Anthropic block index, for calls already started.
     calls: Vec<(u64, u32)>,
+    call_index: CallIndex,
     stop_reason: Option<&'static str>,
     usage: Option<Usage>,
     delta_sent: bool,
@@ -218,8 +222,9 @@ impl ChatToMessagesStream {
                 }
                 for call in delta.tool_calls.iter().flatten() {
                     let function = call.function.as_ref();
+                    let index = self.call_index.of(call.index, call.id.as_deref());
                     self.tool_call(
-                        call.index.unwrap_or(0),
+                        index,
                         call.id.as_deref(),
                         function.and_then(|f| f.name.as_deref()),
                         function.and_then(|f| f.arguments.as_deref()).unwrap_or(""),
@@ -229,7 +234,7 @@ impl ChatToMessagesStream {
             }
             if let Some(finish) = &choice.finish_reason {
                 self.close_block(out);
-                self.stop_reason = Some(stop_reason(Some(finish)));
+                self.stop_reason = Some(stop_reason(Some(finish), !self.calls.is_empty()));
             }
         }
         if let Some(u) = chunk.usage {

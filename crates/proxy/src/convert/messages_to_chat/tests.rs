@@ -719,3 +719,85 @@ proptest! {
         prop_assert!(deltas <= 1);
     }
 }
+
+/// Some chat servers answer `finish_reason: stop` after calling tools; Anthropic clients run
+/// the tools only on `tool_use`.
+#[test]
+fn tool_calls_ending_in_stop_are_tool_use() {
+    let got = converted(&[
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("stop")),
+    ]);
+    let delta = got.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    let m = message(
+        json!({"id": "x", "model": "m", "choices": [{"finish_reason": "stop", "message": {
+        "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]}),
+    );
+    assert_eq!(m["stop_reason"], "tool_use");
+}
+
+/// Servers that leave out the tool-call `index` (each call whole, with its id) still get one
+/// block per call.
+#[test]
+fn calls_without_an_index_are_told_apart_by_id() {
+    let got = converted(&[
+        chunk(
+            json!({"tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{\"x\":1}"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"id": "b", "function": {"name": "g", "arguments": "{"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"function": {"arguments": "}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls")),
+    ]);
+    let starts: Vec<&Value> = got
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, v)| &v["content_block"])
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(
+        (&starts[0]["id"], &starts[1]["id"]),
+        (&json!("a"), &json!("b"))
+    );
+    let second: String = got
+        .iter()
+        .filter(|(_, v)| v["index"] == 1 && v["delta"]["partial_json"].is_string())
+        .filter_map(|(_, v)| v["delta"]["partial_json"].as_str())
+        .collect();
+    assert_eq!(second, "{}");
+}
+
+#[test]
+fn openais_own_stream_converts_event_by_event() {
+    use crate::convert::chat::testing::OPENAI_STREAM;
+    let mut conv = ChatToMessagesStream::new();
+    let got = events(&run(&mut conv, OPENAI_STREAM.as_bytes(), &[]));
+    let want = [
+        json!({"type": "message_start", "message": {"id": "msg_B9x", "type": "message", "role": "assistant",
+            "model": "gpt-4o-2024-08-06", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me check the \"weather\"."}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "call_DdmO9", "name": "get_weather", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"loc"}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "ation\":\"Paris\"}"}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+            "usage": {"input_tokens": 18, "output_tokens": 18, "cache_read_input_tokens": 64}}),
+        json!({"type": "message_stop"}),
+    ];
+    let data: Vec<&Value> = got.iter().map(|(_, v)| v).collect();
+    assert_eq!(data, want.iter().collect::<Vec<_>>());
+    assert!(got.iter().all(|(n, v)| v["type"] == n.as_str()));
+}

@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 use super::response::{
     envelope, function_call_item, item_id, message_item, output_text, usage, Ending, Turn,
 };
-use crate::convert::chat::{error_fields, parse_event, write_event, Chunk, Event, Usage};
+use crate::convert::chat::{
+    error_fields, parse_event, write_event, CallIndex, Chunk, Event, Usage,
+};
 use crate::convert::StreamConverter;
 use crate::stream::sse::event_data;
 
@@ -41,6 +43,7 @@ pub struct ChatToResponsesStream {
     open: Option<OpenItem>,
     /// Chat tool-call index → output index, for calls already started.
     calls: Vec<(u64, usize)>,
+    call_index: CallIndex,
     ending: Option<Ending>,
     usage: Option<Usage>,
     finished: bool,
@@ -76,6 +79,7 @@ impl ChatToResponsesStream {
             items: Vec::new(),
             open: None,
             calls: Vec::new(),
+            call_index: CallIndex::default(),
             ending: None,
             usage: None,
             finished: false,
@@ -396,8 +400,9 @@ impl ChatToResponsesStream {
                 }
                 for call in delta.tool_calls.iter().flatten() {
                     let function = call.function.as_ref();
+                    let index = self.call_index.of(call.index, call.id.as_deref());
                     self.tool_call(
-                        call.index.unwrap_or(0),
+                        index,
                         call.id.as_deref(),
                         function.and_then(|f| f.name.as_deref()),
                         function.and_then(|f| f.arguments.as_deref()).unwrap_or(""),

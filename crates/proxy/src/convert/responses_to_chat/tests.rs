@@ -696,3 +696,71 @@ proptest! {
         prop_assert!(matches!(last.as_str(), "response.completed" | "response.incomplete" | "response.failed"));
     }
 }
+
+#[test]
+fn calls_without_an_index_are_told_apart_by_id() {
+    let (_, items) = streamed(&[
+        chunk(
+            json!({"tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{\"x\":1}"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"id": "b", "function": {"name": "g", "arguments": "{"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"function": {"arguments": "}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls")),
+    ]);
+    let calls: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["call_id"].as_str().unwrap(),
+                i["arguments"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls, [("a", "{\"x\":1}"), ("b", "{}")]);
+}
+
+#[test]
+fn openais_own_stream_converts_event_by_event() {
+    use crate::convert::chat::testing::OPENAI_STREAM;
+    let mut conv = ChatToResponsesStream::new(turn());
+    let got = events(&run(&mut conv, OPENAI_STREAM.as_bytes(), &[]));
+    check_framing(&got);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(got[4].1["delta"], "Let me check the \"weather\".");
+    assert_eq!(got[11].1["arguments"], "{\"location\":\"Paris\"}");
+    let done = &got[13].1["response"];
+    assert_eq!(done["model"], "gpt-4o-2024-08-06");
+    assert_eq!(
+        done["usage"],
+        json!({"input_tokens": 82, "input_tokens_details": {"cached_tokens": 64}, "output_tokens": 18,
+               "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 100})
+    );
+    assert_eq!(done["output"][1]["call_id"], "call_DdmO9");
+    assert_eq!(Value::Array(conv.output_items().to_vec()), done["output"]);
+}
