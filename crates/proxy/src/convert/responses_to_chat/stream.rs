@@ -47,6 +47,7 @@ pub struct ChatToResponsesStream {
     ending: Option<Ending>,
     usage: Option<Usage>,
     finished: bool,
+    last: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -83,6 +84,7 @@ impl ChatToResponsesStream {
             ending: None,
             usage: None,
             finished: false,
+            last: None,
         }
     }
 
@@ -91,9 +93,10 @@ impl ChatToResponsesStream {
         &self.items
     }
 
-    /// The chat usage the provider reported, once it has.
-    pub fn usage(&self) -> Option<(u64, u64)> {
-        self.usage.map(|u| (u.input(), u.output()))
+    /// The `response` object the last event carried (`completed`, `incomplete` or `failed`),
+    /// once the stream has ended: what `GET /v1/responses/{id}` answers.
+    pub fn final_response(&self) -> Option<&Value> {
+        self.last.as_ref()
     }
 
     fn emit(&mut self, out: &mut BytesMut, name: &str, mut data: Value) {
@@ -356,7 +359,8 @@ impl ChatToResponsesStream {
             Ending::Completed => "response.completed",
             Ending::Incomplete(_) => "response.incomplete",
         };
-        self.emit(out, name, json!({"response": response}));
+        self.emit(out, name, json!({"response": &response}));
+        self.last = Some(response);
     }
 
     fn fail(&mut self, error: &Value, out: &mut BytesMut) {
@@ -378,7 +382,8 @@ impl ChatToResponsesStream {
             Value::Null,
             json!({"code": code, "message": message}),
         );
-        self.emit(out, "response.failed", json!({"response": response}));
+        self.emit(out, "response.failed", json!({"response": &response}));
+        self.last = Some(response);
     }
 
     fn chunk(&mut self, chunk: Chunk<'_>, out: &mut BytesMut) {

@@ -602,6 +602,7 @@ fn an_error_chunk_fails_the_response() {
         last["response"]["error"],
         json!({"code": "rate_limit_exceeded", "message": "Rate limit reached"})
     );
+    assert_eq!(conv.final_response(), Some(&last["response"]));
 }
 
 #[test]
@@ -763,4 +764,5 @@ fn openais_own_stream_converts_event_by_event() {
     );
     assert_eq!(done["output"][1]["call_id"], "call_DdmO9");
     assert_eq!(Value::Array(conv.output_items().to_vec()), done["output"]);
+    assert_eq!(conv.final_response(), Some(done));
 }
