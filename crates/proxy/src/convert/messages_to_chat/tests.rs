@@ -801,3 +801,29 @@ fn openais_own_stream_converts_event_by_event() {
     assert_eq!(data, want.iter().collect::<Vec<_>>());
     assert!(got.iter().all(|(n, v)| v["type"] == n.as_str()));
 }
+
+/// The chat body is one the gateway's chat parser takes, reading the same settings and the
+/// gateway fields from it, and the upstream body it writes carries no gateway field.
+#[test]
+fn the_chat_body_is_what_the_chat_path_reads() {
+    let body = request(
+        json!({"model": "claude-x", "max_tokens": 77, "temperature": 0.4, "stream": true,
+               "messages": [{"role": "user", "content": "hi"}], "metadata": {"user_id": "u-9"},
+               "trace": {"trace_id": "run-1", "name": "agent"}, "session_id": "s-2"})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let parsed = crate::request::ChatRequest::parse(&body, None).unwrap();
+    assert_eq!(parsed.model(), "claude-x");
+    assert!(parsed.stream());
+    assert_eq!(parsed.info.max_tokens, Some(77));
+    assert_eq!(parsed.info.temperature, Some(0.4));
+    assert_eq!(parsed.user.as_deref(), Some("u-9"));
+    assert_eq!(parsed.session_id.as_deref(), Some("s-2"));
+    assert_eq!(parsed.trace.as_ref().unwrap()["trace_id"], "run-1");
+    let upstream: Value = serde_json::from_slice(&parsed.upstream_body("gpt-4o")).unwrap();
+    assert_eq!(upstream.get("trace"), None);
+    assert_eq!(upstream.get("session_id"), None);
+    assert_eq!(upstream["model"], "gpt-4o");
+}

@@ -766,3 +766,22 @@ fn openais_own_stream_converts_event_by_event() {
     assert_eq!(Value::Array(conv.output_items().to_vec()), done["output"]);
     assert_eq!(conv.final_response(), Some(done));
 }
+
+/// The chat body is one the gateway's chat parser takes, reading the same settings and the
+/// gateway fields from it.
+#[test]
+fn the_chat_body_is_what_the_chat_path_reads() {
+    let (_, converted) = convert(
+        json!({"model": "gpt-x", "input": "hi", "max_output_tokens": 33, "top_p": 0.5, "stream": true,
+               "user": "u-3", "trace": {"trace_id": "run-2"}, "session_id": "s-3"}),
+        &[],
+    );
+    let parsed = crate::request::ChatRequest::parse(&converted.chat_body, None).unwrap();
+    assert_eq!(parsed.model(), "gpt-x");
+    assert!(parsed.stream());
+    assert_eq!(parsed.info.max_tokens, Some(33));
+    assert_eq!(parsed.info.top_p, Some(0.5));
+    assert_eq!(parsed.user.as_deref(), Some("u-3"));
+    assert_eq!(parsed.session_id.as_deref(), Some("s-3"));
+    assert_eq!(parsed.trace.as_ref().unwrap()["trace_id"], "run-2");
+}
