@@ -178,7 +178,7 @@ impl CallIndex {
             (Some(index), _, _) => index,
             (None, Some((last, _)), None) => *last,
             (None, Some((last, Some(last_id))), Some(id)) if last_id == id => *last,
-            (None, _, _) => self.max.map_or(0, |m| m + 1),
+            (None, _, _) => self.max.map_or(0, |m| m.saturating_add(1)),
         };
         self.max = Some(self.max.map_or(index, |m| m.max(index)));
         let same = matches!(&self.last, Some((last, _)) if *last == index);
@@ -360,5 +360,97 @@ pub(crate) mod testing {
             1 => Just(b"data: [DONE]\n\n".to_vec()),
             1 => prop::collection::vec(any::<u8>(), 0..40),
         ]
+    }
+
+    /// JSON made of the words the converters look for, nested a few levels: requests and
+    /// answers that are nearly right, in every wrong way.
+    pub fn near_json() -> impl Strategy<Value = Value> {
+        let words = prop::sample::select(vec![
+            "model",
+            "max_tokens",
+            "messages",
+            "system",
+            "role",
+            "content",
+            "type",
+            "text",
+            "user",
+            "assistant",
+            "tool",
+            "developer",
+            "image",
+            "source",
+            "base64",
+            "url",
+            "media_type",
+            "data",
+            "document",
+            "tool_use",
+            "tool_result",
+            "tool_use_id",
+            "id",
+            "name",
+            "input",
+            "is_error",
+            "thinking",
+            "tools",
+            "input_schema",
+            "tool_choice",
+            "auto",
+            "any",
+            "none",
+            "stop_sequences",
+            "stream",
+            "metadata",
+            "user_id",
+            "input_text",
+            "input_image",
+            "input_file",
+            "image_url",
+            "file_data",
+            "output_text",
+            "refusal",
+            "message",
+            "function_call",
+            "function_call_output",
+            "call_id",
+            "arguments",
+            "output",
+            "reasoning",
+            "function",
+            "parameters",
+            "instructions",
+            "text",
+            "format",
+            "json_schema",
+            "schema",
+            "max_output_tokens",
+            "choices",
+            "finish_reason",
+            "tool_calls",
+            "usage",
+            "prompt_tokens",
+            "cached_tokens",
+            "trace",
+            "session_id",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (0u64..5).prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            words.clone().prop_map(Value::from),
+            "[a-z{}\":, ]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((words.clone(), inner), 0..6).prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
     }
 }

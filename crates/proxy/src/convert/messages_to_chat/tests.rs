@@ -827,3 +827,33 @@ fn the_chat_body_is_what_the_chat_path_reads() {
     assert_eq!(upstream.get("session_id"), None);
     assert_eq!(upstream["model"], "gpt-4o");
 }
+
+proptest! {
+    /// Nearly-right requests and answers are converted or refused, never a panic; a refusal
+    /// names its field, and what is converted is JSON.
+    #[test]
+    fn near_misses_never_panic(
+        v in crate::convert::chat::testing::near_json(),
+        parts in prop::collection::vec(crate::convert::chat::testing::near_json(), 4),
+        whole in any::<bool>(),
+    ) {
+        // Half the cases get past the required fields, to reach the turns and tools.
+        let v = if whole {
+            json!({"model": "m", "max_tokens": 5, "messages": parts[0], "system": parts[1],
+                   "tools": parts[2], "tool_choice": parts[3], "stream": true})
+        } else {
+            v
+        };
+        let body = v.to_string();
+        match request(body.as_bytes()) {
+            Ok(chat) => { serde_json::from_slice::<Value>(&chat).unwrap(); }
+            Err(ProxyError::InvalidRequest { message, .. }) => prop_assert!(!message.is_empty()),
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
+        let _ = count_tokens(body.as_bytes());
+        if let Ok(m) = response(body.as_bytes()) {
+            serde_json::from_slice::<Value>(&m).unwrap();
+        }
+        let _ = error::error(StatusCode::BAD_REQUEST, body.as_bytes());
+    }
+}

@@ -785,3 +785,31 @@ fn the_chat_body_is_what_the_chat_path_reads() {
     assert_eq!(parsed.session_id.as_deref(), Some("s-3"));
     assert_eq!(parsed.trace.as_ref().unwrap()["trace_id"], "run-2");
 }
+
+proptest! {
+    /// Nearly-right requests, histories and answers are converted or refused, never a panic.
+    #[test]
+    fn near_misses_never_panic(
+        v in crate::convert::chat::testing::near_json(),
+        history in prop::collection::vec(crate::convert::chat::testing::near_json(), 0..3),
+        parts in prop::collection::vec(crate::convert::chat::testing::near_json(), 4),
+        whole in any::<bool>(),
+    ) {
+        // Half the cases get past the required fields, to reach the items and tools.
+        let v = if whole {
+            json!({"model": "m", "input": parts[0], "tools": parts[1], "tool_choice": parts[2],
+                   "text": {"format": parts[3]}})
+        } else {
+            v
+        };
+        let body = v.to_string();
+        match request(body.as_bytes(), &history) {
+            Ok(c) => { serde_json::from_slice::<Value>(&c.chat_body).unwrap(); }
+            Err(ProxyError::InvalidRequest { message, .. }) => prop_assert!(!message.is_empty()),
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
+        if let Ok(out) = response(body.as_bytes(), &turn()) {
+            serde_json::from_slice::<Value>(&out.body).unwrap();
+        }
+    }
+}
