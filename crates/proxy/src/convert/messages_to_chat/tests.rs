@@ -857,3 +857,19 @@ proptest! {
         let _ = error::error(StatusCode::BAD_REQUEST, body.as_bytes());
     }
 }
+
+#[test]
+fn a_huge_call_index_does_not_overflow() {
+    let got = converted(&[
+        chunk(
+            json!({"tool_calls": [{"index": u64::MAX, "id": "a", "function": {"name": "f", "arguments": "{}"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"id": "b", "function": {"name": "g", "arguments": "{}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls")),
+    ]);
+    assert_eq!(got.last().unwrap().0, "message_stop");
+}
