@@ -333,14 +333,20 @@ pub(crate) mod testing {
     pub fn any_chunk() -> impl Strategy<Value = Vec<u8>> {
         let text =
             "[a-z é\"\\\\]{0,6}".prop_map(|t| text_chunk(json!({"content": t}), Value::Null));
-        let call = (0u64..3, any::<bool>(), "[a-z{}\":]{0,6}").prop_map(|(i, first, a)| {
-            let call = if first {
-                json!({"index": i, "id": format!("c{i}"), "function": {"name": "f", "arguments": a}})
-            } else {
-                json!({"index": i, "function": {"arguments": a}})
-            };
-            text_chunk(json!({"tool_calls": [call]}), Value::Null)
-        });
+        // Indices as chat numbers them, left out (as some servers do), or absurd.
+        let index = prop::sample::select(vec![Some(0u64), Some(1), Some(2), None, Some(u64::MAX)]);
+        let call =
+            (index, 0u8..4, any::<bool>(), "[a-z{}\":]{0,6}").prop_map(|(i, id, first, a)| {
+                let mut call = if first {
+                    json!({"id": format!("c{id}"), "function": {"name": "f", "arguments": a}})
+                } else {
+                    json!({"function": {"arguments": a}})
+                };
+                if let (Some(i), Some(map)) = (i, call.as_object_mut()) {
+                    map.insert("index".into(), json!(i));
+                }
+                text_chunk(json!({"tool_calls": [call]}), Value::Null)
+            });
         let finish = prop::sample::select(vec![
             "stop",
             "length",
