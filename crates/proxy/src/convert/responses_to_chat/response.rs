@@ -10,7 +10,9 @@
 //!   `incomplete_details.reason = max_output_tokens` (`content_filter` likewise with
 //!   `content_filter`); anything else is `completed`.
 //! - Usage keeps chat's meaning: `input_tokens` includes the cached tokens
-//!   (`input_tokens_details.cached_tokens`), `output_tokens` the reasoning tokens.
+//!   (`input_tokens_details.cached_tokens`), `output_tokens` the reasoning tokens. A provider
+//!   that reports none gets zeros: clients (the AI SDK) require the object, and the gateway's
+//!   record reads usage from the provider's own answer, not from this.
 
 use serde_json::{json, Map, Value};
 
@@ -85,7 +87,7 @@ pub fn response(chat: &[u8], turn: &Turn) -> Result<Output, InvalidUpstream> {
         ending.status(),
         ending.incomplete_details(),
         Value::Array(items.clone()),
-        completion.usage.as_ref().map(usage).unwrap_or(Value::Null),
+        usage(&completion.usage.unwrap_or_default()),
         Value::Null,
     );
     let body = serde_json::to_vec(&body).map_err(|e| InvalidUpstream(e.to_string()))?;

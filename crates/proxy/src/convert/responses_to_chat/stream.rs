@@ -348,7 +348,7 @@ impl ChatToResponsesStream {
         self.start(out);
         let ending = self.ending.unwrap_or(Ending::Completed);
         self.close(ending.status(), out);
-        let usage = self.usage.as_ref().map(usage).unwrap_or(Value::Null);
+        let usage = usage(&self.usage.unwrap_or_default());
         let response = self.response_value(
             ending.status(),
             ending.incomplete_details(),
