@@ -14,8 +14,8 @@
 //! those are kept as they pass (the mapping needs them, and the gateway stores the items);
 //! nothing is held back from the client. The final event waits for the usage chunk after the
 //! finish reason, or for `[DONE]`. A provider's error chunk becomes `response.failed` with
-//! `error: {code, message}` (the event the SDKs and Codex end a failed stream with), and
-//! nothing follows it.
+//! `error: {code, message}`, which the SDKs read as the response's failure, and nothing
+//! follows it.
 
 use bytes::BytesMut;
 use serde::Serialize;
