@@ -76,10 +76,12 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
     }
     if let Some(choice) = req.get("tool_choice") {
         let (choice, parallel) = convert_tool_choice(choice)?;
-        chat.insert("tool_choice".into(), choice);
-        // OpenAI refuses `parallel_tool_calls` without tools.
-        if parallel == Some(false) && has_tools {
-            chat.insert("parallel_tool_calls".into(), Value::Bool(false));
+        // OpenAI refuses `tool_choice` and `parallel_tool_calls` without tools.
+        if has_tools {
+            chat.insert("tool_choice".into(), choice);
+            if parallel == Some(false) {
+                chat.insert("parallel_tool_calls".into(), Value::Bool(false));
+            }
         }
     }
 

@@ -873,3 +873,19 @@ fn a_huge_call_index_does_not_overflow() {
     ]);
     assert_eq!(got.last().unwrap().0, "message_stop");
 }
+
+/// OpenAI refuses `tool_choice` (and `parallel_tool_calls`) without tools.
+#[test]
+fn tool_choice_without_tools_is_left_out() {
+    for tools in [None, Some(json!([]))] {
+        let mut req = base(json!([{"role": "user", "content": "hi"}]));
+        req["tool_choice"] = json!({"type": "auto", "disable_parallel_tool_use": true});
+        if let Some(tools) = tools {
+            req["tools"] = tools;
+        }
+        let c = chat(req);
+        assert_eq!(c.get("tool_choice"), None);
+        assert_eq!(c.get("tools"), None);
+        assert_eq!(c.get("parallel_tool_calls"), None);
+    }
+}

@@ -153,14 +153,16 @@ pub fn request(body: &[u8], history: &[Value]) -> Result<Converted, ProxyError> 
             chat.insert("tools".into(), Value::Array(tools));
         }
     }
+    // OpenAI refuses `tool_choice` and `parallel_tool_calls` without tools.
     if let Some(choice) = req.get("tool_choice") {
         if let Some(choice) = convert_tool_choice(choice)? {
-            chat.insert("tool_choice".into(), choice);
+            if has_tools {
+                chat.insert("tool_choice".into(), choice);
+            }
         }
     }
     match req.get("parallel_tool_calls") {
         None | Some(Value::Null) => {}
-        // OpenAI refuses `parallel_tool_calls` without tools.
         Some(v @ Value::Bool(_)) => {
             if has_tools {
                 chat.insert("parallel_tool_calls".into(), v.clone());

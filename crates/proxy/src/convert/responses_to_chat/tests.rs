@@ -187,7 +187,8 @@ fn function_tools_tool_choice_and_text_format() {
     );
     for choice in ["auto", "none", "required"] {
         assert_eq!(
-            chat(json!({"model": "m", "input": "x", "tool_choice": choice}))["tool_choice"],
+            chat(json!({"model": "m", "input": "x", "tool_choice": choice,
+                        "tools": [{"type": "function", "name": "f"}]}))["tool_choice"],
             choice
         );
     }
@@ -821,4 +822,16 @@ proptest! {
             serde_json::from_slice::<Value>(&out.body).unwrap();
         }
     }
+}
+
+/// OpenAI refuses `tool_choice` (and `parallel_tool_calls`) without tools.
+#[test]
+fn tool_choice_without_tools_is_left_out() {
+    let c = chat(
+        json!({"model": "m", "input": "x", "tools": [], "tool_choice": "required",
+                        "parallel_tool_calls": false}),
+    );
+    assert_eq!(c.get("tool_choice"), None);
+    assert_eq!(c.get("tools"), None);
+    assert_eq!(c.get("parallel_tool_calls"), None);
 }
