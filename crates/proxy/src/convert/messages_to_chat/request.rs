@@ -7,8 +7,9 @@
 //!   flattened to text (an image in a result becomes `[image]`), and `is_error: true` prefixes
 //!   it with `Error: `, chat having no flag for it.
 //! - `thinking` and `redacted_thinking` blocks, `top_k`, `thinking`, `cache_control` and the
-//!   other Anthropic-only settings are dropped; server tools (`web_search_…`, `bash_…`) are
-//!   refused, a chat provider having nothing to run them.
+//!   other Anthropic-only settings are dropped; Anthropic's own tools (`web_search_…`,
+//!   `bash_…`, `text_editor_…`) are refused, a chat provider knowing neither their schema nor
+//!   how to run them.
 //! - `max_tokens` stays `max_tokens`, which every chat-compatible server reads.
 //! - The gateway's own fields (`trace`, `session_id`, `user`) pass through for the gateway to
 //!   read; `metadata.user_id` becomes `user` when the body has none.
@@ -121,7 +122,7 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
             chat.insert(key.into(), v.clone());
         }
     }
-    if !chat.contains_key("user") {
+    if chat.get("user").is_none_or(Value::is_null) {
         match req.get("metadata").and_then(|m| m.get("user_id")) {
             None | Some(Value::Null) => {}
             Some(Value::String(id)) => {

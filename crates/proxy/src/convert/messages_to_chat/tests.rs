@@ -52,7 +52,9 @@ fn the_bodys_own_user_wins_over_metadata() {
     let mut req = base(json!([{"role": "user", "content": "hi"}]));
     req["user"] = json!("gateway-user");
     req["metadata"] = json!({"user_id": "meta"});
-    assert_eq!(chat(req)["user"], "gateway-user");
+    assert_eq!(chat(req.clone())["user"], "gateway-user");
+    req["user"] = Value::Null;
+    assert_eq!(chat(req)["user"], "meta", "a null user is no user");
 }
 
 #[test]
