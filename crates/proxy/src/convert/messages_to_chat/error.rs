@@ -10,17 +10,20 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::convert::chat::{error_fields, write_event};
+use crate::error::ApiError;
 
 /// Anthropic's error `type` for an HTTP status.
 pub fn error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "invalid_request_error",
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
+        504 => "timeout_error",
         _ => "api_error",
     }
 }
@@ -37,6 +40,12 @@ struct Inner<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     message: &'a str,
+}
+
+/// The gateway's own refusal (a bad request, an unknown model, an unreachable provider) as
+/// an Anthropic client reads it.
+pub fn api_error(error: &ApiError) -> Vec<u8> {
+    body(error_type(error.status), &error.message)
 }
 
 /// An Anthropic error body with `kind` and `message`.

@@ -379,6 +379,7 @@ fn errors_take_anthropics_type_by_status() {
     for (status, kind) in [
         (400, "invalid_request_error"),
         (401, "authentication_error"),
+        (402, "billing_error"),
         (403, "permission_error"),
         (404, "not_found_error"),
         (413, "request_too_large"),
@@ -386,6 +387,7 @@ fn errors_take_anthropics_type_by_status() {
         (500, "api_error"),
         (502, "api_error"),
         (503, "overloaded_error"),
+        (504, "timeout_error"),
         (529, "overloaded_error"),
     ] {
         let status = StatusCode::from_u16(status).unwrap();
@@ -889,5 +891,36 @@ fn tool_choice_without_tools_is_left_out() {
         assert_eq!(c.get("tool_choice"), None);
         assert_eq!(c.get("tools"), None);
         assert_eq!(c.get("parallel_tool_calls"), None);
+    }
+}
+
+#[test]
+fn the_gateways_own_errors_take_anthropics_shape() {
+    for (e, kind) in [
+        (
+            ProxyError::InvalidRequest {
+                message: "messages.0.role: must be `user` or `assistant`".into(),
+                param: Some("messages.0.role".into()),
+            },
+            "invalid_request_error",
+        ),
+        (ProxyError::model_not_found("nope"), "not_found_error"),
+        (
+            ProxyError::PayloadTooLarge { limit: 1 },
+            "request_too_large",
+        ),
+        (
+            ProxyError::Timeout {
+                provider: "p".into(),
+                timeout_ms: 5,
+            },
+            "timeout_error",
+        ),
+    ] {
+        let v: Value = serde_json::from_slice(&error::api_error(&e.api_error())).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "error", "error": {"type": kind, "message": e.to_string()}})
+        );
     }
 }
