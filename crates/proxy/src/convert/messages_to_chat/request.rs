@@ -10,6 +10,8 @@
 //!   other Anthropic-only settings are dropped; Anthropic's own tools (`web_search_…`,
 //!   `bash_…`, `text_editor_…`) are refused, a chat provider knowing neither their schema nor
 //!   how to run them.
+//! - `tool_choice` (and `disable_parallel_tool_use` as `parallel_tool_calls: false`) is sent
+//!   only with tools, as OpenAI requires.
 //! - `max_tokens` stays `max_tokens`, which every chat-compatible server reads.
 //! - The gateway's own fields (`trace`, `session_id`, `user`) pass through for the gateway to
 //!   read; `metadata.user_id` becomes `user` when the body has none.

@@ -11,6 +11,7 @@
 //! - Built-in tools (`web_search`, `file_search`, `computer_use_preview`, …), `item_reference`,
 //!   `conversation`, `background` and prompt templates are refused with a 400 naming the field:
 //!   there is nothing on a chat provider to run them.
+//! - `tool_choice` and `parallel_tool_calls` are sent only with tools, as OpenAI requires.
 //! - `max_output_tokens` → `max_completion_tokens`, `text.format` → `response_format`;
 //!   `reasoning`, `store`, `metadata`, `include`, `truncation` and the other Responses-only
 //!   settings are not sent (the response still echoes them).
