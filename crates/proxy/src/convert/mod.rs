@@ -5,11 +5,14 @@
 //! what the client's API expects.
 
 pub mod adapt;
+pub(crate) mod chat;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
 pub mod responses_to_chat;
 
 use bytes::BytesMut;
+
+pub use chat::InvalidUpstream;
 
 /// Turns a provider's stream into the client's, one event at a time, holding nothing back.
 pub trait StreamConverter: Send + 'static {
