@@ -24,6 +24,7 @@ use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
 use crate::serve::ShutdownPlan;
+use crate::spend::{Clock, Spend, SystemClock};
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -33,6 +34,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub service_name: String,
     pub request_metrics: RequestMetrics,
+    /// Spend per key, and the budgets the key check enforces.
+    pub spend: Arc<Spend>,
 }
 
 impl AppState {
@@ -53,15 +56,20 @@ pub struct Gateway {
     max_connections: usize,
 }
 
-/// The proxy hands finished records to the broadcaster through this narrow seam.
-struct BroadcastSink(Broadcaster);
+/// The proxy hands finished records to the broadcaster through this narrow seam; on the way
+/// each adds its cost and tokens to the spend meter (a map update, no I/O).
+struct GatewaySink {
+    broadcaster: Broadcaster,
+    spend: Arc<Spend>,
+}
 
-impl RecordSink for BroadcastSink {
+impl RecordSink for GatewaySink {
     fn publish(&self, record: GenerationRecord) {
-        self.0.publish(record);
+        self.spend.meter.record(&record);
+        self.broadcaster.publish(record);
     }
     fn wants_content(&self) -> bool {
-        self.0.wants_content()
+        self.broadcaster.wants_content()
     }
 }
 
@@ -70,6 +78,16 @@ impl Gateway {
     /// the config watcher. `admin_token` (from `GATECAST_ADMIN_TOKEN`) mounts `/admin/v1`.
     /// Must run inside a tokio runtime.
     pub async fn build(config: Config, admin_token: Option<String>) -> Result<Self, GatewayError> {
+        Self::build_with_clock(config, admin_token, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Gateway::build`], with the clock that spend days and budget periods are read
+    /// from (tests move it to the next period).
+    pub async fn build_with_clock(
+        config: Config,
+        admin_token: Option<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, GatewayError> {
         let router = config.router()?;
         let guard = Arc::new(Policy::new(&config.server)?);
         // The recorder goes in before any pipeline counts anything.
@@ -79,9 +97,18 @@ impl Gateway {
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
         };
+        let spend = Arc::new(Spend::new(&config.spend, clock));
+        // Budgets are enforced from the first request, not from the first refresh.
+        if let Err(e) = spend.budgets.refresh(&control.store).await {
+            tracing::warn!(error = %e, "cannot read budgets at start; retrying every flush interval");
+        }
+        spend.spawn(control.store.clone());
         let proxy = Proxy::new(
             router,
-            Arc::new(BroadcastSink(control.broadcaster.clone())),
+            Arc::new(GatewaySink {
+                broadcaster: control.broadcaster.clone(),
+                spend: spend.clone(),
+            }),
             settings,
         );
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());
@@ -95,6 +122,7 @@ impl Gateway {
             max_body_bytes: config.server.max_body_bytes,
             service_name: config.telemetry.service_name.clone(),
             request_metrics: RequestMetrics::new(),
+            spend,
         };
         Ok(Self {
             state: Arc::new(state),
@@ -117,6 +145,11 @@ impl Gateway {
                 crate::serve::fd_limit::current(),
             ),
         })
+    }
+
+    /// The spend meter and budgets this gateway runs (for tests that add spend directly).
+    pub fn spend(&self) -> Arc<Spend> {
+        self.state.spend.clone()
     }
 
     /// Whether any client can call the gateway without a virtual key.
@@ -162,8 +195,9 @@ impl Gateway {
         // On each handler rather than on the router: a wrong method stays a 405 whoever asks
         // (the router's `route_layer` would cover the 405 too), and the check adds no boxed
         // route of its own to a request, as every router-level layer does.
-        let auth = AuthLayer::new(self.state.control.clone(), SHAPE);
-        let chat = post(routes::chat::completions.layer(auth.clone()));
+        let auth = AuthLayer::new(self.state.clone(), SHAPE);
+        // Only the routes that spend are refused over a budget; listing models costs nothing.
+        let chat = post(routes::chat::completions.layer(auth.clone().spending()));
         let models = get(routes::models::list.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
@@ -208,6 +242,17 @@ impl Gateway {
         // store that does not answer must not eat the destinations' flush.
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         let _ = tokio::time::timeout(left / 4, self.state.control.leave()).await;
+        // The spend of the last requests, which the next flush would have written.
+        let left = self.shutdown_timeout.saturating_sub(began.elapsed());
+        let store = &self.state.control.store;
+        match tokio::time::timeout(left / 4, self.state.spend.meter.flush(store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the last spend to the store"),
+            Err(_) => tracing::warn!(
+                pending = self.state.spend.meter.pending(),
+                "the store did not take the last spend within the shutdown's share; it is lost"
+            ),
+        }
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         self.state.broadcaster().shutdown(left).await;
         stopped.failure.map_or(Ok(()), Err)

@@ -33,6 +33,31 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub spend: SpendConfig,
+}
+
+/// Spend per key, user, model and day, and budget enforcement (docs/cost.md, "Budgets").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendConfig {
+    /// How often spend is written to the store and budgets are read back; it bounds how far
+    /// past its budget a key can go.
+    #[serde(default = "defaults::spend_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Distinct (day, key, user, model) entries held between two flushes; past it a new
+    /// entry's spend is dropped and counted in `gatecast_spend_dropped_total`.
+    #[serde(default = "defaults::spend_max_pending_entries")]
+    pub max_pending_entries: usize,
+}
+
+impl Default for SpendConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: defaults::spend_flush_interval_ms(),
+            max_pending_entries: defaults::spend_max_pending_entries(),
+        }
+    }
 }
 
 /// What destinations may reach. Destinations and their connection tests can be created at
@@ -264,6 +289,12 @@ mod defaults {
     pub fn watch_interval_ms() -> u64 {
         1000
     }
+    pub fn spend_flush_interval_ms() -> u64 {
+        1000
+    }
+    pub fn spend_max_pending_entries() -> usize {
+        10_000
+    }
 }
 
 impl Config {
@@ -404,6 +435,17 @@ impl Config {
             }
         }
         self.router()?;
+        for (path, value) in [
+            ("spend.flush_interval_ms", self.spend.flush_interval_ms),
+            (
+                "spend.max_pending_entries",
+                self.spend.max_pending_entries as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(GatewayError::config(path, "must be greater than 0"));
+            }
+        }
         if self.store.watch_interval_ms == 0 {
             return Err(GatewayError::config(
                 "store.watch_interval_ms",
@@ -919,6 +961,11 @@ mod tests {
             ("[server]\nmax_connections = -1", "server.max_connections"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
             ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
+            ("[spend]\nflush_interval_ms = 0", "spend.flush_interval_ms"),
+            (
+                "[spend]\nmax_pending_entries = 0",
+                "spend.max_pending_entries",
+            ),
             ("[auth]\nrequire = true", "auth"),
             (
                 "[providers.up]\nkind = \"openai\"\nbase_url = \"not a url\"",

@@ -21,7 +21,7 @@ pub enum BudgetPeriod {
 
 /// The period `now` falls in: the first day it counts spend from (`None`: since ever) and the
 /// instant it ends and the budget is whole again (`None`: never).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     pub since: Option<NaiveDate>,
     pub resets_at: Option<DateTime<Utc>>,

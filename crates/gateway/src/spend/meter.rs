@@ -1,0 +1,221 @@
+//! Spend accumulated in memory, off the request path: each finished exchange adds its cost
+//! and tokens to one entry per (UTC day, key, user, model), and a background task writes the
+//! entries to the store in one batch (see [`super::Spend::spawn`]). Bounded: past
+//! `spend.max_pending_entries` distinct entries a new one is dropped and counted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gatecast_store::{SpendKey, SpendSums, Store, StoreError, NANOS_PER_USD};
+use gatecast_telemetry::GenerationRecord;
+
+use super::clock::Clock;
+
+/// How many chars of a client's `user` field a spend row keeps: it is the client's text, and
+/// the report groups by it.
+pub const MAX_USER_CHARS: usize = 128;
+
+pub struct SpendMeter {
+    pending: Mutex<HashMap<SpendKey, SpendSums>>,
+    max_entries: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl SpendMeter {
+    pub fn new(max_entries: usize, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            pending: Mutex::new(HashMap::new()),
+            max_entries,
+            clock,
+        }
+    }
+
+    /// Adds what a finished exchange used. An exchange with neither usage nor cost (refused,
+    /// or failed before the provider answered) adds nothing; one with usage but no cost (a
+    /// model without a price) counts its tokens and an unpriced request.
+    pub fn record(&self, record: &GenerationRecord) {
+        if record.usage.is_none() && record.cost.is_none() {
+            return;
+        }
+        let model = match &record.route {
+            Some(route) => route.model.clone(),
+            None => record.request.model.clone(),
+        };
+        let key = SpendKey {
+            day: self.clock.now().date_naive(),
+            key: record.key_name.clone().unwrap_or_default(),
+            user: record
+                .context
+                .user
+                .as_deref()
+                .map(|u| u.chars().take(MAX_USER_CHARS).collect())
+                .unwrap_or_default(),
+            model,
+        };
+        let tokens = |n: Option<u64>| i64::try_from(n.unwrap_or(0)).unwrap_or(i64::MAX);
+        let usage = record.usage.as_ref();
+        let sums = SpendSums {
+            // `as` saturates, and a NaN becomes 0: a bad price cannot wrap the sum.
+            cost_nanousd: record
+                .cost
+                .as_ref()
+                .map_or(0, |c| (c.total_usd * NANOS_PER_USD).round().max(0.0) as i64),
+            requests: 1,
+            unpriced_requests: i64::from(record.cost.is_none()),
+            input_tokens: tokens(usage.map(|u| u.input_tokens)),
+            output_tokens: tokens(usage.map(|u| u.output_tokens)),
+            cache_read_input_tokens: tokens(usage.and_then(|u| u.cache_read_input_tokens)),
+            cache_creation_input_tokens: tokens(usage.and_then(|u| u.cache_creation_input_tokens)),
+            reasoning_output_tokens: tokens(usage.and_then(|u| u.reasoning_output_tokens)),
+        };
+        self.add(key, sums);
+    }
+
+    /// Adds `sums` to the entry of `key`; a new entry past the bound is dropped and counted.
+    pub fn add(&self, key: SpendKey, sums: SpendSums) {
+        let mut pending = self.lock();
+        let full = pending.len() >= self.max_entries;
+        match pending.get_mut(&key) {
+            Some(entry) => entry.add(&sums),
+            None if full => {
+                drop(pending);
+                metrics::counter!("gatecast_spend_dropped_total").increment(1);
+            }
+            None => {
+                pending.insert(key, sums);
+            }
+        }
+    }
+
+    /// Entries waiting for the next flush.
+    pub fn pending(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Writes every pending entry to the store in one batch. On failure the batch is put back
+    /// (merged with what arrived meanwhile), to be written with the next flush.
+    pub async fn flush(&self, store: &Store) -> Result<(), StoreError> {
+        let batch: Vec<(SpendKey, SpendSums)> =
+            std::mem::take(&mut *self.lock()).into_iter().collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match store.add_spend(&batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                metrics::counter!("gatecast_spend_flush_errors_total").increment(1);
+                for (key, sums) in batch {
+                    self.add(key, sums);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A poisoned lock still holds sound sums (each `add` is one map operation).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SpendKey, SpendSums>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::spend::clock::ManualClock;
+    use gatecast_telemetry::record::{Cost, RouteInfo, Usage};
+
+    fn meter(max: usize) -> SpendMeter {
+        let clock = ManualClock::new("2026-05-04T23:00:00Z".parse().unwrap());
+        SpendMeter::new(max, Arc::new(clock))
+    }
+
+    fn record(key: &str, user: Option<&str>, cost: Option<f64>) -> GenerationRecord {
+        let mut r = GenerationRecord {
+            key_name: Some(key.into()),
+            ..GenerationRecord::default()
+        };
+        r.context.user = user.map(str::to_owned);
+        r.route = Some(RouteInfo {
+            model: "gpt-4o-mini".into(),
+            ..RouteInfo::default()
+        });
+        r.request.model = "up/gpt-4o-mini".into();
+        r.usage = Some(Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+            cache_read_input_tokens: Some(40),
+            cache_creation_input_tokens: None,
+            reasoning_output_tokens: Some(5),
+        });
+        r.cost = cost.map(|total_usd| Cost {
+            input_usd: 0.0,
+            output_usd: total_usd,
+            total_usd,
+        });
+        r
+    }
+
+    #[test]
+    fn one_entry_per_day_key_user_and_model() {
+        let m = meter(10);
+        m.record(&record("team-a", Some("alice"), Some(0.0015)));
+        m.record(&record("team-a", Some("alice"), Some(0.0005)));
+        m.record(&record("team-a", None, None));
+        m.record(&GenerationRecord::default());
+        let pending = m.lock().clone();
+        assert_eq!(pending.len(), 2, "{pending:?}");
+        let alice = SpendKey {
+            day: "2026-05-04".parse().unwrap(),
+            key: "team-a".into(),
+            user: "alice".into(),
+            model: "gpt-4o-mini".into(),
+        };
+        assert_eq!(
+            pending[&alice],
+            SpendSums {
+                cost_nanousd: 2_000_000,
+                requests: 2,
+                unpriced_requests: 0,
+                input_tokens: 200,
+                output_tokens: 40,
+                cache_read_input_tokens: 80,
+                cache_creation_input_tokens: 0,
+                reasoning_output_tokens: 10,
+            }
+        );
+        let nobody = SpendKey {
+            user: String::new(),
+            ..alice
+        };
+        assert_eq!(pending[&nobody].unpriced_requests, 1);
+        assert_eq!(pending[&nobody].cost_nanousd, 0);
+    }
+
+    #[test]
+    fn bounded_and_the_users_text_is_cut() {
+        let m = meter(2);
+        let long = "u".repeat(10_000);
+        m.record(&record("a", Some(&long), Some(1.0)));
+        m.record(&record("b", None, Some(1.0)));
+        m.record(&record("c", None, Some(1.0)));
+        m.record(&record("a", Some(&long), Some(1.0)));
+        let pending = m.lock().clone();
+        assert_eq!(pending.len(), 2, "the third entry is dropped");
+        let a = pending.iter().find(|(k, _)| k.key == "a").unwrap();
+        assert_eq!(a.0.user.chars().count(), MAX_USER_CHARS);
+        assert_eq!(a.1.requests, 2, "an existing entry still adds up when full");
+    }
+
+    #[test]
+    fn a_bad_cost_cannot_wrap_the_sum() {
+        let m = meter(10);
+        m.record(&record("a", None, Some(f64::NAN)));
+        m.record(&record("a", None, Some(-3.0)));
+        m.record(&record("a", None, Some(f64::INFINITY)));
+        let pending = m.lock().clone();
+        let sums = pending.values().next().unwrap();
+        assert_eq!(sums.cost_nanousd, i64::MAX);
+        assert_eq!(sums.requests, 3);
+    }
+}
