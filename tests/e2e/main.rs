@@ -10,6 +10,7 @@ mod broadcast;
 mod budgets;
 mod cli;
 mod connections;
+mod cost;
 mod guard;
 mod harness;
 mod process;

@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::guard::{GuardLayer, Policy};
 use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
+use crate::routes::usage_metrics::UsageMetrics;
 use crate::serve::ShutdownPlan;
 use crate::spend::{Clock, Spend, SystemClock};
 
@@ -56,15 +57,18 @@ pub struct Gateway {
     max_connections: usize,
 }
 
-/// The proxy hands finished records to the broadcaster through this narrow seam; on the way
-/// each adds its cost and tokens to the spend meter (a map update, no I/O).
+/// The proxy hands finished (and priced) records to the broadcaster through this narrow
+/// seam, which also counts their tokens and cost, and adds them to the spend meter (map
+/// updates, no I/O).
 struct GatewaySink {
     broadcaster: Broadcaster,
+    usage: UsageMetrics,
     spend: Arc<Spend>,
 }
 
 impl RecordSink for GatewaySink {
     fn publish(&self, record: GenerationRecord) {
+        self.usage.record(&record);
         self.spend.meter.record(&record);
         self.broadcaster.publish(record);
     }
@@ -96,6 +100,7 @@ impl Gateway {
         control.spawn_watch(Duration::from_millis(config.store.watch_interval_ms));
         let settings = Settings {
             max_capture_bytes: config.telemetry.max_capture_bytes,
+            pricer: Some(Arc::new(config.pricer()?)),
         };
         let spend = Arc::new(Spend::new(&config.spend, clock));
         // Budgets are enforced from the first request, not from the first refresh.
@@ -107,6 +112,7 @@ impl Gateway {
             router,
             Arc::new(GatewaySink {
                 broadcaster: control.broadcaster.clone(),
+                usage: UsageMetrics::new(),
                 spend: spend.clone(),
             }),
             settings,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gatecast_proxy::{ModelAlias, ProviderConfig, Router};
+use gatecast_telemetry::cost::{Overrides, PriceOverride, PriceTable, Pricer, ProviderPricing};
 use gatecast_telemetry::destinations::{OtlpConfig, SentryConfig};
 use gatecast_telemetry::DestinationConfig;
 use serde::Deserialize;
@@ -34,7 +35,25 @@ pub struct Config {
     #[serde(default)]
     pub security: SecurityConfig,
     #[serde(default)]
+    pub pricing: PricingConfig,
+    /// `[prices."MODEL"]`: a model's price for every provider (docs/cost.md).
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceOverride>,
+    /// Each provider's `prices` and `price_factor`, read apart from `[providers.NAME]`
+    /// (see [`take_provider_pricing`]).
+    #[serde(skip)]
+    pub provider_pricing: BTreeMap<String, ProviderPricing>,
+    #[serde(default)]
     pub spend: SpendConfig,
+}
+
+/// `[pricing]`: where prices come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// A price file in the shipped table's format (docs/cost.md) that replaces it.
+    #[serde(default)]
+    pub table: Option<PathBuf>,
 }
 
 /// Spend per key, user, model and day, and budget enforcement (docs/cost.md, "Budgets").
@@ -326,6 +345,8 @@ impl Config {
         })?;
         let mut config = Self::parse(&text, |name| std::env::var(name).ok())?;
         config.resolve_paths(&config_dir(path));
+        // The price file is read here too, so `check-config` reports a bad one.
+        config.pricer()?;
         Ok(config)
     }
 
@@ -337,6 +358,9 @@ impl Config {
         self.store.url = resolve_sqlite_url(&self.store.url, base);
         let data_dir = self.store.data_dir();
         self.store.data_dir = Some(base.join(data_dir));
+        if let Some(table) = &mut self.pricing.table {
+            *table = base.join(&*table);
+        }
         for d in &mut self.destinations {
             if let Some(dir) = &mut d.spool_dir {
                 *dir = base.join(&*dir);
@@ -361,6 +385,7 @@ impl Config {
         expand_env(&mut value, &mut String::new(), &env)?;
         // Read apart, so an error names the destination's field, not just the destination.
         let destinations = value.as_table_mut().and_then(|t| t.remove("destinations"));
+        let provider_pricing = take_provider_pricing(&mut value)?;
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             GatewayError::config(
@@ -369,6 +394,7 @@ impl Config {
             )
         })?;
         config.destinations = parse_destinations(destinations)?;
+        config.provider_pricing = provider_pricing;
         config.destinations.extend(env_destinations(&env)?);
         config.validate()?;
         Ok(config)
@@ -446,6 +472,9 @@ impl Config {
                 return Err(GatewayError::config(path, "must be greater than 0"));
             }
         }
+        self.price_overrides()
+            .check()
+            .map_err(|e| GatewayError::config(e.path, e.message))?;
         if self.store.watch_interval_ms == 0 {
             return Err(GatewayError::config(
                 "store.watch_interval_ms",
@@ -492,6 +521,35 @@ impl Config {
         Ok(())
     }
 
+    /// Every price the config sets: `[prices]` and each provider's.
+    pub fn price_overrides(&self) -> Overrides {
+        Overrides {
+            global: self.prices.clone(),
+            providers: self.provider_pricing.clone(),
+        }
+    }
+
+    /// The pricer: the shipped table, or `pricing.table`'s, with the config's overrides.
+    pub fn pricer(&self) -> Result<Pricer, GatewayError> {
+        let table = match &self.pricing.table {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    GatewayError::config(
+                        "pricing.table",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let table = PriceTable::parse(&text).map_err(|e| {
+                    GatewayError::config("pricing.table", format!("{}: {e}", path.display()))
+                })?;
+                Some(table)
+            }
+        };
+        Pricer::new(table, &self.price_overrides())
+            .map_err(|e| GatewayError::config(e.path, e.message))
+    }
+
     /// Builds the model router; this also checks provider URLs and alias targets.
     pub fn router(&self) -> Result<Router, GatewayError> {
         Router::new(&self.providers, &self.models)
@@ -527,6 +585,44 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
         .replace('#', "%23");
     let sep = if base.ends_with('/') { "" } else { "/" };
     format!("sqlite://{base}{sep}{file}{query}")
+}
+
+/// Removes `prices` and `price_factor` from each `[providers.NAME]` and parses them: pricing
+/// is the gateway's concern, and the provider settings the proxy parses do not carry it.
+fn take_provider_pricing(
+    value: &mut toml::Value,
+) -> Result<BTreeMap<String, ProviderPricing>, GatewayError> {
+    let mut out = BTreeMap::new();
+    let providers = value
+        .as_table_mut()
+        .and_then(|t| t.get_mut("providers"))
+        .and_then(toml::Value::as_table_mut);
+    for (name, provider) in providers.into_iter().flatten() {
+        let Some(table) = provider.as_table_mut() else {
+            continue;
+        };
+        let mut pricing = toml::Table::new();
+        for key in ["prices", "price_factor"] {
+            if let Some(v) = table.remove(key) {
+                pricing.insert(key.to_owned(), v);
+            }
+        }
+        if pricing.is_empty() {
+            continue;
+        }
+        let parsed: ProviderPricing = serde_path_to_error::deserialize(toml::Value::Table(pricing))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    format!("providers.{name}")
+                } else {
+                    format!("providers.{name}.{path}")
+                };
+                GatewayError::config(at, e.into_inner().to_string())
+            })?;
+        out.insert(name.clone(), parsed);
+    }
+    Ok(out)
 }
 
 /// `[[destinations]]`: each table in the flat shape, errors at `destinations[i].FIELD`.
@@ -1046,5 +1142,105 @@ mod tests {
                 "{body:?} gave {e:?}, want prefix {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn prices_overrides_and_provider_pricing() {
+        let c = parse(
+            r#"
+[providers.up]
+kind = "mock"
+price_factor = 0.8
+[providers.up.prices."house-model"]
+input_per_mtok = 4
+output_per_mtok = 8
+
+[providers.plain]
+kind = "mock"
+
+[prices."gpt-4.1"]
+input_per_mtok = 2.0
+output_per_mtok = 8.0
+cache_read_per_mtok = 0.5
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.prices["gpt-4.1"].cache_read_per_mtok, Some(0.5));
+        let up = &c.provider_pricing["up"];
+        assert_eq!(up.price_factor, 0.8);
+        assert_eq!(up.prices["house-model"].output_per_mtok, 8.0);
+        assert!(!c.provider_pricing.contains_key("plain"));
+        assert!(
+            c.providers.contains_key("up"),
+            "the provider itself still parses"
+        );
+        c.pricer().unwrap();
+
+        let cases = [
+            (
+                "[prices.\"m\"]\ninput_per_mtok = 1",
+                "prices.m: missing field `output_per_mtok`",
+            ),
+            (
+                "[prices.\"m\"]\ninput_per_mtok = -1\noutput_per_mtok = 1",
+                "prices.\"m\".input_per_mtok: -1 is not a price",
+            ),
+            ("[prices.\"m\"]\ninput = 1", "prices.m"),
+            (
+                "[providers.up]\nkind = \"mock\"\nprice_factor = -2",
+                "providers.up.price_factor: must be a number >= 0",
+            ),
+            (
+                "[providers.up]\nkind = \"mock\"\nprice_factor = \"cheap\"",
+                "providers.up.price_factor",
+            ),
+            (
+                "[providers.up]\nkind = \"mock\"\n[providers.up.prices.m]\ninput_per_mtok = 1\noutput_per_mtok = 1\nbogus = 2",
+                "providers.up.prices.m",
+            ),
+            ("[pricing]\nfile = \"x\"", "pricing"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{text:?} gave {e:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_price_table_file_replaces_the_shipped_one_and_resolves_against_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("gatecast.toml"),
+            "[pricing]\ntable = \"prices.json\"\n",
+        )
+        .unwrap();
+        let path = dir.path().join("gatecast.toml");
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with("pricing.table: cannot read"), "{e}");
+        std::fs::write(
+            dir.path().join("prices.json"),
+            r#"{"models": {"m": {"input": -1}}}"#,
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with("pricing.table: ") && e.contains("models.m"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("prices.json"),
+            r#"{"models": {"m": {"input": 1, "output": 2}}}"#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let p = c.pricer().unwrap();
+        assert_eq!(p.table().len(), 1);
+        assert!(
+            p.table().get("gpt-4o-mini").is_none(),
+            "replaced, not merged"
+        );
     }
 }

@@ -40,12 +40,15 @@ const PASSTHROUGH_HEADERS: [&str; 5] = [
 pub struct Settings {
     /// Most content bytes (messages, tools, output) one record keeps.
     pub max_capture_bytes: usize,
+    /// Prices each record before it is published; `None` leaves records unpriced.
+    pub pricer: Option<Arc<gatecast_telemetry::cost::Pricer>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             max_capture_bytes: 1 << 20,
+            pricer: None,
         }
     }
 }
@@ -130,6 +133,7 @@ impl Proxy {
         record.privacy = header_str(&incoming.headers, PRIVACY_HEADER)
             .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "on" | "true" | "1"));
         Exchange::new(record, incoming.accepted, self.sink.clone())
+            .with_pricer(self.settings.pricer.clone())
     }
 
     /// Parses and validates the body, filling the request half of the record.

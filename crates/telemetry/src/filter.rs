@@ -215,7 +215,11 @@ fn field_values(field: &str, record: &GenerationRecord) -> Vec<Value> {
             .as_ref()
             .map(|u| vec![Value::from(u.input_tokens + u.output_tokens)])
             .unwrap_or_default(),
-        "cost" => Vec::new(),
+        "cost" => record
+            .cost
+            .as_ref()
+            .map(|c| vec![Value::from(c.total_usd)])
+            .unwrap_or_default(),
         other => other
             .strip_prefix("metadata.")
             .and_then(|k| record.context.trace.get(k))

@@ -8,6 +8,7 @@ mod deliver;
 mod encode;
 mod span;
 
+pub mod cost;
 pub mod destinations;
 pub mod error;
 pub mod filter;

@@ -228,6 +228,7 @@ fn test_record(trace_id: [u8; 16]) -> GenerationRecord {
             truncated: false,
         },
         cost: None,
+        cost_unknown_model: false,
         usage: Some(Usage {
             input_tokens: 12,
             output_tokens: 5,

@@ -20,6 +20,9 @@ pub struct GenerationRecord {
     /// What the exchange cost, priced from `usage` at publish time; `None` when the model is
     /// not priced or nothing was used.
     pub cost: Option<Cost>,
+    /// The record used tokens of a model nothing prices: `cost` stays `None` (never a
+    /// made-up 0) and the span says `gatecast.cost.unknown_model`.
+    pub cost_unknown_model: bool,
     pub status: Status,
     /// Every upstream try, in order. Attempt spans are emitted only when there is more than one.
     pub attempts: Vec<Attempt>,

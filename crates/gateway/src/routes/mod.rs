@@ -5,3 +5,4 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod request_metrics;
+pub mod usage_metrics;

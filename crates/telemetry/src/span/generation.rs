@@ -56,6 +56,7 @@ pub(crate) fn attributes(record: &GenerationRecord) -> (Attrs, SpanStatus) {
     request(record, &mut a);
     response(record, &mut a);
     usage(record, &mut a);
+    cost(record, &mut a);
 
     let ctx = &record.context;
     if let Some(session) = &ctx.session_id {
@@ -177,6 +178,20 @@ fn usage(record: &GenerationRecord, a: &mut Attrs) {
         "gen_ai.usage.reasoning.output_tokens",
         u.reasoning_output_tokens,
     );
+}
+
+/// Sentry's names: `gen_ai.cost.*_tokens` are the dollars of those tokens, and
+/// `gen_ai.cost_usd` the total alerts read. Only here: a parent span carrying them too would
+/// be added up twice by backends.
+fn cost(record: &GenerationRecord, a: &mut Attrs) {
+    if let Some(c) = &record.cost {
+        put(a, "gen_ai.cost.input_tokens", c.input_usd);
+        put(a, "gen_ai.cost.output_tokens", c.output_usd);
+        put(a, "gen_ai.cost.total_tokens", c.total_usd);
+        put(a, "gen_ai.cost_usd", c.total_usd);
+    } else if record.cost_unknown_model {
+        put(a, "gatecast.cost.unknown_model", true);
+    }
 }
 
 fn trace_metadata(record: &GenerationRecord, a: &mut Attrs) {
