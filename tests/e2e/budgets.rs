@@ -1,16 +1,12 @@
 //! Spend per key, user and model, and budgets per virtual key, against a real gateway with a
-//! real SQLite store.
-//!
-//! Prices are not on this branch, so records reach the meter without a cost: the budget test
-//! adds its cost through the meter's own entry point (`Spend::meter.add`), which is where a
-//! priced record's cost lands too.
+//! real SQLite store. Records are priced by the gateway itself: the budget test sets a
+//! `[prices]` override so dear that one request crosses a one-dollar budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gatecast::spend::ManualClock;
-use gatecast_store::{SpendKey, SpendSums};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,6 +15,9 @@ use crate::harness::{attr, trace_id_of, Env};
 const TOKEN: &str = "budget-admin-token";
 /// Spend reaches the store, and budgets the gateway, every 100 ms here.
 const FAST_SPEND: &str = "\n[spend]\nflush_interval_ms = 100\n";
+/// Ten cents a token: any answer of the mock's costs more than a dollar.
+const DEAR: &str =
+    "\n[prices.\"gpt-4o-mini\"]\ninput_per_mtok = 100000.0\noutput_per_mtok = 100000.0\n";
 
 async fn admin(
     env: &Env,
@@ -119,13 +118,12 @@ async fn spend_is_metered_per_key_user_and_model_and_reported() {
     assert_eq!(team["key"], "team-a");
     assert_eq!(team["input_tokens"].as_i64(), Some(input));
     assert_eq!(team["output_tokens"].as_i64(), Some(output));
-    // Priced or not, a request is counted once: with a cost, or as unpriced.
-    let unpriced = team["unpriced_requests"].as_i64().unwrap();
+    // The shipped table's price of gpt-4o-mini: 0.15 / 0.60 USD per million tokens (the mock
+    // reports no cached tokens here).
+    assert_eq!(team["unpriced_requests"].as_i64(), Some(0), "{team}");
+    let want = (input as f64 * 0.15 + output as f64 * 0.60) / 1e6;
     let usd = team["usd"].as_f64().unwrap();
-    assert!(
-        (unpriced == 3 && usd == 0.0) || (unpriced == 0 && usd > 0.0),
-        "{team}"
-    );
+    assert!((usd - want).abs() < 1e-9, "{usd} != {want}");
 
     let (_, all) = admin(&env, reqwest::Method::GET, "/spend", None).await;
     let row = &all["data"][0];
@@ -173,10 +171,16 @@ fn at(text: &str) -> DateTime<Utc> {
 #[tokio::test]
 async fn a_key_over_its_budget_is_refused_until_the_next_period() {
     let clock = Arc::new(ManualClock::new(at("2026-05-06T12:00:00Z")));
-    let env = Env::with_clock(FAST_SPEND, Some(TOKEN), "", clock.clone()).await;
+    let env = Env::with_clock(
+        &format!("{FAST_SPEND}{DEAR}"),
+        Some(TOKEN),
+        "",
+        clock.clone(),
+    )
+    .await;
     let capped = new_key(
         &env,
-        json!({"name": "team-a", "budget_usd": 1.0, "budget_period": "day"}),
+        json!({"name": "team-a", "budget_usd": 1000.0, "budget_period": "day"}),
     )
     .await;
     let free = new_key(&env, json!({"name": "team-b"})).await;
@@ -192,37 +196,42 @@ async fn a_key_over_its_budget_is_refused_until_the_next_period() {
         (422, &json!("budget_period"))
     );
 
-    assert_eq!(
-        env.chat_as(&capped, ask(None)).await.status(),
-        200,
-        "under budget"
-    );
-    // What a priced record adds, through the same entry point.
-    env.spend.meter.add(
-        SpendKey {
-            day: "2026-05-06".parse().unwrap(),
-            key: "team-a".into(),
-            user: "alice".into(),
-            model: "gpt-4o-mini".into(),
-        },
-        SpendSums {
-            cost_nanousd: 1_250_000_000,
-            requests: 1,
-            ..SpendSums::default()
-        },
-    );
-    let refused = eventually("the budget to be enforced", || async {
-        let resp = env.chat_as(&capped, ask(Some("alice"))).await;
-        (resp.status() == 429).then_some(resp)
+    let first = env.chat_as(&capped, ask(Some("alice"))).await;
+    assert_eq!(first.status(), 200, "under budget");
+    // What the gateway priced it at, from its generation span.
+    let spans = env.spans_of(&trace_id_of(&first), 1).await;
+    let cost = spans
+        .iter()
+        .find_map(|s| attr(s, "gen_ai.cost_usd"))
+        .and_then(|v| v.as_f64())
+        .unwrap();
+    assert!(cost > 1.0, "{cost}");
+    // Once the meter has written it, a budget below it is over: setting one through the admin
+    // API reads the store back at once, so the next request meets exactly this spend (requests
+    // racing a background refresh could each add theirs: the overshoot cost.md bounds).
+    eventually("the spend in the store", || async {
+        let (_, by_key) = admin(&env, reqwest::Method::GET, "/spend?by=key", None).await;
+        let usd = by_key["data"][0]["usd"].as_f64()?;
+        ((usd - cost).abs() < 1e-9).then_some(())
     })
     .await;
+    let (status, lowered) = admin(
+        &env,
+        reqwest::Method::PUT,
+        "/keys/team-a/budget",
+        Some(json!({"usd": 1.0, "period": "day"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{lowered}");
+    let refused = env.chat_as(&capped, ask(Some("alice"))).await;
+    assert_eq!(refused.status(), 429);
     let trace_id = trace_id_of(&refused);
     assert_eq!(refused.headers()["content-type"], "application/json");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(
         body,
         json!({"error": {
-            "message": "virtual key `team-a` has used its daily budget: spent $1.25 of $1.00; it resets at 2026-05-07 00:00:00 UTC",
+            "message": format!("virtual key `team-a` has used its daily budget: spent ${cost:.2} of $1.00; it resets at 2026-05-07 00:00:00 UTC"),
             "type": "insufficient_quota",
             "param": null,
             "code": "budget_exceeded"
@@ -264,11 +273,11 @@ async fn a_key_over_its_budget_is_refused_until_the_next_period() {
         &env,
         reqwest::Method::PUT,
         "/keys/team-a/budget",
-        Some(json!({"usd": 2.0, "period": "day"})),
+        Some(json!({"usd": 1000.0, "period": "day"})),
     )
     .await;
     assert_eq!(status, 200, "{raised}");
-    assert_eq!(raised["budget"], json!({"usd": 2.0, "period": "day"}));
+    assert_eq!(raised["budget"], json!({"usd": 1000.0, "period": "day"}));
     assert_eq!(env.chat_as(&capped, ask(None)).await.status(), 200);
     let (status, _) = admin(
         &env,

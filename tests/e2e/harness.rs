@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatecast::spend::{Clock, Spend, SystemClock};
+use gatecast::spend::{Clock, SystemClock};
 use gatecast::{Config, Gateway};
 use gatecast_mock::MockServer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -22,8 +22,6 @@ pub struct Env {
     /// The config the gateway runs with, written out for CLI commands on the same store.
     pub config_path: PathBuf,
     admin_token: Option<String>,
-    /// The running gateway's spend meter and budgets, for tests that add spend directly.
-    pub spend: Arc<Spend>,
     clock: Arc<dyn Clock>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -137,7 +135,7 @@ impl Env {
         let config_path = dir.path().join("gatecast.toml");
         std::fs::write(&config_path, &text).unwrap();
         let admin_token = admin_token.map(str::to_owned);
-        let (addr, stop, server, spend) = launch(&text, admin_token.clone(), clock.clone()).await;
+        let (addr, stop, server) = launch(&text, admin_token.clone(), clock.clone()).await;
         Env {
             mock,
             addr,
@@ -145,7 +143,6 @@ impl Env {
             traces,
             config_path,
             admin_token,
-            spend,
             clock,
             _dir: dir,
             stop: Some(stop),
@@ -163,10 +160,9 @@ impl Env {
             let _ = server.await;
         }
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let (addr, stop, server, spend) =
+        let (addr, stop, server) =
             launch(&text, self.admin_token.clone(), self.clock.clone()).await;
         self.addr = addr;
-        self.spend = spend;
         self.stop = Some(stop);
         self.server = Some(server);
         self
@@ -258,17 +254,11 @@ async fn launch(
     text: &str,
     admin_token: Option<String>,
     clock: Arc<dyn Clock>,
-) -> (
-    SocketAddr,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-    Arc<Spend>,
-) {
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let config = Config::parse(text, |_| None).unwrap();
     let gateway = Gateway::build_with_clock(config, admin_token, clock)
         .await
         .unwrap();
-    let spend = gateway.spend();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -281,7 +271,7 @@ async fn launch(
             .await
             .unwrap();
     });
-    (addr, stop, server, spend)
+    (addr, stop, server)
 }
 
 impl Drop for Env {

@@ -153,11 +153,6 @@ impl Gateway {
         })
     }
 
-    /// The spend meter and budgets this gateway runs (for tests that add spend directly).
-    pub fn spend(&self) -> Arc<Spend> {
-        self.state.spend.clone()
-    }
-
     /// Whether any client can call the gateway without a virtual key.
     pub fn is_open(&self) -> bool {
         !self.state.control.keys.enforced()
