@@ -10,13 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-
-use axum::body::Body;
 use gatecast_proxy::proxy::unix_nanos;
-use gatecast_proxy::Incoming;
+use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::api_error::{self, ApiShape};
 use crate::app::AppState;
@@ -81,14 +80,13 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let accepted = std::time::Instant::now();
         match self.layer.state.control.keys.authenticate(req.headers()) {
             Ok(name) => {
                 if let Some(name) = name {
                     if self.layer.spending {
                         if let Err(over) = self.layer.state.spend.budgets.check(&name) {
                             return AuthFuture::Refused {
-                                response: Some(self.refuse_over_budget(req, name, over, accepted)),
+                                response: Some(self.refuse_over_budget(req, name, over)),
                             };
                         }
                     }
@@ -112,13 +110,8 @@ where
 impl<S> Auth<S> {
     /// The 429 of a key over its budget, traced as the proxy traces every refusal (with the
     /// key's name, so a destination filtering by key sees it); the body is never read.
-    fn refuse_over_budget(
-        &self,
-        req: Request,
-        key: Arc<str>,
-        over: gatecast_proxy::ProxyError,
-        accepted: std::time::Instant,
-    ) -> Response {
+    fn refuse_over_budget(&self, req: Request, key: Arc<str>, over: ProxyError) -> Response {
+        let accepted = std::time::Instant::now();
         metrics::counter!("gatecast_budget_refusals_total", "key" => key.to_string()).increment(1);
         let (parts, _) = req.into_parts();
         let incoming = Incoming {
