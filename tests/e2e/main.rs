@@ -7,6 +7,7 @@
 mod admin;
 mod bounds;
 mod broadcast;
+mod budgets;
 mod cli;
 mod connections;
 mod cost;

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod logging;
 pub mod routes;
 pub mod serve;
+pub mod spend;
 pub mod upkeep;
 
 pub use app::Gateway;

@@ -36,6 +36,8 @@ pub enum ErrorType {
     NotFound,
     /// The admin API's clashes with what is stored.
     Conflict,
+    /// Out of money to spend: a virtual key over its budget (a 429, as OpenAI's own).
+    InsufficientQuota,
     /// The gateway or the provider failed, not the request.
     Api,
 }
@@ -47,6 +49,7 @@ impl ErrorType {
             ErrorType::Authentication => "authentication_error",
             ErrorType::NotFound => "not_found_error",
             ErrorType::Conflict => "conflict_error",
+            ErrorType::InsufficientQuota => "insufficient_quota",
             ErrorType::Api => "api_error",
         }
     }
@@ -173,6 +176,49 @@ pub enum ProxyError {
         length: u64,
         limit: usize,
     },
+    /// The key's spend in its budget's period has reached the budget.
+    #[error("{}", budget_message(key, period, *budget_usd, *spent_usd, resets_at.as_deref()))]
+    BudgetExceeded {
+        key: String,
+        /// How the period's budget is called: `daily`, `weekly`, `monthly`, `total`.
+        period: &'static str,
+        budget_usd: f64,
+        spent_usd: f64,
+        /// When the period ends (`2026-05-05 00:00:00 UTC`); `None` for a total budget.
+        resets_at: Option<String>,
+    },
+}
+
+fn budget_message(
+    key: &str,
+    period: &str,
+    budget_usd: f64,
+    spent_usd: f64,
+    resets_at: Option<&str>,
+) -> String {
+    let when = match resets_at {
+        Some(at) => format!("it resets at {at}"),
+        None => "a total budget does not reset: an operator can raise or clear it".to_owned(),
+    };
+    format!(
+        "virtual key `{key}` has used its {period} budget: spent ${} of ${}; {when}",
+        dollars(spent_usd),
+        dollars(budget_usd)
+    )
+}
+
+/// Cents for amounts of a dollar or more; below, up to micro-dollars, so that a small budget
+/// is not shown as $0.00.
+fn dollars(usd: f64) -> String {
+    if usd.abs() >= 1.0 {
+        return format!("{usd:.2}");
+    }
+    let mut text = format!("{usd:.6}");
+    let keep = text.find('.').map_or(text.len(), |dot| dot + 3);
+    while text.len() > keep && text.ends_with('0') {
+        text.pop();
+    }
+    text
 }
 
 /// How many chars of a client's model an error message quotes; the rest becomes `…`.
@@ -197,6 +243,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -209,6 +256,7 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => ErrorKind::Unreachable,
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
             ProxyError::ResponseTooLarge { .. } => ErrorKind::ResponseTooLarge,
+            ProxyError::BudgetExceeded { .. } => ErrorKind::BudgetExceeded,
         }
     }
 
@@ -232,6 +280,9 @@ impl ProxyError {
             ProxyError::Timeout { .. } => (ErrorType::Api, Some("upstream_timeout"), None),
             ProxyError::ResponseTooLarge { .. } => {
                 (ErrorType::Api, Some("upstream_response_too_large"), None)
+            }
+            ProxyError::BudgetExceeded { .. } => {
+                (ErrorType::InsufficientQuota, Some("budget_exceeded"), None)
             }
         };
         ApiError {
@@ -301,6 +352,13 @@ mod tests {
                 length: 9,
                 limit: 1,
             },
+            ProxyError::BudgetExceeded {
+                key: "team-a".into(),
+                period: "daily",
+                budget_usd: 50.0,
+                spent_usd: 50.25,
+                resets_at: Some("2026-05-05 00:00:00 UTC".into()),
+            },
         ];
         for e in errors {
             let a = e.api_error();
@@ -317,6 +375,39 @@ mod tests {
             assert_eq!(response.status(), e.status());
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         }
+    }
+
+    /// OpenAI's own answer to an account out of credit, with what was spent and when the
+    /// period resets; amounts under a dollar keep the digits that make them non-zero.
+    #[test]
+    fn an_exceeded_budget_is_a_429_of_insufficient_quota() {
+        let e = ProxyError::BudgetExceeded {
+            key: "team-a".into(),
+            period: "weekly",
+            budget_usd: 0.5,
+            spent_usd: 0.000_125,
+            resets_at: Some("2026-05-11 00:00:00 UTC".into()),
+        };
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {
+                "message": "virtual key `team-a` has used its weekly budget: spent $0.000125 of $0.50; it resets at 2026-05-11 00:00:00 UTC",
+                "type": "insufficient_quota", "param": null, "code": "budget_exceeded"
+            }})
+        );
+        let total = ProxyError::BudgetExceeded {
+            key: "k".into(),
+            period: "total",
+            budget_usd: 10.0,
+            spent_usd: 12.345,
+            resets_at: None,
+        };
+        assert_eq!(
+            total.to_string(),
+            "virtual key `k` has used its total budget: spent $12.35 of $10.00; a total budget does not reset: an operator can raise or clear it"
+        );
     }
 
     #[test]

@@ -110,6 +110,7 @@ mod tests {
             prefix: "gk_abcde".into(),
             created_at: chrono::Utc::now(),
             revoked_at: None,
+            budget: None,
         }
     }
 
