@@ -14,6 +14,7 @@ mod cost;
 mod dialects;
 mod guard;
 mod harness;
+mod messages_api;
 mod process;
 mod proxy;
 mod replicas;

@@ -172,6 +172,7 @@ impl Gateway {
     pub fn router(&self) -> axum::Router {
         let mut router = axum::Router::new()
             .merge(self.openai_api())
+            .merge(self.anthropic_api())
             .route("/health", get(routes::health::live))
             .route("/ready", get(routes::health::ready))
             .route("/metrics", get(routes::metrics::render))
@@ -205,6 +206,22 @@ impl Gateway {
             .route("/chat/completions", chat)
             .route("/v1/models", models.clone())
             .route("/models", models)
+            .method_not_allowed_fallback(api_error::method_not_allowed)
+            .layer(GuardLayer::new(
+                self.guard.clone(),
+                self.state.control.clone(),
+                SHAPE,
+            ))
+    }
+
+    /// Anthropic's API, behind the same guard and key check, answering in Anthropic's shape.
+    fn anthropic_api(&self) -> axum::Router<Arc<AppState>> {
+        const SHAPE: ApiShape = ApiShape::Anthropic;
+        let auth = AuthLayer::new(self.state.clone(), SHAPE);
+        let messages = post(routes::messages::create.layer(auth.spending()));
+        axum::Router::new()
+            .route("/v1/messages", messages.clone())
+            .route("/messages", messages)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),

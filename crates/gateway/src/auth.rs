@@ -121,7 +121,11 @@ impl<S> Auth<S> {
             accepted,
             accepted_unix_nanos: unix_nanos(),
         };
-        let response = self.layer.state.proxy.reject(&incoming, over);
+        let api = match self.layer.shape {
+            ApiShape::Anthropic => gatecast_proxy::api::ClientApi::Messages,
+            ApiShape::OpenAi => gatecast_proxy::api::ClientApi::ChatCompletions,
+        };
+        let response = self.layer.state.proxy.reject_as(api, &incoming, over);
         self.layer
             .state
             .request_metrics

@@ -16,15 +16,14 @@ use http::StatusCode;
 use serde::Serialize;
 
 /// Which client API an answer is written for, chosen per route.
-///
-/// An Anthropic-compatible route would add `Anthropic`: `{"type":"error","error":{"type",
-/// "message"}}`, with the type named after the status (`invalid_request_error` for 400,
-/// `authentication_error`, `permission_error`, `not_found_error`, `request_too_large`,
-/// `rate_limit_error`, `api_error`, `overloaded_error`) and stream errors as `event: error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiShape {
     /// `{"error":{"message","type","param","code"}}`, as OpenAI's SDKs read it.
     OpenAi,
+    /// `{"type":"error","error":{"type","message"}}`, the type named after the status
+    /// (`invalid_request_error`, `authentication_error`, `rate_limit_error`,
+    /// `overloaded_error`, ...), and stream errors as `event: error`.
+    Anthropic,
 }
 
 /// The class of an error, as OpenAI's `type` names it.
@@ -102,6 +101,7 @@ impl ApiShape {
             ApiShape::OpenAi => json(&OpenAiBody {
                 error: OpenAiError::from(error),
             }),
+            ApiShape::Anthropic => crate::convert::messages_to_chat::error::api_error(error),
         }
     }
 
@@ -113,6 +113,15 @@ impl ApiShape {
                 event.extend_from_slice(&self.body(error));
                 event.extend_from_slice(b"\n\n");
                 event
+            }
+            ApiShape::Anthropic => {
+                let mut event = bytes::BytesMut::new();
+                crate::convert::messages_to_chat::error::event(
+                    crate::convert::messages_to_chat::error::error_type(error.status),
+                    &error.message,
+                    &mut event,
+                );
+                event.to_vec()
             }
         }
     }

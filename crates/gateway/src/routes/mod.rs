@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod request_metrics;
