@@ -666,10 +666,23 @@ async fn azure_deployment_path_names_the_model_and_needs_a_version_and_a_key() {
         .await;
     assert_eq!(resp.status(), 200);
 
-    // Errors and directives are the chat mock's.
-    let resp = mock.post(path, AZURE, &chat("#mock:error=429 slow")).await;
+    // Errors and directives are the chat mock's, but a 429 has Azure's own body.
+    let resp = mock
+        .post(path, AZURE, &chat("#mock:error=429,retry_after=2 slow"))
+        .await;
     assert_eq!(resp.status(), 429);
-    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["retry-after"], "2");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "429");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("retry after 2 seconds"));
+    assert!(v["error"].get("type").is_none());
+    let resp = mock.post(path, AZURE, &chat("#mock:error=500 down")).await;
+    assert_eq!(resp.status(), 500);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "server_error");
 
     // The v1 form takes the deployment as the body's model and no api-version.
     let resp = mock
