@@ -329,8 +329,27 @@ async fn messages_streams_anthropics_event_sequence() {
         json!({"stop_reason": "end_turn", "stop_sequence": null})
     );
     assert_eq!(
-        end["usage"]["output_tokens"],
-        plain["usage"]["output_tokens"]
+        end["usage"], plain["usage"],
+        "cumulative, as Anthropic sends it"
+    );
+    let cached = mock
+        .messages(&with(
+            claude("#mock:cache_read=9 cached"),
+            json!({"stream": true}),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let cached = named_events(&cached);
+    assert_eq!(
+        cached[0].1["message"]["usage"]["cache_read_input_tokens"],
+        9
+    );
+    assert_eq!(cached[0].1["message"]["usage"]["output_tokens"], 1);
+    assert_eq!(
+        cached[cached.len() - 2].1["usage"]["cache_read_input_tokens"],
+        9
     );
 
     // `chunks` sets the piece count.

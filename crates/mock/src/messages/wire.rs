@@ -64,9 +64,11 @@ pub(crate) enum Event<'a> {
     ContentBlockStop {
         index: usize,
     },
+    /// Its usage is cumulative, as Anthropic sends it now: the input counts again, and the
+    /// output in full. A client must overwrite, never add.
     MessageDelta {
         delta: StopDelta,
-        usage: OutputUsage,
+        usage: &'a Usage,
     },
     MessageStop,
 }
@@ -102,11 +104,6 @@ pub(crate) enum Delta<'a> {
 pub(crate) struct StopDelta {
     pub stop_reason: &'static str,
     pub stop_sequence: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct OutputUsage {
-    pub output_tokens: u64,
 }
 
 #[derive(Serialize)]
