@@ -439,6 +439,51 @@ async fn messages_tool_use_plain_and_streamed_agree() {
 }
 
 #[tokio::test]
+async fn messages_stop_reason_directive_sets_each_stop() {
+    let mock = Mock::start().await;
+    for reason in ["max_tokens", "refusal", "pause_turn", "end_turn"] {
+        let body = claude(&format!("#mock:stop_reason={reason} stop"));
+        let v: Value = mock.messages(&body).await.json().await.unwrap();
+        assert_eq!(v["stop_reason"], reason);
+        assert_eq!(v["stop_sequence"], Value::Null);
+        let text = mock
+            .messages(&with(body, json!({"stream": true})))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let events = named_events(&text);
+        assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], reason);
+    }
+    let body = with(
+        claude("#mock:stop_reason=stop_sequence stop"),
+        json!({"stop_sequences": ["END", "OTHER"]}),
+    );
+    let v: Value = mock.messages(&body).await.json().await.unwrap();
+    assert_eq!(v["stop_reason"], "stop_sequence");
+    assert_eq!(v["stop_sequence"], "END");
+    let text = mock
+        .messages(&with(body, json!({"stream": true})))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = named_events(&text);
+    assert_eq!(
+        events[events.len() - 2].1["delta"],
+        json!({"stop_reason": "stop_sequence", "stop_sequence": "END"})
+    );
+    // A tool call always stops on tool_use.
+    let v: Value = mock
+        .messages(&with(claude("#mock:stop_reason=max_tokens call"), tool()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["stop_reason"], "tool_use");
+}
+
+#[tokio::test]
 async fn messages_thinking_comes_first_with_its_signature() {
     let mock = Mock::start().await;
     let body = with(

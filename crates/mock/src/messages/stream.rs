@@ -104,7 +104,7 @@ pub(crate) fn events(reply: &Reply<'_>, chunks: Option<usize>) -> Vec<Bytes> {
     out.push(encode(&Event::MessageDelta {
         delta: StopDelta {
             stop_reason: reply.stop_reason(),
-            stop_sequence: None,
+            stop_sequence: reply.stop_sequence(),
         },
         usage: &reply.usage,
     }));

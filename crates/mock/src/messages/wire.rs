@@ -25,7 +25,7 @@ pub(crate) struct Message<'a> {
     pub model: &'a str,
     pub content: Vec<Block<'a>>,
     pub stop_reason: Option<&'static str>,
-    pub stop_sequence: Option<&'static str>,
+    pub stop_sequence: Option<&'a str>,
     pub usage: &'a Usage,
 }
 
@@ -67,7 +67,7 @@ pub(crate) enum Event<'a> {
     /// Its usage is cumulative, as Anthropic sends it now: the input counts again, and the
     /// output in full. A client must overwrite, never add.
     MessageDelta {
-        delta: StopDelta,
+        delta: StopDelta<'a>,
         usage: &'a Usage,
     },
     MessageStop,
@@ -101,9 +101,9 @@ pub(crate) enum Delta<'a> {
 }
 
 #[derive(Serialize)]
-pub(crate) struct StopDelta {
+pub(crate) struct StopDelta<'a> {
     pub stop_reason: &'static str,
-    pub stop_sequence: Option<&'static str>,
+    pub stop_sequence: Option<&'a str>,
 }
 
 #[derive(Serialize)]
