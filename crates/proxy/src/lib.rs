@@ -7,8 +7,8 @@
 
 pub mod body;
 mod capture;
-pub mod convert;
 pub mod config;
+pub mod convert;
 pub mod error;
 mod exchange;
 pub mod providers;
