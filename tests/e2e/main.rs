@@ -18,6 +18,7 @@ mod messages_api;
 mod process;
 mod proxy;
 mod replicas;
+mod responses_api;
 mod shutdown;
 mod slow_clients;
 mod spool;

@@ -116,7 +116,11 @@ impl Gateway {
                 spend: spend.clone(),
             }),
             settings,
-        );
+        )
+        .with_response_store(crate::turns::Turns::start(
+            control.store.clone(),
+            config.responses.clone(),
+        ));
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());
         if guard.any_origin() && !control.keys.enforced() {
             tracing::warn!("server.cors_origins allows every origin and no virtual key exists: any web page can use this gateway");
@@ -200,10 +204,16 @@ impl Gateway {
         let auth = AuthLayer::new(self.state.clone(), SHAPE);
         // Only the routes that spend are refused over a budget; listing models costs nothing.
         let chat = post(routes::chat::completions.layer(auth.clone().spending()));
+        let responses = post(routes::responses::create.layer(auth.clone().spending()));
+        let stored = get(routes::responses::retrieve.layer(auth.clone()));
         let models = get(routes::models::list.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
+            .route("/v1/responses", responses.clone())
+            .route("/responses", responses)
+            .route("/v1/responses/{id}", stored.clone())
+            .route("/responses/{id}", stored)
             .route("/v1/models", models.clone())
             .route("/models", models)
             .method_not_allowed_fallback(api_error::method_not_allowed)

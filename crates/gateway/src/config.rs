@@ -45,6 +45,9 @@ pub struct Config {
     pub provider_pricing: BTreeMap<String, ProviderPricing>,
     #[serde(default)]
     pub spend: SpendConfig,
+    /// `[responses]`: how Responses API turns are kept for `previous_response_id`.
+    #[serde(default)]
+    pub responses: crate::turns::ResponsesConfig,
 }
 
 /// `[pricing]`: where prices come from.

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod routes;
 pub mod serve;
 pub mod spend;
+pub mod turns;
 pub mod upkeep;
 
 pub use app::Gateway;

@@ -185,6 +185,9 @@ pub enum ProxyError {
         length: u64,
         limit: usize,
     },
+    /// Something the gateway itself needs (the store of Responses turns) cannot be reached.
+    #[error("{message}")]
+    Unavailable { message: String },
     /// The key's spend in its budget's period has reached the budget.
     #[error("{}", budget_message(key, period, *budget_usd, *spent_usd, resets_at.as_deref()))]
     BudgetExceeded {
@@ -253,6 +256,7 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -266,6 +270,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
             ProxyError::ResponseTooLarge { .. } => ErrorKind::ResponseTooLarge,
             ProxyError::BudgetExceeded { .. } => ErrorKind::BudgetExceeded,
+            ProxyError::Unavailable { .. } => ErrorKind::Unreachable,
         }
     }
 
@@ -293,6 +298,7 @@ impl ProxyError {
             ProxyError::BudgetExceeded { .. } => {
                 (ErrorType::InsufficientQuota, Some("budget_exceeded"), None)
             }
+            ProxyError::Unavailable { .. } => (ErrorType::Api, Some("gateway_unavailable"), None),
         };
         ApiError {
             status: self.status(),

@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 
+use crate::api::responses::ResponseStore;
 use crate::api::{ClientApi, Parsed};
 use crate::body::ProxyBody;
 use crate::capture::Accumulator;
@@ -90,6 +91,8 @@ pub struct Proxy {
     router: Router,
     sink: Arc<dyn RecordSink>,
     settings: Settings,
+    /// Where Responses turns are kept for `previous_response_id`; none in a bare proxy.
+    turns: Option<Arc<dyn ResponseStore>>,
 }
 
 impl Proxy {
@@ -98,7 +101,23 @@ impl Proxy {
             router,
             sink,
             settings,
+            turns: None,
         }
+    }
+
+    /// Keeps Responses turns in `turns`, so that `previous_response_id` works.
+    pub fn with_response_store(mut self, turns: Arc<dyn ResponseStore>) -> Self {
+        self.turns = Some(turns);
+        self
+    }
+
+    pub fn response_store(&self) -> Option<&Arc<dyn ResponseStore>> {
+        self.turns.as_ref()
+    }
+
+    /// Serves `POST /v1/responses`.
+    pub async fn responses(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Responses, incoming).await
     }
 
     pub fn router(&self) -> &Router {
@@ -119,7 +138,7 @@ impl Proxy {
     pub async fn serve(&self, api: ClientApi, incoming: Incoming) -> Response<ProxyBody> {
         let mut exchange = self.start(&incoming);
         let shape = api.shape();
-        let parsed = match self.prepare(api, &incoming, &mut exchange) {
+        let parsed = match self.prepare(api, &incoming, &mut exchange).await {
             Ok(parsed) => parsed,
             Err(e) => return self.reject_exchange(exchange, e, shape),
         };
@@ -165,13 +184,20 @@ impl Proxy {
     }
 
     /// Parses and validates the body, filling the request half of the record.
-    fn prepare(
+    async fn prepare(
         &self,
         api: ClientApi,
         incoming: &Incoming,
         exchange: &mut Exchange,
     ) -> Result<Parsed, ProxyError> {
-        let mut parsed = api.parse(&incoming.body, &incoming.headers)?;
+        let mut parsed = api
+            .parse(
+                &incoming.body,
+                &incoming.headers,
+                self.turns.as_deref(),
+                incoming.key_name.as_deref(),
+            )
+            .await?;
         let req = &mut parsed.req;
         let record = &mut exchange.record;
         record.request = req.info.clone();
@@ -410,12 +436,34 @@ impl Proxy {
         );
         let body = match (parsed.api, passthrough) {
             (ClientApi::ChatCompletions, _) | (_, true) => ProxyBody::tee(body),
+            // A provider's error is already in OpenAI's shape, the Responses API's.
+            (ClientApi::Responses, false) if !status.is_success() => ProxyBody::tee(body),
+            (ClientApi::Responses, false) => {
+                let Some(turn) = parsed.responses.clone() else {
+                    return fallback_500();
+                };
+                let turns = self.turns.clone();
+                let reshape = if is_sse {
+                    Reshape::Events {
+                        splitter: SseSplitter::new(usize::MAX),
+                        converter: Box::new(turn.stream(turns)),
+                    }
+                } else {
+                    Reshape::Whole {
+                        held: Default::default(),
+                        convert: Some(Box::new(move |chat: &[u8]| {
+                            turn.whole(chat, turns)
+                                .unwrap_or_else(|e| unreadable(&e, shape))
+                        })),
+                    }
+                };
+                ProxyBody::Reshaped(Box::new(ReshapedBody::new(body, reshape)))
+            }
             (ClientApi::Messages, false) => {
                 let reshape = if is_sse && status.is_success() {
                     Reshape::Events {
                         splitter: SseSplitter::new(usize::MAX),
                         converter: Box::new(messages_to_chat::ChatToMessagesStream::new()),
-                        on_end: None,
                     }
                 } else {
                     Reshape::Whole {

@@ -21,6 +21,7 @@ mod error;
 mod keys;
 mod record;
 mod replicas;
+mod responses;
 mod secret;
 mod spend;
 mod watch;
@@ -34,6 +35,7 @@ pub use record::{
     AuditEntry, DestinationPatch, DestinationRecord, KeyInfo, Overrides, OverridesPatch,
     ReplicaStatus, Source, MIN_SAMPLING_RATE,
 };
+pub use responses::StoredResponse;
 pub use secret::{mask_secret, restore_masked, SecretKey, SECRET_KEY_ENV, SECRET_KEY_FILE};
 pub use spend::{SpendBy, SpendKey, SpendRow, SpendSums, NANOS_PER_USD};
 pub use watch::DEFAULT_WATCH_INTERVAL;

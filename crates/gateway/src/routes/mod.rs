@@ -6,4 +6,5 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod request_metrics;
+pub mod responses;
 pub mod usage_metrics;

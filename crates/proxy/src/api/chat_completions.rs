@@ -11,6 +11,7 @@ pub(crate) fn parse(body: &[u8], headers: &HeaderMap) -> Result<Parsed, ProxyErr
         api: ClientApi::ChatCompletions,
         req: ChatRequest::parse(body, session_header(headers))?,
         native: None,
+        responses: None,
     })
 }
 

@@ -18,5 +18,6 @@ pub(crate) fn parse(body: &[u8], headers: &HeaderMap) -> Result<Parsed, ProxyErr
         api: ClientApi::Messages,
         req,
         native: Some(native),
+        responses: None,
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod chat_completions;
 pub mod messages;
+pub mod responses;
 
 use http::HeaderMap;
 
@@ -18,13 +19,15 @@ pub enum ClientApi {
     ChatCompletions,
     /// `POST /v1/messages`, Anthropic's.
     Messages,
+    /// `POST /v1/responses`, OpenAI's Responses API, bridged onto chat.
+    Responses,
 }
 
 impl ClientApi {
     /// The error shape of its refusals.
     pub fn shape(self) -> ApiShape {
         match self {
-            ClientApi::ChatCompletions => ApiShape::OpenAi,
+            ClientApi::ChatCompletions | ClientApi::Responses => ApiShape::OpenAi,
             ClientApi::Messages => ApiShape::Anthropic,
         }
     }
@@ -32,15 +35,22 @@ impl ClientApi {
     /// The wire of a provider that serves this API untranslated.
     pub fn native_wire(self) -> Option<crate::dialects::Wire> {
         match self {
-            ClientApi::ChatCompletions => None,
+            ClientApi::ChatCompletions | ClientApi::Responses => None,
             ClientApi::Messages => Some(crate::dialects::Wire::AnthropicMessages),
         }
     }
 
-    pub(crate) fn parse(self, body: &[u8], headers: &HeaderMap) -> Result<Parsed, ProxyError> {
+    pub(crate) async fn parse(
+        self,
+        body: &[u8],
+        headers: &HeaderMap,
+        turns: Option<&dyn responses::ResponseStore>,
+        key: Option<&str>,
+    ) -> Result<Parsed, ProxyError> {
         match self {
             ClientApi::ChatCompletions => chat_completions::parse(body, headers),
             ClientApi::Messages => messages::parse(body, headers),
+            ClientApi::Responses => responses::parse(body, headers, turns, key).await,
         }
     }
 }
@@ -53,4 +63,6 @@ pub(crate) struct Parsed {
     pub req: ChatRequest,
     /// The client's own body, for a provider that speaks the client's wire.
     pub native: Option<NativeBody>,
+    /// A Responses turn: how its answer is written and kept.
+    pub responses: Option<responses::ResponsesTurn>,
 }

@@ -16,15 +16,10 @@ use crate::stream::tee::{BodyError, TeeBody};
 /// Writes a whole chat answer (or error body) in the client's shape.
 pub type WholeConverter = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
 
-/// Called once with the stream converter when the stream ended cleanly, for what only the
-/// end knows (a Responses turn's items, to store).
-pub type OnEnd = Box<dyn FnOnce(&mut dyn StreamConverter) + Send>;
-
 pub enum Reshape {
     Events {
         splitter: SseSplitter,
         converter: Box<dyn StreamConverter>,
-        on_end: Option<OnEnd>,
     },
     Whole {
         held: BytesMut,
@@ -74,7 +69,6 @@ impl Body for ReshapedBody {
                         Reshape::Events {
                             splitter,
                             converter,
-                            on_end,
                         } => {
                             let mut out = BytesMut::new();
                             // A last event without its blank line still counts.
@@ -85,9 +79,6 @@ impl Body for ReshapedBody {
                                 converter.event(&event, &mut out);
                             }
                             converter.end(&mut out);
-                            if let Some(on_end) = on_end.take() {
-                                on_end(converter.as_mut());
-                            }
                             out
                         }
                         Reshape::Whole { held, convert } => match convert.take() {
@@ -108,7 +99,6 @@ impl Body for ReshapedBody {
                 Reshape::Events {
                     splitter,
                     converter,
-                    ..
                 } => {
                     // The tee already bounds each event; this splitter never refuses one.
                     let events = splitter.push(&data).unwrap_or_default();
