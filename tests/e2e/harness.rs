@@ -82,6 +82,14 @@ api_key = "sk-ant-provider-secret"
 headers = {{ "anthropic-beta" = "tools-2024-04-04" }}
 default_max_tokens = 333
 
+[providers.claude529]
+kind = "anthropic"
+base_url = "{mock_root}"
+api_key = "sk-ant-provider-secret"
+max_retries = 1
+retry_backoff_ms = 1
+retry_on = [529]
+
 [providers.azure]
 kind = "azure"
 base_url = "{mock_root}"

@@ -320,7 +320,24 @@ impl Proxy {
                 .await;
                 let next = match &result {
                     Ok(resp) if resp.status.is_success() => Next::Respond,
-                    Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
+                    Ok(resp) => {
+                        // `retry_on` may name the provider's own status (Anthropic's 529) or
+                        // the one the client sees (503).
+                        let own = exchange
+                            .record
+                            .attempts
+                            .last()
+                            .and_then(|a| a.http_status)
+                            .and_then(|s| StatusCode::from_u16(s).ok())
+                            .unwrap_or(resp.status);
+                        match policy.next(tries, Some((resp.status, &resp.headers))) {
+                            Next::Retry(wait) => Next::Retry(wait),
+                            _ if own != resp.status => {
+                                policy.next(tries, Some((own, &resp.headers)))
+                            }
+                            other => other,
+                        }
+                    }
                     Err(_) => policy.next(tries, None),
                 };
                 match (next, result) {
