@@ -252,6 +252,15 @@ def test_provider_errors_are_the_sdks_exceptions(up):
     assert err.value.status_code == (503 if up.provider_name == "anthropic" else 529)
     assert isinstance(err.value.body, dict) and err.value.body.get("message"), err.value.body
 
+    # A streamed request that fails before its first event is the same error, not a stream.
+    with pytest.raises(openai.RateLimitError) as err:
+        gateway.chat.completions.create(model=up.at(), stream=True,
+                                        messages=msgs("#mock:error=429,retry_after=2 py stream"))
+    assert err.value.response.headers["retry-after"] == "2"
+    with pytest.raises(openai.InternalServerError) as err:
+        gateway.chat.completions.create(model=up.at(), stream=True, messages=msgs("#mock:error=529 py stream"))
+    assert err.value.status_code == (503 if up.provider_name == "anthropic" else 529)
+
 
 def test_anthropic_only_errors_are_openai_shaped():
     with pytest.raises(openai.BadRequestError) as err:
@@ -316,6 +325,25 @@ def test_trace_on_the_file_destination(up):
     assert gen["user.id"] == "u-22"
     sent = last_sent(f"py trace {up.provider}")["body"]
     assert "trace" not in sent
+
+
+def test_azure_content_filter_results_reach_the_sdk_streamed_or_not():
+    whole = gateway.chat.completions.create(model="azure/gpt-4o-mini",
+                                            messages=msgs("#mock:content_filter=1 py filtered"))
+    assert whole.model_extra["prompt_filter_results"][0]["prompt_index"] == 0
+    assert "content_filter_results" in whole.choices[0].model_extra
+    chunks = list(gateway.chat.completions.create(model="azure/gpt-4o-mini", stream=True,
+                                                  messages=msgs("#mock:content_filter=1 py filtered")))
+    # Azure's first chunk has no choices, like a usage chunk; only the usage chunk is removed.
+    assert chunks[0].choices == [] and chunks[0].model_extra["prompt_filter_results"]
+    assert all(c.usage is None for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content == "Mock reply to: py filtered"
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.chat.completions.create(model="azure/gpt-4o-mini",
+                                        messages=msgs("#mock:error=400,content_filter=1 py bad"))
+    assert err.value.code == "content_filter"
+    assert err.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
 
 
 def test_anthropic_cache_tokens_reach_the_sdk_and_the_trace():

@@ -203,6 +203,13 @@ for (const up of UPSTREAMS) {
     const overloaded = up.providerName === 'anthropic' ? 503 : 529;
     await assert.rejects(ask('error=529'),
       (e) => e instanceof OpenAI.InternalServerError && e.status === overloaded && Boolean(e.error?.message));
+    // A streamed request that fails before its first event is the same error, not a stream.
+    const askStream = (directive) => gateway.chat.completions.create({
+      model: at(up), stream: true, messages: msgs(`#mock:${directive} node stream`),
+    });
+    await assert.rejects(askStream('error=429,retry_after=2'),
+      (e) => e instanceof OpenAI.RateLimitError && e.headers.get('retry-after') === '2');
+    await assert.rejects(askStream('error=529'), (e) => e instanceof OpenAI.InternalServerError && e.status === overloaded);
   });
 
   test(`${up.provider}: a retry, then the answer`, async () => {
@@ -255,6 +262,23 @@ for (const up of UPSTREAMS) {
     assert.equal((await lastSent(`node trace ${up.provider}`)).body.trace, undefined);
   });
 }
+
+test('azure: content-filter results reach the SDK, streamed or not', async () => {
+  const filtered = msgs('#mock:content_filter=1 node filtered');
+  const whole = await gateway.chat.completions.create({ model: 'azure/gpt-4o-mini', messages: filtered });
+  assert.equal(whole.prompt_filter_results[0].prompt_index, 0);
+  assert.ok(whole.choices[0].content_filter_results);
+  const chunks = await collect(await gateway.chat.completions.create({ model: 'azure/gpt-4o-mini', messages: filtered, stream: true }));
+  // Azure's first chunk has no choices, like a usage chunk; only the usage chunk is removed.
+  assert.deepEqual(chunks[0].choices, []);
+  assert.ok(chunks[0].prompt_filter_results);
+  assert.ok(chunks.every((c) => !c.usage));
+  assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), whole.choices[0].message.content);
+  await assert.rejects(
+    gateway.chat.completions.create({ model: 'azure/gpt-4o-mini', messages: msgs('#mock:error=400,content_filter=1 node bad') }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'content_filter' && Boolean(e.error.innererror),
+  );
+});
 
 test('claude: cache tokens reach the SDK and the trace', async () => {
   const { data, response } = await gateway.chat.completions.create({
