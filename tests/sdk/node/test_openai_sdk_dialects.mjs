@@ -71,8 +71,9 @@ async function recorded() {
   return (await fetch(`${MOCK_URL}/__mock/requests`)).json();
 }
 
-async function lastSent(fragment) {
-  return (await recorded()).filter((r) => JSON.stringify(r.body).includes(fragment)).at(-1);
+// The last request the mock got holding `text` as a whole string (so `x` is not `x2`).
+async function lastSent(text) {
+  return (await recorded()).filter((r) => JSON.stringify(r.body).includes(JSON.stringify(text))).at(-1);
 }
 
 async function collect(stream) {
@@ -111,18 +112,19 @@ for (const up of UPSTREAMS) {
   test(`${up.provider}: non-streaming answers match the provider's`, async () => {
     const text = `hello node ${up.provider}`;
     const a = await gateway.chat.completions.create({ model: at(up), messages: msgs(text) });
+    assert.equal((await lastSent(text)).path, up.path, 'read before the direct call is recorded');
     assert.equal(a.object, 'chat.completion');
     assert.equal(a.choices[0].message.content, `Mock reply to: ${text}`);
     assert.equal(a.choices[0].message.content, await up.direct(text, false));
     assert.equal(a.choices[0].finish_reason, 'stop');
     assert.ok(a.usage.prompt_tokens > 0 && a.usage.completion_tokens > 0);
     assert.equal(a.usage.total_tokens, a.usage.prompt_tokens + a.usage.completion_tokens);
-    assert.equal((await lastSent(text)).path, up.path);
   });
 
   test(`${up.provider}: streamed chunk for chunk as the provider streams, without a usage chunk`, async () => {
     const text = `stream node ${up.provider}`;
     const chunks = await collect(await gateway.chat.completions.create({ model: at(up), messages: msgs(text), stream: true }));
+    assert.equal((await lastSent(text)).path, up.path);
     assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.usage === undefined && c.choices.length === 1));
     const deltas = chunks.map((c) => c.choices[0].delta.content).filter(Boolean);
     assert.deepEqual(deltas, await up.direct(text, true));
