@@ -322,3 +322,22 @@ test('claude: structured output through a forced tool, streamed or not', async (
   const final = await stream.finalChatCompletion();
   assert.deepEqual(JSON.parse(final.choices[0].message.content), { query: 'node structured s' });
 });
+
+test("claude: the SDK's own tool loop (runTools), plain and streamed", async () => {
+  for (const stream of [false, true]) {
+    const seen = [];
+    const runner = gateway.chat.completions.runTools({
+      model: 'claude/claude-mock-1', stream, messages: msgs(`node loop ${stream}`),
+      tools: [{
+        type: 'function',
+        function: {
+          name: 'lookup', parameters: tools[0].function.parameters, parse: JSON.parse,
+          function: ({ query }) => { seen.push(query); return `found ${query.split(' ').at(-1)}`; },
+        },
+      }],
+    });
+    // The SDK called the tool with the parsed arguments, sent the result back, and got text.
+    assert.equal(await runner.finalContent(), `Mock reply to: found ${stream}`);
+    assert.deepEqual(seen, [`node loop ${stream}`]);
+  }
+});
