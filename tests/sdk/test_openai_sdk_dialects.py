@@ -279,8 +279,7 @@ def test_anthropic_only_errors_are_openai_shaped():
             pass
 
 
-# Not tested: a provider with `retry_on = [529]` alone. The retry policy sees Anthropic's 529
-# after the dialect made it a 503, so that provider does not retry it (see gatecast.toml).
+# `claude-retry` lists only Anthropic's own 529 in `retry_on`.
 def test_retry_then_success(up):
     # The mock counts failures per prompt: a fresh one fails once whatever ran before.
     said = f"py retry {up.provider} {uuid.uuid4().hex}"
