@@ -43,6 +43,11 @@ async fn the_generation_span_carries_its_cost_streamed_and_not() {
         .await;
     assert_eq!(resp.status(), 200);
     let trace_id = trace_id_of(&resp);
+    let header: f64 = resp.headers()["x-gatecast-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body: Value = resp.json().await.unwrap();
     let plain_usage = tokens(&body["usage"]);
     assert!(plain_usage.0 > 0.0 && plain_usage.2 > 0.0, "{body}");
@@ -50,6 +55,7 @@ async fn the_generation_span_carries_its_cost_streamed_and_not() {
     let g = span_named(&spans, "plain");
     let want = price(plain_usage);
     assert!(close(cost_of(g), want), "{} != {want}", cost_of(g));
+    assert!(close(header, want), "the header says {header}, not {want}");
     let total = attr(g, "gen_ai.cost.total_tokens")
         .unwrap()
         .as_f64()
@@ -159,6 +165,10 @@ async fn overrides_price_a_model_and_an_unknown_one_is_flagged() {
                      "trace": {"generation_name": "unknown"}}))
         .await;
     assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("x-gatecast-cost-usd").is_none(),
+        "no header for an unpriced model"
+    );
     let trace_id = trace_id_of(&resp);
     let spans = env.spans_of(&trace_id, 1).await;
     let g = span_named(&spans, "unknown");

@@ -76,6 +76,11 @@ impl Exchange {
     /// Prices the record as it stands and returns its cost, for an answer that says it
     /// (`x-gatecast-cost-usd`) before the record is published; publishing prices it again,
     /// as the record may still change.
+    /// Whether records are priced at all.
+    pub fn prices(&self) -> bool {
+        self.pricer.is_some()
+    }
+
     pub fn price_now(&mut self) -> Option<&gatecast_telemetry::record::Cost> {
         let pricer = self.pricer.as_ref()?;
         pricer.apply(&mut self.record);

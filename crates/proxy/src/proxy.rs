@@ -30,6 +30,8 @@ use crate::trace_headers;
 pub const TRACE_ID_HEADER: &str = "x-gatecast-trace-id";
 pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";
 pub const SESSION_HEADER: &str = "x-session-id";
+/// The cost in US dollars of a non-streamed answer, when its model is priced.
+pub const COST_HEADER: &str = "x-gatecast-cost-usd";
 
 /// Provider response headers a client may rely on.
 const PASSTHROUGH_HEADERS: [&str; 6] = [
@@ -347,7 +349,9 @@ impl Proxy {
                         tries += 1;
                     }
                     (Next::Respond, Ok(resp)) => {
-                        return self.respond(exchange, parsed, resp, deadline, target, passthrough)
+                        return self
+                            .respond(exchange, parsed, resp, deadline, target, passthrough)
+                            .await
                     }
                     (_, Ok(resp)) => break Ok((resp, deadline)),
                     (_, Err(e)) => break Err(e),
@@ -364,6 +368,7 @@ impl Proxy {
         match last {
             Some((Ok((resp, deadline)), target, passthrough)) => {
                 self.respond(exchange, parsed, resp, deadline, target, passthrough)
+                    .await
             }
             Some((Err(e), target, _)) => {
                 self.reject_exchange(exchange, unanswered(e, target), shape)
@@ -375,13 +380,14 @@ impl Proxy {
         }
     }
 
-    /// Starts the client response: status and useful headers now, body as it streams.
+    /// Starts the client response: status and useful headers now, body as it streams (a
+    /// whole answer is read first when it is priced, for `x-gatecast-cost-usd`).
     /// `passthrough`: the answer is in the client's own wire (not chat), and goes as it is.
-    fn respond(
+    async fn respond(
         &self,
-        exchange: Exchange,
+        mut exchange: Exchange,
         parsed: &Parsed,
-        resp: UpstreamResponse,
+        mut resp: UpstreamResponse,
         deadline: Instant,
         target: &Target,
         passthrough: bool,
@@ -418,8 +424,26 @@ impl Proxy {
                 shape,
             );
         }
+        let cost = if matches!(mode, Mode::Whole { .. }) && status.is_success() && exchange.prices()
+        {
+            let (body, cost) = priced_whole(
+                &mut exchange,
+                std::mem::replace(&mut resp.body, Box::pin(futures::stream::empty())),
+                cfg.max_response_bytes,
+                deadline,
+                parsed.api == ClientApi::Messages && passthrough,
+            )
+            .await;
+            resp.body = body;
+            cost
+        } else {
+            None
+        };
         let mut builder = Response::builder().status(status);
         if let Some(headers) = builder.headers_mut() {
+            if let Some(cost) = cost.and_then(|c| HeaderValue::try_from(c).ok()) {
+                headers.insert(HeaderName::from_static(COST_HEADER), cost);
+            }
             for (name, value) in &resp.headers {
                 let n = name.as_str();
                 if n == CONTENT_TYPE
@@ -573,6 +597,51 @@ async fn try_once(
         result.map(|response| provider.chat_response(response)),
         deadline,
     )
+}
+
+/// Reads a whole answer (within `limit` and the deadline) and prices it, so that the cost
+/// can go in a header; the body is handed on as one chunk, or as the error that cut it.
+async fn priced_whole(
+    exchange: &mut Exchange,
+    mut body: crate::providers::BodyStream,
+    limit: usize,
+    deadline: Instant,
+    messages: bool,
+) -> (crate::providers::BodyStream, Option<String>) {
+    use futures::StreamExt;
+    let read = async {
+        let mut held = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if held.len() + chunk.len() > limit {
+                return Err(UpstreamError::Body(format!(
+                    "the provider's answer is larger than max_response_bytes ({limit} bytes)"
+                )));
+            }
+            held.extend_from_slice(&chunk);
+        }
+        Ok(held.freeze())
+    };
+    let read = match tokio::time::timeout_at(deadline.into(), read).await {
+        Ok(read) => read,
+        Err(_) => Err(UpstreamError::Timeout),
+    };
+    match read {
+        Ok(bytes) => {
+            let mut probe = if messages {
+                Accumulator::messages(false, 0)
+            } else {
+                Accumulator::new(false, 0)
+            };
+            probe.on_body(&bytes);
+            let (output, usage, _) = probe.finish();
+            exchange.record.usage = usage;
+            exchange.record.output.response_model = output.response_model;
+            let cost = exchange.price_now().map(gatecast_telemetry::cost::usd_text);
+            (Box::pin(futures::stream::once(async { Ok(bytes) })), cost)
+        }
+        Err(e) => (Box::pin(futures::stream::once(async { Err(e) })), None),
+    }
 }
 
 /// A provider's answer that could not be turned into the client's shape.
