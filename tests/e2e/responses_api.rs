@@ -203,3 +203,114 @@ async fn function_tools_and_their_outputs_round_trip() {
         .unwrap()
         .starts_with("tools"));
 }
+
+/// A follow-up that lands on another replica finds the turn in the store both share.
+#[tokio::test]
+async fn a_follow_up_on_another_replica_reads_the_turn_from_the_shared_store() {
+    let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}/shared.db\"\n\n[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n",
+            dir.path().display(),
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let a = crate::process::start_config(dir.path(), &config, None).await;
+    let b = crate::process::start_config(dir.path(), &config, None).await;
+    let client = reqwest::Client::new();
+    let first: Value = client
+        .post(a.url("/v1/responses"))
+        .json(&json!({"model": "up/gpt-4o-mini", "input": "remember the word quince"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    // The first replica writes the turn off the request path; it lands within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = client
+            .post(b.url("/v1/responses"))
+            .json(&json!({"model": "up/gpt-4o-mini", "input": "and the word?",
+                          "previous_response_id": id}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert_eq!(resp.status(), 400, "{}", resp.text().await.unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the turn never reached the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sent = mock.requests().pop().unwrap();
+    assert!(sent.body["messages"][0]["content"]
+        .to_string()
+        .contains("quince"));
+    let stored = client
+        .get(b.url(&format!("/v1/responses/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_responses_requests_get_openais_error_shape() {
+    let env = Env::start().await;
+    for (body, status, param) in [
+        ("{not json".to_owned(), 400, None),
+        (
+            json!({"model": "up/gpt-4o-mini", "input": 7}).to_string(),
+            400,
+            Some("input"),
+        ),
+        (
+            json!({"model": "nope/x", "input": "x"}).to_string(),
+            404,
+            Some("model"),
+        ),
+        (json!({"input": "x"}).to_string(), 400, Some("model")),
+        (
+            json!({"model": "up/gpt-4o-mini", "input": "x".repeat(70_000)}).to_string(),
+            413,
+            None,
+        ),
+    ] {
+        let resp = env
+            .client
+            .post(env.url("/v1/responses"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{}", &body[..body.len().min(80)]);
+        let error: Value = resp.json().await.unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{error}"
+        );
+        if let Some(param) = param {
+            assert!(
+                error["error"]["param"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(param)),
+                "{error}"
+            );
+        }
+    }
+}
