@@ -56,6 +56,11 @@ api_key = "sk-provider-secret"
 headers = {{ "x-extra" = "1" }}
 models = ["gpt-4o-mini"]
 
+[providers.upr]
+kind = "openai"
+base_url = "{mock}"
+responses = true
+
 [providers.retry]
 kind = "openai"
 base_url = "{mock}"

@@ -314,3 +314,61 @@ async fn bad_responses_requests_get_openais_error_shape() {
         }
     }
 }
+
+/// A provider that serves the Responses API itself gets the request as sent, keeps its own
+/// turns, and its answer reaches the client unchanged; the trace reads it all the same.
+#[tokio::test]
+async fn to_a_provider_with_responses_the_request_passes_through() {
+    let env = Env::start().await;
+    let body = json!({"model": "upr/gpt-4o-mini", "input": "hello native", "user": "u-5",
+                      "previous_response_id": "resp_kept_by_the_provider",
+                      "trace": {"generation_name": "native"}, "session_id": "s-5"});
+    let resp = post(&env, body).await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let through: Value = resp.json().await.unwrap();
+    let sent = env.mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    assert_eq!(sent.body["model"], "gpt-4o-mini");
+    assert_eq!(sent.body["user"], "u-5");
+    assert_eq!(
+        sent.body["previous_response_id"],
+        "resp_kept_by_the_provider"
+    );
+    assert!(sent.body.get("trace").is_none() && sent.body.get("session_id").is_none());
+    // The same request straight to the provider gives the same answer.
+    let direct: Value = env
+        .client
+        .post(format!("{}/responses", env.mock.base_url()))
+        .json(&sent.body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(output_text(&through), output_text(&direct));
+    let spans = env.spans_of(&trace_id, 1).await;
+    let g = &spans[0];
+    assert_eq!(
+        attr(g, "gen_ai.usage.input_tokens"),
+        Some(direct["usage"]["input_tokens"].clone())
+    );
+    assert_eq!(attr(g, "user.id"), Some(json!("u-5")));
+    assert_eq!(
+        attr(g, "gen_ai.response.finish_reasons"),
+        Some(json!(["stop"]))
+    );
+
+    let resp = post(
+        &env,
+        json!({"model": "upr/gpt-4o-mini", "input": "stream native", "stream": true}),
+    )
+    .await;
+    let trace_id = trace_id_of(&resp);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("response.completed"), "{text}");
+    let spans = env.spans_of(&trace_id, 1).await;
+    assert!(attr(&spans[0], "gen_ai.usage.output_tokens").is_some());
+    assert_eq!(attr(&spans[0], "error.type"), None);
+}

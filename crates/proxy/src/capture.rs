@@ -11,6 +11,7 @@ use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
 use serde::Deserialize;
 
 use crate::convert::chat_to_messages::{self, MessagesToChatStream};
+use crate::convert::responses_as_chat::{self, ResponsesAsChat};
 use crate::convert::StreamConverter;
 use crate::stream::sse::{event_data, SseSplitter};
 
@@ -146,6 +147,7 @@ pub enum ChunkKind {
 enum Reading {
     Chat,
     Messages(Box<MessagesToChatStream>),
+    Responses(Box<ResponsesAsChat>),
 }
 
 pub struct Accumulator {
@@ -184,9 +186,22 @@ impl Accumulator {
         }
     }
 
+    /// Reads an OpenAI Responses answer, passed through to a Responses client.
+    pub fn responses(keep_content: bool, limit: usize) -> Self {
+        Self {
+            reading: Reading::Responses(Box::default()),
+            ..Self::new(keep_content, limit)
+        }
+    }
+
     /// Folds one SSE `data` payload in.
     pub fn on_chunk(&mut self, data: &[u8]) -> ChunkKind {
-        if let Reading::Messages(conv) = &mut self.reading {
+        let conv: &mut dyn StreamConverter = match &mut self.reading {
+            Reading::Chat => return self.on_chat_chunk(data),
+            Reading::Messages(conv) => conv.as_mut(),
+            Reading::Responses(conv) => conv.as_mut(),
+        };
+        {
             let mut event = Vec::with_capacity(data.len() + 8);
             event.extend_from_slice(b"data: ");
             event.extend_from_slice(data);
@@ -199,9 +214,8 @@ impl Accumulator {
                     self.on_chat_chunk(&data);
                 }
             }
-            return ChunkKind::Regular;
         }
-        self.on_chat_chunk(data)
+        ChunkKind::Regular
     }
 
     fn on_chat_chunk(&mut self, data: &[u8]) -> ChunkKind {
@@ -224,20 +238,14 @@ impl Accumulator {
 
     /// Reads a whole (non-streamed) answer or error body.
     pub fn on_body(&mut self, body: &[u8]) {
-        let converted;
-        let body = match &self.reading {
-            // An Anthropic error has `error.message` as OpenAI's has: it is read as it is.
-            Reading::Messages(_) if !is_error_body(body) => {
-                match chat_to_messages::response(body, 0) {
-                    Ok(chat) => {
-                        converted = chat;
-                        &converted[..]
-                    }
-                    Err(_) => return,
-                }
-            }
-            _ => body,
+        // Errors (Anthropic's and OpenAI's have `error.message`) are read as they are.
+        let converted = match &self.reading {
+            Reading::Chat => None,
+            Reading::Messages(_) if is_error_body(body) => None,
+            Reading::Messages(_) => chat_to_messages::response(body, 0).ok(),
+            Reading::Responses(_) => responses_as_chat::response(body).ok(),
         };
+        let body = converted.as_deref().unwrap_or(body);
         if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
             self.fold(env);
         }

@@ -74,6 +74,10 @@ pub struct OpenAiKind {
     pub base_url: Option<String>,
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The provider serves OpenAI's Responses API at `{base_url}/responses` (OpenAI does):
+    /// Responses clients are then passed through instead of bridged onto chat.
+    #[serde(default)]
+    pub responses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

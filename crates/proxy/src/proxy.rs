@@ -293,22 +293,26 @@ impl Proxy {
             let policy = RetryPolicy::of(cfg);
             let timeout = Duration::from_millis(cfg.timeout_ms);
             set_route(&mut exchange, target, req.model());
-            let native = parsed
-                .native
-                .as_ref()
-                .filter(|_| parsed.api.native_wire() == Some(target.provider.wire()));
+            let native = match (&parsed.native, parsed.api.native_wire()) {
+                (Some(body), Some(wire)) => target.provider.native_call(
+                    wire,
+                    Bytes::from(body.write(&target.model, parsed.api.gateway_fields())),
+                ),
+                _ => None,
+            };
+            let passthrough = native.is_some();
             let call = match native {
-                Some(body) => Ok(UpstreamCall {
-                    body: Bytes::from(body.write(&target.model)),
-                    url: None,
-                }),
-                None => target.provider.chat_call(req, &target.model),
+                Some(call) => Ok(call),
+                None => match parsed.responses.as_ref().and_then(|t| t.missing.as_ref()) {
+                    // The turn it continues is not ours: only a provider that keeps it can.
+                    Some(missing) => Err(missing.clone()),
+                    None => target.provider.chat_call(req, &target.model),
+                },
             };
             let call = match call {
                 Ok(call) => call,
                 Err(e) => return self.reject_exchange(exchange, e, shape),
             };
-            let passthrough = native.is_some();
             let mut tries = 0u32;
             let outcome = loop {
                 let (result, deadline) = try_once(
@@ -431,7 +435,7 @@ impl Proxy {
                 std::mem::replace(&mut resp.body, Box::pin(futures::stream::empty())),
                 cfg.max_response_bytes,
                 deadline,
-                parsed.api == ClientApi::Messages && passthrough,
+                passthrough.then_some(parsed.api),
             )
             .await;
             resp.body = body;
@@ -463,6 +467,7 @@ impl Proxy {
         let limit = self.settings.max_capture_bytes;
         let acc = match (parsed.api, passthrough) {
             (ClientApi::Messages, true) => Accumulator::messages(keep_content, limit),
+            (ClientApi::Responses, true) => Accumulator::responses(keep_content, limit),
             _ => Accumulator::new(keep_content, limit),
         };
         let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
@@ -606,7 +611,7 @@ async fn priced_whole(
     mut body: crate::providers::BodyStream,
     limit: usize,
     deadline: Instant,
-    messages: bool,
+    passed_through: Option<ClientApi>,
 ) -> (crate::providers::BodyStream, Option<String>) {
     use futures::StreamExt;
     let read = async {
@@ -628,10 +633,10 @@ async fn priced_whole(
     };
     match read {
         Ok(bytes) => {
-            let mut probe = if messages {
-                Accumulator::messages(false, 0)
-            } else {
-                Accumulator::new(false, 0)
+            let mut probe = match passed_through {
+                Some(ClientApi::Messages) => Accumulator::messages(false, 0),
+                Some(ClientApi::Responses) => Accumulator::responses(false, 0),
+                _ => Accumulator::new(false, 0),
             };
             probe.on_body(&bytes);
             let (output, usage, _) = probe.finish();

@@ -203,10 +203,6 @@ pub struct NativeBody {
     fields: Vec<(String, Box<RawValue>)>,
 }
 
-/// What a native body never carries upstream: the gateway's fields, and `user`, which chat
-/// has and Messages does not (Anthropic refuses unknown fields; it has `metadata.user_id`).
-const NATIVE_GATEWAY_FIELDS: [&str; 3] = ["trace", "session_id", "user"];
-
 impl NativeBody {
     pub fn parse(body: &[u8]) -> Result<Self, ProxyError> {
         let Fields(fields) =
@@ -217,7 +213,8 @@ impl NativeBody {
         Ok(Self { fields })
     }
 
-    pub fn write(&self, upstream_model: &str) -> Vec<u8> {
+    /// The body with `model` replaced and the `skipped` fields left out.
+    pub fn write(&self, upstream_model: &str, skipped: &[&str]) -> Vec<u8> {
         let size: usize = self
             .fields
             .iter()
@@ -227,7 +224,7 @@ impl NativeBody {
         out.push(b'{');
         let mut first = true;
         for (key, raw) in &self.fields {
-            if NATIVE_GATEWAY_FIELDS.contains(&key.as_str()) {
+            if skipped.contains(&key.as_str()) {
                 continue;
             }
             if !std::mem::take(&mut first) {

@@ -33,10 +33,21 @@ impl ClientApi {
     }
 
     /// The wire of a provider that serves this API untranslated.
+    /// Fields of the client's own body that are never sent upstream, even untranslated.
+    pub fn gateway_fields(self) -> &'static [&'static str] {
+        match self {
+            // Messages has no `user` (it has `metadata.user_id`), and Anthropic refuses
+            // unknown fields.
+            ClientApi::Messages => &["trace", "session_id", "user"],
+            ClientApi::ChatCompletions | ClientApi::Responses => &["trace", "session_id"],
+        }
+    }
+
     pub fn native_wire(self) -> Option<crate::dialects::Wire> {
         match self {
-            ClientApi::ChatCompletions | ClientApi::Responses => None,
+            ClientApi::ChatCompletions => None,
             ClientApi::Messages => Some(crate::dialects::Wire::AnthropicMessages),
+            ClientApi::Responses => Some(crate::dialects::Wire::OpenAiResponses),
         }
     }
 

@@ -1,6 +1,9 @@
 //! `POST /v1/responses`: OpenAI's Responses API, bridged onto chat completions for every
 //! provider (`convert/responses_to_chat/`).
 //!
+//! A provider with `responses = true` (OpenAI itself) is passed the request as sent instead,
+//! and keeps its own turns.
+//!
 //! The gateway keeps each turn's conversation items (through a [`ResponseStore`]: the store
 //! every replica shares, bounded in time and size), so `previous_response_id` works on any
 //! replica; `GET /v1/responses/{id}` answers with what was kept.
@@ -18,7 +21,7 @@ use super::{ClientApi, Parsed};
 use crate::convert::responses_to_chat::{self, ChatToResponsesStream, Turn};
 use crate::convert::StreamConverter;
 use crate::error::ProxyError;
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, NativeBody};
 
 /// One kept turn: what a follow-up needs (every item of the conversation so far) and what
 /// `GET /v1/responses/{id}` shows.
@@ -54,6 +57,9 @@ pub(crate) struct ResponsesTurn {
     /// `store: false` keeps nothing.
     pub store: bool,
     pub key: Option<String>,
+    /// `previous_response_id` names a turn this gateway did not keep: a provider serving the
+    /// Responses API itself may hold it; for any other this is the client's 400.
+    pub missing: Option<ProxyError>,
 }
 
 pub(crate) async fn parse(
@@ -71,17 +77,25 @@ pub(crate) async fn parse(
         message: format!("invalid JSON body: {e}"),
         param: None,
     })?;
+    let native = NativeBody::parse(body)?;
+    let mut missing = None;
     let history = match head.previous_response_id.filter(|id| !id.is_empty()) {
         None => Vec::new(),
         Some(id) => {
-            let not_found = || ProxyError::InvalidRequest {
+            let not_found = ProxyError::InvalidRequest {
                 message: format!("Previous response with id '{id}' not found."),
                 param: Some("previous_response_id".into()),
             };
-            let store = store.ok_or_else(not_found)?;
-            match store.load(id.clone(), key.map(str::to_owned)).await {
+            let loaded = match store {
+                None => Ok(None),
+                Some(store) => store.load(id.clone(), key.map(str::to_owned)).await,
+            };
+            match loaded {
                 Ok(Some(turn)) => turn.items,
-                Ok(None) => return Err(not_found()),
+                Ok(None) => {
+                    missing = Some(not_found);
+                    Vec::new()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read a stored response");
                     return Err(ProxyError::Unavailable {
@@ -101,7 +115,7 @@ pub(crate) async fn parse(
     Ok(Parsed {
         api: ClientApi::Responses,
         req,
-        native: None,
+        native: Some(native),
         responses: Some(ResponsesTurn {
             turn: Turn {
                 id: new_id(),
@@ -111,6 +125,7 @@ pub(crate) async fn parse(
             items,
             store: head.store.unwrap_or(true),
             key: key.map(str::to_owned),
+            missing,
         }),
     })
 }

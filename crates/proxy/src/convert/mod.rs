@@ -8,6 +8,7 @@ pub mod adapt;
 pub(crate) mod chat;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
+pub mod responses_as_chat;
 pub mod responses_to_chat;
 
 use bytes::BytesMut;

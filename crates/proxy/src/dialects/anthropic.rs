@@ -82,17 +82,19 @@ pub(crate) fn provider(
             thinking_budget_medium: budgets.medium,
             thinking_budget_high: budgets.high,
         },
+        messages_url: url.clone(),
     };
     HttpProvider::new(name, config, &url, headers, Box::new(dialect))
 }
 
 struct Anthropic {
     options: MessagesOptions,
+    messages_url: url::Url,
 }
 
 impl Dialect for Anthropic {
-    fn wire(&self) -> super::Wire {
-        super::Wire::AnthropicMessages
+    fn native_url(&self, wire: super::Wire) -> Option<url::Url> {
+        (wire == super::Wire::AnthropicMessages).then(|| self.messages_url.clone())
     }
 
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError> {

@@ -16,16 +16,17 @@ use crate::error::ProxyError;
 use crate::providers::UpstreamResponse;
 use crate::request::ChatRequest;
 
-/// The wire a provider's answers are in before any conversion.
+/// A client API's wire that a provider may speak as it is, so its requests pass through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
-    OpenAiChat,
     AnthropicMessages,
+    OpenAiResponses,
 }
 
 pub trait Dialect: Send + Sync + 'static {
-    fn wire(&self) -> Wire {
-        Wire::OpenAiChat
+    /// Where a request in `wire` goes when the provider speaks it untranslated.
+    fn native_url(&self, _wire: Wire) -> Option<Url> {
+        None
     }
     /// The body of a chat-completions request for `model`, in this wire.
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError>;

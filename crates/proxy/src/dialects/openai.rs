@@ -30,12 +30,31 @@ pub(crate) fn provider(
             crate::providers::secret_header("api_key", &format!("Bearer {key}"))?,
         );
     }
-    HttpProvider::new(name, config, &url, headers, Box::new(OpenAi))
+    let responses = kind.responses.then(|| {
+        let mut responses = url.clone();
+        let path = responses
+            .path()
+            .trim_end_matches("/chat/completions")
+            .to_owned();
+        responses.set_path(&format!("{path}/responses"));
+        responses
+    });
+    HttpProvider::new(name, config, &url, headers, Box::new(OpenAi { responses }))
 }
 
-pub(crate) struct OpenAi;
+pub(crate) struct OpenAi {
+    /// `{base_url}/responses`, when the provider serves the Responses API.
+    responses: Option<url::Url>,
+}
 
 impl Dialect for OpenAi {
+    fn native_url(&self, wire: super::Wire) -> Option<url::Url> {
+        match wire {
+            super::Wire::OpenAiResponses => self.responses.clone(),
+            super::Wire::AnthropicMessages => None,
+        }
+    }
+
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError> {
         Ok(openai_chat_body(req, model))
     }

@@ -48,8 +48,12 @@ impl Provider for MockProvider {
         &self.endpoint
     }
 
-    fn wire(&self) -> crate::dialects::Wire {
-        crate::dialects::Wire::OpenAiChat
+    fn native_call(
+        &self,
+        _wire: crate::dialects::Wire,
+        _body: bytes::Bytes,
+    ) -> Option<UpstreamCall> {
+        None
     }
 
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError> {

@@ -82,8 +82,9 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn config(&self) -> &ProviderConfig;
     fn endpoint(&self) -> &Endpoint;
-    /// The wire the provider's answers are in: a client speaking it is passed through.
-    fn wire(&self) -> crate::dialects::Wire;
+    /// A call with the client's own body, when the provider speaks the client's `wire`: the
+    /// request then passes through untranslated.
+    fn native_call(&self, wire: crate::dialects::Wire, body: Bytes) -> Option<UpstreamCall>;
     /// Writes the call for a chat-completions request to `model`, in the provider's wire.
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError>;
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.

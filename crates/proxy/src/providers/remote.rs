@@ -98,8 +98,12 @@ impl Provider for HttpProvider {
         &self.endpoint
     }
 
-    fn wire(&self) -> crate::dialects::Wire {
-        self.dialect.wire()
+    fn native_call(&self, wire: crate::dialects::Wire, body: bytes::Bytes) -> Option<UpstreamCall> {
+        let url = self.dialect.native_url(wire)?;
+        Some(UpstreamCall {
+            body,
+            url: Some(url),
+        })
     }
 
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError> {
