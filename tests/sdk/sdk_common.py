@@ -23,8 +23,8 @@ def last_sent(text):
     return [r for r in recorded() if json.dumps(text) in json.dumps(r["body"])][-1]
 
 
-def spans_for(trace_id, at_least=1, timeout=15.0, traces=TRACES):
-    """The spans of one trace on the file destination, polled until `at_least` have arrived."""
+def spans_where(keep, at_least=1, timeout=15.0, traces=TRACES):
+    """The spans on the file destination that `keep` accepts, polled until `at_least` have arrived."""
     deadline = time.time() + timeout
     found = []
     while time.time() < deadline:
@@ -34,11 +34,16 @@ def spans_for(trace_id, at_least=1, timeout=15.0, traces=TRACES):
                 for line in f:
                     for rs in json.loads(line).get("resourceSpans", []):
                         for ss in rs.get("scopeSpans", []):
-                            found += [s for s in ss.get("spans", []) if s.get("traceId") == trace_id]
+                            found += [s for s in ss.get("spans", []) if keep(s)]
         if len(found) >= at_least:
             return found
         time.sleep(0.05)
-    raise AssertionError(f"{len(found)} of {at_least} spans for {trace_id}")
+    raise AssertionError(f"{len(found)} of {at_least} spans")
+
+
+def spans_for(trace_id, at_least=1, timeout=15.0, traces=TRACES):
+    """The spans of one trace, polled until `at_least` have arrived."""
+    return spans_where(lambda s: s.get("traceId") == trace_id, at_least, timeout, traces)
 
 
 def attrs(span):
