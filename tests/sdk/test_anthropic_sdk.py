@@ -5,7 +5,11 @@ and to an OpenAI-dialect one (`up/...`, translated to chat and back), both on th
 is given Gatecast's root as `base_url`, as Claude Code's `ANTHROPIC_BASE_URL` is; it adds
 /v1/messages itself.
 
-Not tested here: `messages.count_tokens`, which the gateway does not serve yet.
+Left out, as the gateway does not do them yet:
+- `messages.count_tokens`: `POST /v1/messages/count_tokens` is a 404 (an unknown route, in OpenAI's shape).
+- The client's `anthropic-beta` header on a passed-through request: the SDK's `betas=[...]` (and Claude
+  Code's betas) do not reach the Anthropic provider, which only gets the provider's configured headers,
+  so a beta-gated body field would be refused there.
 """
 
 import hashlib
