@@ -372,3 +372,88 @@ async fn to_a_provider_with_responses_the_request_passes_through() {
     assert!(attr(&spans[0], "gen_ai.usage.output_tokens").is_some());
     assert_eq!(attr(&spans[0], "error.type"), None);
 }
+
+/// The AI SDK's `@ai-sdk/openai` (with `store` on, its default) sends an earlier turn's
+/// assistant message back as `{"type": "item_reference", "id": "msg_…"}`: the gateway reads the
+/// item from the turn it kept, as OpenAI does, without `previous_response_id`.
+#[tokio::test]
+async fn an_item_reference_is_read_from_the_kept_turns() {
+    let env = Env::start().await;
+    let first: Value = post(
+        &env,
+        json!({"model": "up/gpt-4o-mini", "input": "remember the word quince"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let message_id = first["output"][0]["id"].as_str().unwrap().to_owned();
+    assert!(message_id.starts_with("msg_"), "{first}");
+    let resp = post(
+        &env,
+        json!({"model": "up/gpt-4o-mini", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "remember the word quince"}]},
+            {"type": "item_reference", "id": message_id},
+            {"role": "user", "content": [{"type": "input_text", "text": "which word?"}]}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = env.mock.requests().pop().unwrap();
+    let messages = sent.body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{}", sent.body);
+    assert_eq!(
+        messages[1]["content"].to_string(),
+        json!(output_text(&first)).to_string(),
+        "{}",
+        sent.body
+    );
+    // A function call is referenced the same way, and its output answers it.
+    let tools = json!([{"type": "function", "name": "lookup",
+                        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]);
+    let called: Value = post(
+        &env,
+        json!({"model": "up/gpt-4o-mini", "input": "look quince up", "tools": tools}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let call = &called["output"][0];
+    assert_eq!(call["type"], "function_call", "{called}");
+    let resp = post(
+        &env,
+        json!({"model": "up/gpt-4o-mini", "tools": tools, "tool_choice": "none", "input": [
+            {"role": "user", "content": "look quince up"},
+            {"type": "item_reference", "id": call["id"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "a fruit"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = env.mock.requests().pop().unwrap();
+    let messages = sent.body["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["tool_calls"][0]["id"], call["call_id"]);
+    assert_eq!(messages[2]["tool_call_id"], call["call_id"]);
+
+    // An id the gateway never made, or one of a turn it does not keep, is OpenAI's 400.
+    for id in [
+        "msg_0123",
+        "fc_nope_0",
+        "rs_x",
+        &message_id.replace("msg_", "msg_f"),
+    ] {
+        let resp = post(
+            &env,
+            json!({"model": "up/gpt-4o-mini", "input": [
+                {"role": "user", "content": "x"}, {"type": "item_reference", "id": id}]}),
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{id}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["param"], "input.1.id", "{id}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(id),
+            "{body}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the official OpenAI Python and Node SDKs against a real gateway in front of the mock provider
 # (spoken to as OpenAI, Anthropic and Azure OpenAI),
-# and the official OpenAI and Anthropic Python SDKs straight against the mock's other dialects.
+# and the official OpenAI and Anthropic Python SDKs straight against the mock's other dialects,
+# the Anthropic SDK through the gateway's Messages API, the OpenAI SDK through its Responses API,
+# the OpenAI Agents SDK in its default configuration and the Vercel AI SDK's default openai("model").
 # Installs a pinned SDK into tests/sdk/.venv on first use.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -54,8 +56,13 @@ node_dir="$here/node"
 (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 status=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_mock_dialects.py" \
-  "$here/test_openai_sdk_dialects.py" || status=1
-(cd "$node_dir" && node --test test_openai_sdk.mjs test_openai_sdk_dialects.mjs) || status=1
+  "$here/test_openai_sdk_dialects.py" \
+  "$here/test_anthropic_sdk.py" \
+  "$here/test_openai_responses.py" \
+  "$here/test_agents_sdk.py" \
+  || status=1
+(cd "$node_dir" && node --test test_openai_sdk.mjs test_openai_sdk_dialects.mjs \
+  test_ai_sdk.mjs) || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- gateway log"; tail -n 50 "$work/gateway.log"
   echo "--- mock log"; tail -n 20 "$work/mock.log"

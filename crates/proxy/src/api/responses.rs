@@ -8,6 +8,7 @@
 //! every replica shares, bounded in time and size), so `previous_response_id` works on any
 //! replica; `GET /v1/responses/{id}` answers with what was kept.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
@@ -18,7 +19,7 @@ use serde_json::Value;
 
 use super::chat_completions::session_header;
 use super::{ClientApi, Parsed};
-use crate::convert::responses_to_chat::{self, ChatToResponsesStream, Turn};
+use crate::convert::responses_to_chat::{self, invalid, ChatToResponsesStream, Turn};
 use crate::convert::StreamConverter;
 use crate::error::ProxyError;
 use crate::request::{ChatRequest, NativeBody};
@@ -81,31 +82,19 @@ pub(crate) async fn parse(
     let mut missing = None;
     let history = match head.previous_response_id.filter(|id| !id.is_empty()) {
         None => Vec::new(),
-        Some(id) => {
-            let not_found = ProxyError::InvalidRequest {
-                message: format!("Previous response with id '{id}' not found."),
-                param: Some("previous_response_id".into()),
-            };
-            let loaded = match store {
-                None => Ok(None),
-                Some(store) => store.load(id.clone(), key.map(str::to_owned)).await,
-            };
-            match loaded {
-                Ok(Some(turn)) => turn.items,
-                Ok(None) => {
-                    missing = Some(not_found);
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read a stored response");
-                    return Err(ProxyError::Unavailable {
-                        message: "the stored responses cannot be read right now".into(),
-                    });
-                }
+        Some(id) => match load_items(store, &id, key).await? {
+            Some(items) => items,
+            None => {
+                missing = Some(ProxyError::InvalidRequest {
+                    message: format!("Previous response with id '{id}' not found."),
+                    param: Some("previous_response_id".into()),
+                });
+                Vec::new()
             }
-        }
+        },
     };
-    let converted = responses_to_chat::request(body, &history)?;
+    let resolved = resolve_references(body, store, key).await?;
+    let converted = responses_to_chat::request(resolved.as_deref().unwrap_or(body), &history)?;
     let req = ChatRequest::parse(&converted.chat_body, session_header(headers))?;
     let mut items = history;
     items.extend(converted.input_items);
@@ -128,6 +117,104 @@ pub(crate) async fn parse(
             missing,
         }),
     })
+}
+
+/// The items of a kept turn; `None` when there is no such turn for this key.
+async fn load_items(
+    store: Option<&dyn ResponseStore>,
+    id: &str,
+    key: Option<&str>,
+) -> Result<Option<Vec<Value>>, ProxyError> {
+    let Some(store) = store else { return Ok(None) };
+    match store.load(id.to_owned(), key.map(str::to_owned)).await {
+        Ok(turn) => Ok(turn.map(|t| t.items)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a stored response");
+            Err(ProxyError::Unavailable {
+                message: "the stored responses cannot be read right now".into(),
+            })
+        }
+    }
+}
+
+/// Distinct earlier turns one request's `item_reference`s may name: a bound on the store
+/// reads a single body can cause.
+const MAX_REFERENCED_TURNS: usize = 64;
+
+/// The body with each `input` item of type `item_reference` replaced by the item it names, read
+/// from the kept turn that made it, as OpenAI resolves them (the AI SDK sends earlier
+/// assistant messages this way when `store` is on, its default). `None` when the body has
+/// none, so other requests are not parsed twice.
+async fn resolve_references(
+    body: &[u8],
+    store: Option<&dyn ResponseStore>,
+    key: Option<&str>,
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    if memchr::memmem::find(body, b"item_reference").is_none() {
+        return Ok(None);
+    }
+    let mut doc: Value = serde_json::from_slice(body).map_err(|e| ProxyError::InvalidRequest {
+        message: format!("invalid JSON body: {e}"),
+        param: None,
+    })?;
+    let Some(input) = doc.get_mut("input").and_then(Value::as_array_mut) else {
+        return Ok(None);
+    };
+    // Each turn is read once, however many of its items are named.
+    let mut turns: HashMap<String, Option<Vec<Value>>> = HashMap::new();
+    for (i, item) in input.iter_mut().enumerate() {
+        if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+            continue;
+        }
+        let param = format!("input.{i}.id");
+        let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_owned) else {
+            return Err(invalid("an item_reference needs a string `id`", param));
+        };
+        let not_found = |param| invalid(format!("Item with id '{id}' not found."), param);
+        let Some(response_id) = response_of_item(&id) else {
+            return Err(not_found(param));
+        };
+        if !turns.contains_key(&response_id) {
+            if turns.len() >= MAX_REFERENCED_TURNS {
+                return Err(invalid(
+                    format!(
+                        "at most {MAX_REFERENCED_TURNS} earlier responses may be referenced in one request"
+                    ),
+                    param,
+                ));
+            }
+            let items = load_items(store, &response_id, key).await?;
+            turns.insert(response_id.clone(), items);
+        }
+        let found = turns
+            .get(&response_id)
+            .and_then(Option::as_ref)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|it| it.get("id").and_then(Value::as_str) == Some(id.as_str()))
+            });
+        match found {
+            Some(found) => *item = found.clone(),
+            None => return Err(not_found(param)),
+        }
+    }
+    serde_json::to_vec(&doc)
+        .map(Some)
+        .map_err(|e| ProxyError::InvalidRequest {
+            message: format!("invalid JSON body: {e}"),
+            param: None,
+        })
+}
+
+/// The response an item id of the gateway's belongs to: `msg_{id}`, `msg_{id}_{n}` and
+/// `fc_{id}_{n}` are items of `resp_{id}` (`convert/responses_to_chat/response.rs`).
+fn response_of_item(item_id: &str) -> Option<String> {
+    let rest = item_id
+        .strip_prefix("msg_")
+        .or_else(|| item_id.strip_prefix("fc_"))?;
+    let base = rest.split('_').next().filter(|b| !b.is_empty())?;
+    Some(format!("resp_{base}"))
 }
 
 /// `resp_` and 48 random hex digits, as OpenAI's ids look.

@@ -8,7 +8,8 @@
 //!   turn's parallel calls are one chat message; `function_call_output` items become
 //!   `role: tool` messages, their content flattened to text (an image becomes `[image]`).
 //! - `reasoning` items are dropped: a chat provider cannot take them back.
-//! - Built-in tools (`web_search`, `file_search`, `computer_use_preview`, …), `item_reference`,
+//! - Built-in tools (`web_search`, `file_search`, `computer_use_preview`, …), `item_reference`
+//!   (`api/responses.rs` has already replaced those naming a kept turn's items),
 //!   `conversation`, `background` and prompt templates are refused with a 400 naming the field:
 //!   there is nothing on a chat provider to run them.
 //! - `tool_choice` and `parallel_tool_calls` are sent only with tools, as OpenAI requires.
