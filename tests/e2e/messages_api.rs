@@ -171,3 +171,27 @@ async fn refusals_and_provider_errors_are_in_anthropics_shape() {
         assert_eq!(body["error"]["type"], "rate_limit_error", "{model}: {body}");
     }
 }
+
+/// Claude Code turns features on with `anthropic-beta`: a pass-through carries the client's
+/// betas after the provider's own.
+#[tokio::test]
+async fn a_pass_through_carries_the_clients_anthropic_beta() {
+    let env = Env::start().await;
+    let resp = env
+        .client
+        .post(env.url("/v1/messages?beta=true"))
+        .header("x-api-key", "client-key-never-forwarded")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "context-management-2025-06-27")
+        .json(&request("claude/claude-sonnet-4-5", "beta please"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = env.mock.requests().pop().unwrap();
+    assert_eq!(
+        sent.header("anthropic-beta"),
+        Some("tools-2024-04-04,context-management-2025-06-27")
+    );
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-provider-secret"));
+}

@@ -7,9 +7,6 @@ is given Gatecast's root as `base_url`, as Claude Code's `ANTHROPIC_BASE_URL` is
 
 Left out, as the gateway does not do them yet:
 - `messages.count_tokens`: `POST /v1/messages/count_tokens` is a 404 (an unknown route, in OpenAI's shape).
-- The client's `anthropic-beta` header on a passed-through request: the SDK's `betas=[...]` (and Claude
-  Code's betas) do not reach the Anthropic provider, which only gets the provider's configured headers,
-  so a beta-gated body field would be refused there.
 """
 
 import hashlib
@@ -189,6 +186,9 @@ def test_the_sdks_own_tool_runner_on_the_beta_path():
     sent = last_sent("found: under the doormat")
     assert sent["path"] == "/v1/messages"
     assert sent["body"]["messages"][-1]["content"][0]["type"] == "tool_result"
+    # The client's betas reach the Anthropic provider.
+    beta = next(h for h in sent["headers"] if h[0].lower() == "anthropic-beta")
+    assert "interleaved-thinking-2025-05-14" in beta[1]
 
 
 def test_errors_are_the_sdks_exceptions(up):

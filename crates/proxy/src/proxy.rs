@@ -297,6 +297,7 @@ impl Proxy {
                 (Some(body), Some(wire)) => target.provider.native_call(
                     wire,
                     Bytes::from(body.write(&target.model, parsed.api.gateway_fields())),
+                    client_headers,
                 ),
                 _ => None,
             };

@@ -93,6 +93,13 @@ struct Anthropic {
 }
 
 impl Dialect for Anthropic {
+    fn client_headers(&self, wire: super::Wire) -> &'static [&'static str] {
+        match wire {
+            super::Wire::AnthropicMessages => &["anthropic-beta"],
+            super::Wire::OpenAiResponses => &[],
+        }
+    }
+
     fn native_url(&self, wire: super::Wire) -> Option<url::Url> {
         (wire == super::Wire::AnthropicMessages).then(|| self.messages_url.clone())
     }

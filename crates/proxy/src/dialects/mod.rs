@@ -28,6 +28,10 @@ pub trait Dialect: Send + Sync + 'static {
     fn native_url(&self, _wire: Wire) -> Option<Url> {
         None
     }
+    /// The client's headers a pass-through in `wire` carries on (Anthropic's betas).
+    fn client_headers(&self, _wire: Wire) -> &'static [&'static str] {
+        &[]
+    }
     /// The body of a chat-completions request for `model`, in this wire.
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError>;
     /// Where a chat call for `model` goes, when not the provider's base chat URL.

@@ -52,6 +52,7 @@ impl Provider for MockProvider {
         &self,
         _wire: crate::dialects::Wire,
         _body: bytes::Bytes,
+        _client_headers: &HeaderMap,
     ) -> Option<UpstreamCall> {
         None
     }
@@ -60,6 +61,7 @@ impl Provider for MockProvider {
         Ok(UpstreamCall {
             body: crate::dialects::openai_chat_body(req, model),
             url: None,
+            headers: HeaderMap::new(),
         })
     }
 

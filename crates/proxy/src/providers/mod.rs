@@ -37,6 +37,9 @@ pub struct UpstreamCall {
     pub body: Bytes,
     /// Where it goes when not the provider's base chat URL (Azure's deployment URLs).
     pub url: Option<Url>,
+    /// Headers of this call beside the provider's own (a client's `anthropic-beta` on a
+    /// pass-through); empty for most calls, and then free.
+    pub headers: HeaderMap,
 }
 
 /// A provider's answer once its status and headers are in; the body is still streaming.
@@ -84,7 +87,12 @@ pub trait Provider: Send + Sync {
     fn endpoint(&self) -> &Endpoint;
     /// A call with the client's own body, when the provider speaks the client's `wire`: the
     /// request then passes through untranslated.
-    fn native_call(&self, wire: crate::dialects::Wire, body: Bytes) -> Option<UpstreamCall>;
+    fn native_call(
+        &self,
+        wire: crate::dialects::Wire,
+        body: Bytes,
+        client_headers: &HeaderMap,
+    ) -> Option<UpstreamCall>;
     /// Writes the call for a chat-completions request to `model`, in the provider's wire.
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError>;
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.

@@ -98,11 +98,35 @@ impl Provider for HttpProvider {
         &self.endpoint
     }
 
-    fn native_call(&self, wire: crate::dialects::Wire, body: bytes::Bytes) -> Option<UpstreamCall> {
+    fn native_call(
+        &self,
+        wire: crate::dialects::Wire,
+        body: bytes::Bytes,
+        client_headers: &HeaderMap,
+    ) -> Option<UpstreamCall> {
         let url = self.dialect.native_url(wire)?;
+        let mut headers = HeaderMap::new();
+        for name in self.dialect.client_headers(wire) {
+            let Some(value) = client_headers.get(*name) else {
+                continue;
+            };
+            // The provider's own value (from `headers`) comes first, the client's after it.
+            let value = match self.config.headers.get(*name) {
+                Some(own) => value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| HeaderValue::try_from(format!("{own},{v}")).ok())
+                    .unwrap_or_else(|| value.clone()),
+                None => value.clone(),
+            };
+            if let Ok(name) = HeaderName::try_from(*name) {
+                headers.insert(name, value);
+            }
+        }
         Some(UpstreamCall {
             body,
             url: Some(url),
+            headers,
         })
     }
 
@@ -110,6 +134,7 @@ impl Provider for HttpProvider {
         Ok(UpstreamCall {
             body: self.dialect.chat_body(req, model)?,
             url: self.dialect.chat_url(model),
+            headers: HeaderMap::new(),
         })
     }
 
@@ -118,7 +143,8 @@ impl Provider for HttpProvider {
         call: &UpstreamCall,
         _client_headers: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        self.transport.send(call.url.as_ref(), call.body.clone())
+        self.transport
+            .send(call.url.as_ref(), call.body.clone(), &call.headers)
     }
 
     fn chat_response(&self, response: UpstreamResponse) -> UpstreamResponse {

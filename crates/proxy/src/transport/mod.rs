@@ -56,10 +56,11 @@ impl Transport {
         &self,
         url: Option<&reqwest::Url>,
         body: Bytes,
+        extra: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         match self {
-            Transport::Plain(t) => t.send(url, body),
-            Transport::Tls(t) => t.send(url, body),
+            Transport::Plain(t) => t.send(url, body, extra),
+            Transport::Tls(t) => t.send(url, body, extra),
         }
     }
 }
@@ -107,7 +108,10 @@ mod tests {
                 },
             )
             .unwrap();
-            match transport.send(None, Bytes::from_static(b"{}")).await {
+            match transport
+                .send(None, Bytes::from_static(b"{}"), &HeaderMap::new())
+                .await
+            {
                 Err(UpstreamError::Connect(message)) => {
                     assert!(!message.contains("SECRET"), "{message}");
                     assert!(

@@ -266,7 +266,7 @@ impl PlainHttp {
         })
     }
 
-    fn request(&self, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
+    fn request(&self, uri: Uri, body: Bytes, extra: &HeaderMap) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
@@ -276,6 +276,9 @@ impl PlainHttp {
         for (name, value) in &self.headers {
             headers.append(name, value.clone());
         }
+        for (name, value) in extra {
+            headers.insert(name, value.clone());
+        }
         request
     }
 
@@ -284,6 +287,7 @@ impl PlainHttp {
         &self,
         url: Option<&reqwest::Url>,
         body: Bytes,
+        extra: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let uri = match url {
             None => self.uri.clone(),
@@ -295,7 +299,7 @@ impl PlainHttp {
                 }
             },
         };
-        let request = self.request(uri, body);
+        let request = self.request(uri, body, extra);
         let upstream = self.upstream.clone();
         async move { upstream.send(request).await }.boxed()
     }
@@ -585,7 +589,9 @@ mod tests {
     }
 
     async fn call(client: &PlainHttp) -> Result<Vec<u8>, UpstreamError> {
-        let resp = client.send(None, Bytes::from_static(b"{}")).await?;
+        let resp = client
+            .send(None, Bytes::from_static(b"{}"), &HeaderMap::new())
+            .await?;
         assert_eq!(resp.status, 200);
         let mut body = resp.body;
         let mut out = Vec::new();
@@ -610,7 +616,10 @@ mod tests {
     async fn a_body_dropped_unread_takes_its_connection_with_it() {
         let p = provider(None).await;
         let client = client(&p, Duration::from_secs(30));
-        let resp = client.send(None, Bytes::from_static(b"{}")).await.unwrap();
+        let resp = client
+            .send(None, Bytes::from_static(b"{}"), &HeaderMap::new())
+            .await
+            .unwrap();
         drop(resp);
         assert_eq!(call(&client).await.unwrap(), b"ok");
         assert_eq!(p.connections.load(Ordering::SeqCst), 2);

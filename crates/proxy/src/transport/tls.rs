@@ -41,12 +41,17 @@ impl TlsHttp {
         &self,
         url: Option<&reqwest::Url>,
         body: Bytes,
+        extra: &HeaderMap,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let url = url.unwrap_or(&self.url).clone();
+        let mut headers = self.headers.clone();
+        for (name, value) in extra {
+            headers.insert(name, value.clone());
+        }
         let call = self
             .client
             .post(url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .body(body)
             .send();
         async move {

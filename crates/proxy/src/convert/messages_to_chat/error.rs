@@ -21,6 +21,8 @@ pub fn error_type(status: StatusCode) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
+        // An unsupported content type or method is still the client's request at fault.
+        405 | 408 | 415 | 422 => "invalid_request_error",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
         504 => "timeout_error",
