@@ -200,10 +200,13 @@ impl Gateway {
         let auth = AuthLayer::new(self.state.clone(), SHAPE);
         // Only the routes that spend are refused over a budget; listing models costs nothing.
         let chat = post(routes::chat::completions.layer(auth.clone().spending()));
+        let embeddings = post(routes::embeddings::create.layer(auth.clone().spending()));
         let models = get(routes::models::list.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
+            .route("/v1/embeddings", embeddings.clone())
+            .route("/embeddings", embeddings)
             .route("/v1/models", models.clone())
             .route("/models", models)
             .method_not_allowed_fallback(api_error::method_not_allowed)

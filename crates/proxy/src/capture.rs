@@ -6,7 +6,7 @@
 //! without limit. Streams are also checked for how they ended: an error event, or an end with
 //! neither `[DONE]` nor a finish reason, makes the exchange a `stream_error`.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
 use serde::Deserialize;
 
@@ -146,6 +146,48 @@ pub enum ChunkKind {
 enum Reading {
     Chat,
     Messages(Box<MessagesToChatStream>),
+    /// An embeddings answer: only its model, usage and first vector's length are read.
+    Embeddings,
+}
+
+/// What the record reads of an embeddings answer (or of its error).
+#[derive(Deserialize)]
+struct EmbeddingsView {
+    model: Option<String>,
+    #[serde(default)]
+    data: crate::api::embeddings::FirstVector,
+    usage: Option<EmbeddingsUsage>,
+    error: Option<ErrorView>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+/// The held chunks of a whole body as one reader, so a big answer is parsed where it lies.
+struct ChunksReader<'a> {
+    chunks: &'a [Bytes],
+    at: usize,
+}
+
+impl std::io::Read for ChunksReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some((first, rest)) = self.chunks.split_first() {
+            let left = &first[self.at..];
+            if left.is_empty() {
+                self.chunks = rest;
+                self.at = 0;
+                continue;
+            }
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            self.at += n;
+            return Ok(n);
+        }
+        Ok(0)
+    }
 }
 
 pub struct Accumulator {
@@ -181,6 +223,50 @@ impl Accumulator {
         Self {
             reading: Reading::Messages(Box::new(MessagesToChatStream::new(0))),
             ..Self::new(keep_content, limit)
+        }
+    }
+
+    /// Reads an embeddings answer: no content is ever kept from it.
+    pub fn embeddings(limit: usize) -> Self {
+        Self {
+            reading: Reading::Embeddings,
+            ..Self::new(false, limit)
+        }
+    }
+
+    /// Reads a whole answer held as `chunks`. An embeddings answer is read in place, through
+    /// a view that skips its vectors; any other is joined first when it came in pieces.
+    pub fn on_chunks(&mut self, chunks: &[Bytes]) {
+        match (&self.reading, chunks) {
+            (_, []) => {}
+            (Reading::Embeddings, [one]) => {
+                if let Ok(view) = serde_json::from_slice::<EmbeddingsView>(one) {
+                    self.fold_embeddings(view);
+                }
+            }
+            (Reading::Embeddings, _) => {
+                // A buffered reader: serde reads byte by byte from what it is given.
+                let reader = std::io::BufReader::new(ChunksReader { chunks, at: 0 });
+                if let Ok(view) = serde_json::from_reader::<_, EmbeddingsView>(reader) {
+                    self.fold_embeddings(view);
+                }
+            }
+            (_, [one]) => self.on_body(one),
+            _ => self.on_body(&chunks.concat()),
+        }
+    }
+
+    fn fold_embeddings(&mut self, view: EmbeddingsView) {
+        self.output.response_model = view.model;
+        self.output.embedding_dimensions = view.data.0;
+        if let Some(u) = view.usage {
+            self.usage = Some(Usage {
+                input_tokens: u.prompt_tokens,
+                ..Usage::default()
+            });
+        }
+        if let Some(e) = view.error {
+            self.error_message = e.message().map(clip_message);
         }
     }
 

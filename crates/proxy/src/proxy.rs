@@ -110,6 +110,11 @@ impl Proxy {
         self.serve(ClientApi::ChatCompletions, incoming).await
     }
 
+    /// Serves `POST /v1/embeddings`.
+    pub async fn embeddings(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Embeddings, incoming).await
+    }
+
     /// Serves `POST /v1/messages`, Anthropic's API.
     pub async fn messages(&self, incoming: Incoming) -> Response<ProxyBody> {
         self.serve(ClientApi::Messages, incoming).await
@@ -174,6 +179,7 @@ impl Proxy {
         let mut parsed = api.parse(&incoming.body, &incoming.headers)?;
         let req = &mut parsed.req;
         let record = &mut exchange.record;
+        record.operation = api.operation();
         record.request = req.info.clone();
         let from_headers = trace_headers::from_headers(&incoming.headers);
         if req.trace.is_some() || !from_headers.is_empty() {
@@ -225,6 +231,9 @@ impl Proxy {
         };
         record.request.messages = content("messages");
         record.request.tools = content("tools");
+        if keep_content {
+            api.capture(req, &mut record.request, limit);
+        }
         Ok(parsed)
     }
 
@@ -274,7 +283,7 @@ impl Proxy {
                     body: Bytes::from(body.write(&target.model)),
                     url: None,
                 }),
-                None => target.provider.chat_call(req, &target.model),
+                None => upstream_call(parsed.api, target, req),
             };
             let call = match call {
                 Ok(call) => call,
@@ -396,6 +405,7 @@ impl Proxy {
         let limit = self.settings.max_capture_bytes;
         let acc = match (parsed.api, passthrough) {
             (ClientApi::Messages, true) => Accumulator::messages(keep_content, limit),
+            (ClientApi::Embeddings, _) => Accumulator::embeddings(limit),
             _ => Accumulator::new(keep_content, limit),
         };
         let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
@@ -409,7 +419,9 @@ impl Proxy {
             content_length,
         );
         let body = match (parsed.api, passthrough) {
-            (ClientApi::ChatCompletions, _) | (_, true) => ProxyBody::tee(body),
+            (ClientApi::ChatCompletions | ClientApi::Embeddings, _) | (_, true) => {
+                ProxyBody::tee(body)
+            }
             (ClientApi::Messages, false) => {
                 let reshape = if is_sse && status.is_success() {
                     Reshape::Events {
@@ -439,6 +451,21 @@ impl Proxy {
             }
         };
         builder.body(body).unwrap_or_else(|_| fallback_500())
+    }
+}
+
+/// The call for a target: chat completions in the provider's wire, or another operation at
+/// its own URL with the client's body.
+fn upstream_call(
+    api: ClientApi,
+    target: &Target,
+    req: &crate::request::ChatRequest,
+) -> Result<UpstreamCall, ProxyError> {
+    match api.upstream_operation() {
+        None => target.provider.chat_call(req, &target.model),
+        Some(op) => target
+            .provider
+            .operation_call(op, &target.model, &|model| req.upstream_body(model)),
     }
 }
 
@@ -585,7 +612,7 @@ fn fallback_500() -> Response<ProxyBody> {
 
 /// Keeps a JSON array within `limit` bytes by dropping whole elements from the middle, so the
 /// start of a conversation and its latest turns survive and the JSON stays valid.
-fn bounded_array(raw: &str, limit: usize) -> Content {
+pub(crate) fn bounded_array(raw: &str, limit: usize) -> Content {
     if raw.len() <= limit {
         return Content {
             json: raw.to_owned(),

@@ -4,8 +4,10 @@
 //! capture, record and broadcast are shared by all of them (`proxy.rs`).
 
 pub mod chat_completions;
+pub mod embeddings;
 pub mod messages;
 
+use gatecast_telemetry::record::{Operation, RequestInfo};
 use http::HeaderMap;
 
 use crate::error::{ApiShape, ProxyError};
@@ -18,21 +20,48 @@ pub enum ClientApi {
     ChatCompletions,
     /// `POST /v1/messages`, Anthropic's.
     Messages,
+    /// `POST /v1/embeddings`.
+    Embeddings,
 }
 
 impl ClientApi {
     /// The error shape of its refusals.
     pub fn shape(self) -> ApiShape {
         match self {
-            ClientApi::ChatCompletions => ApiShape::OpenAi,
+            ClientApi::ChatCompletions | ClientApi::Embeddings => ApiShape::OpenAi,
             ClientApi::Messages => ApiShape::Anthropic,
+        }
+    }
+
+    /// The kind of model call, for the record and the span.
+    pub fn operation(self) -> Operation {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages => Operation::Chat,
+            ClientApi::Embeddings => Operation::Embeddings,
+        }
+    }
+
+    /// The provider call an API makes when it is not chat completions: it has its own URL,
+    /// and the client's body goes as sent (minus the gateway's fields).
+    pub fn upstream_operation(self) -> Option<crate::dialects::Operation> {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages => None,
+            ClientApi::Embeddings => Some(crate::dialects::Operation::Embeddings),
+        }
+    }
+
+    /// Keeps the content only this API has (`messages` and `tools` are read for every API).
+    pub(crate) fn capture(self, req: &ChatRequest, request: &mut RequestInfo, limit: usize) {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages => {}
+            ClientApi::Embeddings => embeddings::capture(req, request, limit),
         }
     }
 
     /// The wire of a provider that serves this API untranslated.
     pub fn native_wire(self) -> Option<crate::dialects::Wire> {
         match self {
-            ClientApi::ChatCompletions => None,
+            ClientApi::ChatCompletions | ClientApi::Embeddings => None,
             ClientApi::Messages => Some(crate::dialects::Wire::AnthropicMessages),
         }
     }
@@ -41,6 +70,7 @@ impl ClientApi {
         match self {
             ClientApi::ChatCompletions => chat_completions::parse(body, headers),
             ClientApi::Messages => messages::parse(body, headers),
+            ClientApi::Embeddings => embeddings::parse(body, headers),
         }
     }
 }

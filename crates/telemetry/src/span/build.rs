@@ -168,12 +168,14 @@ pub fn span_count(record: &GenerationRecord) -> usize {
     root + span + 1 + attempts
 }
 
-/// `chat {model}` as the GenAI conventions name a chat span, with the model actually sent
-/// upstream when a route was chosen.
+/// `{operation} {model}` as the GenAI conventions name a span (`chat gpt-4o`,
+/// `embeddings text-embedding-3-small`), with the model actually sent upstream when a route
+/// was chosen.
 fn generation_name_for(record: &GenerationRecord) -> String {
+    let operation = record.operation.as_str();
     match generation::request_model(record) {
-        Some(model) => format!("chat {model}"),
-        None => "chat".to_owned(),
+        Some(model) => format!("{operation} {model}"),
+        None => operation.to_owned(),
     }
 }
 

@@ -1,0 +1,239 @@
+//! The OpenAI endpoints beside chat (`/v1/embeddings`, `/v1/completions`, `/v1/models`),
+//! Anthropic's `count_tokens`, and unknown routes: real HTTP through the gateway to the mock.
+
+use serde_json::{json, Value};
+
+use crate::harness::{attr, span_named, trace_id_of, Env};
+
+async fn post(env: &Env, path: &str, body: Value) -> reqwest::Response {
+    env.client
+        .post(env.url(path))
+        .bearer_auth("client-key-never-forwarded")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_raw(env: &Env, path: &str, body: &str) -> reqwest::Response {
+    env.client
+        .post(env.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An OpenAI error body: `{"error":{"message","type","param","code"}}`.
+fn assert_openai_error(body: &Value) {
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(e["type"].is_string(), "{body}");
+    for key in ["param", "code"] {
+        assert!(e.get(key).is_some(), "{key} missing: {body}");
+    }
+}
+
+#[tokio::test]
+async fn embeddings_of_one_string_pass_through_and_are_traced_without_vectors() {
+    let env = Env::start().await;
+    let resp = post(
+        &env,
+        "/v1/embeddings",
+        json!({"model": "up/text-embedding-3-small", "input": "hello embeddings",
+               "trace": {"trace_id": "e-1", "team": "rag"}, "session_id": "s-e"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    let vector = body["data"][0]["embedding"].as_array().unwrap().clone();
+    assert_eq!(vector.len(), 8, "the mock's default dimensions");
+    let sent = env.mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/embeddings");
+    assert_eq!(sent.body["model"], "text-embedding-3-small");
+    for gone in ["trace", "session_id"] {
+        assert!(sent.body.get(gone).is_none(), "{gone}: {}", sent.body);
+    }
+    let spans = env.spans_of(&trace_id, 1).await;
+    let g = span_named(&spans, "embeddings text-embedding-3-small");
+    assert_eq!(attr(g, "gen_ai.operation.name"), Some(json!("embeddings")));
+    assert_eq!(attr(g, "gen_ai.provider.name"), Some(json!("openai")));
+    assert_eq!(
+        attr(g, "gen_ai.usage.input_tokens"),
+        Some(body["usage"]["prompt_tokens"].clone())
+    );
+    assert_eq!(attr(g, "gen_ai.embeddings.dimension.count"), Some(json!(8)));
+    assert_eq!(
+        attr(g, "gen_ai.embeddings.input"),
+        Some(json!("hello embeddings"))
+    );
+    assert_eq!(attr(g, "trace.metadata.team"), Some(json!("rag")));
+    assert_eq!(attr(g, "session.id"), Some(json!("s-e")));
+    assert!(attr(g, "gen_ai.output.messages").is_none());
+    // Priced on its input alone.
+    let cost = attr(g, "gen_ai.cost.total_tokens").and_then(|v| v.as_f64());
+    assert!(cost.is_some_and(|c| c > 0.0), "{cost:?}");
+    assert_eq!(attr(g, "gen_ai.cost.output_tokens"), Some(json!(0.0)));
+    let file = env.stop().await;
+    for value in &vector {
+        let text = value.to_string();
+        assert!(
+            !file.contains(&text),
+            "vector value {text} in the trace file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn embeddings_of_a_list_with_dimensions_reach_azure_deployments_and_v1() {
+    let env = Env::start().await;
+    for (model, path) in [
+        (
+            "azure/gpt-4o-mini",
+            "/openai/deployments/dep-mini/embeddings",
+        ),
+        ("azurev1/text-embedding-3-small", "/openai/v1/embeddings"),
+    ] {
+        let resp = post(
+            &env,
+            "/embeddings",
+            json!({"model": model, "input": ["one", "two"], "dimensions": 16,
+                   "encoding_format": "float", "user": "u-1",
+                   "trace": {"generation_name": "embed docs"}}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let trace_id = trace_id_of(&resp);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["data"].as_array().unwrap().len(), 2);
+        assert_eq!(body["data"][1]["embedding"].as_array().unwrap().len(), 16);
+        let sent = env.mock.requests().pop().unwrap();
+        assert_eq!(sent.path, path, "{model}");
+        assert!(sent.body.get("trace").is_none());
+        let spans = env.spans_of(&trace_id, 1).await;
+        let g = span_named(&spans, "embed docs");
+        assert_eq!(attr(g, "gen_ai.operation.name"), Some(json!("embeddings")));
+        assert_eq!(
+            attr(g, "gen_ai.embeddings.dimension.count"),
+            Some(json!(16))
+        );
+        assert_eq!(
+            attr(g, "gen_ai.embeddings.input"),
+            Some(json!(r#"["one","two"]"#))
+        );
+        assert_eq!(attr(g, "user.id"), Some(json!("u-1")));
+    }
+    let azure = env
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("/deployments/"))
+        .unwrap();
+    assert_eq!(azure.query.as_deref(), Some("api-version=2024-10-21"));
+}
+
+#[tokio::test]
+async fn embeddings_input_is_not_traced_with_privacy_on() {
+    let env = Env::start().await;
+    let resp = env
+        .client
+        .post(env.url("/v1/embeddings"))
+        .header("x-gatecast-privacy", "on")
+        .json(&json!({"model": "up/text-embedding-3-small", "input": "private words here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let spans = env.spans_of(&trace_id, 1).await;
+    let g = span_named(&spans, "embeddings text-embedding-3-small");
+    assert!(attr(g, "gen_ai.embeddings.input").is_none());
+    assert_eq!(attr(g, "gen_ai.embeddings.dimension.count"), Some(json!(8)));
+    let file = env.stop().await;
+    assert!(!file.contains("private words"));
+}
+
+#[tokio::test]
+async fn embeddings_refusals_are_in_openai_shape_and_never_a_5xx() {
+    let env = Env::start().await;
+    let cases: Vec<(reqwest::Response, u16, Option<&str>)> = vec![
+        (
+            post_raw(&env, "/v1/embeddings", "{not json").await,
+            400,
+            None,
+        ),
+        (
+            post(&env, "/v1/embeddings", json!({"model": "up/x", "input": 7})).await,
+            400,
+            Some("input"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/embeddings",
+                json!({"model": "up/x", "input": "a", "dimensions": "8"}),
+            )
+            .await,
+            400,
+            Some("dimensions"),
+        ),
+        (
+            post(&env, "/v1/embeddings", json!({"model": 5, "input": "a"})).await,
+            400,
+            Some("model"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/embeddings",
+                json!({"model": "nope", "input": "a"}),
+            )
+            .await,
+            404,
+            Some("model"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/embeddings",
+                json!({"model": "claude/claude-sonnet-4-5", "input": "a"}),
+            )
+            .await,
+            400,
+            Some("model"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/embeddings",
+                json!({"model": "up/x", "input": "a".repeat(70_000)}),
+            )
+            .await,
+            413,
+            None,
+        ),
+    ];
+    for (i, (resp, status, param)) in cases.into_iter().enumerate() {
+        assert_eq!(resp.status(), status, "case {i}");
+        let body: Value = resp.json().await.unwrap();
+        assert_openai_error(&body);
+        if let Some(param) = param {
+            assert_eq!(body["error"]["param"], param, "case {i}: {body}");
+        }
+    }
+    let resp = post(
+        &env,
+        "/v1/embeddings",
+        json!({"model": "claude/claude-sonnet-4-5", "input": "a"}),
+    )
+    .await;
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("does not serve embeddings"), "{message}");
+}
