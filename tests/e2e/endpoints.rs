@@ -237,3 +237,112 @@ async fn embeddings_refusals_are_in_openai_shape_and_never_a_5xx() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("does not serve embeddings"), "{message}");
 }
+
+async fn get(env: &Env, path: &str, anthropic: bool) -> reqwest::Response {
+    let mut req = env.client.get(env.url(path));
+    if anthropic {
+        req = req
+            .header("anthropic-version", "2023-06-01")
+            .header("x-api-key", "client-key");
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn models_list_aliases_qualified_and_bare_names_in_both_shapes() {
+    let env = Env::start().await;
+    let body: Value = get(&env, "/v1/models", false).await.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["object"], "model");
+            m["id"].as_str().unwrap()
+        })
+        .collect();
+    for id in ["fast", "mock-model", "up/gpt-4o-mini", "gpt-4o-mini"] {
+        assert!(ids.contains(&id), "{id} not in {ids:?}");
+    }
+
+    let body: Value = get(&env, "/models", true).await.json().await.unwrap();
+    assert_eq!(body["has_more"], false);
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(body["first_id"], data[0]["id"]);
+    assert_eq!(body["last_id"], data[data.len() - 1]["id"]);
+    let bare = data.iter().find(|m| m["id"] == "gpt-4o-mini").unwrap();
+    assert_eq!(bare["type"], "model");
+    assert_eq!(bare["display_name"], "gpt-4o-mini");
+    assert!(bare["created_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_model_is_retrieved_by_an_id_with_slashes_and_an_unknown_one_is_a_404_in_shape() {
+    let env = Env::start().await;
+    let resp = get(&env, "/v1/models/up/gpt-4o-mini", false).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": "up/gpt-4o-mini", "object": "model", "created": 0, "owned_by": "gatecast"})
+    );
+    let body: Value = get(&env, "/models/fast", true).await.json().await.unwrap();
+    assert_eq!(body["type"], "model");
+    assert_eq!(body["id"], "fast");
+
+    let resp = get(&env, "/v1/models/nope/x", false).await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_openai_error(&body);
+    assert_eq!(body["error"]["code"], "model_not_found");
+    let resp = get(&env, "/v1/models/nope", true).await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "not_found_error");
+}
+
+#[tokio::test]
+async fn unknown_routes_name_the_path_in_the_closest_shape_and_are_counted() {
+    let env = Env::start().await;
+    let before = unknown_count(&env.metrics().await);
+    let resp = post(&env, "/v1/files?purpose=SECRET-QUERY", json!({"a": 1})).await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_openai_error(&body);
+    assert_eq!(body["error"]["code"], "unknown_route");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("POST /v1/files"), "{message}");
+    assert!(!message.contains("SECRET"), "{message}");
+
+    for (path, anthropic) in [("/v1/messages/batches", false), ("/v1/complete", true)] {
+        let req = env.client.post(env.url(path)).json(&json!({}));
+        let req = if anthropic {
+            req.header("anthropic-version", "2023-06-01")
+        } else {
+            req
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains(path));
+    }
+    let resp = env.client.get(env.url("/v2/nothing")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let metrics = env.metrics().await;
+    // Other tests in the same process may count too: at least these four.
+    assert!(unknown_count(&metrics) >= before + 4, "{metrics}");
+    assert!(metrics.contains("gatecast_requests_total{status=\"404\"}"));
+}
+
+/// `gatecast_unknown_route_requests_total`, 0 while it has never been counted.
+fn unknown_count(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gatecast_unknown_route_requests_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -184,7 +184,7 @@ impl Gateway {
             );
         }
         router
-            .fallback(api_error::unknown_route)
+            .fallback(routes::unknown::fallback)
             .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
             .with_state(self.state.clone())
     }
@@ -201,7 +201,8 @@ impl Gateway {
         // Only the routes that spend are refused over a budget; listing models costs nothing.
         let chat = post(routes::chat::completions.layer(auth.clone().spending()));
         let embeddings = post(routes::embeddings::create.layer(auth.clone().spending()));
-        let models = get(routes::models::list.layer(auth));
+        let models = get(routes::models::list.layer(auth.clone()));
+        let model = get(routes::models::retrieve.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
@@ -209,6 +210,8 @@ impl Gateway {
             .route("/embeddings", embeddings)
             .route("/v1/models", models.clone())
             .route("/models", models)
+            .route("/v1/models/{*id}", model.clone())
+            .route("/models/{*id}", model)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),

@@ -7,4 +7,5 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod request_metrics;
+pub mod unknown;
 pub mod usage_metrics;
