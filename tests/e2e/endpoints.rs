@@ -346,3 +346,155 @@ fn unknown_count(metrics: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn legacy_completions_are_forwarded_and_traced_as_text_completion() {
+    let env = Env::start().await;
+    let resp = post(
+        &env,
+        "/v1/completions",
+        json!({"model": "up/gpt-3.5-turbo-instruct", "prompt": "complete me", "max_tokens": 9,
+               "trace": {"trace_id": "c-1"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "text_completion");
+    let text = body["choices"][0]["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("complete me"), "{text}");
+    let sent = env.mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/completions");
+    assert_eq!(sent.body["model"], "gpt-3.5-turbo-instruct");
+    assert_eq!(sent.body["prompt"], "complete me");
+    assert!(sent.body.get("trace").is_none());
+    let spans = env.spans_of(&trace_id, 1).await;
+    let g = span_named(&spans, "text_completion gpt-3.5-turbo-instruct");
+    assert_eq!(
+        attr(g, "gen_ai.operation.name"),
+        Some(json!("text_completion"))
+    );
+    assert_eq!(attr(g, "gen_ai.request.max_tokens"), Some(json!(9)));
+    assert_eq!(
+        attr(g, "gen_ai.usage.output_tokens"),
+        Some(body["usage"]["completion_tokens"].clone())
+    );
+    let input = attr(g, "gen_ai.input.messages").unwrap();
+    assert!(input.as_str().unwrap().contains("complete me"), "{input}");
+    let output = attr(g, "gen_ai.output.messages").unwrap();
+    assert!(output.as_str().unwrap().contains(&text), "{output}");
+}
+
+#[tokio::test]
+async fn streamed_completions_have_usage_forced_and_hidden_unless_asked() {
+    let env = Env::start().await;
+    for (asked, path, model) in [
+        (false, "/v1/completions", "up/gpt-3.5-turbo-instruct"),
+        (true, "/completions", "azure/gpt-4o-mini"),
+    ] {
+        let mut body = json!({"model": model, "prompt": "stream me", "stream": true});
+        if asked {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let resp = post(&env, path, body).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let trace_id = trace_id_of(&resp);
+        let events = crate::harness::sse_events(resp).await.unwrap();
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        let chunks: Vec<Value> = events
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(text.contains("stream me"), "{text}");
+        let usage_chunks = chunks.iter().filter(|c| c["usage"].is_object()).count();
+        assert_eq!(usage_chunks, usize::from(asked), "{model}: {events:?}");
+        let sent = env.mock.requests().pop().unwrap();
+        assert_eq!(sent.body["stream_options"]["include_usage"], true);
+        if asked {
+            assert_eq!(sent.path, "/openai/deployments/dep-mini/completions");
+        }
+        let spans = env.spans_of(&trace_id, 1).await;
+        let g = spans
+            .iter()
+            .find(|s| s.name.starts_with("text_completion "))
+            .unwrap();
+        assert!(attr(g, "gen_ai.usage.input_tokens").is_some(), "{model}");
+        assert_eq!(attr(g, "gen_ai.request.stream"), Some(json!(true)));
+        assert!(attr(g, "error.type").is_none(), "{model}");
+    }
+}
+
+#[tokio::test]
+async fn completions_refusals_are_in_openai_shape_and_never_a_5xx() {
+    let env = Env::start().await;
+    let cases: Vec<(reqwest::Response, u16, Option<&str>)> = vec![
+        (post_raw(&env, "/v1/completions", "[1,").await, 400, None),
+        (
+            post(&env, "/v1/completions", json!({"model": "up/x"})).await,
+            400,
+            Some("prompt"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/completions",
+                json!({"model": "up/x", "prompt": {"a": 1}}),
+            )
+            .await,
+            400,
+            Some("prompt"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/completions",
+                json!({"model": "up/x", "prompt": "a", "max_tokens": "many"}),
+            )
+            .await,
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/completions",
+                json!({"model": "nope", "prompt": "a"}),
+            )
+            .await,
+            404,
+            Some("model"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/completions",
+                json!({"model": "claude/claude-sonnet-4-5", "prompt": "a"}),
+            )
+            .await,
+            400,
+            Some("model"),
+        ),
+        (
+            post(
+                &env,
+                "/v1/completions",
+                json!({"model": "up/x", "prompt": "a".repeat(70_000)}),
+            )
+            .await,
+            413,
+            None,
+        ),
+    ];
+    for (i, (resp, status, param)) in cases.into_iter().enumerate() {
+        assert_eq!(resp.status(), status, "case {i}");
+        let body: Value = resp.json().await.unwrap();
+        assert_openai_error(&body);
+        if let Some(param) = param {
+            assert_eq!(body["error"]["param"], param, "case {i}: {body}");
+        }
+    }
+}

@@ -201,6 +201,7 @@ impl Gateway {
         // Only the routes that spend are refused over a budget; listing models costs nothing.
         let chat = post(routes::chat::completions.layer(auth.clone().spending()));
         let embeddings = post(routes::embeddings::create.layer(auth.clone().spending()));
+        let completions = post(routes::completions::create.layer(auth.clone().spending()));
         let models = get(routes::models::list.layer(auth.clone()));
         let model = get(routes::models::retrieve.layer(auth));
         axum::Router::new()
@@ -208,6 +209,8 @@ impl Gateway {
             .route("/chat/completions", chat)
             .route("/v1/embeddings", embeddings.clone())
             .route("/embeddings", embeddings)
+            .route("/v1/completions", completions.clone())
+            .route("/completions", completions)
             .route("/v1/models", models.clone())
             .route("/models", models)
             .route("/v1/models/{*id}", model.clone())

@@ -32,6 +32,8 @@ struct ChoiceView {
     /// Streamed answers carry `delta`, whole ones `message`; both have the same shape.
     #[serde(alias = "message")]
     delta: Option<MessageView>,
+    /// Legacy completions put the text on the choice itself.
+    text: Option<String>,
     finish_reason: Option<String>,
 }
 
@@ -368,6 +370,14 @@ impl Accumulator {
             let choice = &mut self.output.choices[pos];
             if c.finish_reason.is_some() {
                 choice.finish_reason = c.finish_reason;
+            }
+            if let Some(text) = c.text.filter(|_| self.keep_content) {
+                append_bounded(
+                    &mut choice.text,
+                    &text,
+                    &mut self.budget,
+                    &mut self.output.truncated,
+                );
             }
             let Some(delta) = c.delta else { continue };
             if delta.role.is_some() {

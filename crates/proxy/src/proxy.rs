@@ -115,6 +115,11 @@ impl Proxy {
         self.serve(ClientApi::Embeddings, incoming).await
     }
 
+    /// Serves the legacy `POST /v1/completions`.
+    pub async fn completions(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Completions, incoming).await
+    }
+
     /// Serves `POST /v1/messages`, Anthropic's API.
     pub async fn messages(&self, incoming: Incoming) -> Response<ProxyBody> {
         self.serve(ClientApi::Messages, incoming).await
@@ -419,9 +424,8 @@ impl Proxy {
             content_length,
         );
         let body = match (parsed.api, passthrough) {
-            (ClientApi::ChatCompletions | ClientApi::Embeddings, _) | (_, true) => {
-                ProxyBody::tee(body)
-            }
+            (ClientApi::ChatCompletions | ClientApi::Embeddings | ClientApi::Completions, _)
+            | (_, true) => ProxyBody::tee(body),
             (ClientApi::Messages, false) => {
                 let reshape = if is_sse && status.is_success() {
                     Reshape::Events {

@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per surface.
 
 pub mod chat;
+pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod messages;

@@ -24,7 +24,7 @@ pub(crate) fn parse(body: &[u8], headers: &HeaderMap) -> Result<Parsed, ProxyErr
         ));
     }
     if let Some(raw) = req.raw_field("input") {
-        check_input(raw)?;
+        check_text_or_tokens(raw, "input", false)?;
     }
     if let Some(raw) = req.raw_field("dimensions") {
         match serde_json::from_str::<Option<u64>>(raw) {
@@ -89,29 +89,43 @@ fn invalid(param: &str, message: String) -> ProxyError {
     }
 }
 
-/// `input` is a string, a list of strings, a list of token ids, or a list of such lists,
-/// none of them empty: checked in one pass over the raw text, with nothing copied.
-fn check_input(raw: &str) -> Result<(), ProxyError> {
+/// `field` (embeddings' `input`, completions' `prompt`) is a string, a list of strings, a
+/// list of token ids, or a list of such lists, none of them empty (an empty string only
+/// where `allow_empty` says): checked in one pass over the raw text, with nothing copied.
+pub(crate) fn check_text_or_tokens(
+    raw: &str,
+    field: &'static str,
+    allow_empty: bool,
+) -> Result<(), ProxyError> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    de.deserialize_any(InputShape)
-        .map_err(|e| invalid("input", crate::error::bounded(&e.to_string(), 512)))
+    de.deserialize_any(TextOrTokens { field, allow_empty })
+        .map_err(|e| invalid(field, crate::error::bounded(&e.to_string(), 512)))
 }
 
-const INPUT_SHAPE: &str =
-    "`input` must be a non-empty string, or a non-empty list of strings, of token ids or of lists of token ids";
+struct TextOrTokens {
+    field: &'static str,
+    allow_empty: bool,
+}
 
-struct InputShape;
+impl TextOrTokens {
+    fn shape<E: de::Error>(&self) -> E {
+        E::custom(format_args!(
+            "`{}` must be a non-empty string, or a non-empty list of strings, of token ids or of lists of token ids",
+            self.field
+        ))
+    }
+}
 
-impl<'de> Visitor<'de> for InputShape {
+impl<'de> Visitor<'de> for TextOrTokens {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(INPUT_SHAPE)
+        f.write_str("a string, or a list of strings, of token ids or of lists of token ids")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if v.is_empty() {
-            return Err(E::custom(INPUT_SHAPE));
+        if v.is_empty() && !self.allow_empty {
+            return Err(self.shape());
         }
         Ok(())
     }
@@ -123,20 +137,21 @@ impl<'de> Visitor<'de> for InputShape {
                 None => first = Some(item),
                 Some(kind) if kind == item => {}
                 Some(_) => {
-                    return Err(de::Error::custom(
-                        "`input` mixes kinds: every element must be a string, every one a token id, or every one a list of token ids",
-                    ))
+                    return Err(de::Error::custom(format_args!(
+                        "`{}` mixes kinds: every element must be a string, every one a token id, or every one a list of token ids",
+                        self.field
+                    )))
                 }
             }
         }
         if first.is_none() {
-            return Err(de::Error::custom(INPUT_SHAPE));
+            return Err(self.shape());
         }
         Ok(())
     }
 }
 
-/// One element of a list `input`.
+/// One element of a list `input` or `prompt`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Item {
     Text,

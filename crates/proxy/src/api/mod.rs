@@ -4,6 +4,7 @@
 //! capture, record and broadcast are shared by all of them (`proxy.rs`).
 
 pub mod chat_completions;
+pub mod completions;
 pub mod embeddings;
 pub mod messages;
 
@@ -22,13 +23,17 @@ pub enum ClientApi {
     Messages,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/completions`, OpenAI's legacy text completions.
+    Completions,
 }
 
 impl ClientApi {
     /// The error shape of its refusals.
     pub fn shape(self) -> ApiShape {
         match self {
-            ClientApi::ChatCompletions | ClientApi::Embeddings => ApiShape::OpenAi,
+            ClientApi::ChatCompletions | ClientApi::Embeddings | ClientApi::Completions => {
+                ApiShape::OpenAi
+            }
             ClientApi::Messages => ApiShape::Anthropic,
         }
     }
@@ -38,6 +43,7 @@ impl ClientApi {
         match self {
             ClientApi::ChatCompletions | ClientApi::Messages => Operation::Chat,
             ClientApi::Embeddings => Operation::Embeddings,
+            ClientApi::Completions => Operation::TextCompletion,
         }
     }
 
@@ -47,6 +53,7 @@ impl ClientApi {
         match self {
             ClientApi::ChatCompletions | ClientApi::Messages => None,
             ClientApi::Embeddings => Some(crate::dialects::Operation::Embeddings),
+            ClientApi::Completions => Some(crate::dialects::Operation::Completions),
         }
     }
 
@@ -55,13 +62,14 @@ impl ClientApi {
         match self {
             ClientApi::ChatCompletions | ClientApi::Messages => {}
             ClientApi::Embeddings => embeddings::capture(req, request, limit),
+            ClientApi::Completions => completions::capture(req, request, limit),
         }
     }
 
     /// The wire of a provider that serves this API untranslated.
     pub fn native_wire(self) -> Option<crate::dialects::Wire> {
         match self {
-            ClientApi::ChatCompletions | ClientApi::Embeddings => None,
+            ClientApi::ChatCompletions | ClientApi::Embeddings | ClientApi::Completions => None,
             ClientApi::Messages => Some(crate::dialects::Wire::AnthropicMessages),
         }
     }
@@ -71,6 +79,7 @@ impl ClientApi {
             ClientApi::ChatCompletions => chat_completions::parse(body, headers),
             ClientApi::Messages => messages::parse(body, headers),
             ClientApi::Embeddings => embeddings::parse(body, headers),
+            ClientApi::Completions => completions::parse(body, headers),
         }
     }
 }
