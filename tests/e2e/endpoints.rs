@@ -498,3 +498,108 @@ async fn completions_refusals_are_in_openai_shape_and_never_a_5xx() {
         }
     }
 }
+
+async fn count_tokens(env: &Env, body: &str) -> reqwest::Response {
+    env.client
+        .post(env.url("/v1/messages/count_tokens"))
+        .header("x-api-key", "client-key-never-forwarded")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `gatecast_requests_total{status="200"}`.
+fn ok_count(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gatecast_requests_total{status=\"200\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn count_tokens_is_forwarded_to_anthropic_and_estimated_for_others_untraced() {
+    let env = Env::start().await;
+    let before = ok_count(&env.metrics().await);
+    let body = json!({"model": "claude/claude-sonnet-4-5", "system": "be brief",
+                      "messages": [{"role": "user", "content": "count these few words"}],
+                      "trace": {"trace_id": "t-c"}, "session_id": "s-c"});
+    let resp = count_tokens(&env, &body.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-gatecast-trace-id").is_none());
+    let counted: Value = resp.json().await.unwrap();
+    assert!(
+        counted["input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{counted}"
+    );
+    let sent = env.mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages/count_tokens");
+    assert_eq!(sent.body["model"], "claude-sonnet-4-5");
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-provider-secret"));
+    for gone in ["trace", "session_id"] {
+        assert!(sent.body.get(gone).is_none(), "{gone}: {}", sent.body);
+    }
+
+    let mut estimated = body.clone();
+    estimated["model"] = json!("up/gpt-4o-mini");
+    let requests = env.mock.requests().len();
+    let resp = count_tokens(&env, &estimated.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let counted: Value = resp.json().await.unwrap();
+    assert!(
+        counted["input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{counted}"
+    );
+    assert_eq!(
+        env.mock.requests().len(),
+        requests,
+        "an estimate calls no provider"
+    );
+    let metrics = env.metrics().await;
+    assert!(ok_count(&metrics) >= before + 2, "{metrics}");
+
+    // Neither count is a generation: the only span is the chat sent after them.
+    let resp = env
+        .chat(json!({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    let trace_id = trace_id_of(&resp);
+    env.spans_of(&trace_id, 1).await;
+    let spans: usize = env
+        .exported()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(spans, 1);
+}
+
+#[tokio::test]
+async fn count_tokens_refusals_are_in_anthropic_shape() {
+    let env = Env::start().await;
+    let messages = json!([{"role": "user", "content": "x"}]);
+    for (body, status) in [
+        ("{oops".to_owned(), 400),
+        (json!({"messages": messages}).to_string(), 400),
+        (json!({"model": 7, "messages": messages}).to_string(), 400),
+        (json!({"model": "up/gpt-4o-mini", "messages": "x"}).to_string(), 400),
+        (json!({"model": "nope", "messages": messages}).to_string(), 404),
+        (
+            json!({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "a".repeat(70_000)}]})
+                .to_string(),
+            413,
+        ),
+    ] {
+        let resp = count_tokens(&env, &body).await;
+        assert_eq!(resp.status(), status, "{}", &body[..body.len().min(80)]);
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["type"], "error", "{answer}");
+        let kind = answer["error"]["type"].as_str().unwrap_or_default();
+        // Anthropic's types: `invalid_request_error`, `not_found_error`, `request_too_large`.
+        assert!(kind.ends_with("_error") || kind == "request_too_large", "{answer}");
+        assert!(answer["error"]["message"].is_string());
+    }
+}

@@ -227,10 +227,14 @@ impl Gateway {
     fn anthropic_api(&self) -> axum::Router<Arc<AppState>> {
         const SHAPE: ApiShape = ApiShape::Anthropic;
         let auth = AuthLayer::new(self.state.clone(), SHAPE);
-        let messages = post(routes::messages::create.layer(auth.spending()));
+        let messages = post(routes::messages::create.layer(auth.clone().spending()));
+        // A count spends nothing: no budget check.
+        let count_tokens = post(routes::messages::count_tokens.layer(auth));
         axum::Router::new()
             .route("/v1/messages", messages.clone())
             .route("/messages", messages)
+            .route("/v1/messages/count_tokens", count_tokens.clone())
+            .route("/messages/count_tokens", count_tokens)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),

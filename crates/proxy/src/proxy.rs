@@ -120,6 +120,12 @@ impl Proxy {
         self.serve(ClientApi::Completions, incoming).await
     }
 
+    /// Serves `POST /v1/messages/count_tokens`, Anthropic's: not a model call, so not traced
+    /// (see `api/count_tokens.rs`).
+    pub async fn count_tokens(&self, incoming: Incoming) -> Response<ProxyBody> {
+        crate::api::count_tokens::serve(&self.router, &incoming.body, &incoming.headers).await
+    }
+
     /// Serves `POST /v1/messages`, Anthropic's API.
     pub async fn messages(&self, incoming: Incoming) -> Response<ProxyBody> {
         self.serve(ClientApi::Messages, incoming).await

@@ -5,6 +5,7 @@
 
 pub mod chat_completions;
 pub mod completions;
+pub mod count_tokens;
 pub mod embeddings;
 pub mod messages;
 
