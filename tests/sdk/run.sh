@@ -52,7 +52,8 @@ export GATECAST_URL="http://127.0.0.1:$SDK_GATEWAY_PORT/v1" MOCK_URL="http://127
 node_dir="$here/node"
 (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_mock_dialects.py" || status=1
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_openai_sdk_endpoints.py" \
+  "$here/test_mock_dialects.py" || status=1
 (cd "$node_dir" && node --test test_openai_sdk.mjs) || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- gateway log"; tail -n 50 "$work/gateway.log"
