@@ -583,6 +583,50 @@ mod tests {
     }
 
     #[test]
+    fn an_embeddings_answer_in_pieces_is_read_in_place_for_model_usage_and_length() {
+        let body = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25,0.125]},{"object":"embedding","index":1,"embedding":[1,2,3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        for cut in [1, 40, 61, body.len() - 1] {
+            let chunks = [
+                Bytes::copy_from_slice(&body[..cut]),
+                Bytes::copy_from_slice(&body[cut..]),
+            ];
+            let mut acc = Accumulator::embeddings(1 << 20);
+            acc.on_chunks(&chunks);
+            let (out, usage, _) = acc.finish();
+            assert_eq!(out.embedding_dimensions, Some(3), "cut at {cut}");
+            assert_eq!(
+                out.response_model.as_deref(),
+                Some("text-embedding-3-small")
+            );
+            assert!(out.choices.is_empty());
+            assert_eq!(
+                usage.map(|u| (u.input_tokens, u.output_tokens)),
+                Some((7, 0))
+            );
+        }
+        let mut acc = Accumulator::embeddings(1 << 20);
+        acc.on_chunks(&[Bytes::from_static(br#"{"error":{"message":"bad input"}}"#)]);
+        assert_eq!(acc.finish().2.as_deref(), Some("bad input"));
+    }
+
+    #[test]
+    fn legacy_completion_text_is_read_whole_and_streamed() {
+        let mut acc = Accumulator::new(true, 1 << 20);
+        acc.on_body(br#"{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"Hi there","finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":2}}"#);
+        let (out, _, _) = acc.finish();
+        assert_eq!(out.choices[0].text, "Hi there");
+        assert_eq!(out.choices[0].finish_reason.as_deref(), Some("stop"));
+        let mut acc = Accumulator::new(true, 1 << 20);
+        for chunk in [
+            &br#"{"choices":[{"index":0,"text":"Hi "}]}"#[..],
+            br#"{"choices":[{"index":0,"text":"there","finish_reason":"length"}]}"#,
+        ] {
+            acc.on_chunk(chunk);
+        }
+        assert_eq!(acc.finish().0.choices[0].text, "Hi there");
+    }
+
+    #[test]
     fn provider_error_message_is_read() {
         let mut acc = Accumulator::new(true, 100);
         acc.on_body(br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
