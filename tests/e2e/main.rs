@@ -12,6 +12,7 @@ mod cli;
 mod connections;
 mod cost;
 mod dialects;
+mod endpoints;
 mod guard;
 mod harness;
 mod messages_api;

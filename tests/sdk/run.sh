@@ -57,6 +57,7 @@ node_dir="$here/node"
 status=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_mock_dialects.py" \
   "$here/test_openai_sdk_dialects.py" \
+  "$here/test_openai_sdk_endpoints.py" \
   "$here/test_anthropic_sdk.py" \
   "$here/test_openai_responses.py" \
   "$here/test_agents_sdk.py" \

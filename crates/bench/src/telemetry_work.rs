@@ -40,6 +40,7 @@ pub fn sample_record_with_prompt(seq: u64, prompt: &str) -> GenerationRecord {
         serde_json::Value::from(prompt)
     );
     GenerationRecord {
+        operation: Default::default(),
         timings: Timings {
             accepted_unix_nanos: 1_700_000_000_000_000_000 + seq * 1_000_000,
             upstream_start: Some(Duration::from_micros(40)),
@@ -77,6 +78,7 @@ pub fn sample_record_with_prompt(seq: u64, prompt: &str) -> GenerationRecord {
                 finish_reason: Some("stop".into()),
             }],
             truncated: false,
+            embedding_dimensions: None,
         },
         usage: Some(Usage {
             input_tokens: 12,

@@ -18,10 +18,43 @@ pub fn respond(error: &ApiError, shape: ApiShape) -> Response {
 }
 
 /// The inbound API a request path belongs to, for answers given outside its route's own
-/// layers (an unknown route, the shutdown's 503). Every path is OpenAI's while it is the only
-/// inbound API.
-pub fn shape_of(_path: &str) -> ApiShape {
-    ApiShape::OpenAi
+/// layers (an unknown route, the shutdown's 503): Anthropic's under `/v1/messages`, OpenAI's
+/// everywhere else.
+pub fn shape_of(path: &str) -> ApiShape {
+    let messages = ["/v1/messages", "/messages"].iter().any(|root| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if messages {
+        ApiShape::Anthropic
+    } else {
+        ApiShape::OpenAi
+    }
+}
+
+/// How many chars of a client's path an error quotes.
+const QUOTED_PATH_CHARS: usize = 256;
+
+/// The path as an error or a log line quotes it: bounded, and never the query.
+pub fn quoted_path(path: &str) -> String {
+    match path.char_indices().nth(QUOTED_PATH_CHARS) {
+        Some((end, _)) => format!("{}…", &path[..end]),
+        None => path.to_owned(),
+    }
+}
+
+/// No route has this path: the error names the method and path, with a code (LangChain
+/// reports a null code on a 404 as "model not found").
+pub fn unknown_route_error(method: &str, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorType::NotFound,
+        format!(
+            "Gatecast does not serve {method} {}: see docs/apis.md for the endpoints it serves",
+            quoted_path(path)
+        ),
+    )
+    .code("unknown_route")
 }
 
 /// The 401 OpenAI's SDKs expect for a bad API key.
@@ -78,16 +111,6 @@ pub fn stream_cut() -> ApiError {
         "the gateway is shutting down and ended this stream before its end; retry the request",
     )
     .code("shutting_down")
-}
-
-/// The fallback of every router: no route has this path.
-pub async fn unknown_route(uri: Uri) -> Response {
-    let error = ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorType::InvalidRequest,
-        "unknown route",
-    );
-    respond(&error, shape_of(uri.path()))
 }
 
 /// A route that does not take the request's method; axum adds the `Allow` header.

@@ -188,7 +188,7 @@ impl Gateway {
             );
         }
         router
-            .fallback(api_error::unknown_route)
+            .fallback(routes::unknown::fallback)
             .layer(CatchPanicLayer::custom(PanicAnswer(ApiShape::OpenAi)))
             .with_state(self.state.clone())
     }
@@ -206,7 +206,10 @@ impl Gateway {
         let chat = post(routes::chat::completions.layer(auth.clone().spending()));
         let responses = post(routes::responses::create.layer(auth.clone().spending()));
         let stored = get(routes::responses::retrieve.layer(auth.clone()));
-        let models = get(routes::models::list.layer(auth));
+        let embeddings = post(routes::embeddings::create.layer(auth.clone().spending()));
+        let completions = post(routes::completions::create.layer(auth.clone().spending()));
+        let models = get(routes::models::list.layer(auth.clone()));
+        let model = get(routes::models::retrieve.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
@@ -214,8 +217,14 @@ impl Gateway {
             .route("/responses", responses)
             .route("/v1/responses/{id}", stored.clone())
             .route("/responses/{id}", stored)
+            .route("/v1/embeddings", embeddings.clone())
+            .route("/embeddings", embeddings)
+            .route("/v1/completions", completions.clone())
+            .route("/completions", completions)
             .route("/v1/models", models.clone())
             .route("/models", models)
+            .route("/v1/models/{*id}", model.clone())
+            .route("/models/{*id}", model)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),
@@ -228,10 +237,14 @@ impl Gateway {
     fn anthropic_api(&self) -> axum::Router<Arc<AppState>> {
         const SHAPE: ApiShape = ApiShape::Anthropic;
         let auth = AuthLayer::new(self.state.clone(), SHAPE);
-        let messages = post(routes::messages::create.layer(auth.spending()));
+        let messages = post(routes::messages::create.layer(auth.clone().spending()));
+        // A count spends nothing: no budget check.
+        let count_tokens = post(routes::messages::count_tokens.layer(auth));
         axum::Router::new()
             .route("/v1/messages", messages.clone())
             .route("/messages", messages)
+            .route("/v1/messages/count_tokens", count_tokens.clone())
+            .route("/messages/count_tokens", count_tokens)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),

@@ -10,6 +10,7 @@
 
 mod answer;
 mod azure;
+mod completions;
 mod directives;
 mod embeddings;
 mod error_reply;

@@ -114,6 +114,8 @@ fn router(state: AppState) -> Router {
         .route("/messages/count_tokens", post(count_tokens))
         .route("/v1/responses", post(responses))
         .route("/responses", post(responses))
+        .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         .route(
@@ -123,6 +125,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/openai/deployments/{deployment}/embeddings",
             post(azure_deployment_embeddings),
+        )
+        .route(
+            "/openai/deployments/{deployment}/completions",
+            post(azure_deployment_completions),
         )
         .route("/openai/v1/chat/completions", post(azure_v1_chat))
         .route("/openai/v1/embeddings", post(azure_v1_embeddings))
@@ -189,6 +195,18 @@ async fn chat(
 ) -> Response {
     let req = Received::new(method, uri, headers, &body);
     req.answer(&state, |r| state.mock.respond(&r.body, r.directives()))
+        .await
+}
+
+async fn completions(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| state.mock.completions(&r.body, r.directives()))
         .await
 }
 
@@ -323,6 +341,27 @@ async fn azure_deployment_embeddings(
                 object.insert("model".into(), Value::String(deployment));
             }
             state.mock.embeddings(&body, r.directives())
+        })
+    })
+    .await
+}
+
+async fn azure_deployment_completions(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, true).unwrap_or_else(|| {
+            let mut body = r.body.clone();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("model".into(), Value::String(deployment));
+            }
+            state.mock.completions(&body, r.directives())
         })
     })
     .await

@@ -6,7 +6,7 @@
 //! without limit. Streams are also checked for how they ended: an error event, or an end with
 //! neither `[DONE]` nor a finish reason, makes the exchange a `stream_error`.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
 use serde::Deserialize;
 
@@ -33,6 +33,8 @@ struct ChoiceView {
     /// Streamed answers carry `delta`, whole ones `message`; both have the same shape.
     #[serde(alias = "message")]
     delta: Option<MessageView>,
+    /// Legacy completions put the text on the choice itself.
+    text: Option<String>,
     finish_reason: Option<String>,
 }
 
@@ -148,6 +150,48 @@ enum Reading {
     Chat,
     Messages(Box<MessagesToChatStream>),
     Responses(Box<ResponsesAsChat>),
+    /// An embeddings answer: only its model, usage and first vector's length are read.
+    Embeddings,
+}
+
+/// What the record reads of an embeddings answer (or of its error).
+#[derive(Deserialize)]
+struct EmbeddingsView {
+    model: Option<String>,
+    #[serde(default)]
+    data: crate::api::embeddings::FirstVector,
+    usage: Option<EmbeddingsUsage>,
+    error: Option<ErrorView>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+/// The held chunks of a whole body as one reader, so a big answer is parsed where it lies.
+struct ChunksReader<'a> {
+    chunks: &'a [Bytes],
+    at: usize,
+}
+
+impl std::io::Read for ChunksReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some((first, rest)) = self.chunks.split_first() {
+            let left = &first[self.at..];
+            if left.is_empty() {
+                self.chunks = rest;
+                self.at = 0;
+                continue;
+            }
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            self.at += n;
+            return Ok(n);
+        }
+        Ok(0)
+    }
 }
 
 pub struct Accumulator {
@@ -194,10 +238,54 @@ impl Accumulator {
         }
     }
 
+    /// Reads an embeddings answer: no content is ever kept from it.
+    pub fn embeddings(limit: usize) -> Self {
+        Self {
+            reading: Reading::Embeddings,
+            ..Self::new(false, limit)
+        }
+    }
+
+    /// Reads a whole answer held as `chunks`. An embeddings answer is read in place, through
+    /// a view that skips its vectors; any other is joined first when it came in pieces.
+    pub fn on_chunks(&mut self, chunks: &[Bytes]) {
+        match (&self.reading, chunks) {
+            (_, []) => {}
+            (Reading::Embeddings, [one]) => {
+                if let Ok(view) = serde_json::from_slice::<EmbeddingsView>(one) {
+                    self.fold_embeddings(view);
+                }
+            }
+            (Reading::Embeddings, _) => {
+                // A buffered reader: serde reads byte by byte from what it is given.
+                let reader = std::io::BufReader::new(ChunksReader { chunks, at: 0 });
+                if let Ok(view) = serde_json::from_reader::<_, EmbeddingsView>(reader) {
+                    self.fold_embeddings(view);
+                }
+            }
+            (_, [one]) => self.on_body(one),
+            _ => self.on_body(&chunks.concat()),
+        }
+    }
+
+    fn fold_embeddings(&mut self, view: EmbeddingsView) {
+        self.output.response_model = view.model;
+        self.output.embedding_dimensions = view.data.0;
+        if let Some(u) = view.usage {
+            self.usage = Some(Usage {
+                input_tokens: u.prompt_tokens,
+                ..Usage::default()
+            });
+        }
+        if let Some(e) = view.error {
+            self.error_message = e.message().map(clip_message);
+        }
+    }
+
     /// Folds one SSE `data` payload in.
     pub fn on_chunk(&mut self, data: &[u8]) -> ChunkKind {
         let conv: &mut dyn StreamConverter = match &mut self.reading {
-            Reading::Chat => return self.on_chat_chunk(data),
+            Reading::Chat | Reading::Embeddings => return self.on_chat_chunk(data),
             Reading::Messages(conv) => conv.as_mut(),
             Reading::Responses(conv) => conv.as_mut(),
         };
@@ -240,7 +328,7 @@ impl Accumulator {
     pub fn on_body(&mut self, body: &[u8]) {
         // Errors (Anthropic's and OpenAI's have `error.message`) are read as they are.
         let converted = match &self.reading {
-            Reading::Chat => None,
+            Reading::Chat | Reading::Embeddings => None,
             Reading::Messages(_) if is_error_body(body) => None,
             Reading::Messages(_) => chat_to_messages::response(body, 0).ok(),
             Reading::Responses(_) => responses_as_chat::response(body).ok(),
@@ -290,6 +378,14 @@ impl Accumulator {
             let choice = &mut self.output.choices[pos];
             if c.finish_reason.is_some() {
                 choice.finish_reason = c.finish_reason;
+            }
+            if let Some(text) = c.text.filter(|_| self.keep_content) {
+                append_bounded(
+                    &mut choice.text,
+                    &text,
+                    &mut self.budget,
+                    &mut self.output.truncated,
+                );
             }
             let Some(delta) = c.delta else { continue };
             if delta.role.is_some() {
@@ -492,6 +588,50 @@ mod tests {
         assert_eq!(out.choices.len(), MAX_CHOICES);
         assert!(out.choices[0].tool_calls.is_empty());
         assert!(out.truncated);
+    }
+
+    #[test]
+    fn an_embeddings_answer_in_pieces_is_read_in_place_for_model_usage_and_length() {
+        let body = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25,0.125]},{"object":"embedding","index":1,"embedding":[1,2,3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        for cut in [1, 40, 61, body.len() - 1] {
+            let chunks = [
+                Bytes::copy_from_slice(&body[..cut]),
+                Bytes::copy_from_slice(&body[cut..]),
+            ];
+            let mut acc = Accumulator::embeddings(1 << 20);
+            acc.on_chunks(&chunks);
+            let (out, usage, _) = acc.finish();
+            assert_eq!(out.embedding_dimensions, Some(3), "cut at {cut}");
+            assert_eq!(
+                out.response_model.as_deref(),
+                Some("text-embedding-3-small")
+            );
+            assert!(out.choices.is_empty());
+            assert_eq!(
+                usage.map(|u| (u.input_tokens, u.output_tokens)),
+                Some((7, 0))
+            );
+        }
+        let mut acc = Accumulator::embeddings(1 << 20);
+        acc.on_chunks(&[Bytes::from_static(br#"{"error":{"message":"bad input"}}"#)]);
+        assert_eq!(acc.finish().2.as_deref(), Some("bad input"));
+    }
+
+    #[test]
+    fn legacy_completion_text_is_read_whole_and_streamed() {
+        let mut acc = Accumulator::new(true, 1 << 20);
+        acc.on_body(br#"{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"Hi there","finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":2}}"#);
+        let (out, _, _) = acc.finish();
+        assert_eq!(out.choices[0].text, "Hi there");
+        assert_eq!(out.choices[0].finish_reason.as_deref(), Some("stop"));
+        let mut acc = Accumulator::new(true, 1 << 20);
+        for chunk in [
+            &br#"{"choices":[{"index":0,"text":"Hi "}]}"#[..],
+            br#"{"choices":[{"index":0,"text":"there","finish_reason":"length"}]}"#,
+        ] {
+            acc.on_chunk(chunk);
+        }
+        assert_eq!(acc.finish().0.choices[0].text, "Hi there");
     }
 
     #[test]

@@ -131,6 +131,22 @@ impl Proxy {
         self.serve(ClientApi::ChatCompletions, incoming).await
     }
 
+    /// Serves `POST /v1/embeddings`.
+    pub async fn embeddings(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Embeddings, incoming).await
+    }
+
+    /// Serves the legacy `POST /v1/completions`.
+    pub async fn completions(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Completions, incoming).await
+    }
+
+    /// Serves `POST /v1/messages/count_tokens`, Anthropic's: not a model call, so not traced
+    /// (see `api/count_tokens.rs`).
+    pub async fn count_tokens(&self, incoming: Incoming) -> Response<ProxyBody> {
+        crate::api::count_tokens::serve(&self.router, &incoming.body, &incoming.headers).await
+    }
+
     /// Serves `POST /v1/messages`, Anthropic's API.
     pub async fn messages(&self, incoming: Incoming) -> Response<ProxyBody> {
         self.serve(ClientApi::Messages, incoming).await
@@ -202,6 +218,7 @@ impl Proxy {
             .await?;
         let req = &mut parsed.req;
         let record = &mut exchange.record;
+        record.operation = api.operation();
         record.request = req.info.clone();
         let from_headers = trace_headers::from_headers(&incoming.headers);
         if req.trace.is_some() || !from_headers.is_empty() {
@@ -253,6 +270,9 @@ impl Proxy {
         };
         record.request.messages = content("messages");
         record.request.tools = content("tools");
+        if keep_content {
+            api.capture(req, &mut record.request, limit);
+        }
         Ok(parsed)
     }
 
@@ -307,7 +327,7 @@ impl Proxy {
                 None => match parsed.responses.as_ref().and_then(|t| t.missing.as_ref()) {
                     // The turn it continues is not ours: only a provider that keeps it can.
                     Some(missing) => Err(missing.clone()),
-                    None => target.provider.chat_call(req, &target.model),
+                    None => upstream_call(parsed.api, target, req),
                 },
             };
             let call = match call {
@@ -436,7 +456,8 @@ impl Proxy {
                 std::mem::replace(&mut resp.body, Box::pin(futures::stream::empty())),
                 cfg.max_response_bytes,
                 deadline,
-                passthrough.then_some(parsed.api),
+                parsed.api,
+                passthrough,
             )
             .await;
             resp.body = body;
@@ -469,6 +490,7 @@ impl Proxy {
         let acc = match (parsed.api, passthrough) {
             (ClientApi::Messages, true) => Accumulator::messages(keep_content, limit),
             (ClientApi::Responses, true) => Accumulator::responses(keep_content, limit),
+            (ClientApi::Embeddings, _) => Accumulator::embeddings(limit),
             _ => Accumulator::new(keep_content, limit),
         };
         let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
@@ -482,7 +504,8 @@ impl Proxy {
             content_length,
         );
         let body = match (parsed.api, passthrough) {
-            (ClientApi::ChatCompletions, _) | (_, true) => ProxyBody::tee(body),
+            (ClientApi::ChatCompletions | ClientApi::Embeddings | ClientApi::Completions, _)
+            | (_, true) => ProxyBody::tee(body),
             // A provider's error is already in OpenAI's shape, the Responses API's.
             (ClientApi::Responses, false) if !status.is_success() => ProxyBody::tee(body),
             (ClientApi::Responses, false) => {
@@ -534,6 +557,21 @@ impl Proxy {
             }
         };
         builder.body(body).unwrap_or_else(|_| fallback_500())
+    }
+}
+
+/// The call for a target: chat completions in the provider's wire, or another operation at
+/// its own URL with the client's body.
+fn upstream_call(
+    api: ClientApi,
+    target: &Target,
+    req: &crate::request::ChatRequest,
+) -> Result<UpstreamCall, ProxyError> {
+    match api.upstream_operation() {
+        None => target.provider.chat_call(req, &target.model),
+        Some(op) => target
+            .provider
+            .operation_call(op, &target.model, &|model| req.upstream_body(model)),
     }
 }
 
@@ -612,7 +650,8 @@ async fn priced_whole(
     mut body: crate::providers::BodyStream,
     limit: usize,
     deadline: Instant,
-    passed_through: Option<ClientApi>,
+    api: ClientApi,
+    passthrough: bool,
 ) -> (crate::providers::BodyStream, Option<String>) {
     use futures::StreamExt;
     let read = async {
@@ -634,12 +673,13 @@ async fn priced_whole(
     };
     match read {
         Ok(bytes) => {
-            let mut probe = match passed_through {
-                Some(ClientApi::Messages) => Accumulator::messages(false, 0),
-                Some(ClientApi::Responses) => Accumulator::responses(false, 0),
+            let mut probe = match (api, passthrough) {
+                (ClientApi::Messages, true) => Accumulator::messages(false, 0),
+                (ClientApi::Responses, true) => Accumulator::responses(false, 0),
+                (ClientApi::Embeddings, _) => Accumulator::embeddings(0),
                 _ => Accumulator::new(false, 0),
             };
-            probe.on_body(&bytes);
+            probe.on_chunks(std::slice::from_ref(&bytes));
             let (output, usage, _) = probe.finish();
             exchange.record.usage = usage;
             exchange.record.output.response_model = output.response_model;
@@ -725,7 +765,7 @@ fn fallback_500() -> Response<ProxyBody> {
 
 /// Keeps a JSON array within `limit` bytes by dropping whole elements from the middle, so the
 /// start of a conversation and its latest turns survive and the JSON stays valid.
-fn bounded_array(raw: &str, limit: usize) -> Content {
+pub(crate) fn bounded_array(raw: &str, limit: usize) -> Content {
     if raw.len() <= limit {
         return Content {
             json: raw.to_owned(),

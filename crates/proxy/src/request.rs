@@ -69,6 +69,16 @@ impl<'de> Deserialize<'de> for Fields {
 impl ChatRequest {
     /// Parses the body. `session_header` is `x-session-id`; the body's `session_id` wins.
     pub fn parse(body: &[u8], session_header: Option<&str>) -> Result<Self, ProxyError> {
+        Self::parse_requiring(body, session_header, "messages")
+    }
+
+    /// Parses the body of an OpenAI API whose one required field beside `model` is
+    /// `required` (`messages` for chat, `input` for embeddings, `prompt` for completions).
+    pub fn parse_requiring(
+        body: &[u8],
+        session_header: Option<&str>,
+        required: &str,
+    ) -> Result<Self, ProxyError> {
         let Fields(fields) =
             serde_json::from_slice(body).map_err(|e| ProxyError::InvalidRequest {
                 message: format!("invalid JSON body: {e}"),
@@ -119,10 +129,10 @@ impl ChatRequest {
                 param: Some("model".into()),
             });
         }
-        if !req.fields.iter().any(|(k, _)| k == "messages") {
+        if !req.fields.iter().any(|(k, _)| k == required) {
             return Err(ProxyError::InvalidRequest {
-                message: "missing required parameter: `messages`".into(),
-                param: Some("messages".into()),
+                message: format!("missing required parameter: `{required}`"),
+                param: Some(required.into()),
             });
         }
         if req.session_id.is_none() {

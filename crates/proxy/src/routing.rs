@@ -121,6 +121,19 @@ impl Router {
         })
     }
 
+    /// The bare names that route (listed by exactly one provider, and not an alias, which
+    /// would win), sorted.
+    pub fn bare_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .bare
+            .keys()
+            .filter(|m| !self.aliases.contains_key(*m))
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Every alias, then `provider/model` for every listed model.
     pub fn model_ids(&self) -> Vec<String> {
         self.aliases
@@ -195,6 +208,14 @@ mod tests {
             r.model_ids(),
             vec!["fast", "a/shared", "a/only-a", "b/shared"]
         );
+    }
+
+    #[test]
+    fn bare_names_that_route_are_listed_unless_an_alias_has_the_name() {
+        let r = router("[fast]\nprovider = \"a\"\nmodel = \"m1\"").unwrap();
+        assert_eq!(r.bare_ids(), vec!["only-a"]);
+        let r = router("[only-a]\nprovider = \"b\"\nmodel = \"m1\"").unwrap();
+        assert!(r.bare_ids().is_empty());
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn test_record(trace_id: [u8; 16]) -> GenerationRecord {
     trace.insert("trace_name".into(), TEST_TRACE_NAME.into());
     trace.insert("gatecast_test".into(), Value::Bool(true));
     GenerationRecord {
+        operation: Default::default(),
         timings: Timings {
             accepted_unix_nanos: u64::try_from(accepted.as_nanos()).unwrap_or(u64::MAX),
             upstream_start: Some(Duration::from_millis(5)),
@@ -226,6 +227,7 @@ fn test_record(trace_id: [u8; 16]) -> GenerationRecord {
                 finish_reason: Some("stop".into()),
             }],
             truncated: false,
+            embedding_dimensions: None,
         },
         cost: None,
         cost_unknown_model: false,

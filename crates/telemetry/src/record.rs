@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 /// Everything the gateway learned about one chat exchange.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationRecord {
+    /// What kind of model call the exchange was: `gen_ai.operation.name`.
+    pub operation: Operation,
     pub timings: Timings,
     /// `None` when the request failed before a route was chosen (bad JSON, unknown model).
     pub route: Option<RouteInfo>,
@@ -31,6 +33,29 @@ pub struct GenerationRecord {
     pub key_name: Option<String>,
     /// Set by `x-gatecast-privacy: on`: content is stripped at every destination for this record.
     pub privacy: bool,
+}
+
+/// The kind of model call, as the GenAI conventions name it (`gen_ai.operation.name`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /v1/chat/completions`, and the APIs read into it (Messages).
+    #[default]
+    Chat,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// The legacy `POST /v1/completions`.
+    TextCompletion,
+}
+
+impl Operation {
+    /// The value of `gen_ai.operation.name`, which also starts the span's default name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+            Operation::TextCompletion => "text_completion",
+        }
+    }
 }
 
 /// Wall-clock anchor plus offsets, so span times are exact and the record stays `Clone`.
@@ -83,6 +108,11 @@ pub struct RequestInfo {
     pub messages: Option<Content>,
     /// The raw `tools` array as JSON text.
     pub tools: Option<Content>,
+    /// An embeddings request's `input` as JSON text (a string or an array), when content is
+    /// captured. The vectors of the answer are never kept.
+    pub embeddings_input: Option<Content>,
+    /// The `dimensions` an embeddings request asked for.
+    pub embedding_dimensions: Option<u64>,
 }
 
 /// Captured JSON content, bounded in size by the proxy.
@@ -102,6 +132,8 @@ pub struct Output {
     pub choices: Vec<Choice>,
     /// True when the captured text hit the capture limit.
     pub truncated: bool,
+    /// The length of an embeddings answer's first vector.
+    pub embedding_dimensions: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -19,6 +19,8 @@ const STATUSES: usize = 500;
 
 pub struct RequestMetrics {
     headers_seconds: Histogram,
+    /// `gatecast_unknown_route_requests_total`: requests for a path no route serves.
+    unknown_routes: Counter,
     /// `gatecast_requests_total{status}`, registered the first time a status is answered so
     /// that `/metrics` lists only the statuses seen.
     by_status: Box<[OnceLock<Counter>]>,
@@ -29,8 +31,14 @@ impl RequestMetrics {
     pub fn new() -> Self {
         Self {
             headers_seconds: metrics::histogram!("gatecast_request_headers_seconds"),
+            unknown_routes: metrics::counter!("gatecast_unknown_route_requests_total"),
             by_status: (0..STATUSES).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// A request for a path no route serves (its status is counted by [`Self::record`]).
+    pub fn unknown_route(&self) {
+        self.unknown_routes.increment(1);
     }
 
     /// One answered request: its status and how long its response head took.

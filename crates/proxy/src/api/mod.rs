@@ -4,9 +4,13 @@
 //! capture, record and broadcast are shared by all of them (`proxy.rs`).
 
 pub mod chat_completions;
+pub mod completions;
+pub mod count_tokens;
+pub mod embeddings;
 pub mod messages;
 pub mod responses;
 
+use gatecast_telemetry::record::{Operation, RequestInfo};
 use http::HeaderMap;
 
 use crate::error::{ApiShape, ProxyError};
@@ -21,31 +25,71 @@ pub enum ClientApi {
     Messages,
     /// `POST /v1/responses`, OpenAI's Responses API, bridged onto chat.
     Responses,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// `POST /v1/completions`, OpenAI's legacy text completions.
+    Completions,
 }
 
 impl ClientApi {
     /// The error shape of its refusals.
     pub fn shape(self) -> ApiShape {
         match self {
-            ClientApi::ChatCompletions | ClientApi::Responses => ApiShape::OpenAi,
+            ClientApi::ChatCompletions
+            | ClientApi::Responses
+            | ClientApi::Embeddings
+            | ClientApi::Completions => ApiShape::OpenAi,
             ClientApi::Messages => ApiShape::Anthropic,
         }
     }
 
-    /// The wire of a provider that serves this API untranslated.
+    /// The kind of model call, for the record and the span.
+    pub fn operation(self) -> Operation {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages | ClientApi::Responses => {
+                Operation::Chat
+            }
+            ClientApi::Embeddings => Operation::Embeddings,
+            ClientApi::Completions => Operation::TextCompletion,
+        }
+    }
+
+    /// The provider call an API makes when it is not chat completions: it has its own URL,
+    /// and the client's body goes as sent (minus the gateway's fields).
+    pub fn upstream_operation(self) -> Option<crate::dialects::Operation> {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages | ClientApi::Responses => None,
+            ClientApi::Embeddings => Some(crate::dialects::Operation::Embeddings),
+            ClientApi::Completions => Some(crate::dialects::Operation::Completions),
+        }
+    }
+
+    /// Keeps the content only this API has (`messages` and `tools` are read for every API).
+    pub(crate) fn capture(self, req: &ChatRequest, request: &mut RequestInfo, limit: usize) {
+        match self {
+            ClientApi::ChatCompletions | ClientApi::Messages | ClientApi::Responses => {}
+            ClientApi::Embeddings => embeddings::capture(req, request, limit),
+            ClientApi::Completions => completions::capture(req, request, limit),
+        }
+    }
+
     /// Fields of the client's own body that are never sent upstream, even untranslated.
     pub fn gateway_fields(self) -> &'static [&'static str] {
         match self {
             // Messages has no `user` (it has `metadata.user_id`), and Anthropic refuses
             // unknown fields.
             ClientApi::Messages => &["trace", "session_id", "user"],
-            ClientApi::ChatCompletions | ClientApi::Responses => &["trace", "session_id"],
+            ClientApi::ChatCompletions
+            | ClientApi::Responses
+            | ClientApi::Embeddings
+            | ClientApi::Completions => &["trace", "session_id"],
         }
     }
 
+    /// The wire of a provider that serves this API untranslated.
     pub fn native_wire(self) -> Option<crate::dialects::Wire> {
         match self {
-            ClientApi::ChatCompletions => None,
+            ClientApi::ChatCompletions | ClientApi::Embeddings | ClientApi::Completions => None,
             ClientApi::Messages => Some(crate::dialects::Wire::AnthropicMessages),
             ClientApi::Responses => Some(crate::dialects::Wire::OpenAiResponses),
         }
@@ -62,6 +106,8 @@ impl ClientApi {
             ClientApi::ChatCompletions => chat_completions::parse(body, headers),
             ClientApi::Messages => messages::parse(body, headers),
             ClientApi::Responses => responses::parse(body, headers, turns, key).await,
+            ClientApi::Embeddings => embeddings::parse(body, headers),
+            ClientApi::Completions => completions::parse(body, headers),
         }
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn provider(
     }
     let budgets = kind.thinking_budgets;
     let dialect = Anthropic {
+        count_tokens: appended(&url, "/count_tokens"),
         options: MessagesOptions {
             default_max_tokens: kind.default_max_tokens,
             thinking_budget_low: budgets.low,
@@ -90,6 +91,8 @@ pub(crate) fn provider(
 struct Anthropic {
     options: MessagesOptions,
     messages_url: url::Url,
+    /// `…/v1/messages/count_tokens`.
+    count_tokens: url::Url,
 }
 
 impl Dialect for Anthropic {
@@ -106,6 +109,10 @@ impl Dialect for Anthropic {
 
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError> {
         chat_to_messages::request(req, model, &self.options).map(Bytes::from)
+    }
+
+    fn operation_url(&self, op: super::Operation, _model: &str) -> Option<url::Url> {
+        (op == super::Operation::CountTokens).then(|| self.count_tokens.clone())
     }
 
     fn chat_response(

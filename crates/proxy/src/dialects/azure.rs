@@ -13,7 +13,7 @@ use http::header::{HeaderName, AUTHORIZATION};
 use http::HeaderMap;
 use url::Url;
 
-use super::{openai_chat_body, Dialect};
+use super::{openai_chat_body, Dialect, Operation};
 use crate::config::{AzureApi, AzureKind, ProviderConfig};
 use crate::error::ProxyError;
 use crate::providers::upstream_url::{appended, base_url};
@@ -120,15 +120,17 @@ impl Azure {
     }
 
     fn deployment_url(&self, deployment: &str) -> Url {
+        self.deployment_path(deployment, &["chat", "completions"])
+    }
+
+    /// `/openai/deployments/{deployment}/{path}?api-version=…`.
+    fn deployment_path(&self, deployment: &str, path: &[&str]) -> Url {
         let mut url = self.root.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend([
-                "openai",
-                "deployments",
-                deployment,
-                "chat",
-                "completions",
-            ]);
+            segments
+                .pop_if_empty()
+                .extend(["openai", "deployments", deployment])
+                .extend(path);
         }
         url.query_pairs_mut()
             .append_pair("api-version", &self.api_version);
@@ -154,6 +156,31 @@ impl Dialect for Azure {
                 )
             }
         }
+    }
+
+    fn operation_url(&self, op: Operation, model: &str) -> Option<Url> {
+        let path: &[&str] = match op {
+            Operation::Embeddings => &["embeddings"],
+            Operation::Completions => &["completions"],
+            Operation::CountTokens => return None,
+        };
+        Some(match self.api {
+            AzureApi::V1 => {
+                let mut url = self.root.clone();
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments
+                        .pop_if_empty()
+                        .extend(["openai", "v1"])
+                        .extend(path);
+                }
+                url
+            }
+            AzureApi::Deployments => self.deployment_path(self.deployment(model), path),
+        })
+    }
+
+    fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.deployment(model)
     }
 }
 
@@ -189,6 +216,32 @@ mod tests {
             azure.chat_url("my dep/x").unwrap().as_str(),
             "https://r.openai.azure.com/openai/deployments/my%20dep%2Fx/chat/completions?api-version=2024-10-21"
         );
+    }
+
+    #[test]
+    fn embeddings_and_completions_have_urls_in_both_forms() {
+        let root = base_url("https://r.openai.azure.com/").unwrap();
+        let deployments = Azure::new(&root, &kind(AzureApi::Deployments));
+        assert_eq!(
+            deployments.operation_url(Operation::Embeddings, "gpt-4o").unwrap().as_str(),
+            "https://r.openai.azure.com/openai/deployments/prod-4o/embeddings?api-version=2024-10-21"
+        );
+        assert_eq!(
+            deployments
+                .operation_url(Operation::Completions, "x")
+                .unwrap()
+                .as_str(),
+            "https://r.openai.azure.com/openai/deployments/x/completions?api-version=2024-10-21"
+        );
+        let v1 = Azure::new(&root, &kind(AzureApi::V1));
+        assert_eq!(
+            v1.operation_url(Operation::Embeddings, "gpt-4o")
+                .unwrap()
+                .as_str(),
+            "https://r.openai.azure.com/openai/v1/embeddings"
+        );
+        assert_eq!(v1.upstream_model("gpt-4o"), "prod-4o");
+        assert!(v1.operation_url(Operation::CountTokens, "gpt-4o").is_none());
     }
 
     #[test]

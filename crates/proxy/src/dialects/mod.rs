@@ -23,6 +23,28 @@ pub enum Wire {
     OpenAiResponses,
 }
 
+/// A call other than chat completions, addressed at its own URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// OpenAI's `POST /embeddings`.
+    Embeddings,
+    /// OpenAI's legacy `POST /completions`.
+    Completions,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
+}
+
+impl Operation {
+    /// How an error names what a provider does not serve.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Operation::Embeddings => "embeddings",
+            Operation::Completions => "legacy text completions (/v1/completions)",
+            Operation::CountTokens => "token counting (/v1/messages/count_tokens)",
+        }
+    }
+}
+
 pub trait Dialect: Send + Sync + 'static {
     /// Where a request in `wire` goes when the provider speaks it untranslated.
     fn native_url(&self, _wire: Wire) -> Option<Url> {
@@ -37,6 +59,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// Where a chat call for `model` goes, when not the provider's base chat URL.
     fn chat_url(&self, _model: &str) -> Option<Url> {
         None
+    }
+    /// Where a call of `op` for `model` goes; `None` when this wire does not serve it. The
+    /// body is the client's, in the client's own wire, with [`Dialect::upstream_model`].
+    fn operation_url(&self, _op: Operation, _model: &str) -> Option<Url> {
+        None
+    }
+    /// The name a body sent by [`Dialect::operation_url`] carries for `model` (Azure's
+    /// deployment).
+    fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
+        model
     }
     /// The answer as chat completions. The identity unless the wire differs.
     fn chat_response(

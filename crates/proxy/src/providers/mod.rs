@@ -95,6 +95,16 @@ pub trait Provider: Send + Sync {
     ) -> Option<UpstreamCall>;
     /// Writes the call for a chat-completions request to `model`, in the provider's wire.
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError>;
+    /// Writes a call of `op` to `model`: `body` writes the client's body for the name the
+    /// provider knows the model by. A provider whose wire has no such call refuses it.
+    fn operation_call(
+        &self,
+        op: crate::dialects::Operation,
+        _model: &str,
+        _body: &dyn Fn(&str) -> Vec<u8>,
+    ) -> Result<UpstreamCall, ProxyError> {
+        Err(not_served(self.name(), self.config().provider_name(), op))
+    }
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.
     /// `client_headers` are the client's: a provider passes on only what its wire defines
     /// (the `x-mock` directives for the built-in mock; nothing for networked ones).
@@ -106,6 +116,17 @@ pub trait Provider: Send + Sync {
     /// The provider's answer as chat completions: status, headers and body, whole or
     /// streamed. The identity for OpenAI's wire.
     fn chat_response(&self, response: UpstreamResponse) -> UpstreamResponse;
+}
+
+/// The 400 for a call a provider's wire does not have (embeddings to Anthropic).
+pub(crate) fn not_served(provider: &str, kind: &str, op: crate::dialects::Operation) -> ProxyError {
+    ProxyError::InvalidRequest {
+        message: format!(
+            "provider `{provider}` (kind {kind}) does not serve {}; route this model to an OpenAI-compatible or Azure provider",
+            op.describe()
+        ),
+        param: Some("model".into()),
+    }
 }
 
 /// Builds the provider `[providers.<name>]` describes; an error names the field at fault.

@@ -138,6 +138,23 @@ impl Provider for HttpProvider {
         })
     }
 
+    fn operation_call(
+        &self,
+        op: crate::dialects::Operation,
+        model: &str,
+        body: &dyn Fn(&str) -> Vec<u8>,
+    ) -> Result<UpstreamCall, ProxyError> {
+        let url = self
+            .dialect
+            .operation_url(op, model)
+            .ok_or_else(|| super::not_served(&self.name, self.config.provider_name(), op))?;
+        Ok(UpstreamCall {
+            body: body(self.dialect.upstream_model(model)).into(),
+            url: Some(url),
+            headers: HeaderMap::new(),
+        })
+    }
+
     fn send(
         &self,
         call: &UpstreamCall,

@@ -273,11 +273,7 @@ impl Closing {
             upstream_status: status,
             stream,
         } = self;
-        match chunks.len() {
-            0 => {}
-            1 => acc.on_body(&chunks[0]),
-            _ => acc.on_body(&chunks.concat()),
-        }
+        acc.on_chunks(&chunks);
         drop(chunks);
         let stream_error = if stream && failure.is_none() {
             acc.stream_error()

@@ -168,12 +168,14 @@ pub fn span_count(record: &GenerationRecord) -> usize {
     root + span + 1 + attempts
 }
 
-/// `chat {model}` as the GenAI conventions name a chat span, with the model actually sent
-/// upstream when a route was chosen.
+/// `{operation} {model}` as the GenAI conventions name a span (`chat gpt-4o`,
+/// `embeddings text-embedding-3-small`), with the model actually sent upstream when a route
+/// was chosen.
 fn generation_name_for(record: &GenerationRecord) -> String {
+    let operation = record.operation.as_str();
     match generation::request_model(record) {
-        Some(model) => format!("chat {model}"),
-        None => "chat".to_owned(),
+        Some(model) => format!("{operation} {model}"),
+        None => operation.to_owned(),
     }
 }
 
@@ -359,5 +361,93 @@ mod tests {
         let mut ids = SpanIds(Some(0));
         assert_eq!(ids.next(), [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(ids.next(), [0, 0, 0, 0, 0, 0, 0, 2]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod operation_tests {
+    use super::*;
+    use crate::record::{Content, Operation, RouteInfo, Usage};
+    use crate::span::flavor::apply_sentry_flavor;
+    use crate::span::privacy::apply_privacy;
+
+    fn embeddings() -> GenerationRecord {
+        let mut r = GenerationRecord {
+            operation: Operation::Embeddings,
+            route: Some(RouteInfo {
+                provider: "up".into(),
+                provider_kind: "openai".into(),
+                model: "text-embedding-3-small".into(),
+                ..Default::default()
+            }),
+            usage: Some(Usage {
+                input_tokens: 4,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.request.embeddings_input = Some(Content {
+            json: r#"["alpha","beta"]"#.into(),
+            truncated: false,
+        });
+        r.request.embedding_dimensions = Some(256);
+        r.output.embedding_dimensions = Some(512);
+        r
+    }
+
+    fn generation(record: &GenerationRecord) -> SpanModel {
+        build_spans(record, &SpanOptions::default())
+            .into_iter()
+            .find(|s| s.role == SpanRole::Generation)
+            .unwrap()
+    }
+
+    #[test]
+    fn an_embeddings_span_is_named_and_measured_by_its_operation() {
+        let span = generation(&embeddings());
+        assert_eq!(span.name, "embeddings text-embedding-3-small");
+        let str_attr = |k: &str| span.attr(k).and_then(AttrValue::as_str).map(str::to_owned);
+        assert_eq!(
+            str_attr("gen_ai.operation.name").as_deref(),
+            Some("embeddings")
+        );
+        assert_eq!(
+            str_attr("gen_ai.embeddings.input").as_deref(),
+            Some(r#"["alpha","beta"]"#)
+        );
+        // The answer's length wins over what was asked.
+        assert_eq!(
+            span.attr("gen_ai.embeddings.dimension.count")
+                .and_then(AttrValue::as_i64),
+            Some(512)
+        );
+        let mut record = embeddings();
+        record.output.embedding_dimensions = None;
+        record.operation = Operation::TextCompletion;
+        let span = generation(&record);
+        assert_eq!(span.name, "text_completion text-embedding-3-small");
+        assert_eq!(
+            span.attr("gen_ai.embeddings.dimension.count")
+                .and_then(AttrValue::as_i64),
+            Some(256)
+        );
+    }
+
+    #[test]
+    fn privacy_keeps_the_dimension_count_and_drops_the_input() {
+        let mut spans = build_spans(&embeddings(), &SpanOptions::default());
+        apply_privacy(&mut spans);
+        apply_sentry_flavor(&mut spans);
+        let span = spans
+            .iter()
+            .find(|s| s.role == SpanRole::Generation)
+            .unwrap();
+        assert!(span.attr("gen_ai.embeddings.input").is_none());
+        assert!(span.attr("gen_ai.embeddings.dimension.count").is_some());
+        assert_eq!(
+            span.attr("sentry.op").and_then(AttrValue::as_str),
+            Some("gen_ai.embeddings")
+        );
     }
 }

@@ -28,7 +28,18 @@ pub fn apply_sentry_flavor(spans: &mut [SpanModel]) {
     let environment = from_generation("trace.metadata.environment");
     let release = from_generation("trace.metadata.release");
     for span in spans.iter_mut() {
-        span.set_attr("sentry.op", sentry_op(span.role));
+        // Sentry's embeddings views look for their own op; every other call is a chat.
+        let embeddings = span.role == SpanRole::Generation
+            && span
+                .attr("gen_ai.operation.name")
+                .and_then(AttrValue::as_str)
+                == Some("embeddings");
+        let op = if embeddings {
+            "gen_ai.embeddings"
+        } else {
+            sentry_op(span.role)
+        };
+        span.set_attr("sentry.op", op);
         // Without it Sentry derives `chat {model}` and custom names never show.
         span.set_attr("sentry.description", span.name.clone());
         if let Some(env) = &environment {

@@ -49,7 +49,7 @@ fn provider_name(record: &GenerationRecord) -> &str {
 
 pub(crate) fn attributes(record: &GenerationRecord) -> (Attrs, SpanStatus) {
     let mut a = Attrs::with_capacity(40);
-    put(&mut a, "gen_ai.operation.name", "chat");
+    put(&mut a, "gen_ai.operation.name", record.operation.as_str());
     let route = record.route.as_ref();
     put(&mut a, "gen_ai.provider.name", provider_name(record));
     put_opt(&mut a, "gen_ai.request.model", request_model(record));
@@ -123,6 +123,15 @@ fn request(record: &GenerationRecord, a: &mut Attrs) {
         );
     }
     put_opt(a, "gen_ai.request.choice.count", r.choice_count);
+    // The answer's vector length when it was read, else what the request asked for.
+    put_opt(
+        a,
+        "gen_ai.embeddings.dimension.count",
+        record
+            .output
+            .embedding_dimensions
+            .or(r.embedding_dimensions),
+    );
     // Set only when true: the conventions treat an absent flag as a non-streaming request.
     if r.stream {
         put(a, "gen_ai.request.stream", true);
@@ -233,6 +242,18 @@ fn metadata_value(value: &Value) -> Option<AttrValue> {
 
 fn content_attributes(record: &GenerationRecord, a: &mut Attrs) {
     let mut marked = Vec::new();
+    // The GenAI registry has no content attribute for embeddings; Sentry's conventions name
+    // this one. A single string is its text, a list its JSON.
+    if let Some(input) = &record.request.embeddings_input {
+        let text = match serde_json::from_str::<Value>(&input.json) {
+            Ok(Value::String(text)) => text,
+            _ => input.json.clone(),
+        };
+        put(a, "gen_ai.embeddings.input", text);
+        if input.truncated {
+            marked.push("gen_ai.embeddings.input");
+        }
+    }
     let messages = record.request.messages.as_ref();
     if let Some((c, input)) = messages.and_then(|c| content::input_json(&c.json).map(|i| (c, i))) {
         if let Some(system) = input.system {

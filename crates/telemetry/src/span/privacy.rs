@@ -22,6 +22,7 @@ pub const ALLOWED_KEYS: &[&str] = &[
     "gen_ai.request.seed",
     "gen_ai.request.choice.count",
     "gen_ai.request.stream",
+    "gen_ai.embeddings.dimension.count",
     "gen_ai.response.model",
     "gen_ai.response.id",
     "gen_ai.response.finish_reasons",

@@ -20,6 +20,7 @@ pub fn ms(n: u64) -> Duration {
 
 pub fn base() -> GenerationRecord {
     GenerationRecord {
+        operation: Default::default(),
         timings: Timings {
             accepted_unix_nanos: T0,
             upstream_start: Some(ms(2)),
@@ -50,6 +51,7 @@ pub fn base() -> GenerationRecord {
                 finish_reason: Some("stop".into()),
             }],
             truncated: false,
+            embedding_dimensions: None,
         },
         cost: None,
         usage: Some(Usage {
