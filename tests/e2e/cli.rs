@@ -64,7 +64,7 @@ fn help_lists_the_commands() {
     let out = gatecast().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "check-config"] {
+    for cmd in ["serve", "check-config", "spend"] {
         assert!(text.contains(cmd), "{text}");
     }
 }
@@ -265,6 +265,8 @@ fn every_store_command_has_help_with_an_example() {
         vec!["keys", "create", "--help"],
         vec!["keys", "list", "--help"],
         vec!["keys", "revoke", "--help"],
+        vec!["keys", "budget", "--help"],
+        vec!["spend", "--help"],
         vec!["migrate", "--help"],
     ] {
         let out = gatecast().args(&args).output().unwrap();
@@ -464,4 +466,94 @@ fn the_cli_reports_when_the_running_gateway_applied_a_change() {
         "{out}"
     );
     assert_eq!(tree(elsewhere.path()), Vec::<String>::new());
+}
+
+/// A key's budget from the command line: set at creation, shown in the list, replaced,
+/// cleared; bad values name the flag. `spend` on a store with none says so.
+#[test]
+fn keys_carry_budgets_and_spend_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatecast.toml");
+    std::fs::write(&config, "[store]\nurl = \"sqlite://data/cli.db\"\n").unwrap();
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &[
+            "keys",
+            "create",
+            "team-a",
+            "--budget-usd",
+            "50",
+            "--budget-period",
+            "day",
+            "--create",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("with a budget of $50.00 a day"), "{err}");
+    let (ok, out, _) = run(dir.path(), &config, &["keys", "list", "--json"]);
+    assert!(ok);
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        keys[0]["budget"],
+        serde_json::json!({"usd": 50.0, "period": "day"})
+    );
+    let (ok, out, err) = run(
+        dir.path(),
+        &config,
+        &["keys", "budget", "team-a", "--usd", "5", "--period", "week"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "key `team-a` now has a budget of $5.00 a week");
+    let (_, out, _) = run(dir.path(), &config, &["keys", "list"]);
+    assert!(out.contains("$5.00 a week"), "{out}");
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &["keys", "budget", "team-a", "--usd=-1", "--period", "day"],
+    );
+    assert!(!ok);
+    assert!(err.contains("--usd: must be a number of dollars"), "{err}");
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &["keys", "create", "team-b", "--budget-usd", "5"],
+    );
+    assert!(!ok);
+    assert!(err.contains("--budget-period"), "{err}");
+    let (ok, out, err) = run(
+        dir.path(),
+        &config,
+        &["keys", "budget", "team-a", "--clear"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "key `team-a` has no budget now");
+    let (ok, _, err) = run(
+        dir.path(),
+        &config,
+        &["keys", "budget", "nobody", "--clear"],
+    );
+    assert!(!ok);
+    assert!(err.contains("`nobody` not found"), "{err}");
+
+    let (ok, out, err) = run(dir.path(), &config, &["spend"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "no spend recorded\n");
+    let (ok, out, _) = run(
+        dir.path(),
+        &config,
+        &["spend", "--json", "--since", "2026-05-01"],
+    );
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"object": "list", "since": "2026-05-01", "by": null, "data": []})
+    );
+    let (ok, _, err) = run(dir.path(), &config, &["spend", "--since", "May"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--since: `May` is not a day as YYYY-MM-DD"),
+        "{err}"
+    );
 }

@@ -343,3 +343,23 @@ async fn azure_content_filter_results_and_errors_pass_through() {
     assert_eq!(body["error"]["code"], "content_filter", "{body}");
     assert!(body["error"]["innererror"].is_object(), "{body}");
 }
+
+/// `retry_on` may list Anthropic's own 529 as well as the 503 the client sees.
+#[tokio::test]
+async fn an_anthropic_529_is_retried_when_retry_on_names_it() {
+    let env = Env::start().await;
+    let resp = env
+        .chat(json!({"model": "claude529/claude-sonnet-4-5",
+                     "messages": messages("#mock:error=529,fail_times=1 again")}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let trace_id = trace_id_of(&resp);
+    let spans = env.spans_of(&trace_id, 3).await;
+    let statuses: Vec<Value> = spans
+        .iter()
+        .filter(|s| attr(s, "gatecast.attempt").is_some())
+        .filter_map(|s| attr(s, "http.response.status_code"))
+        .collect();
+    assert_eq!(statuses.len(), 2, "{spans:?}");
+    assert!(statuses.contains(&json!(529)), "{statuses:?}");
+}

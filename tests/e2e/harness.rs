@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gatecast::spend::{Clock, SystemClock};
 use gatecast::{Config, Gateway};
 use gatecast_mock::MockServer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -20,6 +22,7 @@ pub struct Env {
     /// The config the gateway runs with, written out for CLI commands on the same store.
     pub config_path: PathBuf,
     admin_token: Option<String>,
+    clock: Arc<dyn Clock>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -79,6 +82,14 @@ api_key = "sk-ant-provider-secret"
 headers = {{ "anthropic-beta" = "tools-2024-04-04" }}
 default_max_tokens = 333
 
+[providers.claude529]
+kind = "anthropic"
+base_url = "{mock_root}"
+api_key = "sk-ant-provider-secret"
+max_retries = 1
+retry_backoff_ms = 1
+retry_on = [529]
+
 [providers.azure]
 kind = "azure"
 base_url = "{mock_root}"
@@ -129,6 +140,16 @@ impl Env {
 
     /// `server_extra` goes into the `[server]` table.
     pub async fn with_server(extra: &str, admin_token: Option<&str>, server_extra: &str) -> Env {
+        Self::with_clock(extra, admin_token, server_extra, Arc::new(SystemClock)).await
+    }
+
+    /// Spend days and budget periods follow `clock`.
+    pub async fn with_clock(
+        extra: &str,
+        admin_token: Option<&str>,
+        server_extra: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Env {
         let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -144,7 +165,7 @@ impl Env {
         let config_path = dir.path().join("gatecast.toml");
         std::fs::write(&config_path, &text).unwrap();
         let admin_token = admin_token.map(str::to_owned);
-        let (addr, stop, server) = launch(&text, admin_token.clone()).await;
+        let (addr, stop, server) = launch(&text, admin_token.clone(), clock.clone()).await;
         Env {
             mock,
             addr,
@@ -152,6 +173,7 @@ impl Env {
             traces,
             config_path,
             admin_token,
+            clock,
             _dir: dir,
             stop: Some(stop),
             server: Some(server),
@@ -168,7 +190,8 @@ impl Env {
             let _ = server.await;
         }
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let (addr, stop, server) = launch(&text, self.admin_token.clone()).await;
+        let (addr, stop, server) =
+            launch(&text, self.admin_token.clone(), self.clock.clone()).await;
         self.addr = addr;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -260,9 +283,12 @@ impl Env {
 async fn launch(
     text: &str,
     admin_token: Option<String>,
+    clock: Arc<dyn Clock>,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let config = Config::parse(text, |_| None).unwrap();
-    let gateway = Gateway::build(config, admin_token).await.unwrap();
+    let gateway = Gateway::build_with_clock(config, admin_token, clock)
+        .await
+        .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -68,8 +68,8 @@ async fn start_replica(dir: &Path, config: &Path) -> Replica {
 }
 
 /// A fresh database on the test server, so runs never see each other's rows.
-async fn fresh_database(admin_url: &str) -> String {
-    let name = format!("gatecast_replicas_{}", std::process::id());
+async fn fresh_database(admin_url: &str, tag: &str) -> String {
+    let name = format!("gatecast_replicas_{tag}_{}", std::process::id());
     let pool = sqlx::PgPool::connect(admin_url)
         .await
         .expect("GATECAST_TEST_POSTGRES_URL is set but the server cannot be reached");
@@ -144,7 +144,7 @@ async fn two_replicas_on_postgres_follow_each_other_and_the_cli() {
         eprintln!("skipped: GATECAST_TEST_POSTGRES_URL is not set (scripts/test sets it)");
         return;
     };
-    let db = fresh_database(&admin_url).await;
+    let db = fresh_database(&admin_url, "follow").await;
     let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -285,4 +285,114 @@ async fn two_replicas_on_postgres_follow_each_other_and_the_cli() {
         + &String::from_utf8_lossy(&toggle.stderr);
     assert!(toggle.status.success(), "{out}");
     assert!(out.contains("applied by 2 running gateway(s)"), "{out}");
+}
+
+/// Two replicas metering one key at once on one Postgres: the spend table adds up to every
+/// request either served, and a budget set with the CLI is enforced by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_spending_on_one_key_add_up_and_share_its_budget() {
+    let Some(admin_url) = std::env::var("GATECAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        eprintln!("skipped: GATECAST_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+        return;
+    };
+    let db = fresh_database(&admin_url, "spend").await;
+    let mock = gatecast_mock::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatecast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{db}\"\n\n[spend]\nflush_interval_ms = 200\n\n[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"gpt-4o-mini\"]\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = gatecast(dir.path())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&["migrate"]);
+    let key = cli(&["keys", "create", "team-a"]).trim().to_owned();
+    let a = start_replica(dir.path(), &config).await;
+    let b = start_replica(dir.path(), &config).await;
+
+    // Both replicas at once, each flushing into the same (day, key, user, model) row.
+    const EACH: usize = 12;
+    let mut tasks = tokio::task::JoinSet::new();
+    for base in [a.base.clone(), b.base.clone()] {
+        for i in 0..EACH {
+            let (base, key) = (base.clone(), key.clone());
+            tasks.spawn(async move {
+                let (body, _) = ask(&format!("spend-{i}"), None);
+                let resp = reqwest::Client::new()
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                let v: Value = resp.json().await.unwrap();
+                v["usage"]["prompt_tokens"].as_i64().unwrap()
+            });
+        }
+    }
+    let mut input = 0;
+    while let Some(done) = tasks.join_next().await {
+        input += done.unwrap();
+    }
+    let started = Instant::now();
+    let row = loop {
+        let report: Value =
+            serde_json::from_str(&cli(&["spend", "--by", "key", "--json"])).unwrap();
+        let row = report["data"][0].clone();
+        if row["requests"].as_i64() == Some(2 * EACH as i64) {
+            break row;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "spend never reached {} requests: {report}",
+            2 * EACH
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(row["key"], "team-a");
+    assert_eq!(row["input_tokens"].as_i64(), Some(input));
+
+    // A budget of $0 set with the CLI refuses the key on both replicas within seconds.
+    cli(&[
+        "keys", "budget", "team-a", "--usd", "0", "--period", "month",
+    ]);
+    for replica in [&a, &b] {
+        let started = Instant::now();
+        loop {
+            let (status, _) = chat(&replica.base, "over", Some(&key)).await;
+            if status == 429 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} never enforced the budget",
+                replica.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop((a, b));
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official OpenAI Python and Node SDKs against a real gateway in front of the mock provider,
+# Runs the official OpenAI Python and Node SDKs against a real gateway in front of the mock provider
+# (spoken to as OpenAI, Anthropic and Azure OpenAI),
 # and the official OpenAI and Anthropic Python SDKs straight against the mock's other dialects.
 # Installs a pinned SDK into tests/sdk/.venv on first use.
 set -euo pipefail
@@ -52,8 +53,9 @@ export GATECAST_URL="http://127.0.0.1:$SDK_GATEWAY_PORT/v1" MOCK_URL="http://127
 node_dir="$here/node"
 (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_mock_dialects.py" || status=1
-(cd "$node_dir" && node --test test_openai_sdk.mjs) || status=1
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_openai_sdk.py" "$here/test_mock_dialects.py" \
+  "$here/test_openai_sdk_dialects.py" || status=1
+(cd "$node_dir" && node --test test_openai_sdk.mjs test_openai_sdk_dialects.mjs) || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- gateway log"; tail -n 50 "$work/gateway.log"
   echo "--- mock log"; tail -n 20 "$work/mock.log"

@@ -282,3 +282,21 @@ def test_embeddings_base64_is_float32():
     floats = struct.unpack("<8f", packed)
     plain = direct.embeddings.create(model="e", input="hello", encoding_format="float")
     assert [round(x, 5) for x in floats] == [round(x, 5) for x in plain.data[0].embedding]
+
+
+def test_azure_rate_limit_is_the_sdks_rate_limit_error():
+    with pytest.raises(openai.RateLimitError) as e:
+        azure.chat.completions.create(model="my-gpt4o", messages=user("#mock:error=429 slow"))
+    assert e.value.code == "429"
+    assert e.value.response.headers["retry-after"] == "1"
+
+
+def test_anthropic_stream_usage_is_not_counted_twice():
+    with claude.messages.stream(model="claude", max_tokens=64,
+                                messages=user("#mock:cache_read=11 usage")) as stream:
+        final = stream.get_final_message()
+    plain = claude.messages.create(model="claude", max_tokens=64,
+                                   messages=user("#mock:cache_read=11 usage"))
+    assert final.usage.input_tokens == plain.usage.input_tokens
+    assert final.usage.cache_read_input_tokens == 11
+    assert final.usage.output_tokens == plain.usage.output_tokens

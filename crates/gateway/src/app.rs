@@ -25,6 +25,7 @@ use crate::routes;
 use crate::routes::request_metrics::RequestMetrics;
 use crate::routes::usage_metrics::UsageMetrics;
 use crate::serve::ShutdownPlan;
+use crate::spend::{Clock, Spend, SystemClock};
 
 /// Shared by every handler; built once per process start.
 pub struct AppState {
@@ -34,6 +35,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub service_name: String,
     pub request_metrics: RequestMetrics,
+    /// Spend per key, and the budgets the key check enforces.
+    pub spend: Arc<Spend>,
 }
 
 impl AppState {
@@ -55,16 +58,22 @@ pub struct Gateway {
 }
 
 /// The proxy hands finished (and priced) records to the broadcaster through this narrow
-/// seam, which also counts their tokens and cost.
-struct BroadcastSink(Broadcaster, UsageMetrics);
+/// seam, which also counts their tokens and cost, and adds them to the spend meter (map
+/// updates, no I/O).
+struct GatewaySink {
+    broadcaster: Broadcaster,
+    usage: UsageMetrics,
+    spend: Arc<Spend>,
+}
 
-impl RecordSink for BroadcastSink {
+impl RecordSink for GatewaySink {
     fn publish(&self, record: GenerationRecord) {
-        self.1.record(&record);
-        self.0.publish(record);
+        self.usage.record(&record);
+        self.spend.meter.record(&record);
+        self.broadcaster.publish(record);
     }
     fn wants_content(&self) -> bool {
-        self.0.wants_content()
+        self.broadcaster.wants_content()
     }
 }
 
@@ -73,6 +82,16 @@ impl Gateway {
     /// the config watcher. `admin_token` (from `GATECAST_ADMIN_TOKEN`) mounts `/admin/v1`.
     /// Must run inside a tokio runtime.
     pub async fn build(config: Config, admin_token: Option<String>) -> Result<Self, GatewayError> {
+        Self::build_with_clock(config, admin_token, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Gateway::build`], with the clock that spend days and budget periods are read
+    /// from (tests move it to the next period).
+    pub async fn build_with_clock(
+        config: Config,
+        admin_token: Option<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, GatewayError> {
         let router = config.router()?;
         let guard = Arc::new(Policy::new(&config.server)?);
         // The recorder goes in before any pipeline counts anything.
@@ -83,14 +102,25 @@ impl Gateway {
             max_capture_bytes: config.telemetry.max_capture_bytes,
             pricer: Some(Arc::new(config.pricer()?)),
         };
+        let spend = Arc::new(Spend::new(&config.spend, clock));
+        // Budgets are enforced from the first request, not from the first refresh.
+        if let Err(e) = spend.budgets.refresh(&control.store).await {
+            tracing::warn!(error = %e, "cannot read budgets at start; retrying every flush interval");
+        }
+        spend.spawn(control.store.clone());
         let proxy = Proxy::new(
             router,
-            Arc::new(BroadcastSink(
-                control.broadcaster.clone(),
-                UsageMetrics::new(),
-            )),
+            Arc::new(GatewaySink {
+                broadcaster: control.broadcaster.clone(),
+                usage: UsageMetrics::new(),
+                spend: spend.clone(),
+            }),
             settings,
-        );
+        )
+        .with_response_store(crate::turns::Turns::start(
+            control.store.clone(),
+            config.responses.clone(),
+        ));
         crate::upkeep::spawn_metrics_upkeep(metrics.clone());
         if guard.any_origin() && !control.keys.enforced() {
             tracing::warn!("server.cors_origins allows every origin and no virtual key exists: any web page can use this gateway");
@@ -102,6 +132,7 @@ impl Gateway {
             max_body_bytes: config.server.max_body_bytes,
             service_name: config.telemetry.service_name.clone(),
             request_metrics: RequestMetrics::new(),
+            spend,
         };
         Ok(Self {
             state: Arc::new(state),
@@ -145,6 +176,7 @@ impl Gateway {
     pub fn router(&self) -> axum::Router {
         let mut router = axum::Router::new()
             .merge(self.openai_api())
+            .merge(self.anthropic_api())
             .route("/health", get(routes::health::live))
             .route("/ready", get(routes::health::ready))
             .route("/metrics", get(routes::metrics::render))
@@ -169,14 +201,37 @@ impl Gateway {
         // On each handler rather than on the router: a wrong method stays a 405 whoever asks
         // (the router's `route_layer` would cover the 405 too), and the check adds no boxed
         // route of its own to a request, as every router-level layer does.
-        let auth = AuthLayer::new(self.state.control.clone(), SHAPE);
-        let chat = post(routes::chat::completions.layer(auth.clone()));
+        let auth = AuthLayer::new(self.state.clone(), SHAPE);
+        // Only the routes that spend are refused over a budget; listing models costs nothing.
+        let chat = post(routes::chat::completions.layer(auth.clone().spending()));
+        let responses = post(routes::responses::create.layer(auth.clone().spending()));
+        let stored = get(routes::responses::retrieve.layer(auth.clone()));
         let models = get(routes::models::list.layer(auth));
         axum::Router::new()
             .route("/v1/chat/completions", chat.clone())
             .route("/chat/completions", chat)
+            .route("/v1/responses", responses.clone())
+            .route("/responses", responses)
+            .route("/v1/responses/{id}", stored.clone())
+            .route("/responses/{id}", stored)
             .route("/v1/models", models.clone())
             .route("/models", models)
+            .method_not_allowed_fallback(api_error::method_not_allowed)
+            .layer(GuardLayer::new(
+                self.guard.clone(),
+                self.state.control.clone(),
+                SHAPE,
+            ))
+    }
+
+    /// Anthropic's API, behind the same guard and key check, answering in Anthropic's shape.
+    fn anthropic_api(&self) -> axum::Router<Arc<AppState>> {
+        const SHAPE: ApiShape = ApiShape::Anthropic;
+        let auth = AuthLayer::new(self.state.clone(), SHAPE);
+        let messages = post(routes::messages::create.layer(auth.spending()));
+        axum::Router::new()
+            .route("/v1/messages", messages.clone())
+            .route("/messages", messages)
             .method_not_allowed_fallback(api_error::method_not_allowed)
             .layer(GuardLayer::new(
                 self.guard.clone(),
@@ -215,6 +270,17 @@ impl Gateway {
         // store that does not answer must not eat the destinations' flush.
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         let _ = tokio::time::timeout(left / 4, self.state.control.leave()).await;
+        // The spend of the last requests, which the next flush would have written.
+        let left = self.shutdown_timeout.saturating_sub(began.elapsed());
+        let store = &self.state.control.store;
+        match tokio::time::timeout(left / 4, self.state.spend.meter.flush(store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the last spend to the store"),
+            Err(_) => tracing::warn!(
+                pending = self.state.spend.meter.pending(),
+                "the store did not take the last spend within the shutdown's share; it is lost"
+            ),
+        }
         let left = self.shutdown_timeout.saturating_sub(began.elapsed());
         self.state.broadcaster().shutdown(left).await;
         stopped.failure.map_or(Ok(()), Err)

@@ -1,19 +1,24 @@
 //! One layer authenticates every client API route. A request without a valid virtual key is
 //! answered 401 before its body is read, parsed or recorded, so unauthenticated clients
 //! cannot flood the destinations; the key's name reaches the handler as a [`KeyName`]
-//! request extension.
+//! request extension. On the routes that spend, a key over its budget is answered 429
+//! (`insufficient_quota`, `budget_exceeded`) from the in-memory budget view, also before its
+//! body is read, and that refusal is traced through the proxy's reject path.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use gatecast_proxy::proxy::unix_nanos;
+use gatecast_proxy::{Incoming, ProxyError};
 
 use crate::api_error::{self, ApiShape};
-use crate::control::Control;
+use crate::app::AppState;
 
 /// The name of the virtual key a request presented. Absent while the gateway runs open.
 #[derive(Debug, Clone)]
@@ -23,13 +28,25 @@ pub struct KeyName(pub Arc<str>);
 /// route's API's.
 #[derive(Clone)]
 pub struct AuthLayer {
-    control: Arc<Control>,
+    state: Arc<AppState>,
     shape: ApiShape,
+    /// Whether the route spends, so that a key over its budget is refused.
+    spending: bool,
 }
 
 impl AuthLayer {
-    pub fn new(control: Arc<Control>, shape: ApiShape) -> Self {
-        Self { control, shape }
+    pub fn new(state: Arc<AppState>, shape: ApiShape) -> Self {
+        Self {
+            state,
+            shape,
+            spending: false,
+        }
+    }
+
+    /// Also refuses keys over their budget (the routes that call a provider).
+    pub fn spending(mut self) -> Self {
+        self.spending = true;
+        self
     }
 }
 
@@ -63,9 +80,16 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        match self.layer.control.keys.authenticate(req.headers()) {
+        match self.layer.state.control.keys.authenticate(req.headers()) {
             Ok(name) => {
                 if let Some(name) = name {
+                    if self.layer.spending {
+                        if let Err(over) = self.layer.state.spend.budgets.check(&name) {
+                            return AuthFuture::Refused {
+                                response: Some(self.refuse_over_budget(req, name, over)),
+                            };
+                        }
+                    }
                     req.extensions_mut().insert(KeyName(name));
                 }
                 AuthFuture::Passed {
@@ -80,6 +104,33 @@ where
                 }
             }
         }
+    }
+}
+
+impl<S> Auth<S> {
+    /// The 429 of a key over its budget, traced as the proxy traces every refusal (with the
+    /// key's name, so a destination filtering by key sees it); the body is never read.
+    fn refuse_over_budget(&self, req: Request, key: Arc<str>, over: ProxyError) -> Response {
+        let accepted = std::time::Instant::now();
+        metrics::counter!("gatecast_budget_refusals_total", "key" => key.to_string()).increment(1);
+        let (parts, _) = req.into_parts();
+        let incoming = Incoming {
+            headers: parts.headers,
+            body: Default::default(),
+            key_name: Some(key),
+            accepted,
+            accepted_unix_nanos: unix_nanos(),
+        };
+        let api = match self.layer.shape {
+            ApiShape::Anthropic => gatecast_proxy::api::ClientApi::Messages,
+            ApiShape::OpenAi => gatecast_proxy::api::ClientApi::ChatCompletions,
+        };
+        let response = self.layer.state.proxy.reject_as(api, &incoming, over);
+        self.layer
+            .state
+            .request_metrics
+            .record(response.status(), accepted.elapsed());
+        response.map(Body::new)
     }
 }
 

@@ -60,9 +60,26 @@ pub enum Command {
     /// Manage virtual keys: once one exists, clients must send `Authorization: Bearer gk_...`.
     #[command(
         subcommand,
-        after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys list\n  gatecast keys revoke team-a"
+        after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys create team-b --budget-usd 50 --budget-period month\n  gatecast keys list\n  gatecast keys budget team-a --usd 5 --period day\n  gatecast keys revoke team-a"
     )]
     Keys(KeysCommand),
+    /// Print what was spent, per UTC day, key, user and model (or summed by one of them).
+    #[command(
+        after_help = "Examples:\n  gatecast spend\n  gatecast spend --since 2026-05-01 --by key\n  gatecast spend --by model --json"
+    )]
+    Spend {
+        /// The first UTC day to count, as YYYY-MM-DD [default: every day recorded].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        since: Option<String>,
+        /// Sum by one dimension instead of one line per day, key, user and model.
+        #[arg(long, value_enum)]
+        by: Option<SpendByArg>,
+        /// Print JSON (as `GET /admin/v1/spend` answers) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
     /// Create the database if there is none yet, and apply pending migrations; then exit.
     #[command(after_help = "Example:\n  gatecast migrate --config /etc/gatecast/gatecast.toml")]
     Migrate {
@@ -321,12 +338,75 @@ impl FromArgMatches for TypeFlags {
     }
 }
 
+/// `gatecast spend --by`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpendByArg {
+    Key,
+    User,
+    Model,
+    Day,
+}
+
+/// `--budget-period` / `--period`: UTC calendar periods.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BudgetPeriodArg {
+    Day,
+    /// An ISO week, from Monday.
+    Week,
+    Month,
+    /// The key's whole life: never resets.
+    Total,
+}
+
+impl BudgetPeriodArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriodArg::Day => "day",
+            BudgetPeriodArg::Week => "week",
+            BudgetPeriodArg::Month => "month",
+            BudgetPeriodArg::Total => "total",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; it is printed once and only its hash is stored.
-    #[command(after_help = "Example:\n  gatecast keys create team-a")]
+    #[command(
+        after_help = "Examples:\n  gatecast keys create team-a\n  gatecast keys create team-a --budget-usd 50 --budget-period day"
+    )]
     Create {
         name: String,
+        /// Refuse the key's requests (429, `budget_exceeded`) once it has spent this many US
+        /// dollars in the period.
+        #[arg(long, value_name = "USD", requires = "budget_period")]
+        budget_usd: Option<f64>,
+        /// The UTC period the budget counts over.
+        #[arg(long, value_enum, requires = "budget_usd")]
+        budget_period: Option<BudgetPeriodArg>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Set, replace or clear a key's budget; running gateways enforce it within about a second.
+    #[command(
+        after_help = "Examples:\n  gatecast keys budget team-a --usd 50 --period month\n  gatecast keys budget team-a --clear"
+    )]
+    Budget {
+        name: String,
+        /// The budget in US dollars (0 refuses every request).
+        #[arg(
+            long,
+            value_name = "USD",
+            requires = "period",
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
+        usd: Option<f64>,
+        #[arg(long, value_enum, requires = "usd")]
+        period: Option<BudgetPeriodArg>,
+        /// Remove the budget: the key may spend without limit.
+        #[arg(long)]
+        clear: bool,
         #[command(flatten)]
         target: StoreTarget,
     },

@@ -43,6 +43,11 @@ pub struct Config {
     /// (see [`take_provider_pricing`]).
     #[serde(skip)]
     pub provider_pricing: BTreeMap<String, ProviderPricing>,
+    #[serde(default)]
+    pub spend: SpendConfig,
+    /// `[responses]`: how Responses API turns are kept for `previous_response_id`.
+    #[serde(default)]
+    pub responses: crate::turns::ResponsesConfig,
 }
 
 /// `[pricing]`: where prices come from.
@@ -52,6 +57,29 @@ pub struct PricingConfig {
     /// A price file in the shipped table's format (docs/cost.md) that replaces it.
     #[serde(default)]
     pub table: Option<PathBuf>,
+}
+
+/// Spend per key, user, model and day, and budget enforcement (docs/cost.md, "Budgets").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendConfig {
+    /// How often spend is written to the store and budgets are read back; it bounds how far
+    /// past its budget a key can go.
+    #[serde(default = "defaults::spend_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Distinct (day, key, user, model) entries held between two flushes; past it a new
+    /// entry's spend is dropped and counted in `gatecast_spend_dropped_total`.
+    #[serde(default = "defaults::spend_max_pending_entries")]
+    pub max_pending_entries: usize,
+}
+
+impl Default for SpendConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: defaults::spend_flush_interval_ms(),
+            max_pending_entries: defaults::spend_max_pending_entries(),
+        }
+    }
 }
 
 /// What destinations may reach. Destinations and their connection tests can be created at
@@ -283,6 +311,12 @@ mod defaults {
     pub fn watch_interval_ms() -> u64 {
         1000
     }
+    pub fn spend_flush_interval_ms() -> u64 {
+        1000
+    }
+    pub fn spend_max_pending_entries() -> usize {
+        10_000
+    }
 }
 
 impl Config {
@@ -432,6 +466,17 @@ impl Config {
             }
         }
         self.router()?;
+        for (path, value) in [
+            ("spend.flush_interval_ms", self.spend.flush_interval_ms),
+            (
+                "spend.max_pending_entries",
+                self.spend.max_pending_entries as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(GatewayError::config(path, "must be greater than 0"));
+            }
+        }
         self.price_overrides()
             .check()
             .map_err(|e| GatewayError::config(e.path, e.message))?;
@@ -1048,6 +1093,11 @@ mod tests {
             ("[server]\nmax_connections = -1", "server.max_connections"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
             ("[store]\nwatch_interval_ms = 0", "store.watch_interval_ms"),
+            ("[spend]\nflush_interval_ms = 0", "spend.flush_interval_ms"),
+            (
+                "[spend]\nmax_pending_entries = 0",
+                "spend.max_pending_entries",
+            ),
             ("[auth]\nrequire = true", "auth"),
             (
                 "[providers.up]\nkind = \"openai\"\nbase_url = \"not a url\"",

@@ -13,6 +13,8 @@ pub mod guard;
 pub mod logging;
 pub mod routes;
 pub mod serve;
+pub mod spend;
+pub mod turns;
 pub mod upkeep;
 
 pub use app::Gateway;

@@ -18,6 +18,12 @@ fn main() -> ExitCode {
         Command::Serve { config, listen } => serve(config.as_deref(), listen),
         Command::Destinations(command) => gatecast::commands::destinations(command),
         Command::Keys(command) => gatecast::commands::keys(command),
+        Command::Spend {
+            since,
+            by,
+            json,
+            target,
+        } => gatecast::commands::spend(since.as_deref(), by, json, &target),
         Command::Migrate { target } => gatecast::commands::migrate(&target),
     };
     match result {

@@ -35,6 +35,12 @@ impl Mock {
             object.insert("model".into(), Value::String(deployment.to_owned()));
         }
         let mut reply = self.respond(&body, header);
+        if reply.status == 429 {
+            // Azure's own rate-limit body: a code and a message, no `type`.
+            let secs = reply.header("retry-after").unwrap_or("1").to_owned();
+            reply.body = MockBody::Json(rate_limited(&secs));
+            return reply;
+        }
         if !content_filter_asked(&body, header) {
             return reply;
         }
@@ -83,6 +89,14 @@ fn error(status: u16, code: &str, message: &str, body: &Value) -> MockReply {
             json!({"error": {"code": code, "message": message}}).to_string(),
         )),
     }
+}
+
+fn rate_limited(retry_after: &str) -> Bytes {
+    let message = format!(
+        "Requests to the ChatCompletions_Create Operation have exceeded call rate limit of your \
+         current OpenAI S0 pricing tier. Please retry after {retry_after} seconds."
+    );
+    Bytes::from(json!({"error": {"code": "429", "message": message}}).to_string())
 }
 
 fn content_filter_asked(body: &Value, header: Option<&str>) -> bool {

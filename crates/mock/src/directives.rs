@@ -12,7 +12,7 @@ pub(crate) const MARKER: &str = "#mock:";
 
 const KNOWN_KEYS: &str = "error, retry_after, latency_ms, chunk_delay_ms, abort_after, chunks, \
 fail_times, stream_error_after, truncate_after, answer_bytes, event_bytes, cache_read, cache_write, \
-content_filter";
+content_filter, stop_reason";
 
 /// Error messages quote user input; clipping keeps a hostile token from bloating the reply.
 const QUOTE_LIMIT: usize = 64;
@@ -46,6 +46,9 @@ pub struct Directives {
     /// Azure paths: content-filter annotations on the answer, or with `error=400` Azure's
     /// `content_filter` error.
     pub content_filter: bool,
+    /// Anthropic Messages: the `stop_reason` a text answer ends with, to exercise a client's
+    /// mapping of each (`max_tokens`, `stop_sequence`, `refusal`, `pause_turn`, `end_turn`).
+    pub stop_reason: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -126,6 +129,17 @@ impl Directives {
             "event_bytes" => self.event_bytes = Some(number(key, value, "a number of bytes")?),
             "cache_read" => self.cache_read = Some(number(key, value, "a number of tokens")?),
             "cache_write" => self.cache_write = Some(number(key, value, "a number of tokens")?),
+            "stop_reason" => {
+                const EXPECTED: &str = "end_turn, max_tokens, stop_sequence, refusal or pause_turn";
+                self.stop_reason = Some(match value {
+                    "end_turn" => "end_turn",
+                    "max_tokens" => "max_tokens",
+                    "stop_sequence" => "stop_sequence",
+                    "refusal" => "refusal",
+                    "pause_turn" => "pause_turn",
+                    _ => return Err(invalid(key, value, EXPECTED)),
+                });
+            }
             "content_filter" => {
                 self.content_filter = match value {
                     "1" | "true" => true,
@@ -220,7 +234,7 @@ mod tests {
         let d = Directives::parse(
             "error=429,retry_after=7;latency_ms=15 chunk_delay_ms=3,abort_after=2,chunks=4,fail_times=1 \
              stream_error_after=5,truncate_after=6,answer_bytes=1048576,event_bytes=2097152 \
-             cache_read=30,cache_write=12,content_filter=1",
+             cache_read=30,cache_write=12,content_filter=1,stop_reason=refusal",
         )
         .unwrap();
         assert_eq!(
@@ -240,9 +254,11 @@ mod tests {
                 cache_read: Some(30),
                 cache_write: Some(12),
                 content_filter: true,
+                stop_reason: Some("refusal"),
             }
         );
         assert!(Directives::parse("content_filter=yes").is_err());
+        assert!(Directives::parse("stop_reason=tool_use").is_err());
         assert!(
             !Directives::parse("content_filter=0")
                 .unwrap()

@@ -35,4 +35,6 @@ pub use responder::Mock;
 pub use server::{start, MockServer};
 
 #[cfg(test)]
+mod dialect_fuzz_tests;
+#[cfg(test)]
 mod responder_tests;

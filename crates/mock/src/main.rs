@@ -31,7 +31,8 @@ answer_bytes=N      a non-streamed answer of N bytes, made as it is sent\n  \
 event_bytes=N       one streamed event of N bytes that never ends, made as it is sent\n  \
 cache_read=N        Anthropic: N cache-read input tokens in the usage\n  \
 cache_write=N       Anthropic: N cache-creation input tokens in the usage\n  \
-content_filter=1    Azure: content-filter annotations; with error=400, Azure's filter error\n\n\
+content_filter=1    Azure: content-filter annotations; with error=400, Azure's filter error\n  \
+stop_reason=R       Anthropic: a text answer stops with R (max_tokens, stop_sequence, refusal, ...)\n\n\
 See docs/mock.md for each dialect's shapes and validation."
 )]
 struct Cli {

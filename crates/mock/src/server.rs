@@ -134,34 +134,22 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What every POST route needs: the parsed body (`Null` when it is not JSON), its headers,
-/// and a record of it for the tests.
+/// What every POST route needs: the parsed body (`Null` when it is not JSON) and its headers;
+/// it becomes the recorder's entry once answered.
 struct Received {
-    body: Value,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
-    query: Option<String>,
+    body: Value,
 }
 
 impl Received {
-    fn take(
-        state: &AppState,
-        method: &Method,
-        uri: &Uri,
-        headers: HeaderMap,
-        body: &Bytes,
-    ) -> Self {
-        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        state.recorder.push(RecordedRequest {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            query: uri.query().map(str::to_owned),
-            headers: header_pairs(&headers),
-            body: body.clone(),
-        });
+    fn new(method: Method, uri: Uri, headers: HeaderMap, body: &Bytes) -> Self {
         Received {
-            body,
+            method,
+            uri,
             headers,
-            query: uri.query().map(str::to_owned),
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
         }
     }
 
@@ -172,6 +160,24 @@ impl Received {
     fn directives(&self) -> Option<&str> {
         self.header(crate::DIRECTIVES_HEADER)
     }
+
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    /// Recorded before the reply's latency, so a test can see a request still in flight; the
+    /// body moves into the record, uncopied.
+    async fn answer(self, state: &AppState, reply: impl FnOnce(&Self) -> MockReply) -> Response {
+        let reply = reply(&self);
+        state.recorder.push(RecordedRequest {
+            method: self.method.to_string(),
+            path: self.uri.path().to_owned(),
+            query: self.uri.query().map(str::to_owned),
+            headers: header_pairs(&self.headers),
+            body: self.body,
+        });
+        send(reply).await
+    }
 }
 
 async fn chat(
@@ -181,8 +187,9 @@ async fn chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    send(state.mock.respond(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| state.mock.respond(&r.body, r.directives()))
+        .await
 }
 
 async fn messages(
@@ -192,11 +199,11 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = anthropic_refusal(&req) {
-        return send(refused).await;
-    }
-    send(state.mock.messages(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        anthropic_refusal(r).unwrap_or_else(|| state.mock.messages(&r.body, r.directives()))
+    })
+    .await
 }
 
 async fn count_tokens(
@@ -206,11 +213,11 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = anthropic_refusal(&req) {
-        return send(refused).await;
-    }
-    send(state.mock.count_tokens(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        anthropic_refusal(r).unwrap_or_else(|| state.mock.count_tokens(&r.body, r.directives()))
+    })
+    .await
 }
 
 /// Anthropic wants a key (`x-api-key`, or a bearer token) and an `anthropic-version`.
@@ -248,8 +255,9 @@ async fn responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    send(state.mock.responses(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| state.mock.responses(&r.body, r.directives()))
+        .await
 }
 
 async fn embeddings(
@@ -259,8 +267,9 @@ async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    send(state.mock.embeddings(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| state.mock.embeddings(&r.body, r.directives()))
+        .await
 }
 
 async fn azure_deployment_chat(
@@ -271,15 +280,14 @@ async fn azure_deployment_chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = azure_refusal(&req, true) {
-        return send(refused).await;
-    }
-    send(
-        state
-            .mock
-            .azure_chat(&req.body, req.directives(), Some(&deployment)),
-    )
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, true).unwrap_or_else(|| {
+            state
+                .mock
+                .azure_chat(&r.body, r.directives(), Some(&deployment))
+        })
+    })
     .await
 }
 
@@ -290,11 +298,12 @@ async fn azure_v1_chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = azure_refusal(&req, false) {
-        return send(refused).await;
-    }
-    send(state.mock.azure_chat(&req.body, req.directives(), None)).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, false)
+            .unwrap_or_else(|| state.mock.azure_chat(&r.body, r.directives(), None))
+    })
+    .await
 }
 
 async fn azure_deployment_embeddings(
@@ -305,14 +314,18 @@ async fn azure_deployment_embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = azure_refusal(&req, true) {
-        return send(refused).await;
-    }
-    if let Some(object) = req.body.as_object_mut() {
-        object.insert("model".into(), Value::String(deployment));
-    }
-    send(state.mock.embeddings(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, true).unwrap_or_else(|| {
+            // The deployment names the model; the record keeps the body as it came.
+            let mut body = r.body.clone();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("model".into(), Value::String(deployment));
+            }
+            state.mock.embeddings(&body, r.directives())
+        })
+    })
+    .await
 }
 
 async fn azure_v1_embeddings(
@@ -322,11 +335,11 @@ async fn azure_v1_embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = azure_refusal(&req, false) {
-        return send(refused).await;
-    }
-    send(state.mock.embeddings(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, false).unwrap_or_else(|| state.mock.embeddings(&r.body, r.directives()))
+    })
+    .await
 }
 
 async fn azure_v1_responses(
@@ -336,17 +349,17 @@ async fn azure_v1_responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = Received::take(&state, &method, &uri, headers, &body);
-    if let Some(refused) = azure_refusal(&req, false) {
-        return send(refused).await;
-    }
-    send(state.mock.responses(&req.body, req.directives())).await
+    let req = Received::new(method, uri, headers, &body);
+    req.answer(&state, |r| {
+        azure_refusal(r, false).unwrap_or_else(|| state.mock.responses(&r.body, r.directives()))
+    })
+    .await
 }
 
 /// The deployment form needs `api-version` (404 without, as Azure answers); both need a key.
 fn azure_refusal(req: &Received, needs_version: bool) -> Option<MockReply> {
     if needs_version {
-        if let Some(missing) = crate::azure::missing_api_version(req.query.as_deref(), &req.body) {
+        if let Some(missing) = crate::azure::missing_api_version(req.query(), &req.body) {
             return Some(missing);
         }
     }

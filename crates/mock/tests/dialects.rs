@@ -329,8 +329,27 @@ async fn messages_streams_anthropics_event_sequence() {
         json!({"stop_reason": "end_turn", "stop_sequence": null})
     );
     assert_eq!(
-        end["usage"]["output_tokens"],
-        plain["usage"]["output_tokens"]
+        end["usage"], plain["usage"],
+        "cumulative, as Anthropic sends it"
+    );
+    let cached = mock
+        .messages(&with(
+            claude("#mock:cache_read=9 cached"),
+            json!({"stream": true}),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let cached = named_events(&cached);
+    assert_eq!(
+        cached[0].1["message"]["usage"]["cache_read_input_tokens"],
+        9
+    );
+    assert_eq!(cached[0].1["message"]["usage"]["output_tokens"], 1);
+    assert_eq!(
+        cached[cached.len() - 2].1["usage"]["cache_read_input_tokens"],
+        9
     );
 
     // `chunks` sets the piece count.
@@ -417,6 +436,51 @@ async fn messages_tool_use_plain_and_streamed_agree() {
     let v: Value = mock.messages(&round_trip).await.json().await.unwrap();
     assert_eq!(v["stop_reason"], "end_turn");
     assert_eq!(v["content"][0]["text"], "Mock reply to: under the mat");
+}
+
+#[tokio::test]
+async fn messages_stop_reason_directive_sets_each_stop() {
+    let mock = Mock::start().await;
+    for reason in ["max_tokens", "refusal", "pause_turn", "end_turn"] {
+        let body = claude(&format!("#mock:stop_reason={reason} stop"));
+        let v: Value = mock.messages(&body).await.json().await.unwrap();
+        assert_eq!(v["stop_reason"], reason);
+        assert_eq!(v["stop_sequence"], Value::Null);
+        let text = mock
+            .messages(&with(body, json!({"stream": true})))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let events = named_events(&text);
+        assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], reason);
+    }
+    let body = with(
+        claude("#mock:stop_reason=stop_sequence stop"),
+        json!({"stop_sequences": ["END", "OTHER"]}),
+    );
+    let v: Value = mock.messages(&body).await.json().await.unwrap();
+    assert_eq!(v["stop_reason"], "stop_sequence");
+    assert_eq!(v["stop_sequence"], "END");
+    let text = mock
+        .messages(&with(body, json!({"stream": true})))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = named_events(&text);
+    assert_eq!(
+        events[events.len() - 2].1["delta"],
+        json!({"stop_reason": "stop_sequence", "stop_sequence": "END"})
+    );
+    // A tool call always stops on tool_use.
+    let v: Value = mock
+        .messages(&with(claude("#mock:stop_reason=max_tokens call"), tool()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["stop_reason"], "tool_use");
 }
 
 #[tokio::test]
@@ -666,10 +730,23 @@ async fn azure_deployment_path_names_the_model_and_needs_a_version_and_a_key() {
         .await;
     assert_eq!(resp.status(), 200);
 
-    // Errors and directives are the chat mock's.
-    let resp = mock.post(path, AZURE, &chat("#mock:error=429 slow")).await;
+    // Errors and directives are the chat mock's, but a 429 has Azure's own body.
+    let resp = mock
+        .post(path, AZURE, &chat("#mock:error=429,retry_after=2 slow"))
+        .await;
     assert_eq!(resp.status(), 429);
-    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["retry-after"], "2");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "429");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("retry after 2 seconds"));
+    assert!(v["error"].get("type").is_none());
+    let resp = mock.post(path, AZURE, &chat("#mock:error=500 down")).await;
+    assert_eq!(resp.status(), 500);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "server_error");
 
     // The v1 form takes the deployment as the body's model and no api-version.
     let resp = mock

@@ -6,11 +6,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::stream::reshape::ReshapedBody;
 use crate::stream::tee::{BodyError, TeeBody};
 
 pub enum ProxyBody {
     Full(Option<Bytes>),
     Tee(Box<TeeBody>),
+    /// The tee's chat answer rewritten for another client API.
+    Reshaped(Box<ReshapedBody>),
 }
 
 impl ProxyBody {
@@ -34,6 +37,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Tee(tee) => Pin::new(tee.as_mut()).poll_frame(cx),
+            ProxyBody::Reshaped(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -41,6 +45,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Tee(tee) => tee.is_end_stream(),
+            ProxyBody::Reshaped(body) => body.is_end_stream(),
         }
     }
 
@@ -49,6 +54,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
             ProxyBody::Tee(tee) => tee.size_hint(),
+            ProxyBody::Reshaped(body) => body.size_hint(),
         }
     }
 }

@@ -6,8 +6,13 @@
 //! without limit. Streams are also checked for how they ended: an error event, or an end with
 //! neither `[DONE]` nor a finish reason, makes the exchange a `stream_error`.
 
+use bytes::BytesMut;
 use gatecast_telemetry::record::{Choice, Output, ToolCall, Usage};
 use serde::Deserialize;
+
+use crate::convert::chat_to_messages::{self, MessagesToChatStream};
+use crate::convert::StreamConverter;
+use crate::stream::sse::{event_data, SseSplitter};
 
 /// The parts of a chunk or completion the gateway reads. Everything else is ignored.
 #[derive(Deserialize, Default)]
@@ -97,6 +102,15 @@ impl ErrorView {
     }
 }
 
+fn is_error_body(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    serde_json::from_slice::<Kind<'_>>(body).is_ok_and(|k| k.kind == Some("error"))
+}
+
 /// A provider's error message is kept only this long: it may be as large as its body.
 const MAX_ERROR_MESSAGE_BYTES: usize = 8 * 1024;
 
@@ -127,7 +141,15 @@ pub enum ChunkKind {
     Other,
 }
 
+/// The wire the observed answer is in. Anything but chat is read through its converter to
+/// chat, so one fold serves every provider passed through untranslated.
+enum Reading {
+    Chat,
+    Messages(Box<MessagesToChatStream>),
+}
+
 pub struct Accumulator {
+    reading: Reading,
     output: Output,
     usage: Option<Usage>,
     error_message: Option<String>,
@@ -143,6 +165,7 @@ pub struct Accumulator {
 impl Accumulator {
     pub fn new(keep_content: bool, limit: usize) -> Self {
         Self {
+            reading: Reading::Chat,
             output: Output::default(),
             usage: None,
             error_message: None,
@@ -153,8 +176,35 @@ impl Accumulator {
         }
     }
 
+    /// Reads an Anthropic Messages answer, passed through to an Anthropic client.
+    pub fn messages(keep_content: bool, limit: usize) -> Self {
+        Self {
+            reading: Reading::Messages(Box::new(MessagesToChatStream::new(0))),
+            ..Self::new(keep_content, limit)
+        }
+    }
+
     /// Folds one SSE `data` payload in.
     pub fn on_chunk(&mut self, data: &[u8]) -> ChunkKind {
+        if let Reading::Messages(conv) = &mut self.reading {
+            let mut event = Vec::with_capacity(data.len() + 8);
+            event.extend_from_slice(b"data: ");
+            event.extend_from_slice(data);
+            event.extend_from_slice(b"\n\n");
+            let mut out = BytesMut::new();
+            conv.event(&event, &mut out);
+            let mut splitter = SseSplitter::new(usize::MAX);
+            for chunk in splitter.push(&out).unwrap_or_default() {
+                if let Some(data) = event_data(&chunk) {
+                    self.on_chat_chunk(&data);
+                }
+            }
+            return ChunkKind::Regular;
+        }
+        self.on_chat_chunk(data)
+    }
+
+    fn on_chat_chunk(&mut self, data: &[u8]) -> ChunkKind {
         if data == b"[DONE]" {
             self.done = true;
             return ChunkKind::Other;
@@ -174,6 +224,20 @@ impl Accumulator {
 
     /// Reads a whole (non-streamed) answer or error body.
     pub fn on_body(&mut self, body: &[u8]) {
+        let converted;
+        let body = match &self.reading {
+            // An Anthropic error has `error.message` as OpenAI's has: it is read as it is.
+            Reading::Messages(_) if !is_error_body(body) => {
+                match chat_to_messages::response(body, 0) {
+                    Ok(chat) => {
+                        converted = chat;
+                        &converted[..]
+                    }
+                    Err(_) => return,
+                }
+            }
+            _ => body,
+        };
         if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
             self.fold(env);
         }

@@ -16,15 +16,14 @@ use http::StatusCode;
 use serde::Serialize;
 
 /// Which client API an answer is written for, chosen per route.
-///
-/// An Anthropic-compatible route would add `Anthropic`: `{"type":"error","error":{"type",
-/// "message"}}`, with the type named after the status (`invalid_request_error` for 400,
-/// `authentication_error`, `permission_error`, `not_found_error`, `request_too_large`,
-/// `rate_limit_error`, `api_error`, `overloaded_error`) and stream errors as `event: error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiShape {
     /// `{"error":{"message","type","param","code"}}`, as OpenAI's SDKs read it.
     OpenAi,
+    /// `{"type":"error","error":{"type","message"}}`, the type named after the status
+    /// (`invalid_request_error`, `authentication_error`, `rate_limit_error`,
+    /// `overloaded_error`, ...), and stream errors as `event: error`.
+    Anthropic,
 }
 
 /// The class of an error, as OpenAI's `type` names it.
@@ -36,6 +35,8 @@ pub enum ErrorType {
     NotFound,
     /// The admin API's clashes with what is stored.
     Conflict,
+    /// Out of money to spend: a virtual key over its budget (a 429, as OpenAI's own).
+    InsufficientQuota,
     /// The gateway or the provider failed, not the request.
     Api,
 }
@@ -47,6 +48,7 @@ impl ErrorType {
             ErrorType::Authentication => "authentication_error",
             ErrorType::NotFound => "not_found_error",
             ErrorType::Conflict => "conflict_error",
+            ErrorType::InsufficientQuota => "insufficient_quota",
             ErrorType::Api => "api_error",
         }
     }
@@ -99,6 +101,7 @@ impl ApiShape {
             ApiShape::OpenAi => json(&OpenAiBody {
                 error: OpenAiError::from(error),
             }),
+            ApiShape::Anthropic => crate::convert::messages_to_chat::error::api_error(error),
         }
     }
 
@@ -110,6 +113,15 @@ impl ApiShape {
                 event.extend_from_slice(&self.body(error));
                 event.extend_from_slice(b"\n\n");
                 event
+            }
+            ApiShape::Anthropic => {
+                let mut event = bytes::BytesMut::new();
+                crate::convert::messages_to_chat::error::event(
+                    crate::convert::messages_to_chat::error::error_type(error.status),
+                    &error.message,
+                    &mut event,
+                );
+                event.to_vec()
             }
         }
     }
@@ -173,6 +185,52 @@ pub enum ProxyError {
         length: u64,
         limit: usize,
     },
+    /// Something the gateway itself needs (the store of Responses turns) cannot be reached.
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// The key's spend in its budget's period has reached the budget.
+    #[error("{}", budget_message(key, period, *budget_usd, *spent_usd, resets_at.as_deref()))]
+    BudgetExceeded {
+        key: String,
+        /// How the period's budget is called: `daily`, `weekly`, `monthly`, `total`.
+        period: &'static str,
+        budget_usd: f64,
+        spent_usd: f64,
+        /// When the period ends (`2026-05-05 00:00:00 UTC`); `None` for a total budget.
+        resets_at: Option<String>,
+    },
+}
+
+fn budget_message(
+    key: &str,
+    period: &str,
+    budget_usd: f64,
+    spent_usd: f64,
+    resets_at: Option<&str>,
+) -> String {
+    let when = match resets_at {
+        Some(at) => format!("it resets at {at}"),
+        None => "a total budget does not reset: an operator can raise or clear it".to_owned(),
+    };
+    format!(
+        "virtual key `{key}` has used its {period} budget: spent ${} of ${}; {when}",
+        dollars(spent_usd),
+        dollars(budget_usd)
+    )
+}
+
+/// Cents for amounts of a dollar or more; below, up to micro-dollars, so that a small budget
+/// is not shown as $0.00.
+fn dollars(usd: f64) -> String {
+    if usd.abs() >= 1.0 {
+        return format!("{usd:.2}");
+    }
+    let mut text = format!("{usd:.6}");
+    let keep = text.find('.').map_or(text.len(), |dot| dot + 3);
+    while text.len() > keep && text.ends_with('0') {
+        text.pop();
+    }
+    text
 }
 
 /// How many chars of a client's model an error message quotes; the rest becomes `…`.
@@ -197,6 +255,8 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -209,6 +269,8 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => ErrorKind::Unreachable,
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
             ProxyError::ResponseTooLarge { .. } => ErrorKind::ResponseTooLarge,
+            ProxyError::BudgetExceeded { .. } => ErrorKind::BudgetExceeded,
+            ProxyError::Unavailable { .. } => ErrorKind::Unreachable,
         }
     }
 
@@ -233,6 +295,10 @@ impl ProxyError {
             ProxyError::ResponseTooLarge { .. } => {
                 (ErrorType::Api, Some("upstream_response_too_large"), None)
             }
+            ProxyError::BudgetExceeded { .. } => {
+                (ErrorType::InsufficientQuota, Some("budget_exceeded"), None)
+            }
+            ProxyError::Unavailable { .. } => (ErrorType::Api, Some("gateway_unavailable"), None),
         };
         ApiError {
             status: self.status(),
@@ -301,6 +367,13 @@ mod tests {
                 length: 9,
                 limit: 1,
             },
+            ProxyError::BudgetExceeded {
+                key: "team-a".into(),
+                period: "daily",
+                budget_usd: 50.0,
+                spent_usd: 50.25,
+                resets_at: Some("2026-05-05 00:00:00 UTC".into()),
+            },
         ];
         for e in errors {
             let a = e.api_error();
@@ -317,6 +390,39 @@ mod tests {
             assert_eq!(response.status(), e.status());
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         }
+    }
+
+    /// OpenAI's own answer to an account out of credit, with what was spent and when the
+    /// period resets; amounts under a dollar keep the digits that make them non-zero.
+    #[test]
+    fn an_exceeded_budget_is_a_429_of_insufficient_quota() {
+        let e = ProxyError::BudgetExceeded {
+            key: "team-a".into(),
+            period: "weekly",
+            budget_usd: 0.5,
+            spent_usd: 0.000_125,
+            resets_at: Some("2026-05-11 00:00:00 UTC".into()),
+        };
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {
+                "message": "virtual key `team-a` has used its weekly budget: spent $0.000125 of $0.50; it resets at 2026-05-11 00:00:00 UTC",
+                "type": "insufficient_quota", "param": null, "code": "budget_exceeded"
+            }})
+        );
+        let total = ProxyError::BudgetExceeded {
+            key: "k".into(),
+            period: "total",
+            budget_usd: 10.0,
+            spent_usd: 12.345,
+            resets_at: None,
+        };
+        assert_eq!(
+            total.to_string(),
+            "virtual key `k` has used its total budget: spent $12.35 of $10.00; a total budget does not reset: an operator can raise or clear it"
+        );
     }
 
     #[test]

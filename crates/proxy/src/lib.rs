@@ -5,6 +5,7 @@
 //!
 //! [`GenerationRecord`]: gatecast_telemetry::GenerationRecord
 
+pub mod api;
 pub mod body;
 mod capture;
 pub mod config;

@@ -12,14 +12,17 @@ use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::value::RawValue;
 
+use crate::api::responses::ResponseStore;
+use crate::api::{ClientApi, Parsed};
 use crate::body::ProxyBody;
 use crate::capture::Accumulator;
+use crate::convert::messages_to_chat;
 use crate::error::{ApiError, ApiShape, ErrorType, ProxyError};
 use crate::exchange::{Exchange, RecordSink};
 use crate::providers::{UpstreamCall, UpstreamError, UpstreamResponse};
-use crate::request::ChatRequest;
 use crate::retry::{Next, RetryPolicy};
 use crate::routing::{Router, Target};
+use crate::stream::reshape::{Reshape, ReshapedBody};
 use crate::stream::sse::SseSplitter;
 use crate::stream::tee::{Mode, TeeBody};
 use crate::trace_headers;
@@ -29,8 +32,9 @@ pub const PRIVACY_HEADER: &str = "x-gatecast-privacy";
 pub const SESSION_HEADER: &str = "x-session-id";
 
 /// Provider response headers a client may rely on.
-const PASSTHROUGH_HEADERS: [&str; 5] = [
+const PASSTHROUGH_HEADERS: [&str; 6] = [
     "retry-after",
+    "request-id",
     "retry-after-ms",
     "x-request-id",
     "openai-processing-ms",
@@ -87,6 +91,8 @@ pub struct Proxy {
     router: Router,
     sink: Arc<dyn RecordSink>,
     settings: Settings,
+    /// Where Responses turns are kept for `previous_response_id`; none in a bare proxy.
+    turns: Option<Arc<dyn ResponseStore>>,
 }
 
 impl Proxy {
@@ -95,7 +101,23 @@ impl Proxy {
             router,
             sink,
             settings,
+            turns: None,
         }
+    }
+
+    /// Keeps Responses turns in `turns`, so that `previous_response_id` works.
+    pub fn with_response_store(mut self, turns: Arc<dyn ResponseStore>) -> Self {
+        self.turns = Some(turns);
+        self
+    }
+
+    pub fn response_store(&self) -> Option<&Arc<dyn ResponseStore>> {
+        self.turns.as_ref()
+    }
+
+    /// Serves `POST /v1/responses`.
+    pub async fn responses(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Responses, incoming).await
     }
 
     pub fn router(&self) -> &Router {
@@ -104,22 +126,45 @@ impl Proxy {
 
     /// Serves `POST /v1/chat/completions`.
     pub async fn chat(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::ChatCompletions, incoming).await
+    }
+
+    /// Serves `POST /v1/messages`, Anthropic's API.
+    pub async fn messages(&self, incoming: Incoming) -> Response<ProxyBody> {
+        self.serve(ClientApi::Messages, incoming).await
+    }
+
+    /// One request of `api`: read, route, forward, answer in the API's own shape.
+    pub async fn serve(&self, api: ClientApi, incoming: Incoming) -> Response<ProxyBody> {
         let mut exchange = self.start(&incoming);
-        let req = match self.prepare(&incoming, &mut exchange) {
-            Ok(req) => req,
-            Err(e) => return self.reject_exchange(exchange, e),
+        let shape = api.shape();
+        let parsed = match self.prepare(api, &incoming, &mut exchange).await {
+            Ok(parsed) => parsed,
+            Err(e) => return self.reject_exchange(exchange, e, shape),
         };
-        let Some(route) = self.router.resolve(req.model()) else {
-            return self.reject_exchange(exchange, ProxyError::model_not_found(req.model()));
+        let Some(route) = self.router.resolve(parsed.req.model()) else {
+            let error = ProxyError::model_not_found(parsed.req.model());
+            return self.reject_exchange(exchange, error, shape);
         };
-        self.forward(exchange, &req, &route.targets, &incoming.headers)
+        self.forward(exchange, &parsed, &route.targets, &incoming.headers)
             .await
     }
 
-    /// Refuses a request before it is parsed (body too large, bad key), and still traces it.
+    /// Refuses a chat request before it is parsed (body too large, bad key), and still
+    /// traces it.
     pub fn reject(&self, incoming: &Incoming, error: ProxyError) -> Response<ProxyBody> {
+        self.reject_as(ClientApi::ChatCompletions, incoming, error)
+    }
+
+    /// Refuses a request of `api` before it is parsed, in that API's shape, and traces it.
+    pub fn reject_as(
+        &self,
+        api: ClientApi,
+        incoming: &Incoming,
+        error: ProxyError,
+    ) -> Response<ProxyBody> {
         let exchange = self.start(incoming);
-        self.reject_exchange(exchange, error)
+        self.reject_exchange(exchange, error, api.shape())
     }
 
     fn start(&self, incoming: &Incoming) -> Exchange {
@@ -139,15 +184,21 @@ impl Proxy {
     }
 
     /// Parses and validates the body, filling the request half of the record.
-    fn prepare(
+    async fn prepare(
         &self,
+        api: ClientApi,
         incoming: &Incoming,
         exchange: &mut Exchange,
-    ) -> Result<ChatRequest, ProxyError> {
-        let mut req = ChatRequest::parse(
-            &incoming.body,
-            header_str(&incoming.headers, SESSION_HEADER),
-        )?;
+    ) -> Result<Parsed, ProxyError> {
+        let mut parsed = api
+            .parse(
+                &incoming.body,
+                &incoming.headers,
+                self.turns.as_deref(),
+                incoming.key_name.as_deref(),
+            )
+            .await?;
+        let req = &mut parsed.req;
         let record = &mut exchange.record;
         record.request = req.info.clone();
         let from_headers = trace_headers::from_headers(&incoming.headers);
@@ -200,14 +251,19 @@ impl Proxy {
         };
         record.request.messages = content("messages");
         record.request.tools = content("tools");
-        Ok(req)
+        Ok(parsed)
     }
 
     fn keeps_content(&self, request_private: bool) -> bool {
         !request_private && self.sink.wants_content()
     }
 
-    fn reject_exchange(&self, mut exchange: Exchange, error: ProxyError) -> Response<ProxyBody> {
+    fn reject_exchange(
+        &self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        shape: ApiShape,
+    ) -> Response<ProxyBody> {
         exchange.fail(
             error.kind(),
             Some(error.status().as_u16()),
@@ -215,7 +271,7 @@ impl Proxy {
         );
         let trace_id = exchange.record.context.trace_id;
         exchange.publish();
-        error_response(&error, &trace_id)
+        error_response_in(&error, &trace_id, shape)
     }
 
     /// Tries the targets in order, each as often as its provider's retry policy says, and
@@ -223,27 +279,65 @@ impl Proxy {
     async fn forward(
         &self,
         mut exchange: Exchange,
-        req: &ChatRequest,
+        parsed: &Parsed,
         targets: &[Target],
         client_headers: &HeaderMap,
     ) -> Response<ProxyBody> {
+        let req = &parsed.req;
+        let shape = parsed.api.shape();
         let mut last = None;
         for (ti, target) in targets.iter().enumerate() {
             let cfg = target.provider.config();
             let policy = RetryPolicy::of(cfg);
             let timeout = Duration::from_millis(cfg.timeout_ms);
             set_route(&mut exchange, target, req.model());
-            let call = match target.provider.chat_call(req, &target.model) {
-                Ok(call) => call,
-                Err(e) => return self.reject_exchange(exchange, e),
+            let native = parsed
+                .native
+                .as_ref()
+                .filter(|_| parsed.api.native_wire() == Some(target.provider.wire()));
+            let call = match native {
+                Some(body) => Ok(UpstreamCall {
+                    body: Bytes::from(body.write(&target.model)),
+                    url: None,
+                }),
+                None => target.provider.chat_call(req, &target.model),
             };
+            let call = match call {
+                Ok(call) => call,
+                Err(e) => return self.reject_exchange(exchange, e, shape),
+            };
+            let passthrough = native.is_some();
             let mut tries = 0u32;
             let outcome = loop {
-                let (result, deadline) =
-                    try_once(&mut exchange, target, timeout, &call, client_headers).await;
+                let (result, deadline) = try_once(
+                    &mut exchange,
+                    target,
+                    timeout,
+                    &call,
+                    client_headers,
+                    passthrough,
+                )
+                .await;
                 let next = match &result {
                     Ok(resp) if resp.status.is_success() => Next::Respond,
-                    Ok(resp) => policy.next(tries, Some((resp.status, &resp.headers))),
+                    Ok(resp) => {
+                        // `retry_on` may name the provider's own status (Anthropic's 529) or
+                        // the one the client sees (503).
+                        let own = exchange
+                            .record
+                            .attempts
+                            .last()
+                            .and_then(|a| a.http_status)
+                            .and_then(|s| StatusCode::from_u16(s).ok())
+                            .unwrap_or(resp.status);
+                        match policy.next(tries, Some((resp.status, &resp.headers))) {
+                            Next::Retry(wait) => Next::Retry(wait),
+                            _ if own != resp.status => {
+                                policy.next(tries, Some((own, &resp.headers)))
+                            }
+                            other => other,
+                        }
+                    }
                     Err(_) => policy.next(tries, None),
                 };
                 match (next, result) {
@@ -253,13 +347,13 @@ impl Proxy {
                         tries += 1;
                     }
                     (Next::Respond, Ok(resp)) => {
-                        return self.respond(exchange, req, resp, deadline, target)
+                        return self.respond(exchange, parsed, resp, deadline, target, passthrough)
                     }
                     (_, Ok(resp)) => break Ok((resp, deadline)),
                     (_, Err(e)) => break Err(e),
                 }
             };
-            last = Some((outcome, target));
+            last = Some((outcome, target, passthrough));
             if ti + 1 < targets.len() {
                 tracing::debug!(
                     provider = %target.provider.name(),
@@ -268,23 +362,32 @@ impl Proxy {
             }
         }
         match last {
-            Some((Ok((resp, deadline)), target)) => {
-                self.respond(exchange, req, resp, deadline, target)
+            Some((Ok((resp, deadline)), target, passthrough)) => {
+                self.respond(exchange, parsed, resp, deadline, target, passthrough)
             }
-            Some((Err(e), target)) => self.reject_exchange(exchange, unanswered(e, target)),
-            None => self.reject_exchange(exchange, ProxyError::model_not_found(req.model())),
+            Some((Err(e), target, _)) => {
+                self.reject_exchange(exchange, unanswered(e, target), shape)
+            }
+            None => {
+                let error = ProxyError::model_not_found(req.model());
+                self.reject_exchange(exchange, error, shape)
+            }
         }
     }
 
     /// Starts the client response: status and useful headers now, body as it streams.
+    /// `passthrough`: the answer is in the client's own wire (not chat), and goes as it is.
     fn respond(
         &self,
         exchange: Exchange,
-        req: &ChatRequest,
+        parsed: &Parsed,
         resp: UpstreamResponse,
         deadline: Instant,
         target: &Target,
+        passthrough: bool,
     ) -> Response<ProxyBody> {
+        let req = &parsed.req;
+        let shape = parsed.api.shape();
         let cfg = target.provider.config();
         let status = resp.status;
         let is_sse = header_str(&resp.headers, CONTENT_TYPE.as_str())
@@ -292,7 +395,7 @@ impl Proxy {
         let mode = if is_sse && status.is_success() {
             Mode::Sse {
                 splitter: SseSplitter::new(cfg.max_sse_event_bytes),
-                hide_usage: req.stream() && !req.client_wants_usage,
+                hide_usage: !passthrough && req.stream() && !req.client_wants_usage,
             }
         } else {
             Mode::whole(cfg.max_response_bytes)
@@ -312,6 +415,7 @@ impl Proxy {
                     length,
                     limit: cfg.max_response_bytes,
                 },
+                shape,
             );
         }
         let mut builder = Response::builder().status(status);
@@ -321,6 +425,7 @@ impl Proxy {
                 if n == CONTENT_TYPE
                     || PASSTHROUGH_HEADERS.contains(&n)
                     || n.starts_with("x-ratelimit-")
+                    || n.starts_with("anthropic-ratelimit-")
                 {
                     headers.insert(name.clone(), value.clone());
                 }
@@ -331,7 +436,11 @@ impl Proxy {
             );
         }
         let keep_content = self.keeps_content(exchange.record.privacy) || !status.is_success();
-        let acc = Accumulator::new(keep_content, self.settings.max_capture_bytes);
+        let limit = self.settings.max_capture_bytes;
+        let acc = match (parsed.api, passthrough) {
+            (ClientApi::Messages, true) => Accumulator::messages(keep_content, limit),
+            _ => Accumulator::new(keep_content, limit),
+        };
         let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
         let body = TeeBody::new(
             resp.body,
@@ -342,9 +451,59 @@ impl Proxy {
             status.as_u16(),
             content_length,
         );
-        builder
-            .body(ProxyBody::tee(body))
-            .unwrap_or_else(|_| fallback_500())
+        let body = match (parsed.api, passthrough) {
+            (ClientApi::ChatCompletions, _) | (_, true) => ProxyBody::tee(body),
+            // A provider's error is already in OpenAI's shape, the Responses API's.
+            (ClientApi::Responses, false) if !status.is_success() => ProxyBody::tee(body),
+            (ClientApi::Responses, false) => {
+                let Some(turn) = parsed.responses.clone() else {
+                    return fallback_500();
+                };
+                let turns = self.turns.clone();
+                let reshape = if is_sse {
+                    Reshape::Events {
+                        splitter: SseSplitter::new(usize::MAX),
+                        converter: Box::new(turn.stream(turns)),
+                    }
+                } else {
+                    Reshape::Whole {
+                        held: Default::default(),
+                        convert: Some(Box::new(move |chat: &[u8]| {
+                            turn.whole(chat, turns)
+                                .unwrap_or_else(|e| unreadable(&e, shape))
+                        })),
+                    }
+                };
+                ProxyBody::Reshaped(Box::new(ReshapedBody::new(body, reshape)))
+            }
+            (ClientApi::Messages, false) => {
+                let reshape = if is_sse && status.is_success() {
+                    Reshape::Events {
+                        splitter: SseSplitter::new(usize::MAX),
+                        converter: Box::new(messages_to_chat::ChatToMessagesStream::new()),
+                    }
+                } else {
+                    Reshape::Whole {
+                        held: Default::default(),
+                        convert: Some(Box::new(move |chat: &[u8]| {
+                            if status.is_success() {
+                                messages_to_chat::response(chat)
+                                    .unwrap_or_else(|e| unreadable(&e.0, shape))
+                            } else {
+                                messages_to_chat::error::error(status, chat)
+                            }
+                        })),
+                    }
+                };
+                if let Some(headers) = builder.headers_mut() {
+                    if !is_sse {
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    }
+                }
+                ProxyBody::Reshaped(Box::new(ReshapedBody::new(body, reshape)))
+            }
+        };
+        builder.body(body).unwrap_or_else(|_| fallback_500())
     }
 }
 
@@ -368,6 +527,7 @@ async fn try_once(
     timeout: Duration,
     call: &UpstreamCall,
     client_headers: &HeaderMap,
+    passthrough: bool,
 ) -> (Result<UpstreamResponse, UpstreamError>, Instant) {
     let provider = &target.provider;
     let start = exchange.elapsed();
@@ -405,11 +565,24 @@ async fn try_once(
     }
     exchange.record.attempts.push(attempt);
     // The attempt keeps the provider's own status (Anthropic's 529); the client and the retry
-    // policy see the answer as chat completions.
+    // policy see the answer as chat completions, unless it goes to the client as it came.
+    if passthrough {
+        return (result, deadline);
+    }
     (
         result.map(|response| provider.chat_response(response)),
         deadline,
     )
+}
+
+/// A provider's answer that could not be turned into the client's shape.
+fn unreadable(detail: &str, shape: ApiShape) -> Vec<u8> {
+    let error = ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorType::Api,
+        format!("the provider's answer could not be read: {detail}"),
+    );
+    shape.body(&error)
 }
 
 /// The client's error when a target's last try got no answer.
@@ -448,7 +621,16 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 /// The proxy's refusal in OpenAI's shape, the chat completions API's, with the trace id.
 pub fn error_response(error: &ProxyError, trace_id: &[u8; 16]) -> Response<ProxyBody> {
-    let mut response = error.api_error().response(ApiShape::OpenAi);
+    error_response_in(error, trace_id, ApiShape::OpenAi)
+}
+
+/// The proxy's refusal in `shape`, with the trace id.
+pub fn error_response_in(
+    error: &ProxyError,
+    trace_id: &[u8; 16],
+    shape: ApiShape,
+) -> Response<ProxyBody> {
+    let mut response = error.api_error().response(shape);
     response.headers_mut().insert(
         HeaderName::from_static(TRACE_ID_HEADER),
         trace_header(trace_id),

@@ -195,6 +195,57 @@ impl ChatRequest {
     }
 }
 
+/// A client's body in a wire a provider speaks natively (Anthropic Messages to an Anthropic
+/// provider): forwarded field by field as sent, minus the gateway's own fields, with the
+/// provider's name for the model.
+#[derive(Debug)]
+pub struct NativeBody {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+/// What a native body never carries upstream: the gateway's fields, and `user`, which chat
+/// has and Messages does not (Anthropic refuses unknown fields; it has `metadata.user_id`).
+const NATIVE_GATEWAY_FIELDS: [&str; 3] = ["trace", "session_id", "user"];
+
+impl NativeBody {
+    pub fn parse(body: &[u8]) -> Result<Self, ProxyError> {
+        let Fields(fields) =
+            serde_json::from_slice(body).map_err(|e| ProxyError::InvalidRequest {
+                message: format!("invalid JSON body: {e}"),
+                param: None,
+            })?;
+        Ok(Self { fields })
+    }
+
+    pub fn write(&self, upstream_model: &str) -> Vec<u8> {
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + upstream_model.len() + 2);
+        out.push(b'{');
+        let mut first = true;
+        for (key, raw) in &self.fields {
+            if NATIVE_GATEWAY_FIELDS.contains(&key.as_str()) {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            push_json_string(&mut out, key);
+            out.push(b':');
+            if key == "model" {
+                push_json_string(&mut out, upstream_model);
+            } else {
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
 /// Keeps the client's other stream options and forces `include_usage`.
 fn push_stream_options(out: &mut Vec<u8>, raw: &str) {
     match serde_json::from_str::<Value>(raw) {

@@ -269,6 +269,21 @@ impl Store {
         tx.version = version;
         Ok(tx)
     }
+
+    /// Starts a transaction that is not a configuration change (spend): no version bump, no
+    /// NOTIFY, no audit entry, so running gateways do not reload for it.
+    pub(crate) async fn begin_unversioned(&self) -> Result<Tx<'_>, StoreError> {
+        let conn = match &self.inner.pool {
+            Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
+        };
+        // Version 0 is never newer than the one published, so the commit wakes nobody.
+        Ok(Tx {
+            conn,
+            version: 0,
+            store: self,
+        })
+    }
 }
 
 /// A configuration change in progress, from [`Store::begin_write`]. Bumping the version first
@@ -338,6 +353,8 @@ pub(crate) enum Arg<'a> {
     Real(f64),
     Bool(bool),
     MaybeBool(Option<bool>),
+    MaybeReal(Option<f64>),
+    MaybeText(Option<&'a str>),
     Time(DateTime<Utc>),
     Json(&'a Value),
 }
@@ -364,6 +381,8 @@ impl<'a> Sql<'a> {
         f64: Encode<'a, DB> + Type<DB>,
         bool: Encode<'a, DB> + Type<DB>,
         Option<bool>: Encode<'a, DB> + Type<DB>,
+        Option<f64>: Encode<'a, DB> + Type<DB>,
+        Option<&'a str>: Encode<'a, DB> + Type<DB>,
         DateTime<Utc>: Encode<'a, DB> + Type<DB>,
         Json<&'a Value>: Encode<'a, DB> + Type<DB>,
     {
@@ -375,6 +394,8 @@ impl<'a> Sql<'a> {
                 Arg::Real(v) => out.add(v),
                 Arg::Bool(v) => out.add(v),
                 Arg::MaybeBool(v) => out.add(v),
+                Arg::MaybeReal(v) => out.add(v),
+                Arg::MaybeText(v) => out.add(v),
                 Arg::Time(v) => out.add(v),
                 Arg::Json(v) => out.add(Json(v)),
             }
@@ -417,6 +438,18 @@ impl From<bool> for Arg<'_> {
 impl From<Option<bool>> for Arg<'_> {
     fn from(v: Option<bool>) -> Self {
         Arg::MaybeBool(v)
+    }
+}
+
+impl From<Option<f64>> for Arg<'_> {
+    fn from(v: Option<f64>) -> Self {
+        Arg::MaybeReal(v)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::MaybeText(v)
     }
 }
 

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secret::mask_config;
+use crate::Budget;
 use crate::StoreError;
 
 /// Where a destination was declared, which decides who may change it.
@@ -173,7 +174,7 @@ impl DestinationPatch {
 }
 
 /// A virtual key as listed; the hash and the key itself are never part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
@@ -181,6 +182,9 @@ pub struct KeyInfo {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The key's spending cap; `None`: it may spend without limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 impl KeyInfo {

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use gatecast_store::{
-    DestinationPatch, DestinationRecord, Overrides, OverridesPatch, SecretKey, Source, Store,
-    StoreError,
+    Budget, BudgetPeriod, DestinationPatch, DestinationRecord, Overrides, OverridesPatch,
+    SecretKey, Source, SpendBy, SpendKey, SpendSums, Store, StoreError,
 };
 use rand::RngCore as _;
 use serde_json::{json, Value};
@@ -118,6 +119,9 @@ both_backends!(
     connect_existing_refuses_a_new_database,
     overrides_of_file_destinations_outlive_the_sync_until_reset,
     replica_heartbeats,
+    spend_from_two_writers_adds_up_exactly,
+    spend_reports_group_and_start_at_a_day,
+    key_budgets_are_set_listed_and_cleared,
 );
 
 fn key_a() -> SecretKey {
@@ -1209,4 +1213,198 @@ fn masked_record_serializes_with_type_and_lowercase_source() {
         serde_json::from_value(json!({ "privacy_mode": true, "type": "otlp" })).unwrap();
     assert_eq!(patch.privacy_mode, Some(true));
     assert_eq!(patch.kind.as_deref(), Some("otlp"));
+}
+
+fn spend_key(day: &str, key: &str, user: &str, model: &str) -> SpendKey {
+    SpendKey {
+        day: NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap(),
+        key: key.into(),
+        user: user.into(),
+        model: model.into(),
+    }
+}
+
+fn sums(cost_nanousd: i64, input: i64, output: i64) -> SpendSums {
+    SpendSums {
+        cost_nanousd,
+        requests: 1,
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_input_tokens: 1,
+        ..SpendSums::default()
+    }
+}
+
+/// Two replicas (two handles, two pools) adding to the same row at once: every addition
+/// lands, none is lost to a read-modify-write race, and no batch deadlocks the other.
+async fn spend_from_two_writers_adds_up_exactly(url: &str) {
+    let first = open(url).await;
+    let second = Store::connect(url, key_a(), false).await.unwrap();
+    const BATCHES: i64 = 40;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, store) in [first.clone(), second.clone()].into_iter().enumerate() {
+        tasks.spawn(async move {
+            for i in 0..BATCHES {
+                // The shared row and one of the writer's own, in opposite orders each time:
+                // the store sorts them, so the two writers lock rows in one order.
+                let mut batch = vec![
+                    (
+                        spend_key("2026-05-04", "team-a", "alice", "gpt-4o-mini"),
+                        sums(1_234_567, 10, 3),
+                    ),
+                    (
+                        spend_key("2026-05-04", "team-a", &format!("writer-{n}"), "gpt-4o"),
+                        sums(7, 1, 1),
+                    ),
+                ];
+                if i % 2 == 1 {
+                    batch.reverse();
+                }
+                store.add_spend(&batch).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let rows = first.spend(None, None).await.unwrap();
+    let shared = rows
+        .iter()
+        .find(|r| r.user.as_deref() == Some("alice"))
+        .unwrap();
+    assert_eq!(shared.sums.requests, 2 * BATCHES);
+    assert_eq!(shared.sums.cost_nanousd, 2 * BATCHES * 1_234_567);
+    assert_eq!(shared.sums.input_tokens, 2 * BATCHES * 10);
+    assert_eq!(shared.sums.output_tokens, 2 * BATCHES * 3);
+    assert_eq!(shared.sums.cache_read_input_tokens, 2 * BATCHES);
+    assert_eq!(shared.usd, (2 * BATCHES * 1_234_567) as f64 / 1e9);
+    let per_key = second.spend_per_key(None).await.unwrap();
+    assert_eq!(
+        per_key,
+        [("team-a".to_owned(), 2 * BATCHES * (1_234_567 + 7))]
+    );
+    second.close().await;
+}
+
+async fn spend_reports_group_and_start_at_a_day(url: &str) {
+    let store = open(url).await;
+    assert!(store.spend(None, None).await.unwrap().is_empty());
+    store
+        .add_spend(&[
+            (
+                spend_key("2026-04-30", "team-a", "", "gpt-4o"),
+                sums(100, 1, 1),
+            ),
+            (
+                spend_key("2026-05-01", "team-a", "bob", "gpt-4o"),
+                sums(20, 2, 2),
+            ),
+            (
+                spend_key("2026-05-01", "team-b", "bob", "o3"),
+                sums(3, 4, 4),
+            ),
+            (spend_key("2026-05-02", "", "", "o3"), sums(5, 8, 8)),
+        ])
+        .await
+        .unwrap();
+    let all = store.spend(None, None).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].day.as_deref(), Some("2026-04-30"));
+    assert_eq!(all[0].user.as_deref(), Some(""), "no user is shown as ''");
+
+    let may = NaiveDate::from_ymd_opt(2026, 5, 1);
+    let by_key = store.spend(may, Some(SpendBy::Key)).await.unwrap();
+    let shown: Vec<(&str, i64, i64)> = by_key
+        .iter()
+        .map(|r| {
+            (
+                r.key.as_deref().unwrap(),
+                r.sums.cost_nanousd,
+                r.sums.requests,
+            )
+        })
+        .collect();
+    assert_eq!(shown, [("", 5, 1), ("team-a", 20, 1), ("team-b", 3, 1)]);
+    assert!(by_key.iter().all(|r| r.day.is_none() && r.model.is_none()));
+
+    let by_model = store.spend(None, Some(SpendBy::Model)).await.unwrap();
+    let shown: Vec<(&str, i64, i64)> = by_model
+        .iter()
+        .map(|r| {
+            (
+                r.model.as_deref().unwrap(),
+                r.sums.cost_nanousd,
+                r.sums.input_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(shown, [("gpt-4o", 120, 3), ("o3", 8, 12)]);
+    let by_day = store.spend(None, Some(SpendBy::Day)).await.unwrap();
+    assert_eq!(by_day.len(), 3);
+    assert_eq!(by_day[1].sums.cost_nanousd, 23);
+    let by_user = store.spend(may, Some(SpendBy::User)).await.unwrap();
+    assert_eq!(by_user.len(), 2);
+
+    // The budget check's sums leave out requests without a key.
+    let per_key = store.spend_per_key(may).await.unwrap();
+    let mut per_key: Vec<(String, i64)> = per_key;
+    per_key.sort();
+    assert_eq!(
+        per_key,
+        [("team-a".to_owned(), 20), ("team-b".to_owned(), 3)]
+    );
+    // Spend is not a config change: running gateways do not reload for it.
+    let v = store.config_version().await.unwrap();
+    store
+        .add_spend(&[(spend_key("2026-05-02", "", "", "o3"), sums(1, 1, 1))])
+        .await
+        .unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v);
+}
+
+async fn key_budgets_are_set_listed_and_cleared(url: &str) {
+    let store = open(url).await;
+    let daily = Budget::new(50.0, BudgetPeriod::Day).unwrap();
+    let (info, _) = store
+        .create_key_with_budget("team-a", Some(daily), "alice")
+        .await
+        .unwrap();
+    assert_eq!(info.budget, Some(daily));
+    store.create_key("team-b", "alice").await.unwrap();
+    assert_eq!(
+        store.key_budgets().await.unwrap(),
+        [("team-a".to_owned(), daily)]
+    );
+    let v = store.config_version().await.unwrap();
+    let monthly = Budget::new(0.25, BudgetPeriod::Month).unwrap();
+    let changed = store
+        .set_key_budget("team-b", Some(monthly), "bob")
+        .await
+        .unwrap();
+    assert_eq!(changed.budget, Some(monthly));
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+    let listed = store.list_keys().await.unwrap();
+    let json = serde_json::to_value(&listed).unwrap();
+    assert_eq!(json[1]["budget"], json!({"usd": 0.25, "period": "month"}));
+    let cleared = store.set_key_budget("team-a", None, "bob").await.unwrap();
+    assert_eq!(cleared.budget, None);
+    assert!(serde_json::to_value(&cleared)
+        .unwrap()
+        .get("budget")
+        .is_none());
+    assert_eq!(
+        store.key_budgets().await.unwrap(),
+        [("team-b".to_owned(), monthly)]
+    );
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(log[0].action, "key.budget");
+    assert_eq!(log[0].detail["budget"], Value::Null);
+    let err = store
+        .set_key_budget("nobody", None, "bob")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    // A revoked key's budget no longer counts.
+    store.revoke_key("team-b", "bob").await.unwrap();
+    assert!(store.key_budgets().await.unwrap().is_empty());
 }

@@ -168,6 +168,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// Missing or bad virtual key.
     Unauthorized,
+    /// The virtual key has spent its budget for the current period.
+    BudgetExceeded,
     /// No provider serves the requested model.
     ModelNotFound,
     /// The provider answered with an error status.
@@ -193,6 +195,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::Provider => "provider_error",
             ErrorKind::Unreachable => "upstream_unreachable",

@@ -505,6 +505,7 @@ fn every_error_kind() {
     let kinds = [
         (ErrorKind::InvalidRequest, "invalid_request", Some(400)),
         (ErrorKind::Unauthorized, "unauthorized", Some(401)),
+        (ErrorKind::BudgetExceeded, "budget_exceeded", Some(429)),
         (ErrorKind::ModelNotFound, "model_not_found", Some(404)),
         (ErrorKind::Provider, "provider_error", Some(429)),
         (ErrorKind::Unreachable, "upstream_unreachable", Some(502)),

@@ -1,4 +1,5 @@
-//! `/admin/v1`: runtime destinations and virtual keys, behind the admin bearer token.
+//! `/admin/v1`: runtime destinations, virtual keys and their budgets, and spend, behind the
+//! admin bearer token.
 //!
 //! Every write goes to the store first and is then applied to this replica at once; other
 //! replicas follow through the config version.
@@ -76,6 +77,11 @@ pub fn router(state: Arc<AppState>, token: AdminToken) -> Router<Arc<AppState>> 
         .route("/destinations/{name}/stats", get(destinations::stats))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{name}", axum::routing::delete(keys::revoke))
+        .route(
+            "/keys/{name}/budget",
+            axum::routing::put(keys::set_budget).delete(keys::clear_budget),
+        )
+        .route("/spend", get(keys::spend))
         .route("/audit", get(keys::audit))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)

@@ -3,9 +3,11 @@
 
 mod destinations;
 mod keys;
+mod spend;
 
 pub use destinations::run as destinations;
 pub use keys::run as keys;
+pub use spend::run as spend;
 
 use gatecast_store::{Store, StoreError};
 

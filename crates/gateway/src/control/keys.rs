@@ -74,10 +74,18 @@ impl KeyRing {
         if !set.enforced && !self.require_key {
             return Ok(None);
         }
+        // Anthropic's SDKs send the key as `x-api-key`; OpenAI's as a bearer token.
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer)
+            .or_else(|| {
+                headers
+                    .get("x-api-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+            })
             .ok_or(AuthFailure::Missing)?;
         // Real keys are 43 characters; anything far longer is not worth hashing.
         if presented.len() > 256 {
@@ -110,6 +118,7 @@ mod tests {
             prefix: "gk_abcde".into(),
             created_at: chrono::Utc::now(),
             revoked_at: None,
+            budget: None,
         }
     }
 

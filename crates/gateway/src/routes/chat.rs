@@ -1,4 +1,4 @@
-//! `POST /v1/chat/completions`.
+//! `POST /v1/chat/completions`, and the body reading every inbound API shares.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use gatecast_proxy::api::ClientApi;
 use gatecast_proxy::error::ApiShape;
 use gatecast_proxy::proxy::unix_nanos;
 use gatecast_proxy::{Incoming, ProxyError};
@@ -15,12 +16,16 @@ use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::serve::request_body::{self, ReadError};
 
-/// The chat completions API is OpenAI's.
-const SHAPE: ApiShape = ApiShape::OpenAi;
-
 /// Takes the request whole: a `HeaderMap` extractor would copy the headers. Authenticated by
 /// the client API's [`crate::auth::AuthLayer`], which leaves the key's name in the extensions.
 pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    serve(state, request, ClientApi::ChatCompletions).await
+}
+
+/// Reads the body within `server.max_body_bytes` and hands the request to the proxy's entry
+/// for `api`; every refusal is in that API's shape and traced.
+pub(crate) async fn serve(state: Arc<AppState>, request: Request, api: ClientApi) -> Response {
+    let shape: ApiShape = api.shape();
     let accepted = Instant::now();
     let (mut parts, mut body) = request.into_parts();
     let accepted_unix_nanos = unix_nanos();
@@ -32,14 +37,14 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
         Ok(bytes) => (bytes, false),
         Err(ReadError::TooLarge) => (Default::default(), true),
         Err(ReadError::TimedOut(after)) => {
-            let response = api_error::respond(&api_error::body_timeout(after), SHAPE);
+            let response = api_error::respond(&api_error::body_timeout(after), shape);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());
             return response;
         }
         Err(ReadError::Broken) => {
-            let response = api_error::respond(&api_error::body_broken(), SHAPE);
+            let response = api_error::respond(&api_error::body_broken(), shape);
             state
                 .request_metrics
                 .record(response.status(), accepted.elapsed());
@@ -56,9 +61,9 @@ pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -
     let response = if too_large {
         state
             .proxy
-            .reject(&incoming, ProxyError::PayloadTooLarge { limit })
+            .reject_as(api, &incoming, ProxyError::PayloadTooLarge { limit })
     } else {
-        state.proxy.chat(incoming).await
+        state.proxy.serve(api, incoming).await
     };
     state
         .request_metrics

@@ -31,14 +31,26 @@ pub(crate) struct Reply<'a> {
     /// The tool call's arguments as the JSON object Anthropic puts in `input`.
     pub input: Value,
     pub usage: wire::Usage,
+    /// The `stop_reason` directive's choice for a text answer.
+    pub text_stop: Option<&'static str>,
+    pub stop_sequence: Option<&'a str>,
 }
 
-impl Reply<'_> {
+/// Sent when a `stop_sequence` stop is asked for but the request named none.
+const DEFAULT_STOP_SEQUENCE: &str = "\n\nHuman:";
+
+impl<'a> Reply<'a> {
     pub fn stop_reason(&self) -> &'static str {
         match self.answer {
-            Answer::Text(_) => "end_turn",
+            Answer::Text(_) => self.text_stop.unwrap_or("end_turn"),
             Answer::ToolCall { .. } => "tool_use",
         }
+    }
+
+    /// The sequence that stopped the answer, when it stopped on one.
+    pub fn stop_sequence(&self) -> Option<&'a str> {
+        (self.stop_reason() == "stop_sequence")
+            .then(|| self.stop_sequence.unwrap_or(DEFAULT_STOP_SEQUENCE))
     }
 }
 
@@ -153,6 +165,8 @@ fn build<'a>(
             cache_read_input_tokens: directives.cache_read,
             output_tokens: output_tokens as u64,
         },
+        text_stop: directives.stop_reason,
+        stop_sequence: request.stop_sequence,
     }
 }
 
@@ -184,7 +198,7 @@ fn message<'a>(reply: &'a Reply<'_>) -> wire::Message<'a> {
         model: reply.model,
         content: blocks(reply),
         stop_reason: Some(reply.stop_reason()),
-        stop_sequence: None,
+        stop_sequence: reply.stop_sequence(),
         usage: &reply.usage,
     }
 }

@@ -99,6 +99,8 @@ pub(crate) struct MessagesRequest<'a> {
     /// The last user turn's text, or the tool result's text when that is all the turn holds.
     pub user_text: Cow<'a, str>,
     pub input_tokens: u64,
+    /// The first of `stop_sequences`, for a `stop_reason=stop_sequence` answer.
+    pub stop_sequence: Option<&'a str>,
 }
 
 /// Which endpoint the body was sent to: they accept different fields.
@@ -174,6 +176,11 @@ impl<'a> MessagesRequest<'a> {
             tool,
             thinking,
             user_text: last_user_text(messages),
+            stop_sequence: object
+                .get("stop_sequences")
+                .and_then(Value::as_array)
+                .and_then(|s| s.first())
+                .and_then(Value::as_str),
             input_tokens: (system_words + words + messages.len()) as u64,
         })
     }

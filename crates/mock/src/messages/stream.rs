@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::wire::{Block, Delta, Event, Message, OutputUsage, StopDelta, Usage};
+use super::wire::{Block, Delta, Event, Message, StopDelta, Usage};
 use super::{blocks, Reply};
 use crate::answer::Answer;
 use crate::directives::Directives;
@@ -104,11 +104,9 @@ pub(crate) fn events(reply: &Reply<'_>, chunks: Option<usize>) -> Vec<Bytes> {
     out.push(encode(&Event::MessageDelta {
         delta: StopDelta {
             stop_reason: reply.stop_reason(),
-            stop_sequence: None,
+            stop_sequence: reply.stop_sequence(),
         },
-        usage: OutputUsage {
-            output_tokens: reply.usage.output_tokens,
-        },
+        usage: &reply.usage,
     }));
     out.push(encode(&Event::MessageStop));
     out

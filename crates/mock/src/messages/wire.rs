@@ -25,7 +25,7 @@ pub(crate) struct Message<'a> {
     pub model: &'a str,
     pub content: Vec<Block<'a>>,
     pub stop_reason: Option<&'static str>,
-    pub stop_sequence: Option<&'static str>,
+    pub stop_sequence: Option<&'a str>,
     pub usage: &'a Usage,
 }
 
@@ -64,9 +64,11 @@ pub(crate) enum Event<'a> {
     ContentBlockStop {
         index: usize,
     },
+    /// Its usage is cumulative, as Anthropic sends it now: the input counts again, and the
+    /// output in full. A client must overwrite, never add.
     MessageDelta {
-        delta: StopDelta,
-        usage: OutputUsage,
+        delta: StopDelta<'a>,
+        usage: &'a Usage,
     },
     MessageStop,
 }
@@ -99,14 +101,9 @@ pub(crate) enum Delta<'a> {
 }
 
 #[derive(Serialize)]
-pub(crate) struct StopDelta {
+pub(crate) struct StopDelta<'a> {
     pub stop_reason: &'static str,
-    pub stop_sequence: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct OutputUsage {
-    pub output_tokens: u64,
+    pub stop_sequence: Option<&'a str>,
 }
 
 #[derive(Serialize)]

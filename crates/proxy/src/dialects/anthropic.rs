@@ -91,6 +91,10 @@ struct Anthropic {
 }
 
 impl Dialect for Anthropic {
+    fn wire(&self) -> super::Wire {
+        super::Wire::AnthropicMessages
+    }
+
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError> {
         chat_to_messages::request(req, model, &self.options).map(Bytes::from)
     }

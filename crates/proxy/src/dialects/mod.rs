@@ -16,7 +16,17 @@ use crate::error::ProxyError;
 use crate::providers::UpstreamResponse;
 use crate::request::ChatRequest;
 
+/// The wire a provider's answers are in before any conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAiChat,
+    AnthropicMessages,
+}
+
 pub trait Dialect: Send + Sync + 'static {
+    fn wire(&self) -> Wire {
+        Wire::OpenAiChat
+    }
     /// The body of a chat-completions request for `model`, in this wire.
     fn chat_body(&self, req: &ChatRequest, model: &str) -> Result<Bytes, ProxyError>;
     /// Where a chat call for `model` goes, when not the provider's base chat URL.

@@ -48,6 +48,10 @@ impl Provider for MockProvider {
         &self.endpoint
     }
 
+    fn wire(&self) -> crate::dialects::Wire {
+        crate::dialects::Wire::OpenAiChat
+    }
+
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError> {
         Ok(UpstreamCall {
             body: crate::dialects::openai_chat_body(req, model),

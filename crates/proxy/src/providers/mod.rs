@@ -82,6 +82,8 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn config(&self) -> &ProviderConfig;
     fn endpoint(&self) -> &Endpoint;
+    /// The wire the provider's answers are in: a client speaking it is passed through.
+    fn wire(&self) -> crate::dialects::Wire;
     /// Writes the call for a chat-completions request to `model`, in the provider's wire.
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError>;
     /// Resolves once the status and headers have arrived. Timeouts are the caller's job.

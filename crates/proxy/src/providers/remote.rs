@@ -98,6 +98,10 @@ impl Provider for HttpProvider {
         &self.endpoint
     }
 
+    fn wire(&self) -> crate::dialects::Wire {
+        self.dialect.wire()
+    }
+
     fn chat_call(&self, req: &ChatRequest, model: &str) -> Result<UpstreamCall, ProxyError> {
         Ok(UpstreamCall {
             body: self.dialect.chat_body(req, model)?,
