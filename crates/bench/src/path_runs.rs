@@ -70,7 +70,7 @@ impl PathSet {
 
     /// The targets of the paths beyond the reference, to append to a list of `base_len`
     /// targets in which the OpenAI direct baseline is at `openai_direct` and the reference
-    /// gateway at `reference`. A wire's direct baseline is shared by its paths.
+    /// gateway at `reference`.
     pub fn plan(
         &self,
         env: &Env,
@@ -80,29 +80,21 @@ impl PathSet {
         stream: bool,
         directives: &str,
     ) -> Plan {
-        let mut targets = Vec::new();
-        let mut directs: Vec<(Wire, usize)> = vec![(Wire::OpenAi, openai_direct)];
-        let mut slots = vec![(ApiPath::REFERENCE, openai_direct, reference)];
-        for (p, gw) in self.paths.iter().skip(1).zip(&self.gateways) {
-            let wire = p.wire();
-            let direct = match directs.iter().find(|(w, _)| *w == wire) {
-                Some(&(_, i)) => i,
-                None => {
-                    let i = base_len + targets.len();
-                    targets.push(env.direct_in(
-                        wire.api(),
-                        wire.direct_model(),
-                        stream,
-                        directives,
-                    ));
-                    directs.push((wire, i));
-                    i
+        let (slots, added) = layout(&self.paths, base_len, openai_direct, reference);
+        let targets = added
+            .into_iter()
+            .map(|t| match t {
+                NewTarget::Direct(wire) => {
+                    env.direct_in(wire.api(), wire.direct_model(), stream, directives)
                 }
-            };
-            let via = Endpoint::local_api(gw.endpoint.addr, p.api(), wire.gateway_model());
-            slots.push((*p, direct, base_len + targets.len()));
-            targets.push(crate::scenarios::workload(via, stream, directives));
-        }
+                NewTarget::Gateway(n) => {
+                    let (p, gw) = (self.paths[n + 1], &self.gateways[n]);
+                    let via =
+                        Endpoint::local_api(gw.endpoint.addr, p.api(), p.wire().gateway_model());
+                    crate::scenarios::workload(via, stream, directives)
+                }
+            })
+            .collect();
         Plan { targets, slots }
     }
 
@@ -111,6 +103,43 @@ impl PathSet {
             g.stop();
         }
     }
+}
+
+/// A target a plan appends: a wire's direct baseline, or the gateway of the `n`th path
+/// beyond the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NewTarget {
+    Direct(Wire),
+    Gateway(usize),
+}
+
+/// Each path's (direct, gateway) indices, and the targets to append for them after
+/// `base_len`. A wire's direct baseline is shared by its paths; the reference's two are
+/// already in the list.
+fn layout(
+    paths: &[ApiPath],
+    base_len: usize,
+    openai_direct: usize,
+    reference: usize,
+) -> (Vec<(ApiPath, usize, usize)>, Vec<NewTarget>) {
+    let mut added = Vec::new();
+    let mut directs: Vec<(Wire, usize)> = vec![(Wire::OpenAi, openai_direct)];
+    let mut slots = vec![(ApiPath::REFERENCE, openai_direct, reference)];
+    for (n, p) in paths.iter().skip(1).enumerate() {
+        let wire = p.wire();
+        let direct = match directs.iter().find(|(w, _)| *w == wire) {
+            Some(&(_, i)) => i,
+            None => {
+                let i = base_len + added.len();
+                added.push(NewTarget::Direct(wire));
+                directs.push((wire, i));
+                i
+            }
+        };
+        slots.push((*p, direct, base_len + added.len()));
+        added.push(NewTarget::Gateway(n));
+    }
+    (slots, added)
 }
 
 /// Sends one request down a path before it is measured, so a gateway without the path's
@@ -281,4 +310,42 @@ pub async fn loaded(
         seconds_per_target: secs.as_secs_f64(),
         loaded,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_one_wire_share_its_direct_baseline_and_the_reference_adds_nothing() {
+        let paths = [
+            ApiPath::ChatOpenai,
+            ApiPath::ChatAnthropic,
+            ApiPath::ResponsesOpenai,
+            ApiPath::MessagesAnthropic,
+        ];
+        // Five targets already: direct 0, relay 1, gateways 2..5, the reference at 3.
+        let (slots, added) = layout(&paths, 5, 0, 3);
+        assert_eq!(
+            added,
+            vec![
+                NewTarget::Direct(Wire::Anthropic),
+                NewTarget::Gateway(0),
+                NewTarget::Gateway(1),
+                NewTarget::Gateway(2),
+            ]
+        );
+        assert_eq!(
+            slots,
+            vec![
+                (ApiPath::ChatOpenai, 0, 3),
+                (ApiPath::ChatAnthropic, 5, 6),
+                (ApiPath::ResponsesOpenai, 0, 7),
+                (ApiPath::MessagesAnthropic, 5, 8),
+            ]
+        );
+        let (slots, added) = layout(&[ApiPath::ChatOpenai], 3, 0, 2);
+        assert!(added.is_empty());
+        assert_eq!(slots, vec![(ApiPath::ChatOpenai, 0, 2)]);
+    }
 }
