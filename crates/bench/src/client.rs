@@ -16,6 +16,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::api_path::ClientApi;
+
 /// A request that has not finished by then is a hang, counted as an error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,16 +32,25 @@ pub struct Endpoint {
     /// The `model` field to send.
     pub model: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The API `path` speaks: how the body is written and which stream events carry content.
+    pub api: ClientApi,
 }
 
 impl Endpoint {
+    /// Chat completions on a local server.
     pub fn local(addr: SocketAddr, model: &str) -> Self {
+        Self::local_api(addr, ClientApi::Chat, model)
+    }
+
+    /// `api`'s route on a local server, with the headers its SDK sends.
+    pub fn local_api(addr: SocketAddr, api: ClientApi, model: &str) -> Self {
         Self {
             addr,
             authority: addr.to_string(),
-            path: "/v1/chat/completions".to_owned(),
+            path: api.route().to_owned(),
             model: model.to_owned(),
-            headers: Vec::new(),
+            headers: api.headers(),
+            api,
         }
     }
 
@@ -75,34 +86,14 @@ impl Endpoint {
             path: format!("{base}/chat/completions"),
             model: model.to_owned(),
             headers: Vec::new(),
+            api: ClientApi::Chat,
         })
     }
 
-    /// A chat request whose last user message carries mock directives, so the mock behaves the
-    /// same whether it is reached directly or through a gateway.
-    ///
-    /// Streams ask for the usage chunk, as most SDK users do. Otherwise a gateway that
-    /// requests usage for its own accounting and hides the extra chunk would make the paced
-    /// mock send one more event on the gateway path than on the direct one, and the two
-    /// streams would no longer be comparable gap for gap.
-    pub fn chat_body(&self, stream: bool, directives: &str) -> Bytes {
-        let text = if directives.is_empty() {
-            "Say hello to the benchmark.".to_owned()
-        } else {
-            format!("Say hello to the benchmark. #mock:{directives}")
-        };
-        let mut body = serde_json::json!({
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": "You are a terse assistant."},
-                {"role": "user", "content": text},
-            ],
-            "stream": stream,
-        });
-        if stream {
-            body["stream_options"] = serde_json::json!({"include_usage": true});
-        }
-        Bytes::from(body.to_string())
+    /// A request in this endpoint's API whose last user message carries mock directives
+    /// (see [`ClientApi::body`]).
+    pub fn body(&self, stream: bool, directives: &str) -> Bytes {
+        self.api.body(&self.model, stream, directives)
     }
 }
 
@@ -120,17 +111,30 @@ pub struct Outcome {
     /// Only when asked for: arrival offsets of every body frame, and SSE events seen.
     pub frames: Vec<Duration>,
     pub events: usize,
+    /// Likewise, of the frames that carry answer content, and the content events seen
+    /// ([`ClientApi::content_events`]).
+    pub content_frames: Vec<Duration>,
+    pub content_events: usize,
 }
 
 impl Outcome {
     /// The longest silence between two consecutive body frames.
     pub fn max_gap(&self) -> Duration {
-        self.frames
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .max()
-            .unwrap_or_default()
+        max_gap(&self.frames)
     }
+
+    /// The longest silence between two consecutive frames that carry content.
+    pub fn max_content_gap(&self) -> Duration {
+        max_gap(&self.content_frames)
+    }
+}
+
+fn max_gap(frames: &[Duration]) -> Duration {
+    frames
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or_default()
 }
 
 pub struct Conn {
@@ -211,6 +215,11 @@ impl Conn {
             if trace_frames {
                 out.frames.push(at);
                 out.events += count_events(&data);
+                let content = ep.api.content_events(&data);
+                if content > 0 {
+                    out.content_frames.push(at);
+                    out.content_events += content;
+                }
             }
         }
         out.total = started.elapsed();
@@ -218,6 +227,31 @@ impl Conn {
             bail!("HTTP {}", out.status);
         }
         Ok(out)
+    }
+
+    /// One POST whatever its status, with the answer's status and body: for checking that a
+    /// route exists before measuring it.
+    pub async fn post_status(&mut self, ep: &Endpoint, body: Bytes) -> Result<(u16, Bytes)> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(ep.path.as_str())
+            .header(HOST, ep.authority.as_str())
+            .header(CONTENT_TYPE, "application/json");
+        for (k, v) in &ep.headers {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(body)).context("building the request")?;
+        self.sender.ready().await.context("connection closed")?;
+        let answer = async {
+            let resp = self.sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, bytes))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(result) => result,
+            Err(_) => bail!("no complete answer within {REQUEST_TIMEOUT:?}"),
+        }
     }
 
     /// A GET for readiness probes; returns the status.
@@ -269,9 +303,11 @@ mod tests {
         let ms = Duration::from_millis;
         let out = Outcome {
             frames: vec![ms(1), ms(6), ms(20), ms(25)],
+            content_frames: vec![ms(6), ms(25)],
             ..Outcome::default()
         };
         assert_eq!(out.max_gap(), ms(14));
+        assert_eq!(out.max_content_gap(), ms(19));
         assert_eq!(Outcome::default().max_gap(), Duration::ZERO);
     }
 
@@ -295,8 +331,7 @@ mod tests {
     #[test]
     fn body_carries_model_and_directives() {
         let ep = Endpoint::local("127.0.0.1:1".parse().unwrap(), "up/gpt-4o-mini");
-        let v: serde_json::Value =
-            serde_json::from_slice(&ep.chat_body(true, "chunks=20")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&ep.body(true, "chunks=20")).unwrap();
         assert_eq!(v["model"], "up/gpt-4o-mini");
         assert_eq!(v["stream"], true);
         assert_eq!(v["stream_options"]["include_usage"], true);

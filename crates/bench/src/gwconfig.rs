@@ -1,5 +1,5 @@
-//! The gateway configs the scenarios run: one `openai` provider pointing at the mock, and
-//! zero or two destinations.
+//! The gateway configs the scenarios run: one `openai` provider pointing at the mock (and an
+//! `anthropic` one at its root when a run measures that wire), and zero or two destinations.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -8,6 +8,9 @@ use std::path::Path;
 /// The model requests name through the gateway; the direct baseline sends the bare name.
 pub const GATEWAY_MODEL: &str = "up/gpt-4o-mini";
 pub const DIRECT_MODEL: &str = "gpt-4o-mini";
+/// The same for the Anthropic provider.
+pub const GATEWAY_ANTHROPIC_MODEL: &str = "an/claude-sonnet-4-5";
+pub const DIRECT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
 
 /// Which two destinations "broadcast on" means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -86,6 +89,9 @@ pub struct GatewaySetup<'a> {
     pub mock: SocketAddr,
     /// `None`: no destinations at all.
     pub destinations: Option<DestinationSet>,
+    /// Also an `anthropic` provider (`an`) at the mock's root. Off unless a run measures that
+    /// wire, so a build from before the Anthropic dialect still starts with the config.
+    pub anthropic: bool,
     /// The OTLP sink's `/v1/traces` URL, for `otlp+file`.
     pub otlp_endpoint: Option<String>,
     pub compression: Compression,
@@ -128,6 +134,16 @@ pub fn render(setup: &GatewaySetup<'_>) -> String {
         "\n[providers.up]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\n",
         setup.mock
     );
+    if setup.anthropic {
+        let _ = writeln!(
+            s,
+            "[providers.an]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"{}\"\n\
+             default_max_tokens = {}\n",
+            setup.mock,
+            crate::api_path::ANTHROPIC_KEY,
+            crate::api_path::MAX_TOKENS
+        );
+    }
     let spool = setup.spool_mode.map(|mode| {
         format!(
             "spool_dir = {}\nspool_mode = \"{}\"\n",
@@ -190,6 +206,7 @@ mod tests {
         render(&GatewaySetup {
             mock: "127.0.0.1:9".parse().unwrap(),
             destinations: d,
+            anthropic: false,
             otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
             compression: Compression::Gzip,
             busy_poll_us: 0,
@@ -245,6 +262,7 @@ mod tests {
             ..GatewaySetup {
                 mock: "127.0.0.1:9".parse().unwrap(),
                 destinations: None,
+                anthropic: false,
                 otlp_endpoint: None,
                 compression: Compression::None,
                 busy_poll_us: 0,
@@ -264,6 +282,7 @@ mod tests {
         let idle = render(&GatewaySetup {
             mock: "127.0.0.1:9".parse().unwrap(),
             destinations: None,
+            anthropic: false,
             otlp_endpoint: None,
             compression: Compression::None,
             busy_poll_us: 0,
@@ -289,6 +308,7 @@ mod tests {
             let text = render(&GatewaySetup {
                 mock: "127.0.0.1:9".parse().unwrap(),
                 destinations: Some(DestinationSet::OtlpFile),
+                anthropic: false,
                 otlp_endpoint: Some("http://127.0.0.1:7/v1/traces".into()),
                 compression: Compression::Gzip,
                 busy_poll_us: 0,
@@ -320,6 +340,7 @@ mod tests {
         let text = render(&GatewaySetup {
             mock: "127.0.0.1:9".parse().unwrap(),
             destinations: Some(DestinationSet::OtlpFile),
+            anthropic: false,
             otlp_endpoint: None,
             compression: Compression::None,
             busy_poll_us: 0,
@@ -346,6 +367,37 @@ mod tests {
             let spool = d["spool_dir"].as_str().unwrap();
             assert!(Path::new(spool).is_absolute(), "{spool}");
         }
+    }
+
+    #[test]
+    fn the_anthropic_provider_is_written_only_when_a_run_measures_its_wire() {
+        let without: toml::Value = toml::from_str(&setup(None)).unwrap();
+        assert!(without["providers"].get("an").is_none());
+        let with = render(&GatewaySetup {
+            mock: "127.0.0.1:9".parse().unwrap(),
+            destinations: None,
+            anthropic: true,
+            otlp_endpoint: None,
+            compression: Compression::None,
+            busy_poll_us: 0,
+            delivery_priority: None,
+            spool_mode: None,
+            dir: Path::new("/tmp/b"),
+        });
+        let with: toml::Value = toml::from_str(&with).unwrap();
+        let an = &with["providers"]["an"];
+        assert_eq!(an["kind"].as_str(), Some("anthropic"));
+        // The root, as Anthropic's SDKs take it: the gateway appends /v1/messages.
+        assert_eq!(an["base_url"].as_str(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            an["default_max_tokens"].as_integer(),
+            Some(crate::api_path::MAX_TOKENS as i64)
+        );
+        assert_eq!(
+            GATEWAY_ANTHROPIC_MODEL.strip_prefix("an/"),
+            Some(DIRECT_ANTHROPIC_MODEL)
+        );
+        assert_eq!(with["providers"]["up"]["kind"].as_str(), Some("openai"));
     }
 
     #[test]

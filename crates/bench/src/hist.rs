@@ -96,6 +96,17 @@ impl Added {
             p999_us: via.p999_us - direct.p999_us,
         }
     }
+
+    /// What this path adds beyond `other`'s, percentile by percentile: two paths measured
+    /// in the same run against their own baselines.
+    pub fn minus(&self, other: &Added) -> Self {
+        Self {
+            p50_us: self.p50_us - other.p50_us,
+            p90_us: self.p90_us - other.p90_us,
+            p99_us: self.p99_us - other.p99_us,
+            p999_us: self.p999_us - other.p999_us,
+        }
+    }
 }
 
 #[cfg(test)]

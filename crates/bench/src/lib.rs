@@ -4,10 +4,13 @@
 //! The binary drives the scenarios; the modules are a library so the criterion bench and the
 //! unit tests reach the same code.
 
+pub mod api_path;
 pub mod client;
 pub mod gwconfig;
 pub mod hist;
 pub mod load;
+pub mod path_report;
+pub mod path_runs;
 pub mod procs;
 pub mod relay;
 pub mod report;

@@ -32,6 +32,10 @@ pub struct StreamStats {
     pub max_gap: Latencies,
     pub frames: u64,
     pub events: u64,
+    /// The same over the frames that carry answer content, which compare across wires.
+    pub max_content_gap: Latencies,
+    pub content_frames: u64,
+    pub content_events: u64,
 }
 
 impl StreamStats {
@@ -41,6 +45,9 @@ impl StreamStats {
             max_gap: Latencies::new()?,
             frames: 0,
             events: 0,
+            max_content_gap: Latencies::new()?,
+            content_frames: 0,
+            content_events: 0,
         })
     }
 
@@ -51,6 +58,9 @@ impl StreamStats {
         self.max_gap.record(out.max_gap());
         self.frames += out.frames.len() as u64;
         self.events += out.events as u64;
+        self.max_content_gap.record(out.max_content_gap());
+        self.content_frames += out.content_frames.len() as u64;
+        self.content_events += out.content_events as u64;
     }
 
     fn merge(&mut self, other: &StreamStats) -> Result<()> {
@@ -58,6 +68,9 @@ impl StreamStats {
         self.max_gap.merge(&other.max_gap)?;
         self.frames += other.frames;
         self.events += other.events;
+        self.max_content_gap.merge(&other.max_content_gap)?;
+        self.content_frames += other.content_frames;
+        self.content_events += other.content_events;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, ValueEnum};
+use gatecast_bench::api_path::{self, ApiPath};
 use gatecast_bench::gwconfig::{self, Compression, DestinationSet};
 use gatecast_bench::procs::{self, PinLayout, Profile};
 use gatecast_bench::report::{Meta, Report};
@@ -110,6 +111,17 @@ struct Cli {
     /// Open-loop rate [default: half the gateway's closed-loop maximum].
     #[arg(long)]
     rate: Option<f64>,
+    /// Client API → provider wire paths the latency and streaming scenarios measure, each
+    /// against its own direct baseline and beside chat-openai (the pass-through, always
+    /// measured) in the same run; latency runs them at c=32 too. Comma-separated.
+    #[arg(
+        long = "path",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "chat-openai",
+        value_name = "PATHS"
+    )]
+    paths: Vec<ApiPath>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -187,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
         memory_seconds: cli.memory_seconds,
         memory_settle_seconds: cli.memory_settle_seconds,
         rate: cli.rate,
+        paths: api_path::requested(&cli.paths),
     };
     // Timed from here: the build above is not part of the run.
     let started = Instant::now();

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::hist::{Added, Summary};
 use crate::load::OpenLoopStats;
+use crate::path_report::{self, PathsLatency, PathsStreaming};
 use crate::telemetry_work::TelemetryCost;
 use gatecast_mock::otlp::Counts;
 
@@ -69,6 +70,9 @@ pub struct LatencyReport {
     pub hop_floor: Option<LatencyRow>,
     pub rows: Vec<LatencyRow>,
     pub errors: u64,
+    /// `--path`: each client API onto each provider wire, beside chat → OpenAI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathsLatency>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -166,6 +170,9 @@ pub struct StreamingReport {
     /// All streams started together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<StreamBurst>,
+    /// `--path`: each client API onto each provider wire, in the same rounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathsStreaming>,
 }
 
 /// The second build's time to first chunk, from the same rounds as the others.
@@ -404,6 +411,10 @@ impl Report {
             |v| v <= 10.0,
             |v| format!("{v:.2} µs"),
         ));
+        t.extend(path_report::checks(
+            self.latency.as_ref().and_then(|l| l.paths.as_ref()),
+            self.streaming.as_ref().and_then(|s| s.paths.as_ref()),
+        ));
         self.targets = t;
     }
 
@@ -482,6 +493,9 @@ impl Report {
                 );
             }
             let _ = writeln!(md, "\nerrors: {}\n", l.errors);
+            if let Some(p) = &l.paths {
+                p.to_markdown(&mut md, l.requests_per_target);
+            }
         }
         if let Some(t) = &self.throughput {
             let _ = writeln!(
@@ -655,6 +669,9 @@ impl Report {
                     us(b.added_ttfc.p99_us)
                 );
             }
+            if let Some(p) = &s.paths {
+                p.to_markdown(&mut md);
+            }
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(
@@ -821,6 +838,7 @@ mod tests {
                     },
                 ],
                 errors: 0,
+                paths: None,
             }),
             throughput: Some(ThroughputReport {
                 seconds_per_run: 1.0,

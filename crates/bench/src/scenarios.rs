@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use http::header::{HeaderName, HeaderValue};
 
+use crate::api_path::{ApiPath, ClientApi, Wire};
 use crate::client::{Conn, Endpoint};
 use crate::gwconfig::{self, Compression, DestinationSet, GatewaySetup};
 use crate::hist::Added;
 use crate::load::{self, Workload};
+use crate::path_report::PathsStreaming;
+use crate::path_runs::{self, PathSet};
 use crate::procs::{self, Binaries, CpuMeter, PinLayout, Proc};
 use crate::relay::Relay;
 use crate::report::{
@@ -56,10 +59,13 @@ pub struct Options {
     pub memory_seconds: Option<f64>,
     pub memory_settle_seconds: Option<f64>,
     pub rate: Option<f64>,
+    /// `--path`: the reference first, then the other paths the latency and streaming
+    /// scenarios measure beside it; `None` when only the reference was asked for.
+    pub paths: Option<Vec<ApiPath>>,
 }
 
 impl Options {
-    fn secs(&self, full: f64, smoke: f64) -> Duration {
+    pub(crate) fn secs(&self, full: f64, smoke: f64) -> Duration {
         Duration::from_secs_f64(match (self.seconds, self.smoke) {
             (Some(s), _) => s,
             (None, true) => smoke,
@@ -67,7 +73,7 @@ impl Options {
         })
     }
 
-    fn warm_secs(&self) -> Duration {
+    pub(crate) fn warm_secs(&self) -> Duration {
         Duration::from_secs_f64(if self.smoke { 0.2 } else { 1.0 })
     }
 }
@@ -78,6 +84,8 @@ impl Options {
 struct Tuning {
     delivery_priority: Option<gwconfig::DeliveryPriority>,
     spool_mode: Option<gwconfig::SpoolMode>,
+    /// An Anthropic provider beside the OpenAI one, for `--path`s on that wire.
+    anthropic: bool,
 }
 
 /// What every scenario shares: the mock, the counting OTLP sink, and how to start gateways.
@@ -93,7 +101,7 @@ pub struct Env {
 pub struct Gateway {
     pub endpoint: Arc<Endpoint>,
     proc: Option<Proc>,
-    pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     files: Vec<PathBuf>,
 }
 
@@ -106,7 +114,7 @@ impl Gateway {
     }
 
     /// Stops the process and removes its trace files: a throughput run writes hundreds of MB.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         if let Some(p) = self.proc {
             p.stop();
         }
@@ -155,15 +163,34 @@ impl Env {
         self.mock.addr
     }
 
-    fn direct(&self, stream: bool, directives: &str) -> Workload {
-        let ep = Endpoint::local(self.mock.addr, gwconfig::DIRECT_MODEL);
-        workload(ep, stream, directives)
+    pub(crate) fn direct(&self, stream: bool, directives: &str) -> Workload {
+        self.direct_in(ClientApi::Chat, gwconfig::DIRECT_MODEL, stream, directives)
+    }
+
+    /// A direct baseline in another API: what the gateway sends a provider of that wire.
+    pub(crate) fn direct_in(
+        &self,
+        api: ClientApi,
+        model: &str,
+        stream: bool,
+        directives: &str,
+    ) -> Workload {
+        workload(
+            Endpoint::local_api(self.mock.addr, api, model),
+            stream,
+            directives,
+        )
+    }
+
+    /// Measuring `--target`, another vendor's gateway.
+    pub(crate) fn is_external(&self) -> bool {
+        self.target.is_some()
     }
 
     /// Starts a gateway with `destinations` (`None`: none at all), its OTLP destination
     /// pointing at `otlp` (the counting sink unless given). Under `--target` this is the
     /// external gateway, whatever it is configured with.
-    async fn gateway(
+    pub(crate) async fn gateway(
         &self,
         name: &str,
         destinations: Option<DestinationSet>,
@@ -183,6 +210,12 @@ impl Env {
         let tuning = Tuning {
             delivery_priority: self.opts.delivery_priority,
             spool_mode: self.opts.spool_mode,
+            anthropic: self
+                .opts
+                .paths
+                .iter()
+                .flatten()
+                .any(|p| p.wire() == Wire::Anthropic),
         };
         self.gateway_from(bin, name, destinations, otlp, tuning)
             .await
@@ -206,6 +239,7 @@ impl Env {
         let config = gwconfig::render(&GatewaySetup {
             mock: self.mock.addr,
             destinations,
+            anthropic: tuning.anthropic,
             otlp_endpoint: Some(otlp.unwrap_or(&self.sink).endpoint()),
             compression: self.opts.compression,
             busy_poll_us: self.opts.busy_poll_us,
@@ -243,7 +277,7 @@ impl Env {
         })
     }
 
-    fn two_destinations(&self) -> Option<DestinationSet> {
+    pub(crate) fn two_destinations(&self) -> Option<DestinationSet> {
         Some(self.opts.destinations)
     }
 
@@ -267,8 +301,8 @@ fn set_name(d: DestinationSet) -> &'static str {
     }
 }
 
-fn workload(ep: Endpoint, stream: bool, directives: &str) -> Workload {
-    let body = ep.chat_body(stream, directives);
+pub(crate) fn workload(ep: Endpoint, stream: bool, directives: &str) -> Workload {
+    let body = ep.body(stream, directives);
     Workload {
         endpoint: Arc::new(ep),
         body,
@@ -276,17 +310,23 @@ fn workload(ep: Endpoint, stream: bool, directives: &str) -> Workload {
     }
 }
 
-fn via(gw: &Gateway, stream: bool, directives: &str) -> Workload {
+pub(crate) fn via(gw: &Gateway, stream: bool, directives: &str) -> Workload {
     workload((*gw.endpoint).clone(), stream, directives)
 }
 
-/// c=1, one request at a time, direct and through the gateway interleaved.
+/// c=1, one request at a time, direct and through the gateway interleaved. With `--path`,
+/// each path's direct baseline and gateway join the same rounds, and the paths then run at
+/// c=32 as well.
 pub async fn latency(env: &Env) -> Result<LatencyReport> {
     let per_target = env
         .opts
         .latency_requests
         .unwrap_or(if env.opts.smoke { 300 } else { 30_000 });
     let warm = if env.opts.smoke { 50 } else { 2_000 };
+    let path_set = match &env.opts.paths {
+        Some(paths) => Some(PathSet::start(env, paths, "gateway-2dest").await?),
+        None => None,
+    };
     let mut gateways = Vec::new();
     if env.target.is_none() {
         gateways.push((
@@ -332,14 +372,31 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
         ),
     ];
     targets.extend(gateways.iter().map(|(_, _, g)| via(g, false, "")));
+    // The reference path is the first gateway with 2 destinations: this build's.
+    let reference = 2 + gateways
+        .iter()
+        .position(|(d, _, _)| *d == 2)
+        .unwrap_or_default();
+    let plan = match &path_set {
+        Some(set) => {
+            let plan = set.plan(env, targets.len(), 0, reference, false, "");
+            targets.extend(plan.targets.iter().cloned());
+            plan.check(&targets).await?;
+            Some(plan)
+        }
+        None => None,
+    };
     for t in &targets {
         load::warm_up(t, warm).await?;
     }
     let before = env.sink.snapshot();
-    let pids: Vec<u32> = gateways.iter().filter_map(|(_, _, g)| g.pid).collect();
+    let mut pids: Vec<u32> = gateways.iter().filter_map(|(_, _, g)| g.pid).collect();
+    let legacy_pids = pids.len();
+    pids.extend(path_set.iter().flat_map(PathSet::pids));
     let meter = CpuMeter::start(&pids);
     let results = load::interleaved(&targets, per_target, 20).await?;
-    let mut cpu = meter.finish().into_iter();
+    let cpu_s = meter.finish();
+    let mut cpu = cpu_s.iter().copied().take(legacy_pids);
     let direct = results[0].latencies.summary();
     let relayed = results[1].latencies.summary();
     let hop_floor = LatencyRow {
@@ -351,10 +408,17 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
         otlp_sink: None,
     };
     let mut rows = Vec::new();
-    for ((dests, label, g), r) in gateways.iter().zip(&results[2..]) {
+    let mut reference_cpu_s = 0.0;
+    for (i, ((dests, label, g), r)) in gateways.iter().zip(&results[2..]).enumerate() {
         let summary = r.latencies.summary();
         let gateway_cpu_us = match g.pid {
-            Some(_) => cpu.next().unwrap_or_default() * 1e6 / r.ok.max(1) as f64,
+            Some(_) => {
+                let used = cpu.next().unwrap_or_default();
+                if 2 + i == reference {
+                    reference_cpu_s = used;
+                }
+                used * 1e6 / r.ok.max(1) as f64
+            }
             None => 0.0,
         };
         rows.push(LatencyRow {
@@ -366,6 +430,14 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
             otlp_sink: None,
         });
     }
+    let c1 = match &plan {
+        Some(plan) => {
+            let mut path_cpu_s = vec![reference_cpu_s];
+            path_cpu_s.extend(cpu_s.iter().skip(legacy_pids));
+            Some(path_runs::c1_rows(plan, &results, &path_cpu_s)?)
+        }
+        None => None,
+    };
     // Exports trail the requests by the flush interval; give them a moment to land.
     if env.target.is_none() && env.opts.destinations == DestinationSet::OtlpFile {
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -375,8 +447,17 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
     }
     let errors = results.iter().map(|r| r.errors).sum();
     report_errors("latency", &results);
+    let paths = match (&path_set, c1, gateways.get(reference - 2)) {
+        (Some(set), Some(c1), Some((_, _, reference_gw))) => {
+            Some(path_runs::loaded(env, set, reference_gw, c1).await?)
+        }
+        _ => None,
+    };
     for (_, _, g) in gateways {
         g.stop();
+    }
+    if let Some(set) = path_set {
+        set.stop();
     }
     Ok(LatencyReport {
         requests_per_target: per_target,
@@ -384,10 +465,11 @@ pub async fn latency(env: &Env) -> Result<LatencyReport> {
         hop_floor: Some(hop_floor),
         rows,
         errors,
+        paths,
     })
 }
 
-fn report_errors(scenario: &str, results: &[load::RunResult]) {
+pub(crate) fn report_errors(scenario: &str, results: &[load::RunResult]) {
     for r in results {
         if let Some(e) = &r.first_error {
             eprintln!("{scenario}: {} errors, first: {e}", r.errors);
@@ -528,6 +610,10 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         .unwrap_or(if env.opts.smoke { 2 } else { 8 });
     let directives = format!("chunk_delay_ms={STREAM_CHUNK_DELAY_MS},chunks={STREAM_CHUNKS}");
     let stream_length = Duration::from_millis(STREAM_CHUNK_DELAY_MS * STREAM_CHUNKS as u64);
+    let path_set = match &env.opts.paths {
+        Some(paths) => Some(PathSet::start(env, paths, "gateway-streaming").await?),
+        None => None,
+    };
     let gw = env
         .gateway("gateway-streaming", env.two_destinations(), None)
         .await?;
@@ -561,10 +647,29 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
     if let Some((_, base_gw, _)) = &baseline {
         targets.push(via(base_gw, true, &directives));
     }
+    // After the baseline's, which the rest of this function finds at index 3.
+    let plan = match &path_set {
+        Some(set) => {
+            let plan = set.plan(env, targets.len(), 0, 2, true, &directives);
+            targets.extend(plan.targets.iter().cloned());
+            plan.check(&targets).await?;
+            Some(plan)
+        }
+        None => None,
+    };
     for t in &targets {
         load::warm_up(t, 5).await?;
     }
     let spread = load::alternating(&targets, concurrency, secs, rounds, stream_length).await?;
+    let paths = match &plan {
+        Some(plan) => Some(PathsStreaming {
+            paths: plan.streaming_rows(&spread)?,
+        }),
+        None => None,
+    };
+    if let Some(set) = path_set {
+        set.stop();
+    }
     let burst = [targets[0].clone(), targets[2].clone()];
     let together =
         load::alternating(&burst, concurrency, burst_secs, rounds, Duration::ZERO).await?;
@@ -641,6 +746,7 @@ pub async fn streaming(env: &Env) -> Result<StreamingReport> {
         }),
         rounds,
         burst: Some(burst),
+        paths,
     })
 }
 
